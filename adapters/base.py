@@ -1,0 +1,178 @@
+"""The contract every platform adapter implements.
+
+A channel *instance* in ``config/tongdai.yaml`` names its adapter and carries settings; the
+adapter's ``Settings`` model validates them at start-up. The registry (``core/registry.py``)
+resolves adapter names: built-in name, then the ``tongdai.adapters`` entry-point group, then a
+``package.module:Class`` path.
+"""
+
+from __future__ import annotations
+
+import hmac
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from core.models import Attachment, AuthorKind, InboundEvent, RawEvent
+
+
+class ChannelSettings(BaseModel):
+    """Base of adapter settings models: unknown keys are mistakes, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``count`` sends per ``per_seconds``, per ``scope`` (``address`` or ``channel``)."""
+
+    scope: str
+    count: int
+    per_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelFacts:
+    """What a platform allows, asked by the core instead of hard-coding platform names."""
+
+    # Free replies are allowed for this long after the customer's last message (None: always).
+    reply_window_s: float | None = None
+    # Human agents may still reply up to this long (Meta's HUMAN_AGENT tag); None: same as above.
+    human_agent_window_s: float | None = None
+    rate_limits: tuple[RateLimit, ...] = ()
+    # Identifier kinds this platform can vouch for as belonging to the sender.
+    verifiable_identifiers: frozenset[str] = frozenset()
+    # How long the platform may redeliver an event: dedupe entries must outlive it.
+    redelivery_horizon_s: float | None = None
+
+
+@dataclass(slots=True)
+class OutboundMessage:
+    """A reply to send. ``idempotency_key`` is our message id: the same key, one send."""
+
+    address: str
+    text: str | None
+    author_kind: AuthorKind
+    idempotency_key: str
+    attachments: list[Attachment] = field(default_factory=list)
+    reply_to_external_id: str | None = None
+
+
+@dataclass(slots=True)
+class Receipt:
+    """What the platform answered to a successful send."""
+
+    external_id: str
+    sent_ts_ms: int
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class WindowState:
+    """Whether a reply can go out on this channel now, and why not when it cannot."""
+
+    open: bool
+    reason: str = ""
+
+
+class Adapter(ABC):
+    """One platform. Subclasses set ``name`` and ``Settings`` and implement the methods."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[ChannelSettings]]
+    # Request headers worth keeping in the raw log (lower-case). Never secrets.
+    kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
+
+    def __init__(
+        self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None
+    ) -> None:
+        self.channel_id = channel_id
+        self.settings = settings
+        self._http = http
+
+    @property
+    def http(self) -> httpx.Client:
+        """The adapter's one HTTP client, created on first use (never in the request path)."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        return self._http
+
+    # -- inbound ------------------------------------------------------------------------------
+    @abstractmethod
+    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise :class:`core.errors.SignatureError` unless the request is authentic.
+
+        Constant-time comparisons only (:func:`constant_time_equal`).
+        """
+
+    def check_body(self, body: bytes) -> None:
+        """Cheap well-formedness check in the request path; raise ``PayloadError`` (→ 400)."""
+
+    def handshake(self, args: Mapping[str, str]) -> str | None:
+        """Answer a platform's GET verification handshake; None when the platform has none."""
+        return None
+
+    @abstractmethod
+    def parse(self, raw: RawEvent) -> list[InboundEvent]:
+        """Turn one raw request into normalised events (a list: platforms batch).
+
+        Raise ``PayloadError`` for a body that cannot be understood: it goes to the dead-letter
+        list with the error. Unknown but well-formed events come back as ``UNSUPPORTED``.
+        """
+
+    # -- outbound -----------------------------------------------------------------------------
+    @abstractmethod
+    def send(self, message: OutboundMessage) -> Receipt:
+        """Send through the platform; raise ``DeliveryError`` (retryable or not) on failure."""
+
+    @abstractmethod
+    def facts(self) -> ChannelFacts:
+        """The platform facts the core needs (windows, rate limits, identifiers)."""
+
+    def window(
+        self, last_inbound_ts_ms: int | None, now_ms: int, author_kind: AuthorKind
+    ) -> WindowState:
+        """Whether a reply may be sent now, from the platform's window rules in ``facts``."""
+        f = self.facts()
+        if f.reply_window_s is None:
+            return WindowState(True)
+        if last_inbound_ts_ms is None:
+            return WindowState(False, "the customer has never written on this channel")
+        age_s = (now_ms - last_inbound_ts_ms) / 1000
+        if age_s <= f.reply_window_s:
+            return WindowState(True)
+        if (
+            author_kind == AuthorKind.AGENT
+            and f.human_agent_window_s is not None
+            and age_s <= f.human_agent_window_s
+        ):
+            return WindowState(True, "human agent window")
+        return WindowState(
+            False,
+            f"the customer's last message is {age_s / 3600:.1f} h old; "
+            f"{self.name} allows replies for {f.reply_window_s / 3600:.0f} h",
+        )
+
+    # -- for newcomers and tests ----------------------------------------------------------------
+    def simulate(self, text: str, user_id: str, name: str) -> tuple[dict[str, str], bytes]:
+        """A correctly signed inbound request (headers, body) carrying ``text`` from a user."""
+        raise NotImplementedError(f"{self.name} cannot simulate inbound events yet")
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+
+def constant_time_equal(a: str | bytes | None, b: str | bytes) -> bool:
+    """Compare secrets without leaking their length of common prefix through timing."""
+    if a is None:
+        return False
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,1 @@
+"""tongdai core: the support domain (models, Redis store, identity, tagging, routing, config)."""

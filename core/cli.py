@@ -1,0 +1,313 @@
+"""The ``tongdai`` command."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import click
+import httpx
+
+from core.config import ConfigInvalid, load_config, parse_duration
+from core.errors import TongdaiError
+
+log = logging.getLogger("tongdai")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _config_or_exit(path: str | None = None):
+    try:
+        return load_config(path)
+    except ConfigInvalid as exc:
+        click.echo("Configuration errors:", err=True)
+        for e in exc.errors:
+            click.echo(f"  {e}", err=True)
+        sys.exit(2)
+
+
+@contextlib.contextmanager
+def _hub() -> Iterator:
+    """A Hub on REDIS_URL, the running embedded server, or one started just for this command."""
+    from core.hub import Hub, data_dir, redis_url
+    from core.redis_server import EmbeddedRedis
+
+    config = _config_or_exit()
+    url = redis_url()
+    server = None
+    if url is None:
+        server = EmbeddedRedis(data_dir(), config.hub.redis.appendfsync)
+        server.start()
+        url = server.url
+    import redis
+
+    hub = Hub(config, redis.Redis.from_url(url))
+    try:
+        yield hub
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@click.group()
+def main() -> None:
+    """tongdai — omnichannel customer-support hub."""
+    setup_logging()
+
+
+# -- running ---------------------------------------------------------------------------------
+@main.command()
+@click.option("--port", default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--workers", default=2, show_default=True, help="RQ worker processes")
+@click.option("--web-workers", default=2, show_default=True, help="gunicorn processes")
+@click.option("--data-dir", default=None, help="embedded Redis data (default ./var)")
+def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | None) -> None:
+    """Run everything: (embedded) Redis, web server, workers, scheduler. Ctrl-C stops it."""
+    from core import rawlog, tokens
+    from core.hub import Hub
+    from core.redis_server import EmbeddedRedis
+
+    if data_dir:
+        os.environ["TONGDAI_DATA_DIR"] = data_dir
+    config = _config_or_exit()
+    server = None
+    if not os.environ.get("REDIS_URL"):
+        from core.hub import data_dir as dd
+
+        server = EmbeddedRedis(dd(), config.hub.redis.appendfsync)
+        server.start()
+        os.environ["REDIS_URL"] = server.url
+        click.echo(f"embedded Redis: {server.data_dir} (append-only file, fsync "
+                   f"{config.hub.redis.appendfsync})")
+    hub = Hub.from_env()
+    rawlog.ensure_groups(hub)
+    if tokens.count(hub) == 0:
+        token = tokens.create(hub, "admin", "admin")
+        click.echo(f"\nFirst start: admin API token (shown once, keep it):\n  {token}\n")
+    py = sys.executable
+    specs = [("web", [py, "-m", "gunicorn", "-w", str(web_workers), "-b", f"{host}:{port}",
+                      "--access-logfile", "-", "webhooks.wsgi:app"]),
+             ("scheduler", [py, "-m", "core.cli", "scheduler"])]
+    specs += [(f"worker-{i + 1}", [py, "-m", "core.cli", "worker"]) for i in range(workers)]
+    procs = {name: subprocess.Popen(cmd) for name, cmd in specs}
+    base = f"http://{host}:{port}"
+    click.echo(f"tongdai is up:\n  webhooks  {base}/webhooks/<channel-id>\n"
+               f"  API       {base}/api/v1/conversations\n  health    {base}/healthz\n"
+               f"  channels  {', '.join(hub.adapters) or '(none configured)'}\nCtrl-C stops.")
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    restarts: dict[str, int] = {}
+    while not stopping:
+        time.sleep(0.5)
+        for name, cmd in specs:
+            if procs[name].poll() is not None and not stopping:
+                restarts[name] = restarts.get(name, 0) + 1
+                if restarts[name] > 5:
+                    click.echo(f"{name} keeps exiting; stopping", err=True)
+                    stopping = True
+                    break
+                click.echo(f"{name} exited ({procs[name].returncode}); restarting", err=True)
+                procs[name] = subprocess.Popen(cmd)
+    click.echo("stopping...")
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for p in procs.values():
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if server is not None:
+        server.stop()
+    click.echo("stopped.")
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="exit when the queues are empty")
+def worker(burst: bool) -> None:
+    """An RQ worker (ingest and outbound queues). Needs REDIS_URL or a running `tongdai up`."""
+    from core.hub import Hub
+    from worker.main import run_worker
+
+    run_worker(Hub.from_env(), burst=burst)
+
+
+@main.command()
+def scheduler() -> None:
+    """Recovers abandoned batches and trims the raw log (run exactly one or more; idempotent)."""
+    from core.hub import Hub
+    from worker.main import run_scheduler
+
+    run_scheduler(Hub.from_env())
+
+
+# -- configuration ---------------------------------------------------------------------------
+@main.group()
+def config() -> None:
+    """Configuration."""
+
+
+@config.command("check")
+@click.option("--file", "path", default=None, help="default: $TONGDAI_CONFIG or config/tongdai.yaml")
+def config_check(path: str | None) -> None:
+    """Validate the configuration, every channel's settings included."""
+    cfg = _config_or_exit(path)
+    click.echo(f"{cfg.path}: OK — {len(cfg.channel_settings)} channel(s): "
+               f"{', '.join(cfg.channel_settings) or 'none'}")
+
+
+# -- tokens ------------------------------------------------------------------------------------
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["admin", "agent"]), default="agent", show_default=True)
+def token_create(name: str, role: str) -> None:
+    """Print a new bearer token (alone on stdout); only its hash is stored."""
+    from core import tokens
+
+    with _hub() as hub:
+        click.echo(tokens.create(hub, name, role))
+
+
+# -- trying it out ------------------------------------------------------------------------------
+@main.command()
+@click.argument("platform")
+@click.option("--channel", "channel_id", required=True)
+@click.option("--text", required=True)
+@click.option("--user-id", default="700000001", show_default=True)
+@click.option("--name", default="Khách Demo", show_default=True)
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the running hub")
+def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str, url: str) -> None:
+    """Post a correctly signed inbound event to a running hub, as the platform would."""
+    cfg = _config_or_exit()
+    if channel_id not in cfg.channel_settings:
+        raise click.UsageError(f"no channel {channel_id!r} in {cfg.path}")
+    cls, settings = cfg.channel_settings[channel_id]
+    if cls.name != platform:
+        raise click.UsageError(f"channel {channel_id!r} is a {cls.name} channel, not {platform}")
+    headers, body = cls(channel_id, settings).simulate(text, user_id, name)
+    resp = httpx.post(f"{url.rstrip('/')}/webhooks/{channel_id}", content=body, headers=headers)
+    click.echo(f"{resp.status_code} {resp.text.strip()}")
+    if resp.status_code != 200:
+        sys.exit(1)
+
+
+# -- operations ---------------------------------------------------------------------------------
+@main.group()
+def deadletter() -> None:
+    """Events that could not be processed."""
+
+
+@deadletter.command("list")
+@click.option("--limit", default=100, show_default=True)
+def deadletter_list(limit: int) -> None:
+    """Show dead letters with their errors."""
+    from core import rawlog
+
+    with _hub() as hub:
+        items = rawlog.dead_letters(hub, limit)
+        for dl_id, raw, error, _at in items:
+            click.echo(f"{dl_id}  channel={raw.channel_id}  raw={raw.id}  {len(raw.body)} bytes\n"
+                       f"    {error}")
+        click.echo(f"{len(items)} dead letter(s)")
+
+
+@deadletter.command("replay")
+@click.argument("dl_id")
+def deadletter_replay(dl_id: str) -> None:
+    """Run a dead letter through the pipeline again (after fixing its cause)."""
+    from core import ingest
+
+    with _hub() as hub:
+        result = ingest.replay_dead_letter(hub, dl_id)
+        if result is None:
+            raise click.ClickException(f"no dead letter {dl_id}")
+        if result.dead:
+            raise click.ClickException("it failed again; see `tongdai deadletter list`")
+        click.echo(f"replayed: {result.stored} stored, {result.duplicates} already there")
+
+
+@main.command()
+@click.option("--since", "since", required=True, help="e.g. 30m, 2h, 3d")
+def replay(since: str) -> None:
+    """Run retained raw events again, idempotently (nothing is stored twice)."""
+    from core import ingest, rawlog
+
+    seconds = parse_duration(since)
+    with _hub() as hub:
+        totals = ingest.IngestResult()
+        for batch in rawlog.since(hub, rawlog.now_ms() - int(seconds * 1000)):
+            r = ingest.process(hub, batch.events)
+            totals.stored += r.stored
+            totals.duplicates += r.duplicates
+            totals.dead += r.dead
+        click.echo(f"replayed: {totals.stored} new, {totals.duplicates} already stored, "
+                   f"{totals.dead} dead-lettered")
+
+
+@main.group()
+def channels() -> None:
+    """Platform-specific channel operations."""
+
+
+@channels.group("telegram")
+def channels_telegram() -> None:
+    """Telegram channels."""
+
+
+@channels_telegram.command("set-webhook")
+@click.argument("channel_id")
+@click.option("--url", required=True, help="public base URL of the hub, or the full webhook URL")
+def telegram_set_webhook(channel_id: str, url: str) -> None:
+    """Point the bot at this hub (setWebhook with the channel's secret token)."""
+    cfg = _config_or_exit()
+    if channel_id not in cfg.channel_settings:
+        raise click.UsageError(f"no channel {channel_id!r} in {cfg.path}")
+    cls, settings = cfg.channel_settings[channel_id]
+    if cls.name != "telegram":
+        raise click.UsageError(f"{channel_id!r} is not a telegram channel")
+    if not re.search(r"/webhooks/[^/]+$", url):
+        url = f"{url.rstrip('/')}/webhooks/{channel_id}"
+    try:
+        result = cls(channel_id, settings).set_webhook(url)
+    except TongdaiError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"webhook set to {url}: {result}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="one JSON object on stdout")
+@click.option("--quick", is_flag=True, help="smaller runs (a smoke test of the benchmark)")
+def bench(as_json: bool, quick: bool) -> None:
+    """Measure speed as ratios against baselines run here, now (see benchmarks/)."""
+    from benchmarks.run import main as run_bench
+
+    run_bench(as_json=as_json, quick=quick)
+
+
+if __name__ == "__main__":
+    main()

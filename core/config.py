@@ -1,0 +1,267 @@
+"""Loading ``config/tongdai.yaml``: environment references, validation, clear errors.
+
+Every mistake is reported at start-up as a :class:`ConfigError` naming the file, the key (a
+dotted path such as ``channels[tg-main].settings.bot_token``) and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.errors import ConfigError, TongdaiError
+
+DEFAULT_PATH = "config/tongdai.yaml"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def parse_duration(value: Any) -> float:
+    """``30s``, ``2h``, ``7d``, ``250ms`` or a number of seconds → seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration; write it like 30s, 15m, 2h or 7d")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RedisSection(_Section):
+    prefix: str = "td:"
+    # fsync policy of the embedded server's append-only file: always | everysec
+    appendfsync: str = "always"
+
+    @field_validator("appendfsync")
+    @classmethod
+    def _fsync(cls, v: str) -> str:
+        if v not in ("always", "everysec"):
+            raise ValueError("must be 'always' or 'everysec'")
+        return v
+
+
+class IngestSection(_Section):
+    shards: int = Field(4, ge=1, le=256)
+    batch_size: int = Field(500, ge=1, le=10000)
+    raw_retention: float = 3 * 86400
+    claim_idle: float = 15.0  # a batch unacknowledged this long belonged to a dead worker
+    drain_budget: float = 5.0  # seconds one drain job runs before handing over
+
+    _durations = field_validator("raw_retention", "claim_idle", "drain_budget", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+
+class ConversationsSection(_Section):
+    reopen_window: float = 7 * 86400
+
+    _durations = field_validator("reopen_window", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+
+class TagRule(_Section):
+    tag: str
+    any: list[str] = Field(min_length=1)
+
+
+class TaggingSection(_Section):
+    detect_language: bool = True
+    rules: list[TagRule] = []
+
+
+class RouteRule(_Section):
+    queue: str
+    priority: int = Field(0, ge=0, le=99)
+    tags_any: list[str] = []
+    languages: list[str] = []
+    channels: list[str] = []
+
+
+class RoutingSection(_Section):
+    default_queue: str = "general"
+    queues: list[str] = ["general"]
+    rules: list[RouteRule] = []
+
+
+class ChannelSection(_Section):
+    id: str
+    adapter: str
+    settings: dict[str, Any] = {}
+
+
+class HubConfig(_Section):
+    redis: RedisSection = RedisSection()
+    ingest: IngestSection = IngestSection()
+    conversations: ConversationsSection = ConversationsSection()
+    tagging: TaggingSection = TaggingSection()
+    routing: RoutingSection = RoutingSection()
+    channels: list[ChannelSection] = []
+
+
+class ConfigInvalid(TongdaiError):
+    """Several configuration mistakes, each a :class:`ConfigError`."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class LoadedConfig:
+    """The validated configuration plus where it came from."""
+
+    def __init__(self, path: str, hub: HubConfig, channel_settings: dict[str, Any]) -> None:
+        self.path = path
+        self.hub = hub
+        # channel id -> (adapter class, validated settings model)
+        self.channel_settings = channel_settings
+
+
+def config_path() -> str:
+    return os.environ.get("TONGDAI_CONFIG", DEFAULT_PATH)
+
+
+def _substitute(node: Any, path: str, file: str, errors: list[ConfigError]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, remembering where each is."""
+    if isinstance(node, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), file, errors)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, f"{path}[{i}]", file, errors) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = os.environ.get(name)
+        if value is None or value == "":
+            if default is not None:
+                return default
+            errors.append(ConfigError(
+                file, path, f"environment variable {name} is not set",
+                f"export {name}=... before starting (secrets belong in the environment)"))
+            return ""
+        return value
+
+    return _ENV_REF.sub(repl, node)
+
+
+def _key_path(loc: tuple[Any, ...], channels: list[dict[str, Any]] | None = None) -> str:
+    """A pydantic error location as a dotted key, naming channels by id."""
+    out = ""
+    items = list(loc)
+    i = 0
+    while i < len(items):
+        part = items[i]
+        if part == "channels" and i + 1 < len(items) and isinstance(items[i + 1], int):
+            idx = items[i + 1]
+            cid = (channels or [{}] * (idx + 1))[idx].get("id", idx) if channels else idx
+            out += f"channels[{cid}]"
+            i += 2
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        i += 1
+    return out or "(top level)"
+
+
+def _fix_for(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "missing":
+        return "add this key"
+    if kind == "extra_forbidden":
+        return "remove this key or check its spelling against config/tongdai.example.yaml"
+    if "int" in kind or "float" in kind:
+        return "write a number"
+    if kind.startswith("string"):
+        return "write a text value"
+    return "see the documented example in config/tongdai.example.yaml"
+
+
+def errors_from_validation(
+    exc: ValidationError, file: str, prefix: str = "", channels: list[dict[str, Any]] | None = None
+) -> list[ConfigError]:
+    out = []
+    for e in exc.errors():
+        key = _key_path(tuple(e["loc"]), channels)
+        if prefix:
+            key = f"{prefix}.{key}" if key != "(top level)" else prefix
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(ConfigError(file, key, msg, _fix_for(e)))
+    return out
+
+
+def load_config(path: str | None = None) -> LoadedConfig:
+    """Read, substitute and validate the whole configuration, adapters' settings included."""
+    from core.registry import resolve_adapter  # the registry imports adapters lazily
+
+    path = path or config_path()
+    p = Path(path)
+    if not p.exists():
+        raise ConfigInvalid([ConfigError(
+            path, "(file)", "the configuration file does not exist",
+            f"create it from config/tongdai.example.yaml or set TONGDAI_CONFIG to its path")])
+    try:
+        data = yaml.safe_load(p.read_text("utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
+        raise ConfigInvalid([ConfigError(path, where, f"not valid YAML ({exc.problem if hasattr(exc, 'problem') else exc})",
+                                         "fix the YAML syntax at that place")]) from None
+    if not isinstance(data, dict):
+        raise ConfigInvalid([ConfigError(path, "(top level)", "must be a mapping of sections",
+                                         "start from config/tongdai.example.yaml")])
+    errors: list[ConfigError] = []
+    data = _substitute(data, "", path, errors)
+    raw_channels = data.get("channels") if isinstance(data.get("channels"), list) else []
+    try:
+        hub = HubConfig.model_validate(data)
+    except ValidationError as exc:
+        errors += errors_from_validation(exc, path, channels=raw_channels)
+        raise ConfigInvalid(errors) from None
+
+    seen: set[str] = set()
+    channel_settings: dict[str, Any] = {}
+    for ch in hub.channels:
+        where = f"channels[{ch.id}]"
+        if not _CHANNEL_ID.match(ch.id):
+            errors.append(ConfigError(path, f"{where}.id", "a channel id must be 1-63 lower-case "
+                                      "letters, digits, - or _", "rename the channel"))
+            continue
+        if ch.id in seen:
+            errors.append(ConfigError(path, f"{where}.id", "this id is used twice",
+                                      "give every channel instance its own id"))
+            continue
+        seen.add(ch.id)
+        try:
+            cls = resolve_adapter(ch.adapter)
+        except ConfigError as exc:
+            errors.append(ConfigError(path, f"{where}.adapter", exc.problem, exc.fix))
+            continue
+        try:
+            channel_settings[ch.id] = (cls, cls.Settings.model_validate(ch.settings))
+        except ValidationError as exc:
+            errors += errors_from_validation(exc, path, prefix=f"{where}.settings")
+
+    queues = set(hub.routing.queues)
+    if hub.routing.default_queue not in queues:
+        errors.append(ConfigError(path, "routing.default_queue",
+                                  f"queue {hub.routing.default_queue!r} is not in routing.queues",
+                                  "add it to routing.queues"))
+    for i, rule in enumerate(hub.routing.rules):
+        if rule.queue not in queues:
+            errors.append(ConfigError(path, f"routing.rules[{i}].queue",
+                                      f"queue {rule.queue!r} is not in routing.queues",
+                                      "add it to routing.queues or fix the name"))
+    if errors:
+        raise ConfigInvalid(errors)
+    return LoadedConfig(path, hub, channel_settings)

@@ -1,0 +1,87 @@
+"""One error hierarchy for the whole hub.
+
+Every error carries what a person needs to fix it; the HTTP edge maps them to status codes
+(``http_status``) and the CLI prints ``str(error)``.
+"""
+
+from __future__ import annotations
+
+
+class TongdaiError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+    http_status = 500
+
+
+class ConfigError(TongdaiError):
+    """A mistake in the configuration, found at start-up.
+
+    The message names the file, the key (as a dotted path) and the fix.
+    """
+
+    def __init__(self, file: str, key: str, problem: str, fix: str) -> None:
+        self.file, self.key, self.problem, self.fix = file, key, problem, fix
+        super().__init__(f"{file}: {key}: {problem}. Fix: {fix}")
+
+
+class SignatureError(TongdaiError):
+    """An inbound request failed the platform's authenticity check; nothing is stored."""
+
+    http_status = 401
+
+
+class PayloadError(TongdaiError):
+    """An inbound body that cannot be understood (malformed JSON, missing required parts)."""
+
+    http_status = 400
+
+
+class NotFound(TongdaiError):
+    http_status = 404
+
+
+class Unauthorized(TongdaiError):
+    http_status = 401
+
+
+class Forbidden(TongdaiError):
+    http_status = 403
+
+
+class Conflict(TongdaiError):
+    http_status = 409
+
+
+class BadRequest(TongdaiError):
+    http_status = 400
+
+
+class DeliveryError(TongdaiError):
+    """An outbound send failed.
+
+    ``retryable`` says whether trying again later can succeed; ``retry_after`` (seconds) is the
+    platform's own hint when it gave one (Telegram 429 ``parameters.retry_after``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.code = code
+        super().__init__(message)
+
+
+class WindowClosed(DeliveryError):
+    """The platform's reply window for this customer is closed; refused before calling it."""
+
+    http_status = 409
+
+    def __init__(self, message: str, reachable: list[str] | None = None) -> None:
+        super().__init__(message, retryable=False, code="window_closed")
+        self.reachable = reachable or []

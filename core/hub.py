@@ -1,0 +1,76 @@
+"""The Hub: one process's view of the running system (config, Redis, adapters, scripts).
+
+Web workers, RQ workers and CLI commands each build one ``Hub`` and pass it down; nothing in
+``core`` reaches for globals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+
+import redis
+
+from adapters.base import Adapter
+from core.config import LoadedConfig, load_config
+from core.errors import NotFound
+from core.keys import Keys
+from core.routing import Router
+from core.scripts import Scripts
+from core.tagging import Tagger
+
+log = logging.getLogger(__name__)
+DEFAULT_DATA_DIR = "var"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("TONGDAI_DATA_DIR", DEFAULT_DATA_DIR))
+
+
+def redis_url() -> str | None:
+    """``REDIS_URL`` when set, else the embedded server's socket in the data directory."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    sock = data_dir().resolve() / "redis.sock"
+    if sock.exists():
+        return f"unix://{sock}?db=0"
+    return None
+
+
+class Hub:
+    """Everything a process needs to work on the hub's data."""
+
+    def __init__(self, config: LoadedConfig, r: redis.Redis) -> None:
+        self.config = config
+        self.redis = r
+        self.keys = Keys(config.hub.redis.prefix)
+        self.scripts = Scripts(r, self.keys)
+        self.tagger = Tagger(config.hub.tagging)
+        self.router = Router(config.hub.routing)
+        self.adapters: dict[str, Adapter] = {
+            cid: cls(cid, settings) for cid, (cls, settings) in config.channel_settings.items()
+        }
+
+    @classmethod
+    def from_env(cls, config_path: str | None = None, url: str | None = None) -> Hub:
+        """Load the config and connect to ``url`` / ``REDIS_URL`` / the embedded server."""
+        config = load_config(config_path)
+        url = url or redis_url()
+        if url is None:
+            raise RuntimeError(
+                "no Redis to talk to: start the hub with `tongdai up` (embedded Redis) "
+                "or set REDIS_URL")
+        return cls(config, redis.Redis.from_url(url, health_check_interval=30))
+
+    def adapter(self, channel_id: str) -> Adapter:
+        try:
+            return self.adapters[channel_id]
+        except KeyError:
+            raise NotFound(f"no channel {channel_id!r} in {self.config.path}") from None
+
+    @cached_property
+    def shards(self) -> int:
+        return self.config.hub.ingest.shards

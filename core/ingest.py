@@ -1,0 +1,205 @@
+"""The ingest pipeline: raw events → parsed → tagged → routed → stored, a batch at a time.
+
+Parsing and tagging run in Python; every event's state change runs as one Lua script
+(``core/lua/ingest.lua`` or ``patch_message.lua``), all of a batch's scripts sent in one
+pipeline. Each script is atomic and idempotent, so a worker killed anywhere in a batch leaves
+nothing half-done, and the batch's redelivery stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import redis
+
+from adapters.base import Adapter
+from core import rawlog
+from core.errors import PayloadError
+from core.hub import Hub
+from core.models import (
+    NOTICE_KINDS,
+    TIMELINE_KINDS,
+    AuthorKind,
+    DeliveryStatus,
+    Direction,
+    EventKind,
+    InboundEvent,
+    Message,
+    RawEvent,
+)
+
+log = logging.getLogger(__name__)
+SEP = "\x1f"
+
+_NOTICE_TEXT = {
+    EventKind.FOLLOW: "The customer (re)started the conversation with the bot",
+    EventKind.UNFOLLOW: "The customer blocked the bot or left: replies on this channel will fail",
+}
+
+
+@dataclass(slots=True)
+class IngestResult:
+    stored: int = 0
+    duplicates: int = 0
+    updated: int = 0
+    skipped: int = 0
+    dead: int = 0
+    locations: list[str] = field(default_factory=list)  # "conv:msg" of stored messages
+
+
+def _blob(ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
+    notice = ev.kind in NOTICE_KINDS
+    text = ev.text
+    if notice and not text:
+        text = _NOTICE_TEXT.get(ev.kind, ev.platform_type)
+    if ev.kind == EventKind.UNSUPPORTED and not text:
+        text = f"[{ev.platform_type or 'unknown event'}: not supported yet, kept in the raw log]"
+    out = ev.direction == Direction.OUT
+    return Message(
+        id="", conversation_id="",
+        direction=ev.direction,
+        author_kind=AuthorKind.SYSTEM if notice else (AuthorKind.AGENT if out else AuthorKind.CUSTOMER),
+        channel_id=channel_id,
+        platform_ts_ms=ev.platform_ts_ms,
+        received_ts_ms=raw.received_ts_ms,
+        kind=ev.kind.value,
+        text=text,
+        external_id=ev.external_message_id,
+        attachments=ev.attachments,
+        status=DeliveryStatus.SENT if out else DeliveryStatus.RECEIVED,
+        tags=tags,
+        reply_to=ev.reply_to,
+        payload=ev.payload,
+        edited_ts_ms=ev.platform_ts_ms if ev.kind == EventKind.EDIT else None,
+    ).to_blob()
+
+
+class _Batch:
+    """Builds one pipeline for a batch and remembers what each reply belongs to."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.pipe = hub.redis.pipeline(transaction=False)
+        self.ops: list[tuple[str, RawEvent, InboundEvent]] = []
+        self.now = rawlog.now_ms()
+        self.reopen_ms = int(hub.config.hub.conversations.reopen_window * 1000)
+
+    def add_timeline(self, raw: RawEvent, ev: InboundEvent, dedupe_key: str | None = None) -> None:
+        hub = self.hub
+        tags: list[str] = []
+        route = hub.router.route(raw.channel_id, [], None)
+        inbound = ev.direction == Direction.IN and ev.kind in TIMELINE_KINDS
+        if inbound and ev.text:
+            tags, lang = hub.tagger.tags(ev.text)
+            route = hub.router.route(raw.channel_id, tags, lang)
+        mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
+        ident = ""
+        if ev.identifier is not None:
+            i = ev.identifier
+            ident = SEP.join((i.kind, i.value, "1" if i.verified else "0", i.source))
+        hub.scripts.ingest(args=[
+            raw.channel_id, dedupe_key or ev.dedupe_key, ev.external_user_id,
+            ev.address or ev.external_user_id, ev.profile.get("name", ""), ev.platform_ts_ms,
+            self.now, _blob(ev, raw.channel_id, raw, tags), mode, route.queue, route.priority,
+            SEP.join(tags), self.reopen_ms, ev.direction.value, ident,
+        ], client=self.pipe)
+        self.ops.append(("ingest", raw, ev))
+        if ev.kind == EventKind.UNSUPPORTED:
+            self.pipe.hincrby(hub.keys.stats(), f"unsupported:{raw.channel_id}:{ev.platform_type}")
+            self.ops.append(("stat", raw, ev))
+
+    def add_patch(self, raw: RawEvent, ev: InboundEvent, target: str, op: str, value: str,
+                  extra: str) -> None:
+        self.hub.scripts.patch_message(
+            args=[raw.channel_id, target, ev.dedupe_key, self.now, op, value, extra],
+            client=self.pipe)
+        self.ops.append((op, raw, ev))
+
+    def add(self, raw: RawEvent, ev: InboundEvent) -> None:
+        if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS:
+            self.add_timeline(raw, ev)
+        elif ev.kind == EventKind.EDIT:
+            self.add_patch(raw, ev, ev.target_ids[0], "edit", ev.text or "", str(ev.platform_ts_ms))
+        elif ev.kind == EventKind.REACTION:
+            for t in ev.target_ids:
+                self.add_patch(raw, ev, t, "react", ev.external_user_id, ev.reaction or "")
+        elif ev.kind in (EventKind.DELIVERY, EventKind.READ):
+            status = "read" if ev.kind == EventKind.READ else "delivered"
+            for t in ev.target_ids:
+                self.add_patch(raw, ev, t, "status", status, "")
+
+
+def _parse(adapter: Adapter | None, raw: RawEvent) -> tuple[list[InboundEvent], str | None]:
+    if adapter is None:
+        return [], f"channel {raw.channel_id!r} is not in the configuration (removed?)"
+    try:
+        return adapter.parse(raw), None
+    except PayloadError as exc:
+        return [], f"PayloadError: {exc}"
+    except Exception as exc:  # a parser bug must not block the batch; keep the event
+        log.exception("parser of channel %s failed on raw event %s", raw.channel_id, raw.id)
+        return [], f"{type(exc).__name__}: {exc}"
+
+
+def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
+    """Process a batch of raw events. Safe to call again with the same events."""
+    result = IngestResult()
+    batch = _Batch(hub)
+    dead: dict[int, tuple[RawEvent, str]] = {}
+    for raw in raws:
+        events, error = _parse(hub.adapters.get(raw.channel_id), raw)
+        if error:
+            dead[id(raw)] = (raw, error)
+        for ev in events:
+            batch.add(raw, ev)
+    replies = batch.pipe.execute(raise_on_error=False) if batch.ops else []
+
+    fallback = _Batch(hub)
+    for (op, raw, ev), reply in zip(batch.ops, replies):
+        if isinstance(reply, redis.ResponseError):
+            log.error("storing an event of raw %s failed: %s", raw.id, reply)
+            dead.setdefault(id(raw), (raw, f"store failed: {reply}"))
+            continue
+        if op == "stat":
+            continue
+        code = int(reply[0])
+        if code == 0:
+            result.duplicates += 1
+        elif code == 1 and op == "ingest":
+            result.stored += 1
+            result.locations.append(reply[1].decode())
+        elif code == 1:
+            result.updated += 1
+        elif code == 2:
+            result.skipped += 1
+        elif code == 3 and op == "edit":
+            # The original never reached us (or not yet): keep the edited text as the message,
+            # under the original's dedupe key so a late original counts as a duplicate.
+            fallback.add_timeline(raw, ev, dedupe_key=ev.target_ids[0])
+        else:
+            result.skipped += 1  # a reaction or receipt for a message we never stored
+    if fallback.ops:
+        for (op, raw, ev), reply in zip(fallback.ops, fallback.pipe.execute(raise_on_error=False)):
+            if op == "ingest" and not isinstance(reply, redis.ResponseError) and int(reply[0]) == 1:
+                result.stored += 1
+                result.locations.append(reply[1].decode())
+
+    if dead:
+        pipe = hub.redis.pipeline(transaction=False)
+        for raw, error in dead.values():
+            rawlog.dead_letter(pipe, hub, raw, error)
+        pipe.execute()
+        result.dead = len(dead)
+    return result
+
+
+def replay_dead_letter(hub: Hub, dl_id: str) -> IngestResult | None:
+    """Run a dead letter through the pipeline again. The old entry goes either way: when it
+    fails again, ``process`` has written a fresh one carrying the new error."""
+    found = rawlog.dead_letter_get(hub, dl_id)
+    if found is None:
+        return None
+    result = process(hub, [found[0]])
+    rawlog.dead_letter_delete(hub, dl_id)
+    return result

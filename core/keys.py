@@ -1,0 +1,130 @@
+"""Every Redis key the hub uses, built here and only here.
+
+All keys start with a deployment prefix (``redis.prefix`` in the config, default ``td:``) so
+several hubs can share one Redis. ``docs/redis-schema.md`` documents each key and
+``tests/test_keys.py`` pins their formats: a rename is one diff there, and a migration is visible.
+
+The Lua scripts in ``core/lua/`` need keys whose ids they discover themselves (the customer of
+an identity, the conversation of a customer). They do not spell key formats: ``lua_templates``
+hands them the formats from this module, substituted into the script text when it is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+
+# RQ queue names (RQ keeps its own keys under ``rq:``).
+INGEST_QUEUE = "tongdai-ingest"
+OUTBOUND_QUEUE = "tongdai-outbound"
+RAW_GROUP = "ingest"  # consumer group of the raw streams
+
+_ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+
+
+class Keys:
+    """Key builder for one prefix."""
+
+    def __init__(self, prefix: str = "td:") -> None:
+        self.prefix = prefix
+
+    def _k(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    # -- raw event log (streams, one per shard) and its drain flags --------------------------
+    def raw(self, shard: int) -> str:
+        return self._k("raw", shard)
+
+    def raw_drain_flag(self, shard: int) -> str:
+        return self._k("raw", shard, "drain")
+
+    def deadletter(self) -> str:
+        return self._k("deadletter")
+
+    # -- counters ------------------------------------------------------------------------------
+    def seq(self, name: str) -> str:
+        return self._k("seq", name)
+
+    def stats(self) -> str:
+        return self._k("stats")
+
+    # -- customers and identities --------------------------------------------------------------
+    def identity_index(self, channel_id: str) -> str:
+        return self._k("identity", channel_id)
+
+    def customer(self, customer_id: str) -> str:
+        return self._k("customer", customer_id)
+
+    def customer_identities(self, customer_id: str) -> str:
+        return self._k("customer", customer_id, "identities")
+
+    def customer_identifiers(self, customer_id: str) -> str:
+        return self._k("customer", customer_id, "identifiers")
+
+    # -- conversations and messages ----------------------------------------------------------
+    def conversation(self, conv_id: str) -> str:
+        return self._k("conv", conv_id)
+
+    def conversation_tags(self, conv_id: str) -> str:
+        return self._k("conv", conv_id, "tags")
+
+    def timeline(self, conv_id: str) -> str:
+        return self._k("conv", conv_id, "timeline")
+
+    def messages(self, conv_id: str) -> str:
+        return self._k("conv", conv_id, "messages")
+
+    def dedupe(self, channel_id: str) -> str:
+        return self._k("dedupe", channel_id)
+
+    def queue(self, name: str) -> str:
+        return self._k("queue", name)
+
+    def conversations_by_status(self, status: str) -> str:
+        return self._k("convs", status)
+
+    def events_channel(self) -> str:
+        return self._k("events")
+
+    # -- agents' API --------------------------------------------------------------------------
+    def tokens(self) -> str:
+        return self._k("tokens")
+
+    def idempotency(self, scope: str, key: str) -> str:
+        return self._k("idem", scope, key)
+
+    def send_lock(self, message_id: str) -> str:
+        return self._k("send", message_id, "lock")
+
+    def rate(self, scope: str) -> str:
+        return self._k("rate", scope)
+
+    # -- for the Lua scripts ------------------------------------------------------------------
+    def lua_templates(self) -> dict[str, str]:
+        """Key formats for Lua, with ``%s`` where the id goes (``string.format``)."""
+        esc = self.prefix.replace("%", "%%")
+        t = Keys(esc)
+        return {
+            "SEQ_CUSTOMER": t.seq("customer"),
+            "SEQ_CONVERSATION": t.seq("conversation"),
+            "SEQ_MESSAGE": t.seq("message"),
+            "STATS": t.stats(),
+            "IDENTITY": t.identity_index("%s"),
+            "CUSTOMER": t.customer("%s"),
+            "CUSTOMER_IDENTITIES": t.customer_identities("%s"),
+            "CUSTOMER_IDENTIFIERS": t.customer_identifiers("%s"),
+            "CONV": t.conversation("%s"),
+            "CONV_TAGS": t.conversation_tags("%s"),
+            "TIMELINE": t.timeline("%s"),
+            "MESSAGES": t.messages("%s"),
+            "DEDUPE": t.dedupe("%s"),
+            "QUEUE": t.queue("%s"),
+            "CONVS": t.conversations_by_status("%s"),
+            "EVENTS": t.events_channel(),
+        }
+
+
+def check_id(value: str, what: str) -> str:
+    """Ids that become part of keys: letters, digits and ``_ . : -`` only."""
+    if not _ID.match(value):
+        raise ValueError(f"{what} {value!r} may contain only letters, digits and _ . : -")
+    return value

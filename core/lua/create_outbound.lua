@@ -1,0 +1,16 @@
+-- create_outbound.lua: add an agent's reply to the timeline as "queued", once per idempotency key.
+--
+-- KEYS[1] idempotency key   KEYS[2] the conversation's messages hash
+-- KEYS[3] its timeline       KEYS[4] the conversation hash
+-- ARGV[1] message blob (JSON, without ids)   ARGV[2] timeline score (ms)   ARGV[3] now (ms)
+-- ARGV[4] idempotency key lifetime (s)       ARGV[5] message id sequence key
+-- Returns {0, msg} when the key was already used (the earlier message) | {1, msg} created
+
+local prev = redis.call('GET', KEYS[1])
+if prev then return {0, prev} end
+local mid = tostring(redis.call('INCR', ARGV[5]))
+redis.call('HSET', KEYS[2], mid, ARGV[1])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), mid)
+redis.call('HSET', KEYS[4], 'updated', ARGV[3])
+redis.call('SET', KEYS[1], mid, 'EX', tonumber(ARGV[4]))
+return {1, mid}

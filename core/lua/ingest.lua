@@ -1,0 +1,120 @@
+-- ingest.lua: store one timeline event (message, postback, contact, unsupported, notice)
+-- atomically: dedupe -> identity -> conversation (new/reopen) -> message -> route -> publish.
+-- Running it twice for the same event is a no-op (the dedupe entry is written with the message),
+-- which is what makes at-least-once processing safe.
+--
+-- KEYS: none. Keys depend on ids found inside (the customer of an identity, the conversation of
+--       a customer), so they are built from the formats core/keys.py renders into {{...}}.
+--       Single Redis or Sentinel only, not Redis Cluster.
+-- ARGV[1]  channel id            ARGV[2]  dedupe key            ARGV[3]  external user id
+-- ARGV[4]  reply address         ARGV[5]  customer display name ARGV[6]  platform ts (ms)
+-- ARGV[7]  now (ms)              ARGV[8]  message blob (JSON, without ids)
+-- ARGV[9]  mode: "timeline" (may open a conversation) | "notice" (only joins an existing one)
+-- ARGV[10] queue for a new conversation                ARGV[11] priority (0-99, higher first)
+-- ARGV[12] tags, joined by "\31"   ARGV[13] reopen window (ms)   ARGV[14] direction in|out
+-- ARGV[15] identifier claim "kind\31value\31verified(0|1)\31source" or ""
+-- Returns {0, "conv:msg"} duplicate | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened)}
+--         | {2, ""} notice with no conversation to join
+
+local ch, dkey, user, addr, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ts, now, blob, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local queue, prio, tagstr = ARGV[10], tonumber(ARGV[11]), ARGV[12]
+local reopen_ms, dir, ident = tonumber(ARGV[13]), ARGV[14], ARGV[15]
+
+local dd = string.format("{{DEDUPE}}", ch)
+local seen = redis.call('HGET', dd, dkey)
+if seen then return {0, seen} end
+
+-- identity -> customer
+local idx = string.format("{{IDENTITY}}", ch)
+local cust = redis.call('HGET', idx, user)
+if not cust then
+  if mode == 'notice' then
+    redis.call('HSET', dd, dkey, '-')
+    return {2, ''}
+  end
+  cust = tostring(redis.call('INCR', "{{SEQ_CUSTOMER}}"))
+  redis.call('HSET', idx, user, cust)
+  redis.call('HSET', string.format("{{CUSTOMER}}", cust), 'created', now)
+end
+local ck = string.format("{{CUSTOMER}}", cust)
+if name ~= '' then redis.call('HSETNX', ck, 'name', name) end
+redis.call('HSET', string.format("{{CUSTOMER_IDENTITIES}}", cust), ch .. '|' .. user, addr)
+
+-- conversation: the customer's current one, reopened or replaced when resolved
+local opened = 0
+local conv = redis.call('HGET', ck, 'conv')
+local convk
+if conv then
+  convk = string.format("{{CONV}}", conv)
+  if redis.call('HGET', convk, 'status') == 'resolved' and mode == 'timeline' and dir == 'in' then
+    local rat = tonumber(redis.call('HGET', convk, 'resolved_at') or '0')
+    if now - rat <= reopen_ms then
+      redis.call('HSET', convk, 'status', 'open')
+      redis.call('HDEL', convk, 'resolved_at')
+      redis.call('ZREM', string.format("{{CONVS}}", 'resolved'), conv)
+      opened = 2
+    else
+      conv = nil
+    end
+  end
+end
+if not conv then
+  if mode == 'notice' then
+    redis.call('HSET', dd, dkey, '-')
+    return {2, ''}
+  end
+  conv = tostring(redis.call('INCR', "{{SEQ_CONVERSATION}}"))
+  convk = string.format("{{CONV}}", conv)
+  redis.call('HSET', convk, 'customer', cust, 'channel', ch, 'address', addr, 'status', 'open',
+             'queue', queue, 'priority', prio, 'created', now, 'updated', now)
+  redis.call('HSET', ck, 'conv', conv)
+  opened = 1
+end
+
+-- the message
+local mid = tostring(redis.call('INCR', "{{SEQ_MESSAGE}}"))
+redis.call('HSET', string.format("{{MESSAGES}}", conv), mid, blob)
+redis.call('ZADD', string.format("{{TIMELINE}}", conv), ts, mid)
+local loc = conv .. ':' .. mid
+redis.call('HSET', dd, dkey, loc)
+
+-- conversation state, tags and routing (inbound timeline events only)
+local status = redis.call('HGET', convk, 'status')
+if dir == 'in' and mode == 'timeline' then
+  redis.call('HSET', convk, 'channel', ch, 'address', addr, 'last_in', ts, 'updated', now)
+  if tagstr ~= '' then
+    for tag in string.gmatch(tagstr, '[^\31]+') do
+      redis.call('SADD', string.format("{{CONV_TAGS}}", conv), tag)
+    end
+  end
+  local cur = tonumber(redis.call('HGET', convk, 'priority') or '0')
+  if prio > cur then
+    redis.call('HSET', convk, 'priority', prio)
+    cur = prio
+  end
+  if status ~= 'resolved' then
+    -- lower score first: priority, then the conversation's age
+    local created = tonumber(redis.call('HGET', convk, 'created'))
+    redis.call('ZADD', string.format("{{QUEUE}}", redis.call('HGET', convk, 'queue')),
+               (100 - cur) * 1e13 + created, conv)
+  end
+else
+  redis.call('HSET', convk, 'updated', now)
+end
+redis.call('ZADD', string.format("{{CONVS}}", status), now, conv)
+
+-- an identifier the customer shared (verified only when the platform vouches for it)
+if ident ~= '' then
+  local kind, value, verified, source = string.match(ident, '^([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
+  local ik = string.format("{{CUSTOMER_IDENTIFIERS}}", cust)
+  local field = kind .. ':' .. value
+  local prev = redis.call('HGET', ik, field)
+  if not prev or string.sub(prev, 1, 1) ~= '1' then
+    redis.call('HSET', ik, field, verified .. '|' .. source .. '|' .. now)
+  end
+end
+
+redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'message.created', conversation_id = conv,
+  message_id = mid, customer_id = cust, opened = opened, ts = now}))
+return {1, loc, cust, opened}

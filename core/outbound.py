@@ -1,0 +1,134 @@
+"""Agents' replies: create once per idempotency key, send once, follow the receipt.
+
+``create_reply`` runs in the API request: it checks the channel's window, stores the message
+as *queued* (atomically with its idempotency key) and enqueues one send job. ``deliver`` is the
+job: it never sends a message that already went out, holds a per-message lock released only by
+its owner, waits for the platform's rate limits, and retries what the platform says is
+retryable (honouring ``retry_after``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+import orjson
+from rq import Queue
+
+from adapters.base import OutboundMessage
+from core import store
+from core.errors import DeliveryError, WindowClosed
+from core.hub import Hub
+from core.keys import OUTBOUND_QUEUE
+from core.models import Attachment, AuthorKind, DeliveryStatus, Direction, Message
+from core.rawlog import now_ms
+
+log = logging.getLogger(__name__)
+SEND_JOB = "worker.jobs.send"
+IDEMPOTENCY_TTL_S = 86400
+MAX_ATTEMPTS = 6
+BACKOFF_S = (1, 2, 5, 15, 60, 300)
+MAX_INLINE_WAIT_S = 5.0  # longer waits go back to the queue instead of holding a worker
+LOCK_MS = 120_000
+
+
+def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idempotency_key: str,
+                 scope: str, attachments: list[Attachment] | None = None,
+                 channel_id: str | None = None) -> tuple[Message, bool]:
+    """Store an agent's reply and enqueue its send. Returns (message, created)."""
+    conv = store.get_conversation(hub, conv_id)
+    channel_id = channel_id or conv.channel_id
+    adapter = hub.adapter(channel_id)
+    now = now_ms()
+    state = adapter.window(conv.last_inbound_ts_ms, now, AuthorKind.AGENT)
+    if not state.open:
+        raise WindowClosed(f"cannot reply on {channel_id}: {state.reason}")
+    msg = Message(
+        id="", conversation_id=conv_id, direction=Direction.OUT, author_kind=AuthorKind.AGENT,
+        author_id=author_id, channel_id=channel_id, platform_ts_ms=now, received_ts_ms=now,
+        text=text, attachments=attachments or [], status=DeliveryStatus.QUEUED,
+        address=conv.address)
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    code, mid = hub.scripts.create_outbound(
+        keys=[hub.keys.idempotency(scope, digest), hub.keys.messages(conv_id),
+              hub.keys.timeline(conv_id), hub.keys.conversation(conv_id)],
+        args=[msg.to_blob(), now, now, IDEMPOTENCY_TTL_S, hub.keys.seq("message")])
+    mid = mid.decode()
+    created = int(code) == 1
+    if created:
+        Queue(OUTBOUND_QUEUE, connection=hub.redis).enqueue(
+            SEND_JOB, conv_id, mid, 1, job_id=f"send-{mid}", result_ttl=3600,
+            failure_ttl=7 * 86400, description=f"send message {mid}")
+        hub.redis.publish(hub.keys.events_channel(), orjson.dumps(
+            {"type": "message.created", "conversation_id": conv_id, "message_id": mid,
+             "ts": now}))
+    return store.get_message(hub, conv_id, mid), created
+
+
+def _patch(hub: Hub, conv_id: str, mid: str, op: str, value: str, extra: str = "") -> None:
+    hub.scripts.patch_message(args=["", f"{conv_id}:{mid}", "", now_ms(), op, value, extra])
+
+
+def _rate_wait_ms(hub: Hub, channel_id: str, address: str) -> int:
+    limits = hub.adapter(channel_id).facts().rate_limits
+    if not limits:
+        return 0
+    keys, intervals = [], []
+    for lim in limits:
+        scope = f"{channel_id}:{address}" if lim.scope == "address" else channel_id
+        keys.append(hub.keys.rate(scope))
+        intervals.append(int(lim.per_seconds * 1000 / lim.count))
+    return int(hub.scripts.rate_slot(keys=keys, args=[now_ms(), *intervals]))
+
+
+def _retry_later(hub: Hub, conv_id: str, mid: str, attempt: int, delay_s: float) -> None:
+    Queue(OUTBOUND_QUEUE, connection=hub.redis).enqueue_in(
+        timedelta(seconds=delay_s), SEND_JOB, conv_id, mid, attempt,
+        job_id=f"send-{mid}-{attempt}", result_ttl=3600, failure_ttl=7 * 86400)
+
+
+def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
+    """Send one queued message. Returns what happened (for the job's result and logs)."""
+    lock_key, owner = hub.keys.send_lock(mid), secrets.token_hex(8)
+    if not hub.redis.set(lock_key, owner, nx=True, px=LOCK_MS):
+        return "another worker is sending it"
+    try:
+        while True:
+            msg = store.get_message(hub, conv_id, mid)
+            if msg.status != DeliveryStatus.QUEUED:
+                return f"already {msg.status.value}"
+            adapter = hub.adapter(msg.channel_id)
+            address = msg.address or store.get_conversation(hub, conv_id).address
+            wait_ms = _rate_wait_ms(hub, msg.channel_id, address)
+            if wait_ms > MAX_INLINE_WAIT_S * 1000:
+                _retry_later(hub, conv_id, mid, attempt, wait_ms / 1000)
+                return "rate limited: rescheduled"
+            if wait_ms > 0:
+                time.sleep(wait_ms / 1000)
+            try:
+                receipt = adapter.send(OutboundMessage(
+                    address=address, text=msg.text, author_kind=msg.author_kind,
+                    idempotency_key=mid, attachments=msg.attachments,
+                    reply_to_external_id=msg.reply_to))
+            except DeliveryError as exc:
+                if not exc.retryable or attempt >= MAX_ATTEMPTS:
+                    _patch(hub, conv_id, mid, "status", "failed", str(exc))
+                    log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
+                    return f"failed: {exc}"
+                delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]
+                attempt += 1
+                log.info("message %s: retryable error (%s), retry %d in %.1fs", mid, exc.code,
+                         attempt, delay)
+                if delay > MAX_INLINE_WAIT_S:
+                    _retry_later(hub, conv_id, mid, attempt, delay)
+                    return f"retry {attempt} in {delay}s"
+                time.sleep(delay)
+                continue
+            _patch(hub, conv_id, mid, "set", orjson.dumps(
+                {"s": DeliveryStatus.SENT.value, "e": receipt.external_id, "sr": None}).decode())
+            return "sent"
+    finally:
+        hub.scripts.release_lock(keys=[lock_key], args=[owner])

@@ -1,0 +1,215 @@
+"""The raw event log: every inbound request, durably in Redis before the webhook answers.
+
+One Redis stream per shard (``Keys.raw``), read by the ``ingest`` consumer group. Entries stay
+after they are processed (XACK only marks them done) until the retention period trims them, so
+``tongdai replay --since 2h`` can run them again. A shard's *drain flag* says a drain job is
+queued or running for it, so a webhook enqueues an RQ job only when none is: one job drains
+hundreds of events, instead of one job per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import zlib
+from dataclasses import dataclass
+
+import orjson
+import redis
+from rq import Queue
+
+from core.hub import Hub
+from core.keys import INGEST_QUEUE, RAW_GROUP
+from core.models import RawEvent
+
+log = logging.getLogger(__name__)
+DRAIN_JOB = "worker.jobs.drain"
+FLAG_TTL_S = 30  # a crashed drain job's flag expires; the janitor re-enqueues sooner
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def shard_of(hub: Hub, body: bytes) -> int:
+    """The same body always lands in the same shard (redeliveries are drained in order)."""
+    return zlib.crc32(body) % hub.shards
+
+
+def ensure_groups(hub: Hub) -> None:
+    """Create every shard's stream and consumer group (idempotent)."""
+    for s in range(hub.shards):
+        try:
+            hub.redis.xgroup_create(hub.keys.raw(s), RAW_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+def enqueue_drain(hub: Hub, shard: int) -> None:
+    Queue(INGEST_QUEUE, connection=hub.redis).enqueue(
+        DRAIN_JOB, shard, job_timeout=600, result_ttl=0, failure_ttl=86400,
+        description=f"drain raw shard {shard}")
+
+
+def append(hub: Hub, raw: RawEvent) -> str:
+    """Store a raw request (the webhook's only write) and wake a drain job if none is on it."""
+    shard = shard_of(hub, raw.body)
+    pipe = hub.redis.pipeline(transaction=False)
+    pipe.xadd(hub.keys.raw(shard), {
+        "c": raw.channel_id, "b": raw.body, "h": orjson.dumps(raw.headers),
+        "t": raw.received_ts_ms})
+    pipe.set(hub.keys.raw_drain_flag(shard), 1, nx=True, ex=FLAG_TTL_S)
+    entry_id, flag_taken = pipe.execute()
+    if flag_taken:
+        enqueue_drain(hub, shard)
+    return entry_id.decode()
+
+
+def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> RawEvent:
+    return RawEvent(
+        channel_id=fields[b"c"].decode(),
+        body=fields[b"b"],
+        headers=orjson.loads(fields.get(b"h", b"{}")),
+        received_ts_ms=int(fields[b"t"]),
+        id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+    )
+
+
+@dataclass(slots=True)
+class Batch:
+    shard: int
+    events: list[RawEvent]
+
+
+def read(hub: Hub, shard: int, consumer: str, count: int) -> Batch:
+    """New entries for this consumer (they stay pending until acked)."""
+    resp = hub.redis.xreadgroup(RAW_GROUP, consumer, {hub.keys.raw(shard): ">"}, count=count)
+    events = [_decode(i, f) for _, entries in resp for i, f in entries if f]
+    return Batch(shard, events)
+
+
+def claim_stale(hub: Hub, shard: int, consumer: str, count: int) -> Batch:
+    """Entries a dead worker read but never acked (idle longer than ``ingest.claim_idle``)."""
+    idle_ms = int(hub.config.hub.ingest.claim_idle * 1000)
+    resp = hub.redis.xautoclaim(hub.keys.raw(shard), RAW_GROUP, consumer, idle_ms, "0-0",
+                                count=count)
+    entries = resp[1]
+    return Batch(shard, [_decode(i, f) for i, f in entries if f])
+
+
+def ack(hub: Hub, shard: int, ids: list[str]) -> None:
+    if ids:
+        hub.redis.xack(hub.keys.raw(shard), RAW_GROUP, *ids)
+
+
+def take_flag(hub: Hub, shard: int) -> bool:
+    return bool(hub.redis.set(hub.keys.raw_drain_flag(shard), 1, nx=True, ex=FLAG_TTL_S))
+
+
+def refresh_flag(hub: Hub, shard: int) -> None:
+    hub.redis.set(hub.keys.raw_drain_flag(shard), 1, ex=FLAG_TTL_S)
+
+
+def release_flag(hub: Hub, shard: int) -> None:
+    hub.redis.delete(hub.keys.raw_drain_flag(shard))
+
+
+def backlog(hub: Hub, shard: int) -> tuple[int, int, int]:
+    """(undelivered, pending, oldest pending idle ms) of a shard."""
+    key = hub.keys.raw(shard)
+    try:
+        groups = hub.redis.xinfo_groups(key)
+    except redis.ResponseError:
+        return 0, 0, 0
+    group = next((g for g in groups if g["name"] in (RAW_GROUP, RAW_GROUP.encode())), None)
+    if group is None:
+        return 0, 0, 0
+    last = group["last-delivered-id"]
+    last = last.decode() if isinstance(last, bytes) else last
+    # Redis 6.2 has no "lag": count what lies after the group's last delivered id.
+    undelivered = len(hub.redis.xrange(key, min=f"({last}", count=10_000))
+    pending, idle = group["pending"], 0
+    if pending:
+        oldest = hub.redis.xpending_range(key, RAW_GROUP, min="-", max="+", count=1)
+        idle = oldest[0]["time_since_delivered"] if oldest else 0
+    return undelivered, pending, idle
+
+
+def janitor(hub: Hub) -> list[int]:
+    """Re-enqueue drains for shards with work and no live drain job. Returns those shards.
+
+    Covers a worker killed mid-batch (its pending entries idle past ``claim_idle``) and an
+    enqueue lost between the flag and the job.
+    """
+    woken = []
+    claim_idle_ms = hub.config.hub.ingest.claim_idle * 1000
+    for s in range(hub.shards):
+        undelivered, pending, idle = backlog(hub, s)
+        stale = pending and idle >= claim_idle_ms
+        if not (undelivered or stale):
+            continue
+        if stale:
+            release_flag(hub, s)  # whoever held it is gone
+        if take_flag(hub, s):
+            enqueue_drain(hub, s)
+            woken.append(s)
+    return woken
+
+
+def trim(hub: Hub) -> int:
+    """Drop raw entries older than ``ingest.raw_retention``. Returns how many went."""
+    min_id = now_ms() - int(hub.config.hub.ingest.raw_retention * 1000)
+    removed = 0
+    for s in range(hub.shards):
+        removed += hub.redis.execute_command("XTRIM", hub.keys.raw(s), "MINID", str(min_id))
+    return removed
+
+
+def since(hub: Hub, since_ms: int, count: int = 1000):
+    """Every retained raw event received since ``since_ms``, shard by shard, in batches."""
+    for s in range(hub.shards):
+        start = f"{since_ms}-0"
+        while True:
+            entries = hub.redis.xrange(hub.keys.raw(s), min=start, count=count)
+            if not entries:
+                break
+            yield Batch(s, [_decode(i, f) for i, f in entries])
+            if len(entries) < count:
+                break
+            start = "(" + entries[-1][0].decode()
+
+
+# -- dead letters ------------------------------------------------------------------------------
+def dead_letter(pipe_or_redis, hub: Hub, raw: RawEvent, error: str) -> None:
+    """Keep an event we could not process, with why, for an admin to see and replay."""
+    pipe_or_redis.xadd(hub.keys.deadletter(), {
+        "raw_id": raw.id or "", "c": raw.channel_id, "b": raw.body,
+        "h": orjson.dumps(raw.headers), "t": raw.received_ts_ms, "error": error[:2000],
+        "at": now_ms()})
+
+
+def dead_letters(hub: Hub, count: int = 100) -> list[tuple[str, RawEvent, str, int]]:
+    out = []
+    for i, f in hub.redis.xrange(hub.keys.deadletter(), count=count):
+        raw = _decode(f.get(b"raw_id") or i, f)
+        out.append((i.decode(), raw, f[b"error"].decode(), int(f[b"at"])))
+    return out
+
+
+def dead_letter_get(hub: Hub, dl_id: str) -> tuple[RawEvent, str] | None:
+    entries = hub.redis.xrange(hub.keys.deadletter(), min=dl_id, max=dl_id)
+    if not entries:
+        return None
+    i, f = entries[0]
+    return _decode(f.get(b"raw_id") or i, f), f[b"error"].decode()
+
+
+def dead_letter_delete(hub: Hub, dl_id: str) -> None:
+    hub.redis.xdel(hub.keys.deadletter(), dl_id)

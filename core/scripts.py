@@ -1,0 +1,27 @@
+"""The Lua scripts (``core/lua/*.lua``), rendered with the key formats of ``core/keys.py``."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import redis
+
+from core.keys import Keys
+
+_NAMES = ("ingest", "patch_message", "create_outbound", "release_lock", "rate_slot")
+
+
+class Scripts:
+    """Registered scripts for one Redis client and key prefix (EVALSHA with NOSCRIPT fallback)."""
+
+    def __init__(self, r: redis.Redis, keys: Keys) -> None:
+        templates = keys.lua_templates()
+        for name in _NAMES:
+            src = resources.files("core.lua").joinpath(f"{name}.lua").read_text("utf-8")
+            for tname, tpl in templates.items():
+                src = src.replace("{{" + tname + "}}", tpl)
+            missing = re.findall(r"\{\{([A-Z_]+)\}\}", src)
+            if missing:
+                raise RuntimeError(f"core/lua/{name}.lua uses key formats core/keys.py lacks: {missing}")
+            setattr(self, name, r.register_script(src))

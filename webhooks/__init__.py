@@ -1,0 +1,45 @@
+"""The Flask HTTP edge: inbound webhooks, the agent API, health."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from core.errors import TongdaiError
+from core.hub import Hub
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask:
+    """Build the WSGI app around a Hub (built from the environment when not given)."""
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["tongdai"] = hub or Hub.from_env()
+
+    from webhooks import api, health, inbound
+
+    app.register_blueprint(inbound.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+
+    @app.errorhandler(TongdaiError)
+    def _tongdai_error(exc: TongdaiError):
+        body = {"error": {"code": type(exc).__name__, "message": str(exc)}}
+        reachable = getattr(exc, "reachable", None)
+        if reachable is not None:
+            body["error"]["reachable_channels"] = reachable
+        return jsonify(body), exc.http_status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return jsonify({"error": {"code": exc.name.replace(" ", ""),
+                                  "message": exc.description}}), exc.code
+
+    return app
+
+
+def hub_of(app: Flask) -> Hub:
+    return app.extensions["tongdai"]

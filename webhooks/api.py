@@ -1,0 +1,112 @@
+"""The agent API, ``/api/v1``: every route needs a bearer token (``tongdai token create``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from core import ingest, outbound, rawlog, store, tokens
+from core.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from core.models import Attachment
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_LIMIT = 200
+
+
+def _hub():
+    return current_app.extensions["tongdai"]
+
+
+@bp.before_request
+def _authenticate() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send 'Authorization: Bearer <token>' (create one: tongdai token create)")
+    record = tokens.lookup(_hub(), token.strip())
+    if record is None:
+        raise Unauthorized("unknown or revoked token")
+    g.principal = record
+
+
+def _require_admin() -> None:
+    if g.principal.get("role") != "admin":
+        raise Forbidden("this needs an admin token")
+
+
+def _limit() -> int:
+    try:
+        limit = int(request.args.get("limit", 50))
+    except ValueError:
+        raise BadRequest("limit must be a number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+@bp.get("/conversations")
+def list_conversations():
+    """Conversations of a queue (priority order) or a status (latest first). ?queue=&status="""
+    page = store.list_conversations(_hub(), request.args.get("queue"),
+                                    request.args.get("status"), request.args.get("cursor"),
+                                    _limit())
+    return jsonify({"items": [c.to_api() for c in page.items], "next_cursor": page.next_cursor})
+
+
+@bp.get("/conversations/<conv_id>")
+def get_conversation(conv_id: str):
+    return jsonify(store.get_conversation(_hub(), conv_id).to_api())
+
+
+@bp.get("/conversations/<conv_id>/messages")
+def list_messages(conv_id: str):
+    """The timeline, newest first; ``next_cursor`` goes into ``before`` for older ones."""
+    page = store.message_page(_hub(), conv_id, request.args.get("before"), _limit())
+    return jsonify({"items": [m.to_api() for m in page.items], "next_cursor": page.next_cursor})
+
+
+@bp.post("/conversations/<conv_id>/messages")
+def post_message(conv_id: str):
+    """An agent's reply: ``{"text": ..., "attachments": [{"kind": "image", "url": ...}]}``."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        raise BadRequest("send an Idempotency-Key header (any unique string per reply), "
+                         "so a retried request never sends twice")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    text = data.get("text")
+    if text is not None and not isinstance(text, str):
+        raise BadRequest("text must be a string")
+    try:
+        attachments = [Attachment(kind=a["kind"], url=a["url"], name=a.get("name"))
+                       for a in data.get("attachments") or []]
+    except (KeyError, TypeError):
+        raise BadRequest("each attachment needs a kind and a url") from None
+    if not (text and text.strip()) and not attachments:
+        raise BadRequest("a reply needs text or an attachment")
+    channel = data.get("channel_id")
+    msg, created = outbound.create_reply(
+        _hub(), conv_id, text, author_id=g.principal["name"], idempotency_key=key,
+        scope=g.principal["name"], attachments=attachments, channel_id=channel)
+    return jsonify(msg.to_api()), 201 if created else 200
+
+
+@bp.get("/deadletters")
+def list_dead_letters():
+    """Events that could not be processed, with the error (admin)."""
+    _require_admin()
+    items = [{"id": i, "channel_id": raw.channel_id, "raw_id": raw.id, "error": err,
+              "received_ts": raw.received_ts_ms, "dead_ts": at}
+             for i, raw, err, at in rawlog.dead_letters(_hub(), _limit())]
+    return jsonify({"items": items, "next_cursor": None})
+
+
+@bp.post("/deadletters/<dl_id>/replay")
+def replay_dead_letter(dl_id: str):
+    """Run a dead letter through the pipeline again (after a fix); removed when it succeeds."""
+    _require_admin()
+    result = ingest.replay_dead_letter(_hub(), dl_id)
+    if result is None:
+        raise NotFound(f"no dead letter {dl_id}")
+    return jsonify({"replayed": result.dead == 0, "stored": result.stored,
+                    "duplicates": result.duplicates})
