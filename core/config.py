@@ -223,6 +223,14 @@ def load_config(path: str | None = None) -> LoadedConfig:
     errors: list[ConfigError] = []
     data = _substitute(data, "", path, errors)
     raw_channels = data.get("channels") if isinstance(data.get("channels"), list) else []
+    if errors:  # unset variables: report them alone, not the empty values they leave
+        for e in errors:
+            m = re.match(r"channels\[(\d+)\](.*)", e.key)
+            if m and int(m.group(1)) < len(raw_channels):
+                cid = (raw_channels[int(m.group(1))] or {}).get("id", m.group(1))
+                e.key = f"channels[{cid}]{m.group(2)}"
+                e.args = (f"{e.file}: {e.key}: {e.problem}. Fix: {e.fix}",)
+        raise ConfigInvalid(errors)
     try:
         hub = HubConfig.model_validate(data)
     except ValidationError as exc:

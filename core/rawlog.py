@@ -26,7 +26,7 @@ from core.models import RawEvent
 
 log = logging.getLogger(__name__)
 DRAIN_JOB = "worker.jobs.drain"
-FLAG_TTL_S = 30  # a crashed drain job's flag expires; the janitor re-enqueues sooner
+FLAG_TTL_S = 5  # refreshed every batch; a killed drain job lets go of its shard within this
 
 
 def now_ms() -> int:

@@ -82,6 +82,10 @@ def post_message(conv_id: str):
                        for a in data.get("attachments") or []]
     except (KeyError, TypeError):
         raise BadRequest("each attachment needs a kind and a url") from None
+    if len(attachments) > 1:
+        # Platforms send each attachment as its own message: a retry after a partial failure
+        # could not tell which went out. One attachment per reply keeps sends exactly-once.
+        raise BadRequest("send one attachment per reply")
     if not (text and text.strip()) and not attachments:
         raise BadRequest("a reply needs text or an attachment")
     channel = data.get("channel_id")

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -52,7 +52,7 @@ class FakeTelegramAPI:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeTelegramAPI:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -134,10 +134,10 @@ class FakeTelegramAPI:
 
 def _handler_for(fake: FakeTelegramAPI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             self._serve(b"")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
         def _serve(self, body: bytes) -> None:
@@ -160,7 +160,7 @@ def _handler_for(fake: FakeTelegramAPI) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the request line holds the bot token: never print it
 
     return Handler

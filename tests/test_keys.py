@@ -1,0 +1,52 @@
+"""The Redis key schema, pinned: a rename shows up here and in docs/redis-schema.md."""
+
+from core.keys import Keys
+
+
+def test_key_formats():
+    k = Keys("td:")
+    assert k.raw(3) == "td:raw:3"
+    assert k.raw_drain_flag(3) == "td:raw:3:drain"
+    assert k.deadletter() == "td:deadletter"
+    assert k.seq("message") == "td:seq:message"
+    assert k.stats() == "td:stats"
+    assert k.identity_index("tg-main") == "td:identity:tg-main"
+    assert k.customer("7") == "td:customer:7"
+    assert k.customer_identities("7") == "td:customer:7:identities"
+    assert k.customer_identifiers("7") == "td:customer:7:identifiers"
+    assert k.conversation("9") == "td:conv:9"
+    assert k.conversation_tags("9") == "td:conv:9:tags"
+    assert k.timeline("9") == "td:conv:9:timeline"
+    assert k.messages("9") == "td:conv:9:messages"
+    assert k.dedupe("tg-main") == "td:dedupe:tg-main"
+    assert k.queue("billing") == "td:queue:billing"
+    assert k.conversations_by_status("open") == "td:convs:open"
+    assert k.events_channel() == "td:events"
+    assert k.tokens() == "td:tokens"
+    assert k.idempotency("alice", "ab12") == "td:idem:alice:ab12"
+    assert k.send_lock("42") == "td:send:42:lock"
+    assert k.rate("tg-main:555") == "td:rate:tg-main:555"
+
+
+def test_prefix_is_configurable_and_reaches_lua():
+    k = Keys("acme:")
+    assert k.conversation("1") == "acme:conv:1"
+    assert Keys("50%:").lua_templates()["CONV"] == "50%%:conv:%s"  # string.format-safe
+
+
+def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
+    """After real traffic, every key in Redis is one the schema documents."""
+    import re
+
+    from tests.helpers import drain_all, post, tg_update
+
+    post(client, tg_update(1, 42, 1, "nạp thẻ lỗi"))
+    drain_all(hub)
+    patterns = [r"td:raw:\d+", r"td:seq:(customer|conversation|message)", r"td:identity:[\w-]+",
+                r"td:customer:\d+", r"td:customer:\d+:identities", r"td:conv:\d+",
+                r"td:conv:\d+:(tags|timeline|messages)", r"td:dedupe:[\w-]+",
+                r"td:queue:\w+", r"td:convs:\w+", r"rq:.*"]
+    keys = [k.decode() for k in hub.redis.scan_iter("*")]
+    assert keys
+    stray = [k for k in keys if not any(re.fullmatch(p, k) for p in patterns)]
+    assert stray == []
