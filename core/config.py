@@ -209,7 +209,7 @@ def load_config(path: str | None = None) -> LoadedConfig:
     if not p.exists():
         raise ConfigInvalid([ConfigError(
             path, "(file)", "the configuration file does not exist",
-            f"create it from config/tongdai.example.yaml or set TONGDAI_CONFIG to its path")])
+            "create it from config/tongdai.example.yaml or set TONGDAI_CONFIG to its path")])
     try:
         data = yaml.safe_load(p.read_text("utf-8")) or {}
     except yaml.YAMLError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -166,7 +166,7 @@ class Message:
     address: str | None = None  # outbound: the platform address it goes to
 
     # Blob field names: short, because they are repeated in every stored message.
-    _BLOB = {
+    _BLOB: ClassVar[dict[str, str]] = {
         "direction": "d",
         "author_kind": "a",
         "channel_id": "c",

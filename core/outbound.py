@@ -120,6 +120,9 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
                     return f"failed: {exc}"
                 delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]
                 attempt += 1
+                # Still queued, but agents see why it has not gone out yet.
+                _patch(hub, conv_id, mid, "set", orjson.dumps(
+                    {"sr": f"retry {attempt} of {MAX_ATTEMPTS} in {delay:g}s: {exc}"}).decode())
                 log.info("message %s: retryable error (%s), retry %d in %.1fs", mid, exc.code,
                          attempt, delay)
                 if delay > MAX_INLINE_WAIT_S:

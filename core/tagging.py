@@ -20,15 +20,10 @@ _VI_LETTERS = re.compile(
 )
 # Frequent Vietnamese words as typed without diacritics, none of them common English words.
 _VI_BARE = frozenset(
-    "khong duoc minh toi ban cho nhe nha roi chua voi nhung dang muon giup xin cam "
-    "on tien nap the loi sao vay gi lam sau truoc hom qua nay kia anh chi em oi a "
-    "shop dat hang giao tra hoan tai khoan mat khau dang nhap ma so dien thoai "
-    "bao nhieu cua cac mot hai ba bon nam duoi tren thi la co".split()
+    ["khong", "duoc", "minh", "toi", "ban", "cho", "nhe", "nha", "roi", "chua", "voi", "nhung", "dang", "muon", "giup", "xin", "cam", "on", "tien", "nap", "the", "loi", "sao", "vay", "gi", "lam", "sau", "truoc", "hom", "qua", "nay", "kia", "anh", "chi", "em", "oi", "a", "shop", "dat", "hang", "giao", "tra", "hoan", "tai", "khoan", "mat", "khau", "dang", "nhap", "ma", "so", "dien", "thoai", "bao", "nhieu", "cua", "cac", "mot", "hai", "ba", "bon", "nam", "duoi", "tren", "thi", "la", "co"]
 )
 _EN_WORDS = frozenset(
-    "the is are was were you your my i we they it this that please help order refund "
-    "account password with for not have has can could would should what when where how "
-    "why thanks thank hello hi and or but do does did".split()
+    ["the", "is", "are", "was", "were", "you", "your", "my", "i", "we", "they", "it", "this", "that", "please", "help", "order", "refund", "account", "password", "with", "for", "not", "have", "has", "can", "could", "would", "should", "what", "when", "where", "how", "why", "thanks", "thank", "hello", "hi", "and", "or", "but", "do", "does", "did"]
 )
 _WORD = re.compile(r"[a-z]+")
 

@@ -70,7 +70,7 @@ def test_429_then_success_is_sent_once(client, hub, admin_token, conv_id, tg_fak
     attempts = [c for c in tg_fake.calls if c[0] == "sendMessage"]
     assert len(attempts) == 2  # the 429, then the success
     out = [m for m in messages(client, admin_token, conv_id) if m["direction"] == "out"]
-    assert out[0]["status"] == "sent"
+    assert out[0]["status"] == "sent" and out[0]["status_reason"] is None
 
 
 def test_5xx_is_retried(client, hub, admin_token, conv_id, tg_fake):
@@ -96,7 +96,7 @@ def test_blocked_bot_fails_with_reason_no_retry(client, hub, admin_token, conv_i
     tg_fake.fail_next("sendMessage", 403, description="Forbidden: bot was blocked by the user")
     reply(client, admin_token, conv_id, "hello?", "k3")
     run_outbound(hub)
-    out = [m for m in messages(client, admin_token, conv_id) if m["direction"] == "out"][0]
+    out = next(m for m in messages(client, admin_token, conv_id) if m["direction"] == "out")
     assert out["status"] == "failed" and "blocked" in out["status_reason"]
     assert len([c for c in tg_fake.calls if c[0] == "sendMessage"]) == 1
 

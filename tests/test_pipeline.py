@@ -19,9 +19,10 @@ def test_signed_update_becomes_message_in_api(client, hub, admin_token):
     assert "payment" in conv["tags"] and "lang:vi" in conv["tags"]
     assert conv["priority"] == 50
 
-    msgs = client.get(f"/api/v1/conversations/{conv['id']}/messages",
-                      headers=auth(admin_token)).json
-    assert [m["text"] for m in msgs["items"]] == [text]  # byte-exact Vietnamese
+    resp = client.get(f"/api/v1/conversations/{conv['id']}/messages", headers=auth(admin_token))
+    assert text.encode("utf-8") in resp.data  # byte-exact UTF-8 on the wire, not \u escapes
+    msgs = resp.json
+    assert [m["text"] for m in msgs["items"]] == [text]
     m = msgs["items"][0]
     assert m["direction"] == "in" and m["author"]["kind"] == "customer"
     assert m["platform_ts"] == 1700000000 * 1000

@@ -14,7 +14,10 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask:
     """Build the WSGI app around a Hub (built from the environment when not given)."""
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    # UTF-8 on the wire: Vietnamese and Chinese text stay readable, byte-exact, not \uXXXX.
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
     if test_config:
         app.config.update(test_config)
     app.extensions["tongdai"] = hub or Hub.from_env()

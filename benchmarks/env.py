@@ -1,0 +1,228 @@
+"""The benchmark's private world: a temp dir, an embedded Redis, a config, child processes.
+
+Everything started here is stopped by ``BenchEnv.close`` (also on errors and Ctrl-C): child
+processes are started in their own session and killed by process group, and any descendants
+that left the group (RQ work horses call ``setpgrp``) are found through /proc and killed too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+CHANNEL = "tg-bench"
+SECRET = "bench-secret_123"
+TOKEN = "123456:BENCH-token_abcdefghijklmnop"
+
+CONFIG = f"""\
+# written by `tongdai bench`: defaults everywhere (redis.appendfsync included) but the channel
+tagging:
+  rules:
+    - tag: payment
+      any: ["nạp thẻ", "nap the", "nạp tiền", "thẻ cào", "top up"]
+    - tag: refund
+      any: ["hoàn tiền", "refund", "trả lại tiền"]
+    - tag: account
+      any: ["mật khẩu", "đăng nhập", "password", "login"]
+routing:
+  default_queue: general
+  queues: [general, billing]
+  rules:
+    - {{tags_any: [payment, refund], queue: billing, priority: 50}}
+channels:
+  - id: {CHANNEL}
+    adapter: telegram
+    settings:
+      bot_token: "{TOKEN}"
+      secret_token: "{SECRET}"
+      api_base: "http://127.0.0.1:9"
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (from /proc; Linux)."""
+    parent: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(b")") + 2:].split()
+        parent[int(d)] = int(rest[1])
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
+class Child:
+    def __init__(self, name: str, proc: subprocess.Popen, logfile: Path) -> None:
+        self.name, self.proc, self.logfile = name, proc, logfile
+
+    def tail(self, n: int = 1500) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 8.0) -> None:
+        p = self.proc
+        if p.poll() is not None:
+            return
+        stragglers = _children(p.pid)
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        for pid in stragglers:  # e.g. an RQ work horse in its own process group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class BenchEnv:
+    """Temp dir + embedded Redis + config + env for children. Use as a context manager."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tongdai-bench-"))
+        self.children: list[Child] = []
+        self.server = None
+        self.hub = None
+
+    def __enter__(self) -> BenchEnv:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        from core.config import load_config
+        from core.redis_server import EmbeddedRedis
+
+        cfg_path = self.dir / "tongdai.yaml"
+        cfg_path.write_text(CONFIG, encoding="utf-8")
+        config = load_config(str(cfg_path))
+        self.appendfsync = config.hub.redis.appendfsync
+        self.server = EmbeddedRedis(self.dir / "redis", appendfsync=self.appendfsync,
+                                    persistent=True)
+        self.server.start()
+        self.url = self.server.url
+        self.env = dict(os.environ)
+        self.env.update({
+            "TONGDAI_CONFIG": str(cfg_path),
+            "REDIS_URL": self.url,
+            "TONGDAI_DATA_DIR": str(self.dir / "redis"),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
+                                          if p),
+        })
+        # This process works on the same hub as its children.
+        os.environ["TONGDAI_CONFIG"] = str(cfg_path)
+        os.environ["REDIS_URL"] = self.url
+        from core.hub import Hub
+
+        self.hub = Hub(config, redis.Redis.from_url(self.url))
+        log(f"embedded Redis in {self.server.data_dir} (append-only file, appendfsync "
+            f"{self.appendfsync})")
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.hub.redis
+
+    # -- children ------------------------------------------------------------------------------
+    def spawn(self, name: str, args: list[str]) -> Child:
+        logfile = self.dir / f"{name}.log"
+        with open(logfile, "ab") as out:
+            proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        child = Child(name, proc, logfile)
+        self.children.append(child)
+        return child
+
+    def python(self, name: str, *args: str) -> Child:
+        return self.spawn(name, [sys.executable, *args])
+
+    def stop(self, *children: Child) -> None:
+        for c in children:
+            c.stop()
+            if c in self.children:
+                self.children.remove(c)
+
+    # -- state -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Empty the database and compact the append-only file (no rewrite during a run)."""
+        r = self.redis
+        r.flushall()
+        try:
+            r.bgrewriteaof()
+        except redis.ResponseError:
+            pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = r.info("persistence")
+            if not (info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled")
+                    or info.get("rdb_bgsave_in_progress")):
+                break
+            time.sleep(0.05)
+        from core import rawlog
+
+        rawlog.ensure_groups(self.hub)
+
+    def close(self) -> None:
+        for c in reversed(self.children):
+            try:
+                c.stop()
+            except Exception as exc:  # keep stopping the others
+                log(f"stopping {c.name}: {exc}")
+        self.children.clear()
+        if self.server is not None:
+            try:
+                self.server.stop()
+            except Exception as exc:
+                log(f"stopping Redis: {exc}")
+            proc = self.server.proc
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            self.server = None
+        shutil.rmtree(self.dir, ignore_errors=True)
