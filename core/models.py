@@ -304,6 +304,35 @@ class Conversation:
 
 
 @dataclass(slots=True)
+class Identity:
+    """A customer's account on one channel: (channel id, external user id) → customer."""
+
+    channel_id: str
+    external_user_id: str
+    address: str  # where replies on that channel go
+
+    def to_api(self) -> dict[str, Any]:
+        return {"channel_id": self.channel_id, "external_user_id": self.external_user_id,
+                "address": self.address}
+
+
+@dataclass(slots=True)
+class Customer:
+    id: str
+    name: str | None
+    created_ts_ms: int
+    current_conversation_id: str | None
+    identities: list[Identity]
+    identifiers: list[dict[str, Any]]  # {kind, value, verified, source}
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created_ts": self.created_ts_ms,
+                "current_conversation_id": self.current_conversation_id,
+                "identities": [i.to_api() for i in self.identities],
+                "identifiers": self.identifiers}
+
+
+@dataclass(slots=True)
 class RawEvent:
     """A request as it reached the webhook, before any parsing: what the raw log keeps."""
 

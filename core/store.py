@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from core.errors import BadRequest, NotFound
 from core.hub import Hub
-from core.models import Conversation, ConversationStatus, Message
+from core.models import Conversation, ConversationStatus, Customer, Identity, Message
 
 
 @dataclass(slots=True)
@@ -111,3 +111,27 @@ def get_message(hub: Hub, conv_id: str, msg_id: str) -> Message:
     if blob is None:
         raise NotFound(f"no message {msg_id} in conversation {conv_id}")
     return Message.from_blob(msg_id, conv_id, blob)
+
+
+def get_customer(hub: Hub, customer_id: str) -> Customer:
+    """A customer with their identities on every channel and the identifiers they shared."""
+    pipe = hub.redis.pipeline(transaction=False)
+    pipe.hgetall(hub.keys.customer(customer_id))
+    pipe.hgetall(hub.keys.customer_identities(customer_id))
+    pipe.hgetall(hub.keys.customer_identifiers(customer_id))
+    h, idents, idfs = pipe.execute()
+    if not h:
+        raise NotFound(f"no customer {customer_id}")
+    h = {k.decode(): v.decode() for k, v in h.items()}
+    identities = []
+    for key, address in sorted(idents.items()):
+        channel, _, user = key.decode().partition("|")
+        identities.append(Identity(channel, user, address.decode()))
+    identifiers = []
+    for key, val in sorted(idfs.items()):
+        kind, _, value = key.decode().partition(":")
+        verified, source, _ = (val.decode().split("|") + ["", ""])[:3]
+        identifiers.append({"kind": kind, "value": value, "verified": verified == "1",
+                            "source": source})
+    return Customer(customer_id, h.get("name"), int(h.get("created", 0)), h.get("conv"),
+                    identities, identifiers)

@@ -95,6 +95,12 @@ def post_message(conv_id: str):
     return jsonify(msg.to_api()), 201 if created else 200
 
 
+@bp.get("/customers/<customer_id>")
+def get_customer(customer_id: str):
+    """A customer: name, identities per channel, shared identifiers, current conversation."""
+    return jsonify(store.get_customer(_hub(), customer_id).to_api())
+
+
 @bp.get("/deadletters")
 def list_dead_letters():
     """Events that could not be processed, with the error (admin)."""

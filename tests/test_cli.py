@@ -1,0 +1,101 @@
+"""The `tongdai` commands a user runs, as subprocesses against the test Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import orjson
+import pytest
+from werkzeug.serving import make_server
+
+from core import rawlog, tokens
+from core.models import RawEvent
+from tests.conftest import TOKEN, write_config
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.helpers import drain_all, tg_update
+
+
+@pytest.fixture
+def tg_fake():
+    with FakeTelegramAPI(TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def config_file(tmp_path, tg_fake):
+    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url)
+
+
+def cli(redis_url, config_file, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_token_create_prints_token_alone_and_stores_only_its_hash(hub, redis_url, config_file):
+    out = cli(redis_url, config_file, "token", "create", "--name", "bao", "--role", "agent")
+    assert out.returncode == 0
+    token = out.stdout.strip()
+    assert out.stdout == token + "\n" and token.startswith("td_")
+    record = tokens.lookup(hub, token)
+    assert (record["name"], record["role"]) == ("bao", "agent")
+    dump = b"".join(hub.redis.dump(k) or b"" for k in hub.redis.scan_iter("*"))
+    assert token.encode() not in dump
+
+
+def test_deadletter_list_and_replay(hub, redis_url, config_file):
+    bad = orjson.dumps({"update_id": 5, "message": {"message_id": 1, "date": 1, "text": "x"}})
+    rawlog.append(hub, RawEvent("tg-test", bad, {}, rawlog.now_ms()))
+    drain_all(hub)
+    out = cli(redis_url, config_file, "deadletter", "list")
+    assert out.returncode == 0 and "PayloadError" in out.stdout and "1 dead letter(s)" in out.stdout
+    dl_id = out.stdout.split()[0]
+    again = cli(redis_url, config_file, "deadletter", "replay", dl_id)
+    assert again.returncode == 1 and "failed again" in again.stderr
+    assert cli(redis_url, config_file, "deadletter", "replay", "0-1").returncode == 1
+
+
+def test_replay_since_runs_retained_events_idempotently(hub, redis_url, config_file):
+    for i in range(3):
+        rawlog.append(hub, RawEvent("tg-test", tg_update(i + 1, 900, i + 1, f"m{i}"), {},
+                                    rawlog.now_ms()))
+    out = cli(redis_url, config_file, "replay", "--since", "1h")
+    assert "replayed: 3 new, 0 already stored" in out.stdout, out.stderr
+    out = cli(redis_url, config_file, "replay", "--since", "1h")
+    assert "replayed: 0 new, 3 already stored" in out.stdout
+
+
+def test_set_webhook_sends_url_and_secret(redis_url, config_file, tg_fake):
+    out = cli(redis_url, config_file, "channels", "telegram", "set-webhook", "tg-test",
+              "--url", "https://hub.example.vn")
+    assert out.returncode == 0, out.stderr
+    (params,) = [p for m, p in tg_fake.calls if m == "setWebhook"]
+    assert params["url"] == "https://hub.example.vn/webhooks/tg-test"
+    assert params["secret_token"] == "test-secret_123"
+    assert TOKEN not in out.stdout + out.stderr
+
+
+def test_simulate_posts_a_signed_update_to_a_running_hub(app, hub, redis_url, config_file):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = cli(redis_url, config_file, "simulate", "telegram", "--channel", "tg-test",
+                  "--text", "Xin chào shop", "--url", f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert out.returncode == 0 and out.stdout.startswith("200"), out.stderr
+    assert drain_all(hub)["stored"] == 1
+
+
+def test_healthz_reports_backlog_and_queues(client, hub):
+    rawlog.append(hub, RawEvent("tg-test", tg_update(1, 1, 1, "x"), {}, rawlog.now_ms()))
+    h = client.get("/healthz").json
+    assert h["ok"] is True and h["raw_events"]["undelivered"] == 1
+    assert h["agent_queues"] == {"general": 0, "billing": 0}
+    drain_all(hub)
+    h = client.get("/healthz").json
+    assert h["raw_events"] == {"undelivered": 0, "pending": 0}
+    assert h["agent_queues"]["general"] == 1
