@@ -51,8 +51,10 @@ class IngestResult:
 def _blob(ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
     notice = ev.kind in NOTICE_KINDS
     text = ev.text
-    if notice and not text:
-        text = _NOTICE_TEXT.get(ev.kind, ev.platform_type)
+    if ev.kind in _NOTICE_TEXT:  # the same words for every platform, for agents
+        text = _NOTICE_TEXT[ev.kind]
+    elif notice and not text:
+        text = ev.platform_type
     if ev.kind == EventKind.UNSUPPORTED and not text:
         text = f"[{ev.platform_type or 'unknown event'}: not supported yet, kept in the raw log]"
     out = ev.direction == Direction.OUT
@@ -102,7 +104,7 @@ class _Batch:
             raw.channel_id, dedupe_key or ev.dedupe_key, ev.external_user_id,
             ev.address or ev.external_user_id, ev.profile.get("name", ""), ev.platform_ts_ms,
             self.now, _blob(ev, raw.channel_id, raw, tags), mode, route.queue, route.priority,
-            SEP.join(tags), self.reopen_ms, ev.direction.value, ident,
+            SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev))
         if ev.kind == EventKind.UNSUPPORTED:

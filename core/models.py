@@ -194,6 +194,11 @@ class Message:
             if v is None or v == [] or v == {}:
                 continue
             d[short] = v
+        # The commonest values are the defaults ``from_blob`` restores: not stored.
+        if d.get("k") == EventKind.MESSAGE.value:
+            del d["k"]
+        if d.get("s") == DeliveryStatus.RECEIVED.value:
+            del d["s"]
         if self.attachments:
             d["at"] = [a.to_dict() for a in self.attachments]
         return orjson.dumps(d)

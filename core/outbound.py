@@ -43,6 +43,10 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
     channel_id = channel_id or conv.channel_id
     adapter = hub.adapter(channel_id)
     now = now_ms()
+    blocked = hub.redis.hget(hub.keys.customer(conv.customer_id), f"blocked:{channel_id}")
+    if blocked is not None:
+        raise WindowClosed(f"cannot reply on {channel_id}: the customer blocked this channel "
+                           "(they can unblock it by writing again)")
     state = adapter.window(conv.last_inbound_ts_ms, now, AuthorKind.AGENT)
     if not state.open:
         raise WindowClosed(f"cannot reply on {channel_id}: {state.reason}")

@@ -117,3 +117,31 @@ def test_per_chat_rate_limit_spaces_sends(client, hub, admin_token, conv_id, tg_
     # Telegram allows about one message a second per chat: three sends span two seconds.
     assert time.monotonic() - started >= 1.9
     assert [p["text"] for p in tg_fake.sent("sendMessage")] == ["part 0", "part 1", "part 2"]
+
+
+def test_customer_who_blocked_the_bot_is_not_sent_to(client, hub, admin_token, conv_id, tg_fake):
+    kicked = {"update_id": 99, "my_chat_member": {
+        "chat": {"id": 4242, "type": "private"}, "from": {"id": 4242, "first_name": "Lan"},
+        "date": 1700000500,
+        "old_chat_member": {"status": "member", "user": {"id": 1, "is_bot": True}},
+        "new_chat_member": {"status": "kicked", "until_date": 0,
+                            "user": {"id": 1, "is_bot": True}}}}
+    import orjson
+
+    post(client, orjson.dumps(kicked))
+    drain_all(hub)
+    timeline = messages(client, admin_token, conv_id)
+    assert timeline[0]["author"]["kind"] == "system" and "blocked" in timeline[0]["text"]
+    r = reply(client, admin_token, conv_id, "are you there?", "kb1")
+    assert r.status_code == 409 and "blocked" in r.json["error"]["message"]
+    run_outbound(hub)
+    assert tg_fake.calls == []
+    # writing again unblocks
+    post(client, tg_update(100, 4242, 77, "sorry, unblocked"))
+    unblock = dict(kicked, update_id=101)
+    unblock["my_chat_member"] = dict(kicked["my_chat_member"],
+                                     new_chat_member={"status": "member",
+                                                      "user": {"id": 1, "is_bot": True}})
+    post(client, orjson.dumps(unblock))
+    drain_all(hub)
+    assert reply(client, admin_token, conv_id, "welcome back", "kb2").status_code == 201

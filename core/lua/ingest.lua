@@ -13,13 +13,14 @@
 -- ARGV[10] queue for a new conversation                ARGV[11] priority (0-99, higher first)
 -- ARGV[12] tags, joined by "\31"   ARGV[13] reopen window (ms)   ARGV[14] direction in|out
 -- ARGV[15] identifier claim "kind\31value\31verified(0|1)\31source" or ""
+-- ARGV[16] event kind (follow / unfollow record whether the customer blocked this channel)
 -- Returns {0, "conv:msg"} duplicate | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened)}
 --         | {2, ""} notice with no conversation to join
 
 local ch, dkey, user, addr, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ts, now, blob, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local queue, prio, tagstr = ARGV[10], tonumber(ARGV[11]), ARGV[12]
-local reopen_ms, dir, ident = tonumber(ARGV[13]), ARGV[14], ARGV[15]
+local reopen_ms, dir, ident, kind = tonumber(ARGV[13]), ARGV[14], ARGV[15], ARGV[16]
 
 local dd = string.format("{{DEDUPE}}", ch)
 local seen = redis.call('HGET', dd, dkey)
@@ -28,6 +29,11 @@ if seen then return {0, seen} end
 -- identity -> customer
 local idx = string.format("{{IDENTITY}}", ch)
 local cust = redis.call('HGET', idx, user)
+if cust and kind == 'unfollow' then
+  redis.call('HSET', string.format("{{CUSTOMER}}", cust), 'blocked:' .. ch, now)
+elseif cust and kind == 'follow' then
+  redis.call('HDEL', string.format("{{CUSTOMER}}", cust), 'blocked:' .. ch)
+end
 if not cust then
   if mode == 'notice' then
     redis.call('HSET', dd, dkey, '-')
