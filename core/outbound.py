@@ -120,6 +120,10 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
             except DeliveryError as exc:
                 if not exc.retryable or attempt >= MAX_ATTEMPTS:
                     _patch(hub, conv_id, mid, "status", "failed", str(exc))
+                    if exc.code == "blocked":  # later replies are refused before sending
+                        customer = store.get_conversation(hub, conv_id).customer_id
+                        hub.redis.hset(hub.keys.customer(customer), f"blocked:{msg.channel_id}",
+                                       now_ms())
                     log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
                     return f"failed: {exc}"
                 delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]

@@ -99,6 +99,9 @@ def test_blocked_bot_fails_with_reason_no_retry(client, hub, admin_token, conv_i
     out = next(m for m in messages(client, admin_token, conv_id) if m["direction"] == "out")
     assert out["status"] == "failed" and "blocked" in out["status_reason"]
     assert len([c for c in tg_fake.calls if c[0] == "sendMessage"]) == 1
+    # the next reply is refused up front instead of failing at Telegram again
+    again = reply(client, admin_token, conv_id, "hello??", "k3b")
+    assert again.status_code == 409 and "blocked" in again.json["error"]["message"]
 
 
 def test_reply_needs_idempotency_key_and_text(client, admin_token, conv_id):
