@@ -80,7 +80,8 @@ class Traffic:
         t = text(self.rng)
         self.count += 1
         self.text_bytes += len(t.encode())
-        chat = {k: u[k] for k in ("id", "first_name", "last_name", "username")} | {"type": "private"}
+        chat = {k: u[k] for k in ("id", "first_name", "last_name", "username")}
+        chat["type"] = "private"
         return orjson.dumps({
             "update_id": self.base_update + i,
             "message": {"message_id": mid, "from": u, "chat": chat, "date": date + i // 100,

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import redis
 
@@ -123,8 +124,9 @@ class BenchEnv:
         self.children: list[Child] = []
         self.server = None
         self.hub = None
+        self._saved_env: dict[str, str | None] = {}
 
-    def __enter__(self) -> BenchEnv:
+    def __enter__(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -156,6 +158,7 @@ class BenchEnv:
                                           if p),
         })
         # This process works on the same hub as its children.
+        self._saved_env = {k: os.environ.get(k) for k in ("TONGDAI_CONFIG", "REDIS_URL")}
         os.environ["TONGDAI_CONFIG"] = str(cfg_path)
         os.environ["REDIS_URL"] = self.url
         from core.hub import Hub
@@ -169,18 +172,38 @@ class BenchEnv:
         return self.hub.redis
 
     # -- children ------------------------------------------------------------------------------
-    def spawn(self, name: str, args: list[str]) -> Child:
+    def spawn(self, name: str, args: list[str], stdout: Path | None = None) -> Child:
+        """Start a child in its own session; its output goes to a log file (stdout to
+        ``stdout`` when given)."""
         logfile = self.dir / f"{name}.log"
-        with open(logfile, "ab") as out:
+        with open(logfile, "ab") as err, open(stdout or logfile, "ab") as out:
             proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    stderr=err if stdout else subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         child = Child(name, proc, logfile)
         self.children.append(child)
         return child
 
-    def python(self, name: str, *args: str) -> Child:
-        return self.spawn(name, [sys.executable, *args])
+    def python(self, name: str, *args: str, stdout: Path | None = None) -> Child:
+        return self.spawn(name, [sys.executable, *args], stdout=stdout)
+
+    def run_json(self, name: str, args: list[str], timeout: float) -> dict:
+        """Run a Python child to completion and return the JSON line it printed."""
+        import orjson
+
+        out = self.dir / f"{name}.out"
+        out.unlink(missing_ok=True)
+        child = self.python(name, *args, stdout=out)
+        try:
+            child.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{name} did not finish within {timeout:.0f}s") from None
+        finally:
+            self.stop(child)
+        lines = out.read_text().strip().splitlines()
+        if child.proc.returncode != 0 or not lines:
+            raise RuntimeError(f"{name} failed ({child.proc.returncode}): {child.tail()}")
+        return orjson.loads(lines[-1])
 
     def stop(self, *children: Child) -> None:
         for c in children:
@@ -212,17 +235,23 @@ class BenchEnv:
         for c in reversed(self.children):
             try:
                 c.stop()
-            except Exception as exc:  # keep stopping the others
+            except Exception as exc:  # noqa: BLE001 — keep stopping the others
                 log(f"stopping {c.name}: {exc}")
         self.children.clear()
         if self.server is not None:
             try:
                 self.server.stop()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 — killed just below
                 log(f"stopping Redis: {exc}")
             proc = self.server.proc
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
             self.server = None
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._saved_env = {}
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -40,7 +40,7 @@ def build_requests(path: str, secret: str, n: int, seed: int, users: int,
 
 
 class _Conn:
-    __slots__ = ("sock", "state", "out", "buf", "started")
+    __slots__ = ("buf", "out", "sock", "started", "state")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -72,8 +72,8 @@ def _response_done(buf: bytes) -> tuple[int, bool] | None:
 
 
 def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.0,
-        duration: float = 5.0, host: str = "127.0.0.1", max_conns: int = 1000) -> dict:
-    sel = selectors.EpollSelector() if hasattr(selectors, "EpollSelector") else selectors.DefaultSelector()
+        duration: float = 5.0, host: str = "127.0.0.1", max_conns: int = 2000) -> dict:
+    sel = getattr(selectors, "EpollSelector", selectors.DefaultSelector)()
     idle: list[_Conn] = []
     live = 0
     n = len(requests)
@@ -83,6 +83,7 @@ def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.
     lat_sum = 0.0
     max_lag = 0.0
     conns_opened = 0
+    t0_wall = time.time()
     t0 = time.monotonic()
     deadline = t0 + duration
     last_send = t0
@@ -156,7 +157,10 @@ def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.
                 last_send = now
             if next_i >= n and live == 0:
                 break
-            wait = (t0 + next_i / rate - now) if next_i < n else 0.05
+            if next_i >= n or live >= max_conns:
+                wait = 0.05  # nothing due, or at the connection cap: wait for responses
+            else:
+                wait = t0 + next_i / rate - now
             wait = min(max(wait, 0.0), deadline - now)
         else:
             while next_i < n and live - len(idle) < concurrency:
@@ -216,7 +220,7 @@ def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.
     usage = resource.getrusage(resource.RUSAGE_SELF)
     send_span = max(last_send - t0, 1e-9)
     return {
-        "sent": next_i, "done": done, "ok": ok, "errors": errors,
+        "t0_wall": t0_wall, "sent": next_i, "done": done, "ok": ok, "errors": errors,
         "statuses": {str(k): v for k, v in statuses.items()},
         "elapsed_s": elapsed, "ok_per_s": ok / elapsed if elapsed else 0.0,
         "send_rate": (next_i - 1) / send_span if rate > 0 and next_i > 1 else None,
@@ -229,11 +233,19 @@ def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.
 
 def main() -> None:
     opts = orjson.loads(sys.argv[1])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2000 + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     reqs = build_requests(opts["path"], opts["secret"], opts["n"], opts.get("seed", 1),
                           opts.get("users", 1000), opts.get("base_update", 500_000_000))
     before = resource.getrusage(resource.RUSAGE_SELF)
+    max_conns = max(16, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 64)
     result = run(opts["port"], reqs, concurrency=opts.get("concurrency", 8),
-                 rate=opts.get("rate", 0.0), duration=opts.get("duration", 5.0))
+                 rate=opts.get("rate", 0.0), duration=opts.get("duration", 5.0),
+                 max_conns=min(2000, max_conns))
     result["client_cpu_s"] -= before.ru_utime + before.ru_stime
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 

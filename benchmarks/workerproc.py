@@ -1,0 +1,44 @@
+"""One RQ worker process in burst mode, for the throughput comparison.
+
+``python -m benchmarks.workerproc ingest``   the hub's worker (``worker.main.run_worker``)
+``python -m benchmarks.workerproc rq QUEUE`` a plain RQ ``Worker`` on QUEUE (the baseline)
+
+Both are the same RQ ``Worker`` class (a forked work horse per job), logging at WARNING, with
+the same ``with_scheduler`` setting. Each writes ``bench:t0`` (wall clock, just before
+``work()``, after imports and connecting) and ``bench:t1`` (when ``work()`` returns) to Redis,
+so interpreter start-up is outside both measurements.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import redis
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    r = redis.Redis.from_url(os.environ["REDIS_URL"])
+    if mode == "ingest":
+        from core.hub import Hub
+        from worker.main import run_worker
+
+        hub = Hub.from_env()
+        r.set("bench:t0", repr(time.time()))
+        run_worker(hub, burst=True)
+    elif mode == "rq":
+        from rq import Queue, Worker
+
+        q = Queue(sys.argv[2], connection=r)
+        w = Worker([q], connection=r)
+        r.set("bench:t0", repr(time.time()))
+        w.work(burst=True, logging_level="WARNING", with_scheduler=True)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    r.set("bench:t1", repr(time.time()))
+
+
+if __name__ == "__main__":
+    main()
