@@ -71,7 +71,8 @@ def main() -> None:
 @main.command()
 @click.option("--port", default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--workers", default=2, show_default=True, help="RQ worker processes")
+@click.option("--workers", default=2, show_default=True,
+              help="ingest worker processes (plus one sender for replies)")
 @click.option("--web-workers", default=2, show_default=True, help="gunicorn processes")
 @click.option("--data-dir", default=None, help="embedded Redis data (default ./var)")
 def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | None) -> None:
@@ -98,10 +99,16 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
         token = tokens.create(hub, "admin", "admin")
         click.echo(f"\nFirst start: admin API token (shown once, keep it):\n  {token}\n")
     py = sys.executable
-    specs = [("web", [py, "-m", "gunicorn", "-w", str(web_workers), "-b", f"{host}:{port}",
-                      "--access-logfile", "-", "webhooks.wsgi:app"]),
+    # gthread: a request waiting for Redis's fsync does not idle the whole process.
+    specs = [("web", [py, "-m", "gunicorn", "-k", "gthread", "--threads", "8",
+                      "-w", str(web_workers), "-b", f"{host}:{port}", "webhooks.wsgi:app"]),
              ("scheduler", [py, "-m", "core.cli", "scheduler"])]
-    specs += [(f"worker-{i + 1}", [py, "-m", "core.cli", "worker"]) for i in range(workers)]
+    specs += [(f"worker-{i + 1}", [py, "-m", "core.cli", "worker", "--queues", "ingest"])
+              for i in range(workers)]
+    specs.append(("sender", [py, "-m", "core.cli", "worker", "--queues", "outbound"]))
+    if workers < config.hub.ingest.consumers:
+        click.echo(f"note: ingest.consumers is {config.hub.ingest.consumers} but only {workers} "
+                   "ingest worker(s) run; the extra loops wait for a free worker", err=True)
     procs = {name: subprocess.Popen(cmd) for name, cmd in specs}
     base = f"http://{host}:{port}"
     click.echo(f"tongdai is up:\n  webhooks  {base}/webhooks/<channel-id>\n"
@@ -143,18 +150,24 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
 
 
 @main.command()
+@click.option("--queues", default="ingest", show_default=True,
+              help="ingest, outbound, or both (comma-separated)")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
-def worker(burst: bool) -> None:
-    """An RQ worker (ingest and outbound queues). Needs REDIS_URL or a running `tongdai up`."""
+def worker(queues: str, burst: bool) -> None:
+    """An RQ worker. Needs REDIS_URL or a running `tongdai up`."""
     from core.hub import Hub
-    from worker.main import run_worker
+    from worker.main import QUEUES, run_worker
 
-    run_worker(Hub.from_env(), burst=burst)
+    names = tuple(q.strip() for q in queues.split(",") if q.strip())
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown or not names:
+        raise click.UsageError(f"--queues takes {', '.join(QUEUES)}; got {queues!r}")
+    run_worker(Hub.from_env(), queues=names, burst=burst)
 
 
 @main.command()
 def scheduler() -> None:
-    """Recovers abandoned batches and trims the raw log (run exactly one or more; idempotent)."""
+    """Keeps ingest loops running and trims the raw log (run one or more; idempotent)."""
     from core.hub import Hub
     from worker.main import run_scheduler
 

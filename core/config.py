@@ -52,12 +52,13 @@ class RedisSection(_Section):
 
 class IngestSection(_Section):
     shards: int = Field(4, ge=1, le=256)
+    consumers: int = Field(2, ge=1, le=256)  # ingest loops at once, one per ingest worker
     batch_size: int = Field(500, ge=1, le=10000)
     raw_retention: float = 3 * 86400
     claim_idle: float = 15.0  # a batch unacknowledged this long belonged to a dead worker
-    drain_budget: float = 5.0  # seconds one drain job runs before handing over
+    loop_time_box: float = 10.0  # seconds one ingest job runs before a fresh job takes over
 
-    _durations = field_validator("raw_retention", "claim_idle", "drain_budget", mode="before")(
+    _durations = field_validator("raw_retention", "claim_idle", "loop_time_box", mode="before")(
         classmethod(lambda cls, v: parse_duration(v))
     )
 

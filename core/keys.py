@@ -30,12 +30,12 @@ class Keys:
     def _k(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
 
-    # -- raw event log (streams, one per shard) and its drain flags --------------------------
+    # -- raw event log (streams, one per shard) and the ingest loops' slots -------------------
     def raw(self, shard: int) -> str:
         return self._k("raw", shard)
 
-    def raw_drain_flag(self, shard: int) -> str:
-        return self._k("raw", shard, "drain")
+    def ingest_slot(self, slot: int) -> str:
+        return self._k("ingest", "slot", slot)
 
     def deadletter(self) -> str:
         return self._k("deadletter")

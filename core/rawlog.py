@@ -2,9 +2,14 @@
 
 One Redis stream per shard (``Keys.raw``), read by the ``ingest`` consumer group. Entries stay
 after they are processed (XACK only marks them done) until the retention period trims them, so
-``tongdai replay --since 2h`` can run them again. A shard's *drain flag* says a drain job is
-queued or running for it, so a webhook enqueues an RQ job only when none is: one job drains
-hundreds of events, instead of one job per message.
+``tongdai replay --since 2h`` can run them again.
+
+The webhook's only write is one XADD. Ingest runs as ``ingest.consumers`` long-lived RQ jobs
+(*ingest loops*), each blocked on every shard at once (XREADGROUP BLOCK) and processing what
+arrives in batches: an event is picked up within milliseconds, and one RQ job handles
+thousands of events instead of one. Each loop holds a *slot* (a short-lived key it refreshes);
+the janitor keeps every slot filled, so a killed worker's loop is replaced within seconds and
+its unacknowledged batch is claimed by the next loop.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from core.keys import INGEST_QUEUE, RAW_GROUP
 from core.models import RawEvent
 
 log = logging.getLogger(__name__)
-DRAIN_JOB = "worker.jobs.drain"
-FLAG_TTL_S = 5  # refreshed every batch; a killed drain job lets go of its shard within this
+INGEST_JOB = "worker.jobs.ingest_loop"
+SLOT_TTL_S = 5  # refreshed every read (≤ 0.5 s); a killed loop frees its slot within this
+BLOCK_MS = 500
 
 
 def now_ms() -> int:
@@ -52,23 +58,11 @@ def ensure_groups(hub: Hub) -> None:
                 raise
 
 
-def enqueue_drain(hub: Hub, shard: int) -> None:
-    Queue(INGEST_QUEUE, connection=hub.redis).enqueue(
-        DRAIN_JOB, shard, job_timeout=600, result_ttl=0, failure_ttl=86400,
-        description=f"drain raw shard {shard}")
-
-
 def append(hub: Hub, raw: RawEvent) -> str:
-    """Store a raw request (the webhook's only write) and wake a drain job if none is on it."""
-    shard = shard_of(hub, raw.body)
-    pipe = hub.redis.pipeline(transaction=False)
-    pipe.xadd(hub.keys.raw(shard), {
+    """Store a raw request: the webhook's one and only write."""
+    entry_id = hub.redis.xadd(hub.keys.raw(shard_of(hub, raw.body)), {
         "c": raw.channel_id, "b": raw.body, "h": orjson.dumps(raw.headers),
         "t": raw.received_ts_ms})
-    pipe.set(hub.keys.raw_drain_flag(shard), 1, nx=True, ex=FLAG_TTL_S)
-    entry_id, flag_taken = pipe.execute()
-    if flag_taken:
-        enqueue_drain(hub, shard)
     return entry_id.decode()
 
 
@@ -88,11 +82,16 @@ class Batch:
     events: list[RawEvent]
 
 
-def read(hub: Hub, shard: int, consumer: str, count: int) -> Batch:
-    """New entries for this consumer (they stay pending until acked)."""
-    resp = hub.redis.xreadgroup(RAW_GROUP, consumer, {hub.keys.raw(shard): ">"}, count=count)
-    events = [_decode(i, f) for _, entries in resp for i, f in entries if f]
-    return Batch(shard, events)
+def read(hub: Hub, consumer: str, count: int, block_ms: int | None = None) -> list[Batch]:
+    """New entries of every shard for this consumer, waiting up to ``block_ms`` for some.
+
+    They stay pending (owned by this consumer) until acked.
+    """
+    streams = {hub.keys.raw(s): ">" for s in range(hub.shards)}
+    resp = hub.redis.xreadgroup(RAW_GROUP, consumer, streams, count=count, block=block_ms)
+    shard_of_key = {hub.keys.raw(s).encode(): s for s in range(hub.shards)}
+    return [Batch(shard_of_key[key], [_decode(i, f) for i, f in entries if f])
+            for key, entries in resp or () if entries]
 
 
 def claim_stale(hub: Hub, shard: int, consumer: str, count: int) -> Batch:
@@ -109,16 +108,41 @@ def ack(hub: Hub, shard: int, ids: list[str]) -> None:
         hub.redis.xack(hub.keys.raw(shard), RAW_GROUP, *ids)
 
 
-def take_flag(hub: Hub, shard: int) -> bool:
-    return bool(hub.redis.set(hub.keys.raw_drain_flag(shard), 1, nx=True, ex=FLAG_TTL_S))
+def enqueue_ingest_loops(hub: Hub, n: int) -> None:
+    q = Queue(INGEST_QUEUE, connection=hub.redis)
+    for _ in range(n):
+        q.enqueue(INGEST_JOB, job_timeout=hub.config.hub.ingest.loop_time_box + 300,
+                  result_ttl=0, failure_ttl=86400, description="ingest loop")
 
 
-def refresh_flag(hub: Hub, shard: int) -> None:
-    hub.redis.set(hub.keys.raw_drain_flag(shard), 1, ex=FLAG_TTL_S)
+def take_slot(hub: Hub, owner: str) -> int | None:
+    """A free ingest slot for a starting loop, or None when all are taken."""
+    for slot in range(hub.config.hub.ingest.consumers):
+        if hub.redis.set(hub.keys.ingest_slot(slot), owner, nx=True, ex=SLOT_TTL_S):
+            return slot
+    return None
 
 
-def release_flag(hub: Hub, shard: int) -> None:
-    hub.redis.delete(hub.keys.raw_drain_flag(shard))
+def keep_slot(hub: Hub, slot: int, owner: str) -> None:
+    hub.redis.set(hub.keys.ingest_slot(slot), owner, ex=SLOT_TTL_S)
+
+
+def free_slot(hub: Hub, slot: int, owner: str) -> None:
+    hub.scripts.release_lock(keys=[hub.keys.ingest_slot(slot)], args=[owner])
+
+
+def ensure_ingest_loops(hub: Hub) -> int:
+    """Enqueue ingest loops for empty slots not already covered by queued jobs."""
+    consumers = hub.config.hub.ingest.consumers
+    pipe = hub.redis.pipeline(transaction=False)
+    for slot in range(consumers):
+        pipe.exists(hub.keys.ingest_slot(slot))
+    alive = sum(pipe.execute())
+    queued = Queue(INGEST_QUEUE, connection=hub.redis).count
+    missing = consumers - alive - queued
+    if missing > 0:
+        enqueue_ingest_loops(hub, missing)
+    return max(missing, 0)
 
 
 def backlog(hub: Hub, shard: int) -> tuple[int, int, int]:
@@ -142,25 +166,10 @@ def backlog(hub: Hub, shard: int) -> tuple[int, int, int]:
     return undelivered, pending, idle
 
 
-def janitor(hub: Hub) -> list[int]:
-    """Re-enqueue drains for shards with work and no live drain job. Returns those shards.
-
-    Covers a worker killed mid-batch (its pending entries idle past ``claim_idle``) and an
-    enqueue lost between the flag and the job.
-    """
-    woken = []
-    claim_idle_ms = hub.config.hub.ingest.claim_idle * 1000
-    for s in range(hub.shards):
-        undelivered, pending, idle = backlog(hub, s)
-        stale = pending and idle >= claim_idle_ms
-        if not (undelivered or stale):
-            continue
-        if stale:
-            release_flag(hub, s)  # whoever held it is gone
-        if take_flag(hub, s):
-            enqueue_drain(hub, s)
-            woken.append(s)
-    return woken
+def janitor(hub: Hub) -> int:
+    """Keep every ingest slot filled (a killed worker's loop is replaced). Returns how many
+    loops it enqueued. The new loop claims the dead one's unacknowledged batch."""
+    return ensure_ingest_loops(hub)
 
 
 def trim(hub: Hub) -> int:

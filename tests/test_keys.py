@@ -6,7 +6,7 @@ from core.keys import Keys
 def test_key_formats():
     k = Keys("td:")
     assert k.raw(3) == "td:raw:3"
-    assert k.raw_drain_flag(3) == "td:raw:3:drain"
+    assert k.ingest_slot(1) == "td:ingest:slot:1"
     assert k.deadletter() == "td:deadletter"
     assert k.seq("message") == "td:seq:message"
     assert k.stats() == "td:stats"

@@ -110,3 +110,17 @@ def test_api_requires_a_token(client, hub):
     assert client.get("/api/v1/conversations").status_code == 401
     r = client.get("/api/v1/conversations", headers=auth("td_nope"))
     assert r.status_code == 401 and "error" in r.json
+
+
+def test_fast_path_and_flask_path_answer_alike(client, hub):
+    """Webhooks take a fast WSGI path; requests it passes on to Flask get the same answers."""
+    body = tg_update(300, 800, 1, "xin chao")
+    fast = post(client, body, secret="wrong")
+    # no Content-Length (chunked upload): Flask's own route handles it
+    slow = client.post("/webhooks/tg-test", input_stream=__import__("io").BytesIO(body),
+                       headers={"X-Telegram-Bot-Api-Secret-Token": "wrong",
+                                "Transfer-Encoding": "chunked"})
+    assert fast.status_code == slow.status_code == 401
+    assert fast.json["error"]["code"] == slow.json["error"]["code"] == "SignatureError"
+    assert post(client, b"{").json["error"]["code"] == "PayloadError"
+    assert client.get("/webhooks/tg-test").status_code == 405  # no GET handshake on Telegram

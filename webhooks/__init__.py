@@ -25,6 +25,7 @@ def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask
     from webhooks import api, health, inbound
 
     app.register_blueprint(inbound.bp)
+    app.wsgi_app = inbound.FastWebhooks(app.wsgi_app, app.extensions["tongdai"], MAX_BODY_BYTES)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 

@@ -28,38 +28,54 @@ def set_hub(h: Hub) -> None:
     _hub = h
 
 
-def drain(shard: int) -> dict:
-    """Process a shard's raw events in batches until it is empty or the time budget is spent."""
+def ingest_loop() -> dict:
+    """Take an ingest slot and process raw events as they arrive, for ``loop_time_box`` s.
+
+    Blocks on every shard at once, so an event is picked up within milliseconds; then hands
+    over to a fresh job (RQ stays in charge: timeouts, failures, worker restarts).
+    """
     h = hub()
     cfg = h.config.hub.ingest
-    consumer = rawlog.consumer_name()
-    deadline = time.monotonic() + cfg.drain_budget
+    owner = f"{rawlog.consumer_name()}:{time.monotonic_ns()}"
+    slot = rawlog.take_slot(h, owner)
+    if slot is None:
+        return {"slot": None}  # every slot is served: this job was one too many
+    consumer = f"{rawlog.consumer_name()}:{slot}"
     totals = ingest.IngestResult()
-    batch = rawlog.claim_stale(h, shard, consumer, cfg.batch_size)
-    while True:
-        if not batch.events:
-            batch = rawlog.read(h, shard, consumer, cfg.batch_size)
-        if not batch.events:
-            # Let go of the shard, then look once more: an event appended before we let go
-            # found the flag taken and enqueued nothing, so it is ours to process.
-            rawlog.release_flag(h, shard)
-            batch = rawlog.read(h, shard, consumer, cfg.batch_size)
-            if not batch.events:
-                break
-            if not rawlog.take_flag(h, shard):
-                _run(h, batch, totals)  # another drain job owns the shard from here on
-                break
-        _run(h, batch, totals)
-        batch = rawlog.Batch(shard, [])
-        if time.monotonic() > deadline:
-            rawlog.enqueue_drain(h, shard)  # hand over, keeping the flag
-            break
-        rawlog.refresh_flag(h, shard)
-    return {"stored": totals.stored, "duplicates": totals.duplicates,
+    deadline = time.monotonic() + cfg.loop_time_box
+    next_claim = 0.0
+    try:
+        while time.monotonic() < deadline:
+            rawlog.keep_slot(h, slot, owner)
+            if time.monotonic() >= next_claim:  # batches a dead loop read but never acked
+                for s in range(h.shards):
+                    _run(h, rawlog.claim_stale(h, s, consumer, cfg.batch_size), totals)
+                next_claim = time.monotonic() + min(cfg.claim_idle, 5.0)
+            for batch in rawlog.read(h, consumer, cfg.batch_size, block_ms=rawlog.BLOCK_MS):
+                _run(h, batch, totals)
+        rawlog.enqueue_ingest_loops(h, 1)  # the successor, before letting go of the slot
+    finally:
+        rawlog.free_slot(h, slot, owner)
+    return {"slot": slot, "stored": totals.stored, "duplicates": totals.duplicates,
             "updated": totals.updated, "dead": totals.dead}
 
 
+def ingest_pending(h: Hub) -> ingest.IngestResult:
+    """Process everything waiting now, without blocking (replays, tests, one-off runs)."""
+    consumer = f"{rawlog.consumer_name()}:once"
+    totals = ingest.IngestResult()
+    batch_size = h.config.hub.ingest.batch_size
+    for s in range(h.shards):
+        _run(h, rawlog.claim_stale(h, s, consumer, batch_size), totals)
+    while batches := rawlog.read(h, consumer, batch_size):
+        for batch in batches:
+            _run(h, batch, totals)
+    return totals
+
+
 def _run(h: Hub, batch: rawlog.Batch, totals: ingest.IngestResult) -> None:
+    if not batch.events:
+        return
     r = ingest.process(h, batch.events)
     rawlog.ack(h, batch.shard, [e.id for e in batch.events if e.id])
     totals.stored += r.stored

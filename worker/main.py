@@ -16,17 +16,24 @@ from worker import jobs
 log = logging.getLogger(__name__)
 
 
-def run_worker(hub: Hub, burst: bool = False, with_scheduler: bool = True) -> None:
-    """An RQ worker on the ingest queue (first) and the outbound queue."""
+QUEUES = {"ingest": INGEST_QUEUE, "outbound": OUTBOUND_QUEUE}
+
+
+def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = False,
+               with_scheduler: bool = True) -> None:
+    """An RQ worker. Ingest workers each run one long ingest loop at a time, so sends get
+    workers of their own (``queues=("outbound",)``): a reply never waits behind ingest."""
     jobs.set_hub(hub)
     rawlog.ensure_groups(hub)
-    queues = [Queue(INGEST_QUEUE, connection=hub.redis), Queue(OUTBOUND_QUEUE, connection=hub.redis)]
-    Worker(queues, connection=hub.redis).work(
+    if "ingest" in queues and not burst:
+        rawlog.ensure_ingest_loops(hub)  # don't wait for the scheduler's first tick
+    rq_queues = [Queue(QUEUES[q], connection=hub.redis) for q in queues]
+    Worker(rq_queues, connection=hub.redis).work(
         burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
 
 
 def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> None:
-    """Recover abandoned raw batches every ``interval`` s; trim the raw log by retention."""
+    """Keep the ingest slots filled every ``interval`` s; trim the raw log by retention."""
     rawlog.ensure_groups(hub)
     stop = False
 
@@ -39,9 +46,9 @@ def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> 
     last_trim = 0.0
     while not stop:
         try:
-            woken = rawlog.janitor(hub)
-            if woken:
-                log.warning("re-enqueued drain for shards %s (abandoned or lost)", woken)
+            started = rawlog.janitor(hub)
+            if started:
+                log.info("enqueued %d ingest loop(s) for empty slots", started)
             if time.monotonic() - last_trim > trim_every:
                 removed = rawlog.trim(hub)
                 if removed:

@@ -1,0 +1,29 @@
+"""`tongdai bench --quick --json` runs end to end and reports every figure.
+
+It asserts that the benchmark works, never how fast anything is: speed is judged by the
+ratios `tongdai bench` prints, not by tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+KEYS = ("webhook_vs_flask", "ingest_vs_rq_noop", "latency_p50_ms", "latency_p99_ms",
+        "redis_bytes_per_message", "history_read_ratio", "parse_us_per_event")
+
+
+def test_bench_quick_reports_every_figure(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TONGDAI_CONFIG")}
+    out = subprocess.run([sys.executable, "-m", "core.cli", "bench", "--quick", "--json"],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert result["errors"] == {}
+    for key in KEYS:
+        assert result[key] is not None and result[key] != {}, key
+    assert result["parse_us_per_event"].keys() == {"telegram"}
+    assert set(result["verdicts"]) >= set(KEYS) - {"parse_us_per_event"}
