@@ -60,19 +60,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:].split()
+
+
 def _children(pid: int) -> list[int]:
     """All live descendants of ``pid`` (from /proc; Linux)."""
     parent: dict[int, int] = {}
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2:].split()
-        parent[int(d)] = int(rest[1])
+        if d.isdigit() and (rest := stat_fields(d)) is not None:
+            parent[int(d)] = int(rest[1])
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

@@ -100,9 +100,11 @@ def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
     import os
 
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    rest = stat[stat.rfind(b")") + 2:].split()
+    from benchmarks.env import stat_fields
+
+    rest = stat_fields(pid)
+    if rest is None:
+        raise RuntimeError(f"process {pid} is gone")
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -110,17 +112,12 @@ def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process, its live descendants and the children they have reaped."""
     import os
 
-    from benchmarks.env import _children
+    from benchmarks.env import _children, stat_fields
 
     total = 0.0
     for q in [pid, *_children(pid)]:
-        try:
-            with open(f"/proc/{q}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2:].split()
-        total += sum(int(x) for x in rest[11:15]) / os.sysconf("SC_CLK_TCK")
+        if (rest := stat_fields(q)) is not None:
+            total += sum(int(x) for x in rest[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
 

@@ -88,6 +88,15 @@ channels:
 
 
 @pytest.fixture
+def tg_fake():
+    """A fake Telegram Bot API over real HTTP (tests/fakes/telegram_api.py)."""
+    from tests.fakes.telegram_api import FakeTelegramAPI
+
+    with FakeTelegramAPI(TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
 def config_file(tmp_path) -> Path:
     return write_config(tmp_path / "tongdai.yaml")
 

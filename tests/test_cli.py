@@ -14,14 +14,7 @@ from werkzeug.serving import make_server
 from core import rawlog, tokens
 from core.models import RawEvent
 from tests.conftest import TOKEN, write_config
-from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.helpers import drain_all, tg_update
-
-
-@pytest.fixture
-def tg_fake():
-    with FakeTelegramAPI(TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture

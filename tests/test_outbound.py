@@ -8,16 +8,9 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from core.keys import OUTBOUND_QUEUE
-from tests.conftest import TOKEN, write_config
-from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, tg_update
 from worker import jobs
-
-
-@pytest.fixture
-def tg_fake():
-    with FakeTelegramAPI(TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture
