@@ -124,3 +124,14 @@ def test_fast_path_and_flask_path_answer_alike(client, hub):
     assert fast.json["error"]["code"] == slow.json["error"]["code"] == "SignatureError"
     assert post(client, b"{").json["error"]["code"] == "PayloadError"
     assert client.get("/webhooks/tg-test").status_code == 405  # no GET handshake on Telegram
+
+
+def test_webhook_survives_a_redis_connection_drop(client, hub, admin_token):
+    """The fast path's own connection breaking must not lose the event or fail the request."""
+    assert post(client, tg_update(400, 901, 1, "first")).status_code == 200
+    hub.redis.client_kill_filter(_type="normal", skipme=True)  # drop every other connection
+    assert post(client, tg_update(401, 901, 2, "second")).status_code == 200
+    drain_all(hub)
+    (conv,) = client.get("/api/v1/conversations", headers=auth(admin_token)).json["items"]
+    msgs = client.get(f"/api/v1/conversations/{conv['id']}/messages", headers=auth(admin_token))
+    assert [m["text"] for m in msgs.json["items"]] == ["second", "first"]

@@ -63,6 +63,7 @@ class FastWebhooks:
         self.wsgi_app = wsgi_app
         self.hub = hub
         self.max_body = max_body
+        self.appender = rawlog.Appender(hub)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -73,15 +74,15 @@ class FastWebhooks:
         if adapter is None or not length or not length.isdigit() or int(length) > self.max_body:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
+        headers = EnvironHeaders(environ)
         try:
-            adapter.verify(EnvironHeaders(environ), body)
+            adapter.verify(headers, body)
             adapter.check_body(body)
         except TongdaiError as exc:
             payload = orjson.dumps({"error": {"code": type(exc).__name__, "message": str(exc)}})
             return self._respond(start_response, exc.http_status, payload, "application/json")
-        headers = EnvironHeaders(environ)
         kept = {h: headers[h] for h in adapter.kept_headers if h in headers}
-        rawlog.append(self.hub, RawEvent(adapter.channel_id, body, kept, rawlog.now_ms()))
+        self.appender.append(RawEvent(adapter.channel_id, body, kept, rawlog.now_ms()))
         return self._respond(start_response, 200, b"ok", "text/plain; charset=utf-8")
 
     @staticmethod
