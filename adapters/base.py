@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hmac
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -60,6 +60,9 @@ class OutboundMessage:
     idempotency_key: str
     attachments: list[Attachment] = field(default_factory=list)
     reply_to_external_id: str | None = None
+    # When the customer last wrote on this channel (ms): platforms whose message type depends
+    # on the window (Meta's RESPONSE vs HUMAN_AGENT tag) need it.
+    last_inbound_ts_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -69,6 +72,49 @@ class Receipt:
     external_id: str
     sent_ts_ms: int
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+class TokenStore(Protocol):
+    """Where an adapter keeps OAuth tokens that rotate (Zalo's single-use refresh tokens).
+
+    The core implements it on Redis (``core/credentials.py``): shared by every worker, rotation
+    under a lock released only by its owner, the new pair persisted before anyone uses it.
+    """
+
+    def current(self) -> dict[str, str] | None:
+        """The latest stored pair (``access_token``, ``refresh_token``), or None."""
+
+    def rotate(self, used_access_token: str,
+               refresh: Callable[[str], dict[str, str]]) -> dict[str, str]:
+        """Replace the pair whose access token was just rejected.
+
+        Under the lock: when the stored access token is no longer ``used_access_token``
+        (another worker rotated meanwhile), return the stored pair without calling ``refresh``;
+        else call ``refresh(refresh_token)``, persist its pair, and return it.
+        """
+
+    def save(self, pair: dict[str, str]) -> None:
+        """Store a pair obtained otherwise (an authorization code exchange)."""
+
+
+class MemoryTokenStore:
+    """A TokenStore for one process (tests, tools); the hub uses the Redis one."""
+
+    def __init__(self, pair: dict[str, str] | None = None) -> None:
+        self.pair = dict(pair) if pair else None
+
+    def current(self) -> dict[str, str] | None:
+        return self.pair
+
+    def rotate(self, used_access_token: str,
+               refresh: Callable[[str], dict[str, str]]) -> dict[str, str]:
+        if self.pair and self.pair.get("access_token") != used_access_token:
+            return self.pair
+        self.pair = refresh((self.pair or {}).get("refresh_token", ""))
+        return self.pair
+
+    def save(self, pair: dict[str, str]) -> None:
+        self.pair = dict(pair)
 
 
 @dataclass(slots=True)
@@ -93,6 +139,8 @@ class Adapter(ABC):
         self.channel_id = channel_id
         self.settings = settings
         self._http = http
+        # Set by the core to its Redis-backed store; adapters that rotate tokens use it.
+        self.token_store: TokenStore = MemoryTokenStore()
 
     @property
     def http(self) -> httpx.Client:
@@ -128,6 +176,19 @@ class Adapter(ABC):
     @abstractmethod
     def send(self, message: OutboundMessage) -> Receipt:
         """Send through the platform; raise ``DeliveryError`` (retryable or not) on failure."""
+
+    def sent_dedupe_keys(self, message: OutboundMessage, receipt: Receipt) -> list[str]:
+        """Dedupe keys under which the platform will report this send back to us (an echo of
+        it, delivery/read receipts naming its id). The core records them with the message, so
+        the echo of our own send is matched to it, not stored twice. Default: none."""
+        return []
+
+    def fetch_profile(self, external_user_id: str) -> dict[str, Any] | None:
+        """The customer's ``name`` and ``picture`` (URL) from the platform, or None.
+
+        Called by a background job, never in the request path; the core caches the answer.
+        """
+        return None
 
     @abstractmethod
     def facts(self) -> ChannelFacts:

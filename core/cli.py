@@ -312,6 +312,27 @@ def telegram_set_webhook(channel_id: str, url: str) -> None:
     click.echo(f"webhook set to {url}: {result}")
 
 
+@channels.group("zalo")
+def channels_zalo() -> None:
+    """Zalo OA channels."""
+
+
+@channels_zalo.command("authorize")
+@click.argument("channel_id")
+@click.option("--code", required=True, help="the authorization code Zalo's OAuth page returned")
+def zalo_authorize(channel_id: str, code: str) -> None:
+    """Exchange an OAuth code for the OA's first token pair, stored for every worker."""
+    with _hub() as hub:
+        adapter = hub.adapter(channel_id)
+        if adapter.name != "zalo":
+            raise click.UsageError(f"{channel_id!r} is not a zalo channel")
+        try:
+            adapter.exchange_code(code)
+        except TongdaiError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{channel_id}: authorized; the token pair is stored and rotates by itself")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="one JSON object on stdout")
 @click.option("--quick", is_flag=True, help="smaller runs (a smoke test of the benchmark)")

@@ -53,6 +53,10 @@ class Hub:
         self.adapters: dict[str, Adapter] = {
             cid: cls(cid, settings) for cid, (cls, settings) in config.channel_settings.items()
         }
+        from core.credentials import RedisTokenStore
+
+        for cid, adapter in self.adapters.items():
+            adapter.token_store = RedisTokenStore(self, cid)
 
     @classmethod
     def from_env(cls, config_path: str | None = None, url: str | None = None) -> Hub:

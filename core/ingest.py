@@ -46,6 +46,8 @@ class IngestResult:
     skipped: int = 0
     dead: int = 0
     locations: list[str] = field(default_factory=list)  # "conv:msg" of stored messages
+    # (channel, external user, customer) of new customers the platform gave no name for
+    profiles: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _blob(ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
@@ -130,6 +132,11 @@ class _Batch:
             status = "read" if ev.kind == EventKind.READ else "delivered"
             for t in ev.target_ids:
                 self.add_patch(raw, ev, t, "status", status, "")
+            if ev.watermark_ms is not None:
+                self.hub.scripts.watermark(args=[
+                    raw.channel_id, ev.external_user_id, ev.watermark_ms, status,
+                    ev.dedupe_key, self.now], client=self.pipe)
+                self.ops.append(("watermark", raw, ev))
 
 
 def _parse(adapter: Adapter | None, raw: RawEvent) -> tuple[list[InboundEvent], str | None]:
@@ -171,6 +178,8 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         elif code == 1 and op == "ingest":
             result.stored += 1
             result.locations.append(reply[1].decode())
+            if len(reply) > 4 and int(reply[4]) == 1:
+                result.profiles.append((raw.channel_id, ev.external_user_id, reply[2].decode()))
         elif code == 1:
             result.updated += 1
         elif code == 2:
@@ -193,7 +202,24 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
             rawlog.dead_letter(pipe, hub, raw, error)
         pipe.execute()
         result.dead = len(dead)
+    if result.profiles:
+        _enqueue_profile_fetches(hub, result.profiles)
     return result
+
+
+PROFILE_JOB = "worker.jobs.fetch_profile"
+
+
+def _enqueue_profile_fetches(hub: Hub, profiles: list[tuple[str, str, str]]) -> None:
+    """Names and pictures come from a platform call: on the senders, never in this batch."""
+    from rq import Queue
+
+    from core.keys import OUTBOUND_QUEUE
+
+    q = Queue(OUTBOUND_QUEUE, connection=hub.redis)
+    q.enqueue_many([Queue.prepare_data(PROFILE_JOB, (ch, user, cust), result_ttl=0,
+                                       failure_ttl=86400, job_id=f"profile-{cust}-{ch}")
+                    for ch, user, cust in profiles])
 
 
 def replay_dead_letter(hub: Hub, dl_id: str) -> IngestResult | None:

@@ -60,6 +60,16 @@ class Keys:
     def customer_identifiers(self, customer_id: str) -> str:
         return self._k("customer", customer_id, "identifiers")
 
+    def customer_last_inbound(self, customer_id: str) -> str:
+        return self._k("customer", customer_id, "last_in")
+
+    # -- channel credentials that rotate (Zalo OAuth) ---------------------------------------------
+    def credentials(self, channel_id: str) -> str:
+        return self._k("creds", channel_id)
+
+    def credentials_lock(self, channel_id: str) -> str:
+        return self._k("creds", channel_id, "lock")
+
     # -- conversations and messages ----------------------------------------------------------
     def conversation(self, conv_id: str) -> str:
         return self._k("conv", conv_id)
@@ -112,6 +122,7 @@ class Keys:
             "CUSTOMER": t.customer("%s"),
             "CUSTOMER_IDENTITIES": t.customer_identities("%s"),
             "CUSTOMER_IDENTIFIERS": t.customer_identifiers("%s"),
+            "CUSTOMER_LAST_IN": t.customer_last_inbound("%s"),
             "CONV": t.conversation("%s"),
             "CONV_TAGS": t.conversation_tags("%s"),
             "TIMELINE": t.timeline("%s"),

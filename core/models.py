@@ -325,13 +325,15 @@ class Identity:
 class Customer:
     id: str
     name: str | None
+    picture: str | None
     created_ts_ms: int
     current_conversation_id: str | None
     identities: list[Identity]
     identifiers: list[dict[str, Any]]  # {kind, value, verified, source}
 
     def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created_ts": self.created_ts_ms,
+        return {"id": self.id, "name": self.name, "picture": self.picture,
+                "created_ts": self.created_ts_ms,
                 "current_conversation_id": self.current_conversation_id,
                 "identities": [i.to_api() for i in self.identities],
                 "identifiers": self.identifiers}

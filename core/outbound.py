@@ -13,6 +13,7 @@ import hashlib
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 import orjson
@@ -35,26 +36,79 @@ MAX_INLINE_WAIT_S = 5.0  # longer waits go back to the queue instead of holding 
 LOCK_MS = 120_000
 
 
+@dataclass(slots=True)
+class ChannelState:
+    """Whether a customer can be reached on one of their channel identities now."""
+
+    channel_id: str
+    external_user_id: str
+    address: str
+    last_inbound_ts_ms: int | None
+    open: bool
+    reason: str
+
+    def to_api(self) -> dict:
+        return {"channel_id": self.channel_id, "address": self.address,
+                "last_inbound_ts": self.last_inbound_ts_ms, "reachable": self.open,
+                "reason": self.reason}
+
+
+def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.AGENT,
+                   now: int | None = None) -> list[ChannelState]:
+    """Every identity of the customer with the platform's window verdict: reachable ones
+    first, then by the customer's latest message on each."""
+    now = now or now_ms()
+    pipe = hub.redis.pipeline(transaction=False)
+    pipe.hgetall(hub.keys.customer_identities(customer_id))
+    pipe.hgetall(hub.keys.customer_last_inbound(customer_id))
+    pipe.hgetall(hub.keys.customer(customer_id))
+    idents, last_in, cust = pipe.execute()
+    out = []
+    for key, address in idents.items():
+        channel, _, user = key.decode().partition("|")
+        last = int(last_in[key]) if key in last_in else None
+        adapter = hub.adapters.get(channel)
+        if adapter is None:
+            state_open, reason = False, "this channel is no longer configured"
+        elif f"blocked:{channel}".encode() in cust:
+            state_open, reason = False, "the customer blocked this channel"
+        else:
+            w = adapter.window(last, now, author)
+            state_open, reason = w.open, w.reason
+        out.append(ChannelState(channel, user, address.decode(), last, state_open, reason))
+    out.sort(key=lambda c: (c.open, c.last_inbound_ts_ms or 0), reverse=True)
+    return out
+
+
 def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idempotency_key: str,
                  scope: str, attachments: list[Attachment] | None = None,
                  channel_id: str | None = None) -> tuple[Message, bool]:
-    """Store an agent's reply and enqueue its send. Returns (message, created)."""
+    """Store an agent's reply and enqueue its send. Returns (message, created).
+
+    Refused before anything is stored or sent when the channel's window is closed or the
+    customer blocked it; the error names the customer's channels that are reachable now.
+    """
     conv = store.get_conversation(hub, conv_id)
     channel_id = channel_id or conv.channel_id
-    adapter = hub.adapter(channel_id)
-    now = now_ms()
-    blocked = hub.redis.hget(hub.keys.customer(conv.customer_id), f"blocked:{channel_id}")
-    if blocked is not None:
-        raise WindowClosed(f"cannot reply on {channel_id}: the customer blocked this channel "
-                           "(they can unblock it by writing again)")
-    state = adapter.window(conv.last_inbound_ts_ms, now, AuthorKind.AGENT)
+    hub.adapter(channel_id)  # NotFound for an unknown channel
+    states = channel_states(hub, conv.customer_id)
+    mine = [c for c in states if c.channel_id == channel_id]
+    if not mine:
+        raise WindowClosed(f"the customer has no identity on {channel_id}",
+                           reachable=[c.channel_id for c in states if c.open])
+    state = mine[0]
     if not state.open:
-        raise WindowClosed(f"cannot reply on {channel_id}: {state.reason}")
+        others = [c.channel_id for c in states if c.open and c.channel_id != channel_id]
+        hint = (f"; reachable now: {', '.join(others)}" if others
+                else "; no other channel of this customer is reachable now")
+        raise WindowClosed(f"cannot reply on {channel_id}: {state.reason}{hint}",
+                           reachable=others)
+    now = now_ms()
     msg = Message(
         id="", conversation_id=conv_id, direction=Direction.OUT, author_kind=AuthorKind.AGENT,
         author_id=author_id, channel_id=channel_id, platform_ts_ms=now, received_ts_ms=now,
         text=text, attachments=attachments or [], status=DeliveryStatus.QUEUED,
-        address=conv.address)
+        address=state.address)
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
     code, mid = hub.scripts.create_outbound(
         keys=[hub.keys.idempotency(scope, digest), hub.keys.messages(conv_id),
@@ -70,6 +124,15 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
             {"type": "message.created", "conversation_id": conv_id, "message_id": mid,
              "ts": now}))
     return store.get_message(hub, conv_id, mid), created
+
+
+def _identity_of(hub: Hub, customer_id: str, channel_id: str, address: str) -> str:
+    """The ``channel|user`` identity a reply address belongs to."""
+    for key, addr in hub.redis.hgetall(hub.keys.customer_identities(customer_id)).items():
+        k = key.decode()
+        if k.startswith(channel_id + "|") and addr.decode() == address:
+            return k
+    return f"{channel_id}|{address}"
 
 
 def _patch(hub: Hub, conv_id: str, mid: str, op: str, value: str, extra: str = "") -> None:
@@ -105,7 +168,10 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
             if msg.status != DeliveryStatus.QUEUED:
                 return f"already {msg.status.value}"
             adapter = hub.adapter(msg.channel_id)
-            address = msg.address or store.get_conversation(hub, conv_id).address
+            conv = store.get_conversation(hub, conv_id)
+            address = msg.address or conv.address
+            last_in = hub.redis.hget(hub.keys.customer_last_inbound(conv.customer_id),
+                                     _identity_of(hub, conv.customer_id, msg.channel_id, address))
             wait_ms = _rate_wait_ms(hub, msg.channel_id, address)
             if wait_ms > MAX_INLINE_WAIT_S * 1000:
                 _retry_later(hub, conv_id, mid, attempt, wait_ms / 1000)
@@ -116,7 +182,8 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
                 receipt = adapter.send(OutboundMessage(
                     address=address, text=msg.text, author_kind=msg.author_kind,
                     idempotency_key=mid, attachments=msg.attachments,
-                    reply_to_external_id=msg.reply_to))
+                    reply_to_external_id=msg.reply_to,
+                    last_inbound_ts_ms=int(last_in) if last_in else None))
             except DeliveryError as exc:
                 if not exc.retryable or attempt >= MAX_ATTEMPTS:
                     _patch(hub, conv_id, mid, "status", "failed", str(exc))
@@ -140,6 +207,11 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
                 continue
             _patch(hub, conv_id, mid, "set", orjson.dumps(
                 {"s": DeliveryStatus.SENT.value, "e": receipt.external_id, "sr": None}).decode())
+            keys = adapter.sent_dedupe_keys(OutboundMessage(address, msg.text, msg.author_kind, mid),
+                                            receipt)
+            if keys:  # the platform's echo and receipts of this send find it, not a copy
+                hub.redis.hset(hub.keys.dedupe(msg.channel_id),
+                               mapping={k: f"{conv_id}:{mid}" for k in keys})
             return "sent"
     finally:
         hub.scripts.release_lock(keys=[lock_key], args=[owner])

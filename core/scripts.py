@@ -9,7 +9,8 @@ import redis
 
 from core.keys import Keys
 
-_NAMES = ("ingest", "patch_message", "create_outbound", "release_lock", "rate_slot")
+_NAMES = ("ingest", "patch_message", "watermark", "create_outbound", "release_lock",
+          "rate_slot")
 
 
 class Scripts:

@@ -133,5 +133,5 @@ def get_customer(hub: Hub, customer_id: str) -> Customer:
         verified, source, _ = (val.decode().split("|") + ["", ""])[:3]
         identifiers.append({"kind": kind, "value": value, "verified": verified == "1",
                             "source": source})
-    return Customer(customer_id, h.get("name"), int(h.get("created", 0)), h.get("conv"),
-                    identities, identifiers)
+    return Customer(customer_id, h.get("name"), h.get("picture"), int(h.get("created", 0)),
+                    h.get("conv"), identities, identifiers)

@@ -53,15 +53,61 @@ def test_module_path_adapter_receives_and_sends(client, hub, admin_token):
     assert [(m.address, m.text) for m in echo_adapter.SENT] == [("u1", "好的")]
 
 
+def _post_at(client, hub, text, ts_ms, user="u1"):
+    """An echo event whose platform timestamp is ``ts_ms`` (signed like the real ones)."""
+    import time
+
+    import orjson
+
+    adapter = hub.adapter("echo-1")
+    body = orjson.dumps({"id": time.time_ns(), "user": user, "ts": ts_ms, "text": text,
+                         "name": "Wei"})
+    return client.post("/webhooks/echo-1", data=body, headers={
+        "X-Echo-Signature": adapter._sign(body), "Content-Type": "application/json"})
+
+
 def test_reply_outside_the_window_is_refused_before_sending(client, hub, admin_token):
-    _post(client, hub, "hello")
+    from core.rawlog import now_ms
+
+    _post_at(client, hub, "hello", now_ms() - 2 * 86400_000)  # two days ago; echo allows 24 h
     drain_all(hub)
     (c,) = client.get("/api/v1/conversations", headers=auth(admin_token)).json["items"]
-    # the customer's last message is two days old; the echo platform allows 24 h
-    hub.redis.hset(hub.keys.conversation(c["id"]), "last_in", c["last_inbound_ts"] - 2 * 86400_000)
     r = client.post(f"/api/v1/conversations/{c['id']}/messages", json={"text": "late"},
                     headers={**auth(admin_token), "Idempotency-Key": "e2"})
     assert r.status_code == 409
-    assert r.json["error"]["code"] == "WindowClosed" and "24 h" in r.json["error"]["message"]
+    err = r.json["error"]
+    assert err["code"] == "WindowClosed" and "24 h" in err["message"]
+    assert err["reachable_channels"] == [] and "no other channel" in err["message"]
     msgs = client.get(f"/api/v1/conversations/{c['id']}/messages", headers=auth(admin_token))
     assert [m["direction"] for m in msgs.json["items"]] == ["in"]
+
+
+def test_refusal_names_the_customers_reachable_channels(client, hub, admin_token):
+    from core.rawlog import now_ms
+    from tests.helpers import post, tg_update
+
+    _post_at(client, hub, "hello", now_ms() - 2 * 86400_000)
+    post(client, tg_update(1, 555, 1, "I am on Telegram too"))
+    drain_all(hub)
+    convs = client.get("/api/v1/conversations", headers=auth(admin_token)).json["items"]
+    echo_conv = next(c for c in convs if c["channel_id"] == "echo-1")
+    tg_cust = next(c for c in convs if c["channel_id"] == "tg-test")["customer_id"]
+    # what a merge of the two customers (the identity issue) gives: one customer, two channels
+    cust = echo_conv["customer_id"]
+    hub.redis.hset(hub.keys.customer_identities(cust), "tg-test|555", "555")
+    hub.redis.hset(hub.keys.customer_last_inbound(cust), "tg-test|555",
+                   hub.redis.hget(hub.keys.customer_last_inbound(tg_cust), "tg-test|555"))
+    r = client.post(f"/api/v1/conversations/{echo_conv['id']}/messages", json={"text": "x"},
+                    headers={**auth(admin_token), "Idempotency-Key": "e3"})
+    assert r.status_code == 409
+    assert r.json["error"]["reachable_channels"] == ["tg-test"]
+    assert "reachable now: tg-test" in r.json["error"]["message"]
+    chans = client.get(f"/api/v1/conversations/{echo_conv['id']}/channels",
+                       headers=auth(admin_token)).json["items"]
+    assert [(c["channel_id"], c["reachable"]) for c in chans] == [("tg-test", True),
+                                                                  ("echo-1", False)]
+    # replying on the reachable channel works
+    r = client.post(f"/api/v1/conversations/{echo_conv['id']}/messages",
+                    json={"text": "xin chào", "channel_id": "tg-test"},
+                    headers={**auth(admin_token), "Idempotency-Key": "e4"})
+    assert r.status_code == 201 and r.json["channel_id"] == "tg-test"

@@ -57,6 +57,15 @@ def get_conversation(conv_id: str):
     return jsonify(store.get_conversation(_hub(), conv_id).to_api())
 
 
+@bp.get("/conversations/<conv_id>/channels")
+def conversation_channels(conv_id: str):
+    """The customer's channels, reachable first, each with whether a reply can go out now and
+    why not (the platforms' window rules, blocks): what a reply's channel picker shows."""
+    conv = store.get_conversation(_hub(), conv_id)
+    states = outbound.channel_states(_hub(), conv.customer_id)
+    return jsonify({"items": [c.to_api() for c in states], "next_cursor": None})
+
+
 @bp.get("/conversations/<conv_id>/messages")
 def list_messages(conv_id: str):
     """The timeline, newest first; ``next_cursor`` goes into ``before`` for older ones."""

@@ -87,3 +87,17 @@ def _run(h: Hub, batch: rawlog.Batch, totals: ingest.IngestResult) -> None:
 def send(conv_id: str, message_id: str, attempt: int = 1) -> str:
     """Send one agent reply through its channel's adapter."""
     return outbound.deliver(hub(), conv_id, message_id, attempt)
+
+
+def fetch_profile(channel_id: str, external_user_id: str, customer_id: str) -> str:
+    """Ask the platform for a new customer's name and picture; cache them on the customer."""
+    h = hub()
+    profile = h.adapter(channel_id).fetch_profile(external_user_id)
+    key = h.keys.customer(customer_id)
+    fields = {"profile_at": int(time.time())}
+    if profile and profile.get("picture"):
+        fields["picture"] = profile["picture"]
+    h.redis.hset(key, mapping=fields)
+    if profile and profile.get("name"):
+        h.redis.hsetnx(key, "name", profile["name"])  # a name an agent typed wins
+    return "fetched" if profile else "no profile"

@@ -14,7 +14,8 @@
 -- ARGV[12] tags, joined by "\31"   ARGV[13] reopen window (ms)   ARGV[14] direction in|out
 -- ARGV[15] identifier claim "kind\31value\31verified(0|1)\31source" or ""
 -- ARGV[16] event kind (follow / unfollow record whether the customer blocked this channel)
--- Returns {0, "conv:msg"} duplicate | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened)}
+-- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
+--         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
 --         | {2, ""} notice with no conversation to join
 
 local ch, dkey, user, addr, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -45,6 +46,11 @@ if not cust then
 end
 local ck = string.format("{{CUSTOMER}}", cust)
 if name ~= '' then redis.call('HSETNX', ck, 'name', name) end
+local needs_profile = 0
+if redis.call('HEXISTS', ck, 'name') == 0 and redis.call('HEXISTS', ck, 'profile_at') == 0 then
+  needs_profile = 1  -- asked once: profile_at 0 until the profile job answers
+  redis.call('HSET', ck, 'profile_at', 0)
+end
 redis.call('HSET', string.format("{{CUSTOMER_IDENTITIES}}", cust), ch .. '|' .. user, addr)
 
 -- conversation: the customer's current one, reopened or replaced when resolved
@@ -78,6 +84,23 @@ if not conv then
   opened = 1
 end
 
+-- The platform's echo of a reply we queued may arrive before our send job records the id
+-- the platform gave it: match it to that reply (same channel and text, still queued).
+if dir == 'out' and opened == 0 then
+  local text = cjson.decode(blob).x
+  local mk = string.format("{{MESSAGES}}", conv)
+  for _, m in ipairs(redis.call('ZREVRANGE', string.format("{{TIMELINE}}", conv), 0, 9)) do
+    local b = redis.call('HGET', mk, m)
+    if b then
+      local o = cjson.decode(b)
+      if text ~= nil and o.d == 'out' and o.s == 'queued' and o.c == ch and o.x == text then
+        redis.call('HSET', dd, dkey, conv .. ':' .. m)
+        return {0, conv .. ':' .. m}
+      end
+    end
+  end
+end
+
 -- the message
 local mid = tostring(redis.call('INCR', "{{SEQ_MESSAGE}}"))
 redis.call('HSET', string.format("{{MESSAGES}}", conv), mid, blob)
@@ -89,6 +112,10 @@ redis.call('HSET', dd, dkey, loc)
 local status = redis.call('HGET', convk, 'status')
 if dir == 'in' and mode == 'timeline' then
   redis.call('HSET', convk, 'channel', ch, 'address', addr, 'last_in', ts, 'updated', now)
+  -- per channel identity: what window rules are measured from
+  local lk = string.format("{{CUSTOMER_LAST_IN}}", cust)
+  local idk = ch .. '|' .. user
+  if tonumber(redis.call('HGET', lk, idk) or '0') < ts then redis.call('HSET', lk, idk, ts) end
   if tagstr ~= '' then
     for tag in string.gmatch(tagstr, '[^\31]+') do
       redis.call('SADD', string.format("{{CONV_TAGS}}", conv), tag)
@@ -123,4 +150,4 @@ end
 
 redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'message.created', conversation_id = conv,
   message_id = mid, customer_id = cust, opened = opened, ts = now}))
-return {1, loc, cust, opened}
+return {1, loc, cust, opened, needs_profile}
