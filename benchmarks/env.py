@@ -47,6 +47,26 @@ channels:
       bot_token: "{TOKEN}"
       secret_token: "{SECRET}"
       api_base: "http://127.0.0.1:9"
+  # One channel per built-in adapter, so `parse_us_per_event` measures each (nothing is sent).
+  - id: bench-fb
+    adapter: facebook
+    settings:
+      page_id: "1122334455"
+      page_access_token: "EAAbenchPageToken0123456789"
+      app_secret: "0123456789abcdef0123456789abcdef"
+      verify_token: "bench-verify"
+      graph_base: "http://127.0.0.1:9/v25.0"
+  - id: bench-zalo
+    adapter: zalo
+    settings:
+      oa_id: "388613280878808645"
+      app_id: "3608465248940903967"
+      oa_secret_key: "bench-oa-secret-key"
+      app_secret: "bench-app-secret"
+      access_token: "bench-access-token"
+      refresh_token: "bench-refresh-token"
+      api_base: "http://127.0.0.1:9"
+      oauth_base: "http://127.0.0.1:9"
 """
 
 

@@ -10,6 +10,8 @@ from core.errors import ConfigError
 
 BUILTIN = {
     "telegram": "adapters.telegram:TelegramAdapter",
+    "facebook": "adapters.facebook:FacebookAdapter",
+    "zalo": "adapters.zalo:ZaloAdapter",
 }
 ENTRY_POINT_GROUP = "tongdai.adapters"
 

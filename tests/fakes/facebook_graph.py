@@ -1,0 +1,225 @@
+"""A local stand-in for the Graph API's Messenger endpoints, served over real HTTP.
+
+Tests point an adapter's ``graph_base`` at it (the base URL includes ``/v25.0``) and read back
+what was sent::
+
+    with FakeGraphAPI(token, app_secret) as fake:
+        adapter = FacebookAdapter("fb", settings(graph_base=fake.base_url))
+        fake.fail_next("POST", 400, 10, 2018278, "This message is sent outside of allowed window.")
+
+Errors have the Graph API's shape: ``{"error": {"message", "type", "code", "error_subcode",
+"fbtrace_id"}}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+DEFAULT_TOKEN = "EAAfakePageTokenForTestsOnly0123456789abcdef"
+DEFAULT_APP_SECRET = "0123456789abcdef0123456789abcdef"
+VERSION = "v25.0"
+
+
+@dataclass(slots=True)
+class Call:
+    """One request as the fake received it."""
+
+    method: str
+    path: str  # without the version prefix, e.g. "me/messages" or "7012345678"
+    params: dict[str, str]
+    body: dict[str, Any]
+    token: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def graph_error(
+    code: int, message: str, subcode: int | None = None, type_: str = "OAuthException"
+) -> dict[str, Any]:
+    """A Graph API error body."""
+    err: dict[str, Any] = {
+        "message": message,
+        "type": type_,
+        "code": code,
+        "fbtrace_id": "AbCdEfGhIjK",
+    }
+    if subcode is not None:
+        err["error_subcode"] = subcode
+    return {"error": err}
+
+
+class FakeGraphAPI:
+    """Answers ``POST me/messages`` and ``GET <psid>`` like the Graph API; scriptable failures."""
+
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        app_secret: str | None = DEFAULT_APP_SECRET,
+        profiles: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        self.token = token
+        # When set, an appsecret_proof sent along must be HMAC-SHA256(app_secret, token).
+        self.app_secret = app_secret
+        self.profiles = dict(profiles or {})
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._sent: list[dict[str, Any]] = []
+        self._failures: deque[tuple[str, int, dict[str, Any], dict[str, str]]] = deque()
+        self._next_message_id = 1
+        self._server: ThreadingHTTPServer | None = None
+        self.base_url = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> str:
+        """Serve on 127.0.0.1 (a free port) in a daemon thread; return the versioned base URL."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        # A short poll interval keeps stop() (and so each test's teardown) fast.
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/{VERSION}"
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and free the port (later requests get connection refused)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting and inspection -------------------------------------------------------------
+    def fail_next(
+        self,
+        target: str,
+        status: int,
+        code: int,
+        subcode: int | None = None,
+        message: str = "",
+        headers: dict[str, str] | None = None,
+        type_: str = "OAuthException",
+    ) -> None:
+        """Make the next request matching ``target`` fail with this status and Graph error.
+
+        ``target`` is a method ("POST", "GET") or a path ("me/messages", "/v25.0/me/messages").
+        ``status`` 0 closes the connection without an answer.
+        """
+        body = graph_error(code, message or f"(#{code}) Error", subcode, type_)
+        with self._lock:
+            self._failures.append((_norm(target), status, body, dict(headers or {})))
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every request received, in order."""
+        with self._lock:
+            return list(self._calls)
+
+    def sent(self) -> list[dict[str, Any]]:
+        """The bodies of the successful ``me/messages`` sends."""
+        with self._lock:
+            return list(self._sent)
+
+    # -- answering ----------------------------------------------------------------------------
+    def answer(self, call: Call) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """The (status, JSON body, extra headers) the real API would give, give or take."""
+        with self._lock:
+            self._calls.append(call)
+            if call.token != self.token:
+                return 400, graph_error(190, "Invalid OAuth access token."), {}
+            proof = call.params.get("appsecret_proof")
+            if self.app_secret and proof is not None:
+                want = hmac.new(
+                    self.app_secret.encode(), self.token.encode(), hashlib.sha256
+                ).hexdigest()
+                if proof != want:
+                    msg = "Invalid appsecret_proof provided in the API argument"
+                    return 400, graph_error(100, msg, type_="GraphMethodException"), {}
+            for i, (target, status, body, headers) in enumerate(self._failures):
+                if target in (call.method, call.path):
+                    del self._failures[i]
+                    return status, body, headers
+            return self._result(call)
+
+    def _result(self, call: Call) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if call.method == "POST" and call.path == "me/messages":
+            recipient = call.body.get("recipient") or {}
+            if not recipient or not call.body.get("message"):
+                msg = "(#100) The parameter recipient is required"
+                return 400, graph_error(100, msg), {}
+            mid, self._next_message_id = self._next_message_id, self._next_message_id + 1
+            self._sent.append(call.body)
+            answer = {"message_id": f"m_{mid}"}
+            if "id" in recipient:  # user_ref sends get no recipient_id (Send API reference)
+                answer["recipient_id"] = recipient["id"]
+            return 200, answer, {}
+        if call.method == "GET" and call.path in self.profiles:
+            profile = self.profiles[call.path]
+            wanted = (call.params.get("fields") or "").split(",")
+            return 200, {k: v for k, v in profile.items() if k in wanted} | {"id": call.path}, {}
+        msg = (
+            f"Unsupported {call.method.lower()} request. Object with ID '{call.path}' does "
+            "not exist, cannot be loaded due to missing permissions, or does not support "
+            "this operation."
+        )
+        return 400, graph_error(100, msg, 33, "GraphMethodException"), {}
+
+
+def _norm(target: str) -> str:
+    """ "POST" stays; "/v25.0/me/messages" and "me/messages" both become "me/messages"."""
+    if target.isupper():
+        return target
+    path = target.strip("/")
+    return path.removeprefix(f"{VERSION}/")
+
+
+def _handler_for(fake: FakeGraphAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._serve(b"")
+
+        def do_POST(self) -> None:
+            self._serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        def _serve(self, raw: bytes) -> None:
+            url = urlsplit(self.path)
+            params = dict(parse_qsl(url.query))
+            body: dict[str, Any] = {}
+            if raw and "json" in self.headers.get("Content-Type", ""):
+                body = orjson.loads(raw)
+            elif raw:
+                body = dict(parse_qsl(raw.decode()))
+            auth = self.headers.get("Authorization", "")
+            token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+            # The Graph API takes the token from the header, the query or a form body.
+            token = token or params.pop("access_token", None) or body.pop("access_token", None)
+            call = Call(self.command, _norm(url.path), params, body, token, dict(self.headers))
+            status, answer, headers = fake.answer(call)
+            if status == 0:
+                self.close_connection = True
+                return
+            data = orjson.dumps(answer)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # request lines may hold a token: never print them
+
+    return Handler

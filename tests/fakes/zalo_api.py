@@ -1,0 +1,264 @@
+"""A local stand-in for Zalo's OA OpenAPI and OAuth v4 server, over real HTTP.
+
+One base URL serves both, so tests set ``api_base`` and ``oauth_base`` to it::
+
+    with FakeZaloAPI() as fake:
+        adapter = ZaloAdapter("zalo", settings(api_base=fake.base_url, oauth_base=fake.base_url))
+        fake.expire_access_token()          # the next call answers -216, a refresh follows
+        fake.fail_next(-230, "User has not interacted with the OA in the past 7 days")
+
+Like Zalo, it answers errors inside HTTP 200 (``{"error": -216, ...}``), accepts only the
+current access token, and honours each refresh token once: a second use of a burnt one fails
+and is counted in ``burnt_refresh_uses``, which is how a double-refresh race shows up.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+APP_ID = "3608465248940903967"
+APP_SECRET = "fake-app-secret-Xq9"
+ACCESS_TOKEN = "AT-initial-fake-access-token"
+REFRESH_TOKEN = "RT-initial-fake-refresh-token"
+CS_PATH = "/v3.0/oa/message/cs"
+PROFILE_PATH = "/v3.0/oa/user/detail"
+TOKEN_PATH = "/v4/oa/access_token"
+# Answers shaped as Zalo documents them (docs.zaloplatforms.com, OA API error table; the
+# -14xxx OAuth family is undocumented: -14014 is the code community clients report for a
+# burnt refresh token; the adapter does not depend on the number).
+INVALID_TOKEN = {"error": -216, "message": "Access token is invalid"}
+BURNT_REFRESH = {
+    "error": -14014,
+    "error_name": "Invalid refresh token",
+    "error_reason": "refresh_token is invalid or expired",
+    "error_description": "",
+}
+
+
+class FakeZaloAPI:
+    """Answers the message, user-detail and token endpoints; scriptable failures."""
+
+    def __init__(
+        self,
+        app_id: str = APP_ID,
+        app_secret: str = APP_SECRET,
+        access_token: str = ACCESS_TOKEN,
+        refresh_token: str = REFRESH_TOKEN,
+    ) -> None:
+        self.app_id, self.app_secret = app_id, app_secret
+        self.access_token: str | None = access_token
+        self.refresh_token: str | None = refresh_token
+        self._lock = threading.Lock()
+        self._burnt: set[str] = set()
+        self._codes: set[str] = set()
+        self._calls: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+        self._sent: list[dict[str, Any]] = []
+        self._failures: dict[str, deque[list[Any]]] = {}  # [calls to let through, status, body]
+        self.users: dict[str, dict[str, Any]] = {}
+        self.refreshes = 0  # successful rotations
+        self.burnt_refresh_uses = 0  # refresh tokens presented after they were spent
+        self._serial = 0
+        self._server: ThreadingHTTPServer | None = None
+        self.base_url = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> str:
+        """Serve on 127.0.0.1 (a free port) in a daemon thread; return the base URL."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and free the port (later requests get connection refused)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting and inspection -------------------------------------------------------------
+    def expire_access_token(self) -> None:
+        """The current access token stops working (as after its 25 h); refresh still does."""
+        with self._lock:
+            self.access_token = None
+
+    def fail_next(self, code: int, message: str = "", path: str = CS_PATH, after: int = 0) -> None:
+        """The next call of ``path`` (after ``after`` successful ones) answers HTTP 200 with
+        this Zalo error."""
+        with self._lock:
+            self._failures.setdefault(path, deque()).append(
+                [after, 200, {"error": code, "message": message or f"Error {code}"}]
+            )
+
+    def fail_next_http(self, status: int, path: str = CS_PATH, after: int = 0) -> None:
+        """The next call of ``path`` answers this HTTP status with an HTML page, like a proxy."""
+        with self._lock:
+            self._failures.setdefault(path, deque()).append([after, status, None])
+
+    def issue_code(self) -> str:
+        """An authorization code, as Zalo's consent page hands the callback (single use)."""
+        with self._lock:
+            code = "code-" + secrets.token_hex(6)
+            self._codes.add(code)
+            return code
+
+    def add_user(self, user_id: str, detail: dict[str, Any]) -> None:
+        """What ``/v3.0/oa/user/detail`` answers for ``user_id`` (its ``data`` object)."""
+        with self._lock:
+            self.users[user_id] = detail
+
+    @property
+    def calls(self) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+        """Every request: (path, {access_token, secret_key} headers present, params/body)."""
+        with self._lock:
+            return list(self._calls)
+
+    def sent(self) -> list[dict[str, Any]]:
+        """The bodies of the successful ``message/cs`` calls."""
+        with self._lock:
+            return list(self._sent)
+
+    # -- answering ----------------------------------------------------------------------------
+    def answer(self, path: str, headers: dict[str, str], params: dict[str, Any]) -> tuple[int, Any]:
+        """The (status, JSON body or None for an HTML page) Zalo would give, give or take."""
+        with self._lock:
+            self._calls.append((path, headers, params))
+            if path == TOKEN_PATH:
+                return 200, self._token(headers, params)
+            if path not in (CS_PATH, PROFILE_PATH):
+                return 404, {"error": 404, "message": "Not Found"}
+            if self.access_token is None or headers.get("access_token") != self.access_token:
+                return 200, INVALID_TOKEN
+            if queued := self._failures.get(path):
+                if queued[0][0] > 0:
+                    queued[0][0] -= 1
+                else:
+                    _, status, body = queued.popleft()
+                    return status, body
+            if path == PROFILE_PATH:
+                return 200, self._profile(params)
+            return 200, self._send(params)
+
+    def _next(self, prefix: str) -> str:
+        self._serial += 1
+        return f"{prefix}-{self._serial}-{secrets.token_hex(4)}"
+
+    def _token(self, headers: dict[str, str], form: dict[str, Any]) -> dict[str, Any]:
+        if form.get("app_id") != self.app_id:
+            return {"error": -14002, "error_name": "Invalid appId", "error_reason": ""}
+        if headers.get("secret_key") != self.app_secret:
+            # Not a documented code: the fake's own, for a wrong secret_key header.
+            return {"error": -14001, "error_name": "Invalid secret key", "error_reason": ""}
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            used = form.get("refresh_token", "")
+            if used != self.refresh_token or used in self._burnt:
+                self.burnt_refresh_uses += used in self._burnt
+                return BURNT_REFRESH
+            self._burnt.add(used)
+            self.refreshes += 1
+        elif grant == "authorization_code":
+            code = form.get("code", "")
+            if code not in self._codes:
+                return {
+                    "error": -14019,
+                    "error_name": "Invalid authorization code",
+                    "error_reason": "code is invalid, used or expired",
+                }
+            self._codes.discard(code)
+            if self.refresh_token:
+                self._burnt.add(self.refresh_token)
+        else:
+            return {"error": -14000, "error_name": "Invalid grant_type", "error_reason": ""}
+        # Each new pair replaces the last one: only it works from now on.
+        self.access_token, self.refresh_token = self._next("AT"), self._next("RT")
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_in": "90000",
+        }
+
+    def _send(self, body: dict[str, Any]) -> dict[str, Any]:
+        user = (body.get("recipient") or {}).get("user_id")
+        message = body.get("message") or {}
+        if not user:
+            return {"error": -201, "message": "user_id is invalid!"}
+        if not message.get("text") and not message.get("attachment"):
+            return {"error": -201, "message": "message is invalid!"}
+        if len(message.get("text") or "") > 2000:
+            return {"error": -201, "message": "text is invalid!"}
+        self._sent.append(body)
+        message_id = secrets.token_hex(10)
+        return {
+            "error": 0,
+            "message": "Success",
+            "data": {
+                "message_id": message_id,
+                "user_id": user,
+                "quota": {"quota_type": "reply", "remain": "7", "total": "8"},
+                "sent_time": str(int(time.time() * 1000)),
+            },
+        }
+
+    def _profile(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            user_id = orjson.loads(params.get("data") or "{}").get("user_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            user_id = None
+        if user_id not in self.users:
+            return {"error": -201, "message": "user_id is invalid!"}
+        return {"error": 0, "message": "Success", "data": self.users[user_id]}
+
+
+def _handler_for(fake: FakeZaloAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._serve(b"")
+
+        def do_POST(self) -> None:
+            self._serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        def _serve(self, body: bytes) -> None:
+            url = urlsplit(self.path)
+            params: dict[str, Any] = dict(parse_qsl(url.query))
+            ctype = self.headers.get("Content-Type", "")
+            if body and "json" in ctype:
+                params |= orjson.loads(body)
+            elif body:
+                params |= dict(parse_qsl(body.decode()))
+            headers = {
+                h: self.headers[h]
+                for h in ("access_token", "secret_key")
+                if self.headers.get(h) is not None
+            }
+            status, answer = fake.answer(url.path, headers, params)
+            if answer is None:
+                data, kind = b"<html><body>502 Bad Gateway</body></html>", "text/html"
+            else:
+                data, kind = orjson.dumps(answer), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # quiet tests
+
+    return Handler
