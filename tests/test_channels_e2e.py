@@ -223,3 +223,55 @@ def test_zalo_window_closed_after_48h_without_calling_zalo(client, hub, admin_to
     assert r.status_code == 409 and "48 h" in r.json["error"]["message"]
     run_senders(hub)
     assert zalo.sent() == []
+
+
+def test_messenger_events_out_of_order_sort_by_platform_time(client, hub, admin_token):
+    t = now_ms() - 10_000
+    fb_post(client, [fb_msg("m_b", "thứ hai", t + 2000)])  # Meta delivered the later one first
+    fb_post(client, [fb_msg("m_a", "thứ nhất", t + 1000)])
+    drain_all(hub)
+    conv = only_conv(client, admin_token, "fb-test")
+    assert [m["text"] for m in timeline(client, admin_token, conv["id"])] == ["thứ hai",
+                                                                              "thứ nhất"]
+
+
+def _cli(redis_url, config_file, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env, text=True,
+                          capture_output=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("platform,channel", [("facebook", "fb-test"), ("zalo", "zalo-test")])
+def test_simulate_posts_signed_events(app, hub, redis_url, config_file, admin_token, platform,
+                                      channel):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = _cli(redis_url, config_file, "simulate", platform, "--channel", channel,
+                   "--text", "Xin chào từ mô phỏng", "--user-id", "555000111",
+                   "--url", f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert out.returncode == 0 and out.stdout.startswith("200"), out.stderr
+    assert drain_all(hub)["stored"] == 1
+
+
+def test_zalo_authorize_stores_the_first_pair(hub, redis_url, config_file, zalo):
+    code = zalo.issue_code()
+    out = _cli(redis_url, config_file, "channels", "zalo", "authorize", "zalo-test",
+               "--code", code)
+    assert out.returncode == 0, out.stderr
+    stored = RedisTokenStore(hub, "zalo-test").current()
+    assert stored["access_token"] == zalo.access_token
+    assert zalo.access_token not in out.stdout + out.stderr  # never printed
+    again = _cli(redis_url, config_file, "channels", "zalo", "authorize", "zalo-test",
+                 "--code", code)  # codes are single-use
+    assert again.returncode == 1 and "Error" in again.stderr
