@@ -177,6 +177,16 @@ class Adapter(ABC):
     def send(self, message: OutboundMessage) -> Receipt:
         """Send through the platform; raise ``DeliveryError`` (retryable or not) on failure."""
 
+    @property
+    def account_id(self) -> str | None:
+        """This channel's account on the platform (Page id, OA id), when events name one.
+
+        Platforms that deliver several accounts' events to one callback URL (Meta: every Page
+        of an app) set ``InboundEvent.account_id``; the core routes each event to the channel
+        whose ``account_id`` matches. Default: None (one URL per account).
+        """
+        return None
+
     def sent_dedupe_keys(self, message: OutboundMessage, receipt: Receipt) -> list[str]:
         """Dedupe keys under which the platform will report this send back to us (an echo of
         it, delivery/read receipts naming its id). The core records them with the message, so

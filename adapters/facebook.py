@@ -421,9 +421,11 @@ def parse_body(body: bytes, received_ms: int) -> list[InboundEvent]:
             if not isinstance(items, list):
                 raise PayloadError(f"Messenger entry[{n}].{field} is not a list")
             read = _change if field == "changes" else _item
-            events.extend(
-                read(x, entry_ms, f"entry[{n}].{field}[{i}]") for i, x in enumerate(items)
-            )
+            page = str(entry["id"]) if entry.get("id") is not None else None
+            for i, x in enumerate(items):
+                ev = read(x, entry_ms, f"entry[{n}].{field}[{i}]")
+                ev.account_id = page  # Meta sends every Page of an app to one URL
+                events.append(ev)
     return events
 
 
@@ -529,6 +531,11 @@ class FacebookAdapter(Adapter):
                 f"{prefix[:-1]} signature does not match: is app_secret the secret of the Meta "
                 "app that sends these webhooks?"
             )
+
+    @property
+    def account_id(self) -> str | None:
+        """The Page id: events of an app's other Pages are filed under their own channels."""
+        return self.settings.page_id
 
     def check_body(self, body: bytes) -> None:
         """Reject bodies that are not a Page webhook (JSON, object page, an entry list)."""

@@ -57,6 +57,18 @@ class Hub:
 
         for cid, adapter in self.adapters.items():
             adapter.token_store = RedisTokenStore(self, cid)
+        # (adapter name, platform account) → channel, for webhooks that serve several accounts
+        self.account_channels: dict[tuple[str, str], str] = {
+            (a.name, a.account_id): cid for cid, a in self.adapters.items() if a.account_id
+        }
+
+    def channel_for(self, receiving_channel: str, account_id: str | None) -> str | None:
+        """The channel an event belongs to: the receiving one, or the channel configured for
+        the event's platform account. None when that account has no channel here."""
+        adapter = self.adapters[receiving_channel]
+        if account_id is None or adapter.account_id in (None, account_id):
+            return receiving_channel
+        return self.account_channels.get((adapter.name, account_id))
 
     @classmethod
     def from_env(cls, config_path: str | None = None, url: str | None = None) -> Hub:

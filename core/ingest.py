@@ -85,58 +85,60 @@ class _Batch:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.pipe = hub.redis.pipeline(transaction=False)
-        self.ops: list[tuple[str, RawEvent, InboundEvent]] = []
+        self.ops: list[tuple[str, RawEvent, InboundEvent, str]] = []
         self.now = rawlog.now_ms()
         self.reopen_ms = int(hub.config.hub.conversations.reopen_window * 1000)
 
-    def add_timeline(self, raw: RawEvent, ev: InboundEvent, dedupe_key: str | None = None) -> None:
+    def add_timeline(self, raw: RawEvent, ev: InboundEvent, ch: str,
+                     dedupe_key: str | None = None) -> None:
         hub = self.hub
         tags: list[str] = []
-        route = hub.router.route(raw.channel_id, [], None)
+        route = hub.router.route(ch, [], None)
         inbound = ev.direction == Direction.IN and ev.kind in TIMELINE_KINDS
         if inbound and ev.text:
             tags, lang = hub.tagger.tags(ev.text)
-            route = hub.router.route(raw.channel_id, tags, lang)
+            route = hub.router.route(ch, tags, lang)
         mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
         ident = ""
         if ev.identifier is not None:
             i = ev.identifier
             ident = SEP.join((i.kind, i.value, "1" if i.verified else "0", i.source))
         hub.scripts.ingest(args=[
-            raw.channel_id, dedupe_key or ev.dedupe_key, ev.external_user_id,
+            ch, dedupe_key or ev.dedupe_key, ev.external_user_id,
             ev.address or ev.external_user_id, ev.profile.get("name", ""), ev.platform_ts_ms,
-            self.now, _blob(ev, raw.channel_id, raw, tags), mode, route.queue, route.priority,
+            self.now, _blob(ev, ch, raw, tags), mode, route.queue, route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
         ], client=self.pipe)
-        self.ops.append(("ingest", raw, ev))
+        self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:
-            self.pipe.hincrby(hub.keys.stats(), f"unsupported:{raw.channel_id}:{ev.platform_type}")
-            self.ops.append(("stat", raw, ev))
+            self.pipe.hincrby(hub.keys.stats(), f"unsupported:{ch}:{ev.platform_type}")
+            self.ops.append(("stat", raw, ev, ch))
 
-    def add_patch(self, raw: RawEvent, ev: InboundEvent, target: str, op: str, value: str,
-                  extra: str) -> None:
+    def add_patch(self, raw: RawEvent, ev: InboundEvent, ch: str, target: str, op: str,
+                  value: str, extra: str) -> None:
         self.hub.scripts.patch_message(
-            args=[raw.channel_id, target, ev.dedupe_key, self.now, op, value, extra],
-            client=self.pipe)
-        self.ops.append((op, raw, ev))
+            args=[ch, target, ev.dedupe_key, self.now, op, value, extra], client=self.pipe)
+        self.ops.append((op, raw, ev, ch))
 
-    def add(self, raw: RawEvent, ev: InboundEvent) -> None:
+    def add(self, raw: RawEvent, ev: InboundEvent, ch: str) -> None:
+        """Queue one event's script, filed under channel ``ch``."""
         if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS:
-            self.add_timeline(raw, ev)
+            self.add_timeline(raw, ev, ch)
         elif ev.kind == EventKind.EDIT:
-            self.add_patch(raw, ev, ev.target_ids[0], "edit", ev.text or "", str(ev.platform_ts_ms))
+            self.add_patch(raw, ev, ch, ev.target_ids[0], "edit", ev.text or "",
+                           str(ev.platform_ts_ms))
         elif ev.kind == EventKind.REACTION:
             for t in ev.target_ids:
-                self.add_patch(raw, ev, t, "react", ev.external_user_id, ev.reaction or "")
+                self.add_patch(raw, ev, ch, t, "react", ev.external_user_id, ev.reaction or "")
         elif ev.kind in (EventKind.DELIVERY, EventKind.READ):
             status = "read" if ev.kind == EventKind.READ else "delivered"
             for t in ev.target_ids:
-                self.add_patch(raw, ev, t, "status", status, "")
+                self.add_patch(raw, ev, ch, t, "status", status, "")
             if ev.watermark_ms is not None:
                 self.hub.scripts.watermark(args=[
-                    raw.channel_id, ev.external_user_id, ev.watermark_ms, status,
-                    ev.dedupe_key, self.now], client=self.pipe)
-                self.ops.append(("watermark", raw, ev))
+                    ch, ev.external_user_id, ev.watermark_ms, status, ev.dedupe_key, self.now],
+                    client=self.pipe)
+                self.ops.append(("watermark", raw, ev, ch))
 
 
 def _parse(adapter: Adapter | None, raw: RawEvent) -> tuple[list[InboundEvent], str | None]:
@@ -161,11 +163,18 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         if error:
             dead[id(raw)] = (raw, error)
         for ev in events:
-            batch.add(raw, ev)
+            ch = hub.channel_for(raw.channel_id, ev.account_id)
+            if ch is None:  # kept until an admin adds the channel, then replayed
+                problem = (f"no channel is configured for {ev.account_id!r} on "
+                           f"{hub.adapters[raw.channel_id].name}: add one with that id, "
+                           "then replay this dead letter")
+                dead[id(raw)] = (raw, problem)
+                continue
+            batch.add(raw, ev, ch)
     replies = batch.pipe.execute(raise_on_error=False) if batch.ops else []
 
     fallback = _Batch(hub)
-    for (op, raw, ev), reply in zip(batch.ops, replies):
+    for (op, raw, ev, ch), reply in zip(batch.ops, replies):
         if isinstance(reply, redis.ResponseError):
             log.error("storing an event of raw %s failed: %s", raw.id, reply)
             dead.setdefault(id(raw), (raw, f"store failed: {reply}"))
@@ -179,7 +188,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
             result.stored += 1
             result.locations.append(reply[1].decode())
             if len(reply) > 4 and int(reply[4]) == 1:
-                result.profiles.append((raw.channel_id, ev.external_user_id, reply[2].decode()))
+                result.profiles.append((ch, ev.external_user_id, reply[2].decode()))
         elif code == 1:
             result.updated += 1
         elif code == 2:
@@ -187,11 +196,12 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         elif code == 3 and op == "edit":
             # The original never reached us (or not yet): keep the edited text as the message,
             # under the original's dedupe key so a late original counts as a duplicate.
-            fallback.add_timeline(raw, ev, dedupe_key=ev.target_ids[0])
+            fallback.add_timeline(raw, ev, ch, dedupe_key=ev.target_ids[0])
         else:
             result.skipped += 1  # a reaction or receipt for a message we never stored
     if fallback.ops:
-        for (op, raw, ev), reply in zip(fallback.ops, fallback.pipe.execute(raise_on_error=False)):
+        for (op, _raw, _ev, _ch), reply in zip(fallback.ops,
+                                               fallback.pipe.execute(raise_on_error=False)):
             if op == "ingest" and not isinstance(reply, redis.ResponseError) and int(reply[0]) == 1:
                 result.stored += 1
                 result.locations.append(reply[1].decode())

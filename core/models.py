@@ -138,6 +138,9 @@ class InboundEvent:
     profile: dict[str, Any] = field(default_factory=dict)  # display name, username, language
     identifier: IdentifierClaim | None = None
     platform_type: str | None = None  # the platform's own name for this event (kept for audit)
+    # The platform account the event belongs to (a Page id, an OA id) when one webhook URL
+    # serves several: the core files it under the channel configured for that account.
+    account_id: str | None = None
 
 
 @dataclass(slots=True)

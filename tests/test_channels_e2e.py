@@ -50,6 +50,14 @@ def config_file(tmp_path, graph, zalo):
       app_secret: "{fbg.DEFAULT_APP_SECRET}"
       verify_token: "verify-me"
       graph_base: "{graph.base_url}"
+  - id: fb-second
+    adapter: facebook
+    settings:
+      page_id: "9988776655"
+      page_access_token: "{fbg.DEFAULT_TOKEN}"
+      app_secret: "{fbg.DEFAULT_APP_SECRET}"
+      verify_token: "verify-me"
+      graph_base: "{graph.base_url}"
   - id: zalo-test
     adapter: zalo
     settings:
@@ -275,3 +283,28 @@ def test_zalo_authorize_stores_the_first_pair(hub, redis_url, config_file, zalo)
     again = _cli(redis_url, config_file, "channels", "zalo", "authorize", "zalo-test",
                  "--code", code)  # codes are single-use
     assert again.returncode == 1 and "Error" in again.stderr
+
+
+def test_one_app_several_pages_each_event_under_its_pages_channel(client, hub, admin_token):
+    """Meta posts every Page of an app to the one callback URL; each entry names its Page."""
+    t = now_ms()
+    body = orjson.dumps({"object": "page", "entry": [
+        {"id": PAGE_ID, "time": t, "messaging": [fb_msg("m_p1", "cho trang một", t)]},
+        {"id": "9988776655", "time": t, "messaging": [
+            {"sender": {"id": "8000001"}, "recipient": {"id": "9988776655"}, "timestamp": t,
+             "message": {"mid": "m_p2", "text": "cho trang hai"}}]},
+        {"id": "5555555555", "time": t, "messaging": [
+            {"sender": {"id": "8000002"}, "recipient": {"id": "5555555555"}, "timestamp": t,
+             "message": {"mid": "m_p3", "text": "a Page we have no channel for"}}]}]})
+    sig = hmac.new(fbg.DEFAULT_APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    r = client.post("/webhooks/fb-test", data=body, headers={
+        "Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={sig}"})
+    assert r.status_code == 200
+    result = drain_all(hub)
+    assert result["stored"] == 2 and result["dead"] == 1
+    first, second = only_conv(client, admin_token, "fb-test"), only_conv(client, admin_token,
+                                                                         "fb-second")
+    assert [m["text"] for m in timeline(client, admin_token, second["id"])] == ["cho trang hai"]
+    assert [m["text"] for m in timeline(client, admin_token, first["id"])] == ["cho trang một"]
+    (dl,) = client.get("/api/v1/deadletters", headers=auth(admin_token)).json["items"]
+    assert "'5555555555'" in dl["error"] and "add one with that id" in dl["error"]
