@@ -8,7 +8,10 @@ The Zalo facts this module rests on (sources in docs/connect-zalo.md):
   documented ``app_id`` + OA secret key is the default, the others are settings;
 - API errors come back inside HTTP 200 as ``{"error": <negative int>, "message": ...}``;
 - access tokens last 25 h and refresh tokens are single-use, so a rejected token is rotated
-  through ``self.token_store`` (shared by every worker in the hub) and the call retried once.
+  through ``self.token_store`` (shared by every worker in the hub) and the call retried once;
+- users without a Zalo login (``anonymous_send_*``) are answered through another endpoint,
+  addressed by their anonymous id *and* the conversation id: our address is
+  ``anon:<anonymous_id>:<conversation_id>``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,18 @@ from core.models import (
 JSON = dict[str, Any]
 SIGNATURE_HEADER = "X-ZEvent-Signature"
 CS_PATH = "/v3.0/oa/message/cs"
+# Replies to anonymous users: ``POST /v2.0/oa/message`` with ``recipient: {anonymous_id,
+# conversation_id}`` (both required), the message shapes of /message/cs (text up to 2,000
+# characters, media template images), ``data.message_id`` in the answer. Sources: the compiled
+# "Zalo Platform API — Integration Specification" (index file id 58853812468), §5.6 "Messaging
+# anonymous users", §1.5 (this v2.0 path is current; the -240 "MessageV2 shut down" notice is
+# about the old user_id message API) and its source index (Zalo page family
+# official-account/tin-nhan/cac-loai-tin-khac/gui-tin-nhan-*-den-nguoi-dung-an-danh); a
+# community Go client doing the same (index file ids 35219549113, 35843361389: anonymous_id =
+# the event's sender.id, conversation_id = its message.conversation_id). No v3.0 form is
+# documented.
+ANON_PATH = "/v2.0/oa/message"
+ANON_PREFIX = "anon:"
 PROFILE_PATH = "/v3.0/oa/user/detail"
 TOKEN_PATH = "/v4/oa/access_token"
 MAX_TEXT = 2000  # characters per consultation message (OA API, send a consultation message)
@@ -165,10 +180,21 @@ def _stamp(event: JSON, body: bytes) -> str:
 
 
 def _id_of(event: JSON, field: str) -> str:
-    obj = event.get(field)
-    value = obj.get("id") if isinstance(obj, dict) else None
-    if value is None or isinstance(value, dict | list | bool) or str(value) == "":
+    value = _maybe_id(event, field)
+    if value is None:
         raise PayloadError(f"Zalo {event['event_name']} lacks {field}.id")
+    return value
+
+
+def _maybe_id(event: JSON, field: str) -> str | None:
+    """``event[field].id`` when there is one (for the OA's side, whose absence is no error)."""
+    obj = event.get(field)
+    return _plain_id(obj.get("id") if isinstance(obj, dict) else None)
+
+
+def _plain_id(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list | bool) or str(value) == "":
+        return None
     return str(value)
 
 
@@ -256,6 +282,11 @@ def _message(event: JSON, name: str, received_ms: int) -> InboundEvent:
     msg_id = str(msg["msg_id"])
     out = name in OA_MESSAGES
     who = _id_of(event, "recipient" if out else "sender")  # the customer, either way
+    address = who
+    if name in ANONYMOUS_MESSAGES:  # replies need the conversation too (see ANON_PATH)
+        conversation = _plain_id(msg.get("conversation_id"))
+        # Without one the message is still kept; a reply is refused with the reason (send).
+        address = f"{ANON_PREFIX}{who}:{conversation or ''}"
     text = msg.get("text") if isinstance(msg.get("text"), str) and msg.get("text") else None
     message_type = name.split("_send_", 1)[1]
     raw_atts = msg.get("attachments") or []
@@ -268,13 +299,14 @@ def _message(event: JSON, name: str, received_ms: int) -> InboundEvent:
         f"m:{msg_id}",
         who,
         _ts_ms(event.get("timestamp"), received_ms),
-        address=who,
+        address=address,
         external_message_id=msg_id,
         direction=Direction.OUT if out else Direction.IN,
         text=text,
         attachments=atts,
         reply_to=f"m:{quote}" if quote else None,
         platform_type=name,
+        account_id=_maybe_id(event, "sender" if out else "recipient"),  # the OA, either way
     )
 
 
@@ -289,6 +321,8 @@ def _follow(event: JSON, name: str, received_ms: int, stamp: str) -> InboundEven
         _ts_ms(event.get("timestamp"), received_ms),
         address=user,
         platform_type=name,
+        # follow/unfollow name the OA in a top-level "oa_id" (docs sample and a live capture)
+        account_id=_plain_id(event.get("oa_id")) or _maybe_id(event, "recipient"),
     )
 
 
@@ -324,6 +358,7 @@ def _submit_info(event: JSON, name: str, received_ms: int, stamp: str) -> Inboun
         if phone
         else None,
         platform_type=name,
+        account_id=_maybe_id(event, "recipient"),
     )
 
 
@@ -406,6 +441,8 @@ class ZaloAdapter(Adapter):
                 _guess_customer(event, self.settings.oa_id),
                 _ts_ms(event.get("timestamp"), received),
                 platform_type=name,
+                # Only a top-level OA id says whose it is: sender/recipient sides are unknown.
+                account_id=_plain_id(event.get("oa_id", event.get("oaId"))),
             )
         ]
 
@@ -422,9 +459,9 @@ class ZaloAdapter(Adapter):
             or not all(isinstance(i, str | int) and str(i) for i in ids)
         ):
             raise PayloadError(f"Zalo {name} has no message ids (message.msg_ids / msg_id)")
-        user = _id_of(event, "recipient")
+        user, oa = _id_of(event, "recipient"), _maybe_id(event, "sender")
         if user == self.settings.oa_id:  # shape flipped: the other side is the customer
-            user = _id_of(event, "sender")
+            user, oa = _id_of(event, "sender"), user
         seen = name == "user_seen_message"
         # ZNS receipts carry the real delivery time in message.delivery_time.
         when = msg.get("delivery_time") or event.get("timestamp")
@@ -436,20 +473,26 @@ class ZaloAdapter(Adapter):
             address=user,
             target_ids=list(dict.fromkeys(f"m:{i}" for i in ids)),
             platform_type=name,
+            account_id=oa,
         )
 
     # -- outbound -----------------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> Receipt:
-        """A consultation message: text, images by URL, other files as links in the text."""
+        """A consultation message: text, images by URL, other files as links in the text.
+        An ``anon:`` address goes to the anonymous-user endpoint, the same way."""
         self._check_window(message)
         parts = _plan(message)
+        if message.address.startswith(ANON_PREFIX):
+            recipient, path, what = _anonymous(message.address), ANON_PATH, "anonymous message"
+        else:
+            recipient, path, what = {"user_id": message.address}, CS_PATH, "message/cs"
         ids: list[str] = []
         quota: Any = None
         sent_ms = time.time_ns() // 1_000_000
         for part in parts:
-            body = {"recipient": {"user_id": message.address}, "message": part}
+            body = {"recipient": recipient, "message": part}
             try:
-                data = self._call("POST", CS_PATH, "message/cs", json=body)
+                data = self._call("POST", path, what, json=body)
             except DeliveryError as exc:
                 if not ids:
                     raise
@@ -462,7 +505,7 @@ class ZaloAdapter(Adapter):
                 ) from None
             if not data.get("message_id"):
                 raise DeliveryError(
-                    "zalo message/cs: Zalo accepted the message but returned no message_id",
+                    f"zalo {what}: Zalo accepted the message but returned no message_id",
                     retryable=False,
                     code="bad_response",
                 )
@@ -470,7 +513,7 @@ class ZaloAdapter(Adapter):
                 sent_ms = _int(data.get("sent_time")) or sent_ms
             ids.append(str(data["message_id"]))
             quota = data.get("quota", quota)
-        raw: JSON = {"user_id": message.address, "message_ids": ids}
+        raw: JSON = {**recipient, "message_ids": ids}
         if quota is not None:  # Zalo's count of free replies left, worth seeing in the log
             raw["quota"] = quota
         return Receipt(ids[0], sent_ms, raw)
@@ -479,6 +522,11 @@ class ZaloAdapter(Adapter):
         """Zalo echoes our sends as ``oa_send_*`` and receipts name them: ``m:<msg_id>``."""
         ids = receipt.raw.get("message_ids") or [receipt.external_id]
         return [f"m:{i}" for i in ids]
+
+    @property
+    def account_id(self) -> str | None:
+        """The OA: an app linked to several OAs posts all their events to one webhook URL."""
+        return self.settings.oa_id
 
     def _check_window(self, message: OutboundMessage) -> None:
         """Refuse before calling Zalo when the configured window has passed (the core checks
@@ -737,6 +785,19 @@ def _json(resp: httpx.Response) -> JSON | None:
     except orjson.JSONDecodeError:
         return None
     return answer if isinstance(answer, dict) else None
+
+
+def _anonymous(address: str) -> JSON:
+    """The recipient of ``anon:<anonymous_id>:<conversation_id>``: Zalo needs both ids."""
+    _, anonymous_id, conversation_id = (address.split(":", 2) + ["", ""])[:3]
+    if not anonymous_id or not conversation_id:
+        raise DeliveryError(
+            "zalo: this anonymous user's conversation_id is unknown (their message carried "
+            "none), and Zalo answers anonymous users only with both ids; not sent",
+            retryable=False,
+            code="bad_request",
+        )
+    return {"anonymous_id": anonymous_id, "conversation_id": conversation_id}
 
 
 def _media(url: str) -> JSON:

@@ -19,6 +19,7 @@ from core.models import Attachment, AuthorKind, Direction, EventKind, InboundEve
 from core.registry import resolve_adapter
 from tests.fakes.zalo_api import (
     ACCESS_TOKEN,
+    ANON_PATH,
     APP_ID,
     APP_SECRET,
     PROFILE_PATH,
@@ -156,7 +157,8 @@ EXPECTED: dict[str, dict] = {
         "kind": EventKind.MESSAGE,
         "dedupe_key": "m:1e3c5a7f9b1d3f5a7c9e",
         "external_user_id": "6817391530946127346",
-        "address": "6817391530946127346",
+        # replies need the anonymous id and the conversation id (message.conversation_id)
+        "address": "anon:6817391530946127346:c0a8e6f4d2b0a8c6e4f2",
         "text": "Cho mình hỏi giờ mở cửa",
         "direction": IN,
         "platform_type": "anonymous_send_text",
@@ -236,6 +238,27 @@ ATTACHMENTS: dict[str, Attachment] = {
     ),
 }
 NOT_EVENTS = {"04_user_detail_response_real"}  # an API answer, used by fetch_profile below
+# The OA each event belongs to: recipient of user events, sender of oa_send_*, the top-level
+# oa_id of follow/unfollow (and of unknown events), the side that is not the customer in receipts.
+ACCOUNTS: dict[str, str | None] = {
+    "01_user_send_text_docsample": OA,
+    "02_follow_docsample": "388613280879808645",
+    "03_follow_real_capture": "4024926008133882615",
+    "05_user_send_location_real": "1423847451268726170",
+    "06_user_submit_info_docsample": "388613280879880645",
+    "07_add_user_to_tag_docsample": "388613280879880645",
+    "08_zns_user_received_message_docsample": "2893352839501541173",
+    "09_user_seen_message_fixture": "OA_ID",
+    "10_user_send_image_docs": OA,
+    "11_user_send_sticker_docs": OA,
+    "12_user_send_link_docs": OA,
+    "13_user_send_file_docs": OA,
+    "14_anonymous_send_text_docs": OA,
+    "15_oa_send_text_docs": OA,
+    "16_unfollow_docs": "4024926008133882615",
+    "17_user_received_message_docs": OA,
+    "18_user_send_text_vietnamese": OA,
+}
 
 
 def test_every_fixture_has_an_expectation_and_a_source() -> None:
@@ -262,6 +285,12 @@ def test_fixture_parses_to_expected_event(name: str) -> None:
         assert event.attachments == [ATTACHMENTS[name]]
     else:
         assert event.attachments == []
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_names_its_oa(name: str) -> None:
+    assert set(ACCOUNTS) == set(EXPECTED)
+    assert parse_fixture(name).account_id == ACCOUNTS[name]
 
 
 def test_submit_info_vouches_for_the_phone_as_given() -> None:
@@ -407,6 +436,58 @@ def test_receipts_take_msg_ids_or_msg_id_and_find_the_customer() -> None:
         USER,
         f"s:{USER}:1732346222333",
     )
+
+
+OTHER_OA = "1111222233334444555"
+_TEXT = {"msg_id": "a1", "text": "hi"}
+_SEEN = {"msg_ids": ["c"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "account"),
+    [
+        (_event("user_send_text", _TEXT, recipient={"id": OTHER_OA}), OTHER_OA),
+        (_event("anonymous_send_text", _TEXT, recipient={"id": OTHER_OA}), OTHER_OA),
+        (_event("oa_send_text", _TEXT, sender={"id": OTHER_OA}, recipient={"id": USER}), OTHER_OA),
+        (_event("user_submit_info", None, info={}, recipient={"id": OTHER_OA}), OTHER_OA),
+        # receipts: whichever side is not the customer, in either shape
+        (_event("user_seen_message", _SEEN, sender={"id": OA}, recipient={"id": USER}), OA),
+        (_event("user_seen_message", _SEEN, sender={"id": USER}, recipient={"id": OA}), OA),
+        (_event("unfollow", None, sender=None, follower={"id": USER}, oa_id=OTHER_OA), OTHER_OA),
+        # unknown events: only a top-level OA id says whose they are
+        (orjson.dumps({"event_name": "change_oa_daily_quota", "oaId": OTHER_OA}), OTHER_OA),
+        # no identifiable OA: None (the receiving channel keeps it)
+        (_event("user_send_text", _TEXT, recipient=None), None),
+        (_event("oa_send_text", _TEXT, sender={"id": ""}, recipient={"id": USER}), None),
+        (_event("follow", None, sender=None, recipient=None, follower={"id": USER}), None),
+        (_event("user_received_message", _TEXT, sender=None, recipient={"id": USER}), None),
+        (_event("user_reacted_message", {"msg_id": "r1", "react_icon": "/-heart"}), None),
+    ],
+)
+def test_account_id_is_the_oa_side_of_each_event_kind(body: bytes, account: str | None) -> None:
+    (ev,) = parse_body(body)
+    assert ev.account_id == account
+
+
+def test_the_adapter_account_is_its_oa() -> None:
+    assert make_adapter().account_id == OA
+    assert make_adapter(oa_id=OTHER_OA).account_id == OTHER_OA
+
+
+def test_anonymous_messages_are_addressed_by_user_and_conversation() -> None:
+    img = {"type": "image", "payload": {"url": "https://a.zdn.vn/p.jpg"}}
+    msg = {"msg_id": "an1", "conversation_id": "conv-9", "attachments": [img]}
+    (ev,) = parse_body(_event("anonymous_send_image", msg, sender={"id": "anon-7"}))
+    assert (ev.external_user_id, ev.address, ev.direction) == ("anon-7", "anon:anon-7:conv-9", IN)
+    assert [a.kind for a in ev.attachments] == ["image"]
+    # without a conversation_id the message is kept; replies are refused (see the send tests)
+    (ev,) = parse_body(_event("anonymous_send_text", {"msg_id": "an2", "text": "?"}))
+    assert (ev.external_user_id, ev.address) == (USER, f"anon:{USER}:")
+    # a logged-in user's address stays the bare user id
+    (ev,) = parse_body(
+        _event("user_send_text", {"msg_id": "u1", "text": "x", "conversation_id": "c"})
+    )
+    assert ev.address == USER
 
 
 def test_unknown_events_are_kept_as_unsupported() -> None:
@@ -665,9 +746,11 @@ def fake() -> FakeZaloAPI:
         yield api
 
 
-def out(text: str | None = "Chào bạn, shop kiểm tra ngay nhé", **kw: object) -> OutboundMessage:
+def out(
+    text: str | None = "Chào bạn, shop kiểm tra ngay nhé", address: str = USER, **kw: object
+) -> OutboundMessage:
     return OutboundMessage(
-        address=USER, text=text, author_kind=AuthorKind.AGENT, idempotency_key="msg-1", **kw
+        address=address, text=text, author_kind=AuthorKind.AGENT, idempotency_key="msg-1", **kw
     )
 
 
@@ -943,6 +1026,115 @@ def test_httpx_log_carries_no_token(fake: FakeZaloAPI, caplog: pytest.LogCapture
         assert secret not in caplog.text
 
 
+# -- replies to anonymous users --------------------------------------------------------------------
+ANON_ID, CONV_ID = "6817391530946127346", "c0a8e6f4d2b0a8c6e4f2"  # as in fixture 14
+
+
+def anon_out(text: str | None = "Dạ shop mở cửa 8h-22h ạ", **kw: object) -> OutboundMessage:
+    return out(text, address=f"anon:{ANON_ID}:{CONV_ID}", **kw)
+
+
+def test_reply_to_an_anonymous_event_goes_to_the_anonymous_endpoint(fake: FakeZaloAPI) -> None:
+    (ev,) = parse_body((FIXTURES / "14_anonymous_send_text_docs.json").read_bytes())
+    adapter = make_adapter(fake.base_url)
+    msg = anon_out()
+    assert msg.address == ev.address
+    receipt = adapter.send(msg)
+    assert fake.sent() == [
+        {
+            "recipient": {"anonymous_id": ANON_ID, "conversation_id": CONV_ID},
+            "message": {"text": "Dạ shop mở cửa 8h-22h ạ"},
+        }
+    ]
+    ((path, headers, _),) = fake.calls
+    assert (path, headers) == (ANON_PATH, {"access_token": ACCESS_TOKEN})
+    assert receipt.raw == {
+        "anonymous_id": ANON_ID,
+        "conversation_id": CONV_ID,
+        "message_ids": [receipt.external_id],
+    }
+    assert receipt.sent_ts_ms > 0
+    assert adapter.sent_dedupe_keys(msg, receipt) == [f"m:{receipt.external_id}"]
+
+
+def test_anonymous_reply_with_images_and_links(fake: FakeZaloAPI) -> None:
+    make_adapter(fake.base_url).send(
+        anon_out(
+            "Ảnh đây ạ",
+            attachments=[
+                Attachment("image", url="https://example.vn/a.jpg"),
+                Attachment("file", url="https://example.vn/menu.pdf", name="menu.pdf"),
+            ],
+        )
+    )
+    (body,) = fake.sent()
+    assert body["recipient"] == {"anonymous_id": ANON_ID, "conversation_id": CONV_ID}
+    assert body["message"]["text"] == "Ảnh đây ạ\nmenu.pdf: https://example.vn/menu.pdf"
+    assert body["message"]["attachment"]["payload"]["elements"] == [
+        {"media_type": "image", "url": "https://example.vn/a.jpg"}
+    ]
+    assert cs_calls(fake) == []
+
+
+def test_anonymous_reply_rotates_a_rejected_token_once(fake: FakeZaloAPI) -> None:
+    store = MemoryTokenStore({"access_token": ACCESS_TOKEN, "refresh_token": REFRESH_TOKEN})
+    adapter = make_adapter(fake.base_url, store)
+    fake.expire_access_token()
+    receipt = adapter.send(anon_out())
+    assert receipt.external_id and len(fake.sent()) == 1 and fake.refreshes == 1
+    assert [c[0] for c in fake.calls] == [ANON_PATH, TOKEN_PATH, ANON_PATH]
+    assert fake.calls[-1][1] == {"access_token": store.pair["access_token"]}
+    # rejected again right after the refresh: final, and not refreshed a second time
+    fake.expire_access_token()
+    fake.fail_next(-216, "Access token is invalid", path=ANON_PATH)
+    with pytest.raises(DeliveryError) as err:
+        adapter.send(anon_out("again"))
+    assert (err.value.retryable, err.value.code) == (False, "unauthorized")
+    assert fake.refreshes == 2 and len(fake.sent()) == 1
+    assert_no_secrets(err.value, fake.access_token, fake.refresh_token)
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable", "kind"),
+    [(-230, False, "window_closed"), (-213, False, "blocked"), (-32, True, "rate_limited")],
+)
+def test_anonymous_reply_errors_map_like_consultation_ones(
+    fake: FakeZaloAPI, code: int, retryable: bool, kind: str
+) -> None:
+    fake.fail_next(code, "Some Zalo message", path=ANON_PATH)
+    with pytest.raises(DeliveryError) as err:
+        make_adapter(fake.base_url).send(anon_out())
+    assert (err.value.retryable, err.value.code) == (retryable, kind)
+    assert "anonymous message" in str(err.value) and str(code) in str(err.value)
+    assert_no_secrets(err.value)
+
+
+@pytest.mark.parametrize("address", [f"anon:{ANON_ID}:", "anon:", f"anon::{CONV_ID}"])
+def test_anonymous_address_without_both_ids_is_refused_before_calling(
+    fake: FakeZaloAPI, address: str
+) -> None:
+    with pytest.raises(DeliveryError) as err:
+        make_adapter(fake.base_url).send(out(address=address))
+    assert (err.value.retryable, err.value.code) == (False, "bad_request")
+    assert "conversation_id" in str(err.value) and fake.calls == []
+
+
+def test_fake_anonymous_endpoint_checks_token_and_both_ids() -> None:
+    with FakeZaloAPI() as api:
+        url, text = f"{api.base_url}{ANON_PATH}", {"text": "x"}
+        both = {"anonymous_id": ANON_ID, "conversation_id": CONV_ID}
+        r = httpx.post(url, json={"recipient": both, "message": text})
+        assert r.json()["error"] == -216  # no access token
+        ok = {"access_token": ACCESS_TOKEN}
+        r = httpx.post(
+            url, json={"recipient": {"anonymous_id": ANON_ID}, "message": text}, headers=ok
+        )
+        assert r.json() == {"error": -201, "message": "conversation_id is invalid!"}
+        r = httpx.post(url, json={"recipient": both, "message": text}, headers=ok)
+        assert r.json()["error"] == 0 and r.json()["data"]["conversation_id"] == CONV_ID
+        assert api.sent() == [{"recipient": both, "message": text}]
+
+
 # -- OAuth code exchange and profiles ------------------------------------------------------------
 def test_exchange_code_stores_the_pair(fake: FakeZaloAPI) -> None:
     store = MemoryTokenStore()
@@ -988,7 +1180,7 @@ def test_fetch_profile_reads_the_user_detail_answer(fake: FakeZaloAPI) -> None:
 
 def test_fake_answers_unknown_paths() -> None:
     with FakeZaloAPI() as api:
-        r = httpx.post(f"{api.base_url}/v2.0/oa/message", json={})
+        r = httpx.post(f"{api.base_url}/v2.0/oa/listrecentchat", json={})
         assert r.status_code == 404
         r = httpx.post(
             f"{api.base_url}{TOKEN_PATH}",

@@ -29,6 +29,7 @@ APP_SECRET = "fake-app-secret-Xq9"
 ACCESS_TOKEN = "AT-initial-fake-access-token"
 REFRESH_TOKEN = "RT-initial-fake-refresh-token"
 CS_PATH = "/v3.0/oa/message/cs"
+ANON_PATH = "/v2.0/oa/message"  # replies to anonymous users (anonymous_id + conversation_id)
 PROFILE_PATH = "/v3.0/oa/user/detail"
 TOKEN_PATH = "/v4/oa/access_token"
 # Answers shaped as Zalo documents them (docs.zaloplatforms.com, OA API error table; the
@@ -44,7 +45,8 @@ BURNT_REFRESH = {
 
 
 class FakeZaloAPI:
-    """Answers the message, user-detail and token endpoints; scriptable failures."""
+    """Answers the message (consultation and anonymous), user-detail and token endpoints;
+    scriptable failures."""
 
     def __init__(
         self,
@@ -130,7 +132,8 @@ class FakeZaloAPI:
             return list(self._calls)
 
     def sent(self) -> list[dict[str, Any]]:
-        """The bodies of the successful ``message/cs`` calls."""
+        """The bodies of the successful ``message/cs`` and anonymous ``/v2.0/oa/message`` calls,
+        in order (an anonymous one's recipient is ``{anonymous_id, conversation_id}``)."""
         with self._lock:
             return list(self._sent)
 
@@ -141,7 +144,7 @@ class FakeZaloAPI:
             self._calls.append((path, headers, params))
             if path == TOKEN_PATH:
                 return 200, self._token(headers, params)
-            if path not in (CS_PATH, PROFILE_PATH):
+            if path not in (CS_PATH, ANON_PATH, PROFILE_PATH):
                 return 404, {"error": 404, "message": "Not Found"}
             if self.access_token is None or headers.get("access_token") != self.access_token:
                 return 200, INVALID_TOKEN
@@ -153,6 +156,8 @@ class FakeZaloAPI:
                     return status, body
             if path == PROFILE_PATH:
                 return 200, self._profile(params)
+            if path == ANON_PATH:
+                return 200, self._send_anonymous(params)
             return 200, self._send(params)
 
     def _next(self, prefix: str) -> str:
@@ -199,10 +204,9 @@ class FakeZaloAPI:
         message = body.get("message") or {}
         if not user:
             return {"error": -201, "message": "user_id is invalid!"}
-        if not message.get("text") and not message.get("attachment"):
-            return {"error": -201, "message": "message is invalid!"}
-        if len(message.get("text") or "") > 2000:
-            return {"error": -201, "message": "text is invalid!"}
+        error = _message_error(message)
+        if error:
+            return error
         self._sent.append(body)
         message_id = secrets.token_hex(10)
         return {
@@ -216,6 +220,26 @@ class FakeZaloAPI:
             },
         }
 
+    def _send_anonymous(self, body: dict[str, Any]) -> dict[str, Any]:
+        # Zalo documents both ids as required; the answer echoes them with the message id.
+        recipient = body.get("recipient") or {}
+        for key in ("anonymous_id", "conversation_id"):
+            if not recipient.get(key):
+                return {"error": -201, "message": f"{key} is invalid!"}
+        error = _message_error(body.get("message") or {})
+        if error:
+            return error
+        self._sent.append(body)
+        return {
+            "error": 0,
+            "message": "Success",
+            "data": {
+                "message_id": secrets.token_hex(10),
+                "anonymous_id": recipient["anonymous_id"],
+                "conversation_id": recipient["conversation_id"],
+            },
+        }
+
     def _profile(self, params: dict[str, Any]) -> dict[str, Any]:
         try:
             user_id = orjson.loads(params.get("data") or "{}").get("user_id")
@@ -224,6 +248,14 @@ class FakeZaloAPI:
         if user_id not in self.users:
             return {"error": -201, "message": "user_id is invalid!"}
         return {"error": 0, "message": "Success", "data": self.users[user_id]}
+
+
+def _message_error(message: dict[str, Any]) -> dict[str, Any] | None:
+    if not message.get("text") and not message.get("attachment"):
+        return {"error": -201, "message": "message is invalid!"}
+    if len(message.get("text") or "") > 2000:
+        return {"error": -201, "message": "text is invalid!"}
+    return None
 
 
 def _handler_for(fake: FakeZaloAPI) -> type[BaseHTTPRequestHandler]:
