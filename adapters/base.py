@@ -9,14 +9,18 @@ resolves adapter names: built-in name, then the ``tongdai.adapters`` entry-point
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import httpx
+import orjson
 from pydantic import BaseModel, ConfigDict
 
+from core.errors import PayloadError
 from core.models import Attachment, AuthorKind, InboundEvent, RawEvent
 
 
@@ -247,3 +251,44 @@ def constant_time_equal(a: str | bytes | None, b: str | bytes) -> bool:
     if isinstance(b, str):
         b = b.encode()
     return hmac.compare_digest(a, b)
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A request header by name, whatever its case (werkzeug Headers or a plain dict)."""
+    value = headers.get(name)  # werkzeug Headers: already case-insensitive
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return value
+
+
+def load_json_object(body: bytes, what: str) -> dict[str, Any]:
+    """The body as a JSON object, or PayloadError naming ``what`` the platform should send."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise PayloadError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise PayloadError(f"a {what} is a JSON object, got {type(data).__name__}")
+    return data
+
+
+class RedactInLogs(logging.Filter):
+    """Masks secrets in httpx's request log lines: platforms put tokens in URLs."""
+
+    def __init__(self, pattern: re.Pattern[str], replacement: str) -> None:
+        super().__init__()
+        self.pattern, self.replacement = pattern, replacement
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self.pattern.sub(self.replacement, str(a)) if isinstance(a, str | httpx.URL)
+                else a for a in record.args)
+        return True
+
+
+def redact_http_logs(pattern: re.Pattern[str], replacement: str) -> None:
+    """Install a ``RedactInLogs`` on the httpx logger, once per pattern."""
+    log = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactInLogs) and f.pattern == pattern for f in log.filters):
+        log.addFilter(RedactInLogs(pattern, replacement))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +43,9 @@ from adapters.base import (
     RateLimit,
     Receipt,
     constant_time_equal,
+    header,
+    load_json_object,
+    redact_http_logs,
 )
 from core.errors import DeliveryError, Forbidden, PayloadError, SignatureError, WindowClosed
 from core.models import Attachment, Direction, EventKind, InboundEvent, RawEvent
@@ -132,29 +134,10 @@ class FacebookSettings(ChannelSettings):
         return v.rstrip("/")
 
 
-class _RedactGraphSecrets(logging.Filter):
-    """httpx logs every request URL at INFO; never let a token or proof in one reach a log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _SECRET_PARAMS.sub(r"\1<redacted>", str(a)) if isinstance(a, str | httpx.URL) else a
-                for a in record.args
-            )
-        return True
-
-
 # -- reading webhook bodies --------------------------------------------------------------------
 def _load(body: bytes) -> JSON:
     """The body as a dict, or PayloadError when it is not a Page webhook."""
-    try:
-        update = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise PayloadError(f"Messenger webhook body is not valid JSON: {e}") from None
-    if not isinstance(update, dict):
-        raise PayloadError(
-            f"a Messenger webhook body is a JSON object, got {type(update).__name__}"
-        )
+    update = load_json_object(body, "Messenger webhook body")
     if update.get("object") != "page":
         raise PayloadError(
             f'this channel takes Page webhooks ("object": "page"), got {update.get("object")!r}'
@@ -429,13 +412,6 @@ def parse_body(body: bytes, received_ms: int) -> list[InboundEvent]:
     return events
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)  # werkzeug Headers: already case-insensitive
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-    return value
-
-
 def _text_chunks(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     """Split text over Meta's per-message limit, at a line or word break when there is one."""
     chunks = []
@@ -495,9 +471,7 @@ class FacebookAdapter(Adapter):
         self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None
     ) -> None:
         super().__init__(channel_id, settings, http)
-        httpx_log = logging.getLogger("httpx")
-        if not any(isinstance(f, _RedactGraphSecrets) for f in httpx_log.filters):
-            httpx_log.addFilter(_RedactGraphSecrets())
+        redact_http_logs(_SECRET_PARAMS, r"\1<redacted>")
 
     # -- inbound ------------------------------------------------------------------------------
     def handshake(self, args: Mapping[str, str]) -> str | None:
@@ -519,8 +493,8 @@ class FacebookAdapter(Adapter):
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Check Meta's HMAC of the raw body with the app secret (sha256; sha1 only alone)."""
         secret = self.settings.app_secret.get_secret_value().encode()
-        got, algo = _header(headers, SIGNATURE_HEADER), hashlib.sha256
-        if got is None and (got := _header(headers, LEGACY_SIGNATURE_HEADER)) is not None:
+        got, algo = header(headers, SIGNATURE_HEADER), hashlib.sha256
+        if got is None and (got := header(headers, LEGACY_SIGNATURE_HEADER)) is not None:
             algo = hashlib.sha1
         if got is None:
             raise SignatureError(f"no {SIGNATURE_HEADER} header: not a webhook from Meta")

@@ -8,7 +8,6 @@ Anything not understood comes back as ``UNSUPPORTED``: kept and counted, never d
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,9 @@ from adapters.base import (
     RateLimit,
     Receipt,
     constant_time_equal,
+    header,
+    load_json_object,
+    redact_http_logs,
 )
 from core.errors import DeliveryError, PayloadError, SignatureError
 from core.models import Attachment, EventKind, IdentifierClaim, InboundEvent, RawEvent
@@ -78,27 +80,9 @@ class TelegramSettings(ChannelSettings):
         return v.rstrip("/")
 
 
-class _RedactBotTokens(logging.Filter):
-    """httpx logs every request URL at INFO, and Bot API URLs carry the token: mask it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_TEXT.sub("bot<token>", str(a)) if isinstance(a, str | httpx.URL) else a
-                for a in record.args
-            )
-        return True
-
-
 # -- reading updates ---------------------------------------------------------------------------
 def _load(body: bytes) -> JSON:
-    try:
-        update = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise PayloadError(f"Telegram update is not valid JSON: {e}") from None
-    if not isinstance(update, dict):
-        raise PayloadError(f"a Telegram update is a JSON object, got {type(update).__name__}")
-    return update
+    return load_json_object(body, "Telegram update")
 
 
 def _name(user: JSON) -> str:
@@ -321,13 +305,6 @@ def parse_update(body: bytes, received_ms: int) -> list[InboundEvent]:
         raise PayloadError(f"Telegram {field} is malformed ({type(e).__name__}: {e})") from None
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)  # werkzeug Headers: already case-insensitive
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-    return value
-
-
 def _as_int(value: str | None) -> int | None:
     try:
         return int(value or "")
@@ -347,14 +324,12 @@ class TelegramAdapter(Adapter):
         self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None
     ) -> None:
         super().__init__(channel_id, settings, http)
-        httpx_log = logging.getLogger("httpx")
-        if not any(isinstance(f, _RedactBotTokens) for f in httpx_log.filters):
-            httpx_log.addFilter(_RedactBotTokens())
+        redact_http_logs(_TOKEN_IN_TEXT, "bot<token>")
 
     # -- inbound ------------------------------------------------------------------------------
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Check the secret-token header Telegram echoes from ``setWebhook``."""
-        got = _header(headers, SECRET_HEADER)
+        got = header(headers, SECRET_HEADER)
         if got is None:
             raise SignatureError(f"no {SECRET_HEADER} header: set the webhook with a secret_token")
         if not constant_time_equal(got, self.settings.secret_token.get_secret_value()):

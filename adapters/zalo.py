@@ -35,6 +35,8 @@ from adapters.base import (
     RateLimit,
     Receipt,
     constant_time_equal,
+    header,
+    load_json_object,
 )
 from core.errors import DeliveryError, PayloadError, SignatureError, WindowClosed
 from core.models import (
@@ -145,12 +147,7 @@ class ZaloSettings(ChannelSettings):
 
 # -- reading events ------------------------------------------------------------------------------
 def _load(body: bytes) -> JSON:
-    try:
-        event = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise PayloadError(f"Zalo event is not valid JSON: {e}") from None
-    if not isinstance(event, dict):
-        raise PayloadError(f"a Zalo event is a JSON object, got {type(event).__name__}")
+    event = load_json_object(body, "Zalo event")
     if not isinstance(event.get("event_name"), str) or not event["event_name"]:
         raise PayloadError("a Zalo event names itself in 'event_name'; this body has none")
     return event
@@ -385,7 +382,7 @@ class ZaloAdapter(Adapter):
     # -- inbound ------------------------------------------------------------------------------
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Check ``X-ZEvent-Signature`` (plain SHA-256 of id + body + timestamp + key)."""
-        got = _header(headers, SIGNATURE_HEADER)
+        got = header(headers, SIGNATURE_HEADER)
         if not got:
             raise SignatureError(f"no {SIGNATURE_HEADER} header: not a request from Zalo")
         m = _MAC.fullmatch(got)
@@ -852,13 +849,6 @@ def _plan(message: OutboundMessage) -> list[JSON]:
     return parts
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)  # werkzeug Headers: already case-insensitive
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-    return value
-
-
 def _signed_timestamp(body: bytes) -> str | None:
     """The body's ``timestamp`` as the string Zalo signed."""
     try:
@@ -885,7 +875,7 @@ def matching_variants(
 ) -> list[tuple[str, str]]:
     """Which (signature_id, signature_key) pairs accept a captured request: to find out
     how your OA signs (docs/connect-zalo.md)."""
-    got, ts = _header(headers, SIGNATURE_HEADER) or "", _signed_timestamp(body)
+    got, ts = header(headers, SIGNATURE_HEADER) or "", _signed_timestamp(body)
     m = _MAC.fullmatch(got)
     if m is None or ts is None:
         return []

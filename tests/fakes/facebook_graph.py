@@ -18,11 +18,13 @@ import hmac
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+
+from tests.fakes.server import LocalHTTPServer
 
 DEFAULT_TOKEN = "EAAfakePageTokenForTestsOnly0123456789abcdef"
 DEFAULT_APP_SECRET = "0123456789abcdef0123456789abcdef"
@@ -56,8 +58,10 @@ def graph_error(
     return {"error": err}
 
 
-class FakeGraphAPI:
+class FakeGraphAPI(LocalHTTPServer):
     """Answers ``POST me/messages`` and ``GET <psid>`` like the Graph API; scriptable failures."""
+
+    base_path = f"/{VERSION}"
 
     def __init__(
         self,
@@ -74,32 +78,9 @@ class FakeGraphAPI:
         self._sent: list[dict[str, Any]] = []
         self._failures: deque[tuple[str, int, dict[str, Any], dict[str, str]]] = deque()
         self._next_message_id = 1
-        self._server: ThreadingHTTPServer | None = None
-        self.base_url = ""
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> str:
-        """Serve on 127.0.0.1 (a free port) in a daemon thread; return the versioned base URL."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # A short poll interval keeps stop() (and so each test's teardown) fast.
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/{VERSION}"
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop serving and free the port (later requests get connection refused)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- scripting and inspection -------------------------------------------------------------
     def fail_next(

@@ -12,17 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+
+from tests.fakes.server import LocalHTTPServer
 
 DEFAULT_TOKEN = "123456789:AAHfakeTokenForTestsOnly-abcdefghijk"
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
 
 
-class FakeTelegramAPI:
+class FakeTelegramAPI(LocalHTTPServer):
     """Answers ``/bot<token>/<method>`` like the Bot API; scriptable failures."""
 
     def __init__(self, token: str = DEFAULT_TOKEN) -> None:
@@ -32,32 +34,9 @@ class FakeTelegramAPI:
         self._sent: list[tuple[str, dict[str, Any]]] = []
         self._failures: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
         self._next_message_id = 1
-        self._server: ThreadingHTTPServer | None = None
-        self.base_url = ""
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> str:
-        """Serve on 127.0.0.1 (a free port) in a daemon thread; return the base URL."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # A short poll interval keeps stop() (and so each test's teardown) fast.
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop serving and free the port (later requests get connection refused)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- scripting and inspection -------------------------------------------------------------
     def fail_next(

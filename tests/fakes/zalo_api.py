@@ -18,11 +18,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+
+from tests.fakes.server import LocalHTTPServer
 
 APP_ID = "3608465248940903967"
 APP_SECRET = "fake-app-secret-Xq9"
@@ -44,7 +46,7 @@ BURNT_REFRESH = {
 }
 
 
-class FakeZaloAPI:
+class FakeZaloAPI(LocalHTTPServer):
     """Answers the message (consultation and anonymous), user-detail and token endpoints;
     scriptable failures."""
 
@@ -68,31 +70,9 @@ class FakeZaloAPI:
         self.refreshes = 0  # successful rotations
         self.burnt_refresh_uses = 0  # refresh tokens presented after they were spent
         self._serial = 0
-        self._server: ThreadingHTTPServer | None = None
-        self.base_url = ""
 
-    # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> str:
-        """Serve on 127.0.0.1 (a free port) in a daemon thread; return the base URL."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop serving and free the port (later requests get connection refused)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- scripting and inspection -------------------------------------------------------------
     def expire_access_token(self) -> None:
