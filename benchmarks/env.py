@@ -184,9 +184,13 @@ class BenchEnv:
         self._saved_env = {k: os.environ.get(k) for k in ("TONGDAI_CONFIG", "REDIS_URL")}
         os.environ["TONGDAI_CONFIG"] = str(cfg_path)
         os.environ["REDIS_URL"] = self.url
+        from core.crypto import load_keyring
         from core.hub import Hub
 
-        self.hub = Hub(config, redis.Redis.from_url(self.url))
+        # Customer data is encrypted in the benchmark as in production: the children find the
+        # same key file through TONGDAI_DATA_DIR (or the same TONGDAI_DATA_KEYS from the env).
+        keyring = load_keyring(self.dir / "redis", create=True)
+        self.hub = Hub(config, redis.Redis.from_url(self.url), keyring)
         log(f"embedded Redis in {self.server.data_dir} (append-only file, appendfsync "
             f"{self.appendfsync})")
 

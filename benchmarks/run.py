@@ -153,14 +153,15 @@ def prefill_raw_log(env: BenchEnv, bodies: list[bytes], wake: bool) -> None:
     """Append raw events exactly as ``rawlog.append`` stores them, pipelined; then, when
     ``wake``, enqueue one ingest loop for the worker to run."""
     from core import rawlog
+    from core.models import RawEvent
 
     hub = env.hub
-    headers = orjson.dumps({"content-type": "application/json"})
     for i in range(0, len(bodies), 1000):
         pipe = hub.redis.pipeline(transaction=False)
-        for body in bodies[i:i + 1000]:
-            pipe.xadd(hub.keys.raw(rawlog.shard_of(hub, body)),
-                      {"c": CHANNEL, "b": body, "h": headers, "t": rawlog.now_ms()})
+        for body in bodies[i:i + 1000]:  # stored as the webhook stores them (encrypted)
+            pipe.execute_command(*rawlog._xadd_args(
+                hub, RawEvent(CHANNEL, body, {"content-type": "application/json"},
+                              rawlog.now_ms())))
         pipe.execute()
     if wake:
         rawlog.enqueue_ingest_loops(hub, 1)

@@ -41,11 +41,14 @@ def _config_or_exit(path: str | None = None):
 @contextlib.contextmanager
 def _hub() -> Iterator:
     """A Hub on REDIS_URL, the running embedded server, or one started just for this command."""
+    from core.crypto import load_keyring
+    from core.errors import ConfigError
     from core.hub import Hub, data_dir, redis_url
     from core.redis_server import EmbeddedRedis
 
     config = _config_or_exit()
     url = redis_url()
+    embedded = url is None or url.startswith("unix://")
     server = None
     if url is None:
         server = EmbeddedRedis(data_dir(), config.hub.redis.appendfsync)
@@ -53,7 +56,13 @@ def _hub() -> Iterator:
         url = server.url
     import redis
 
-    hub = Hub(config, redis.Redis.from_url(url))
+    try:  # a local, embedded set-up gets its key file; elsewhere keys must be provided
+        keyring = load_keyring(data_dir(), create=embedded)
+    except ConfigError as exc:
+        if server is not None:
+            server.stop()
+        raise click.ClickException(str(exc)) from None
+    hub = Hub(config, redis.Redis.from_url(url), keyring)
     try:
         yield hub
     finally:
@@ -93,6 +102,13 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
         os.environ["REDIS_URL"] = server.url
         click.echo(f"embedded Redis: {server.data_dir} (append-only file, fsync "
                    f"{config.hub.redis.appendfsync})")
+    from core.crypto import load_keyring
+    from core.hub import data_dir as _dd
+
+    if not os.environ.get("TONGDAI_DATA_KEYS"):
+        load_keyring(_dd(), create=True)  # var/keys.json, once: every child reads it
+        click.echo(f"customer data keys: {_dd() / 'keys.json'} (back it up; production: set "
+                   "TONGDAI_DATA_KEYS and TONGDAI_INDEX_KEY)")
     hub = Hub.from_env()
     rawlog.ensure_groups(hub)
     if tokens.count(hub) == 0:
@@ -190,6 +206,20 @@ def config_check(path: str | None) -> None:
 
 
 # -- tokens ------------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Encryption keys for customer data."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a fresh key set as environment lines (keep them secret, back them up)."""
+    from core.crypto import generate
+
+    for name, value in generate().items():
+        click.echo(f"{name}={value}")
+
+
 @main.group()
 def token() -> None:
     """API tokens."""

@@ -95,6 +95,12 @@ class RoutingSection(_Section):
     rules: list[RouteRule] = []
 
 
+class SecuritySection(_Section):
+    # Encrypt message text at rest too (names, phones, emails and the raw log always are).
+    # Costs: Lua can no longer match a platform's echo to a queued reply by its text.
+    encrypt_message_text: bool = False
+
+
 class ChannelSection(_Section):
     id: str
     adapter: str
@@ -107,6 +113,7 @@ class HubConfig(_Section):
     conversations: ConversationsSection = ConversationsSection()
     tagging: TaggingSection = TaggingSection()
     routing: RoutingSection = RoutingSection()
+    security: SecuritySection = SecuritySection()
     channels: list[ChannelSection] = []
 
 

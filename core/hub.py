@@ -15,6 +15,7 @@ import redis
 
 from adapters.base import Adapter
 from core.config import LoadedConfig, load_config
+from core.crypto import Keyring, load_keyring
 from core.errors import NotFound
 from core.keys import Keys
 from core.routing import Router
@@ -43,9 +44,10 @@ def redis_url() -> str | None:
 class Hub:
     """Everything a process needs to work on the hub's data."""
 
-    def __init__(self, config: LoadedConfig, r: redis.Redis) -> None:
+    def __init__(self, config: LoadedConfig, r: redis.Redis, keyring: Keyring | None = None) -> None:
         self.config = config
         self.redis = r
+        self.keyring = keyring or load_keyring(data_dir())
         self.keys = Keys(config.hub.redis.prefix)
         self.scripts = Scripts(r, self.keys)
         self.tagger = Tagger(config.hub.tagging)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import orjson
 import redis
 
 from adapters.base import Adapter
@@ -20,6 +21,7 @@ from core.hub import Hub
 from core.models import (
     NOTICE_KINDS,
     TIMELINE_KINDS,
+    Attachment,
     AuthorKind,
     DeliveryStatus,
     Direction,
@@ -50,7 +52,18 @@ class IngestResult:
     profiles: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def _blob(ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
+def _seal_attachments(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
+    """Contact cards carry phones, names and addresses: their details are encrypted."""
+    out = []
+    for a in attachments:
+        if a.kind == "contact" and a.meta:
+            sealed = hub.keyring.encrypt_text(orjson.dumps(a.meta).decode(), b"contact")
+            a = Attachment(a.kind, a.url, a.file_id, a.name, a.mime, a.size, {"enc": sealed})
+        out.append(a)
+    return out
+
+
+def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
     notice = ev.kind in NOTICE_KINDS
     text = ev.text
     if ev.kind in _NOTICE_TEXT:  # the same words for every platform, for agents
@@ -60,6 +73,8 @@ def _blob(ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> 
     if ev.kind == EventKind.UNSUPPORTED and not text:
         text = f"[{ev.platform_type or 'unknown event'}: not supported yet, kept in the raw log]"
     out = ev.direction == Direction.OUT
+    if text and hub.config.hub.security.encrypt_message_text:
+        text = hub.keyring.encrypt_text(text, b"text")
     return Message(
         id="", conversation_id="",
         direction=ev.direction,
@@ -70,7 +85,7 @@ def _blob(ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> 
         kind=ev.kind.value,
         text=text,
         external_id=ev.external_message_id,
-        attachments=ev.attachments,
+        attachments=_seal_attachments(hub, ev.attachments),
         status=DeliveryStatus.SENT if out else DeliveryStatus.RECEIVED,
         tags=tags,
         reply_to=ev.reply_to,
@@ -100,13 +115,17 @@ class _Batch:
             route = hub.router.route(ch, tags, lang)
         mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
         ident = ""
-        if ev.identifier is not None:
+        k = hub.keyring
+        if ev.identifier is not None:  # looked up by blind index, kept encrypted
             i = ev.identifier
-            ident = SEP.join((i.kind, i.value, "1" if i.verified else "0", i.source))
+            ident = SEP.join((i.kind, k.blind_index(i.kind, i.value), "1" if i.verified else "0",
+                              i.source, k.encrypt_text(i.value, b"identifier")))
+        name = ev.profile.get("name", "")
         hub.scripts.ingest(args=[
             ch, dedupe_key or ev.dedupe_key, ev.external_user_id,
-            ev.address or ev.external_user_id, ev.profile.get("name", ""), ev.platform_ts_ms,
-            self.now, _blob(ev, ch, raw, tags), mode, route.queue, route.priority,
+            ev.address or ev.external_user_id, k.encrypt_text(name, b"name") if name else "",
+            ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags), mode, route.queue,
+            route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
@@ -125,8 +144,10 @@ class _Batch:
         if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS:
             self.add_timeline(raw, ev, ch)
         elif ev.kind == EventKind.EDIT:
-            self.add_patch(raw, ev, ch, ev.target_ids[0], "edit", ev.text or "",
-                           str(ev.platform_ts_ms))
+            text = ev.text or ""
+            if text and self.hub.config.hub.security.encrypt_message_text:
+                text = self.hub.keyring.encrypt_text(text, b"text")
+            self.add_patch(raw, ev, ch, ev.target_ids[0], "edit", text, str(ev.platform_ts_ms))
         elif ev.kind == EventKind.REACTION:
             for t in ev.target_ids:
                 self.add_patch(raw, ev, ch, t, "react", ev.external_user_id, ev.reaction or "")

@@ -60,8 +60,13 @@ def ensure_groups(hub: Hub) -> None:
 
 
 def _xadd_args(hub: Hub, raw: RawEvent) -> list:
+    # Encrypted before it is written: bodies carry phones and emails, and an append-only file
+    # keeps whatever was once written in clear.
+    k = hub.keyring
     return ["XADD", hub.keys.raw(shard_of(hub, raw.body)), "*", "c", raw.channel_id,
-            "b", raw.body, "h", orjson.dumps(raw.headers), "t", raw.received_ts_ms]
+            "b", k.encrypt_bytes(raw.body, b"raw"),
+            "h", k.encrypt_bytes(orjson.dumps(raw.headers), b"raw-headers"),
+            "t", raw.received_ts_ms]
 
 
 def append(hub: Hub, raw: RawEvent) -> str:
@@ -93,11 +98,12 @@ class Appender:
             return append(self.hub, raw)
 
 
-def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> RawEvent:
+def _decode(hub: Hub, entry_id: bytes | str, fields: dict[bytes, bytes]) -> RawEvent:
+    k = hub.keyring
     return RawEvent(
         channel_id=fields[b"c"].decode(),
-        body=fields[b"b"],
-        headers=orjson.loads(fields.get(b"h", b"{}")),
+        body=k.decrypt_bytes(fields[b"b"], b"raw"),
+        headers=orjson.loads(k.decrypt_bytes(fields.get(b"h", b"{}"), b"raw-headers")),
         received_ts_ms=int(fields[b"t"]),
         id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
     )
@@ -117,7 +123,7 @@ def read(hub: Hub, consumer: str, count: int, block_ms: int | None = None) -> li
     streams = {hub.keys.raw(s): ">" for s in range(hub.shards)}
     resp = hub.redis.xreadgroup(RAW_GROUP, consumer, streams, count=count, block=block_ms)
     shard_of_key = {hub.keys.raw(s).encode(): s for s in range(hub.shards)}
-    return [Batch(shard_of_key[key], [_decode(i, f) for i, f in entries if f])
+    return [Batch(shard_of_key[key], [_decode(hub, i, f) for i, f in entries if f])
             for key, entries in resp or () if entries]
 
 
@@ -127,7 +133,7 @@ def claim_stale(hub: Hub, shard: int, consumer: str, count: int) -> Batch:
     resp = hub.redis.xautoclaim(hub.keys.raw(shard), RAW_GROUP, consumer, idle_ms, "0-0",
                                 count=count)
     entries = resp[1]
-    return Batch(shard, [_decode(i, f) for i, f in entries if f])
+    return Batch(shard, [_decode(hub, i, f) for i, f in entries if f])
 
 
 def ack(hub: Hub, shard: int, ids: list[str]) -> None:
@@ -216,7 +222,7 @@ def since(hub: Hub, since_ms: int, count: int = 1000):
             entries = hub.redis.xrange(hub.keys.raw(s), min=start, count=count)
             if not entries:
                 break
-            yield Batch(s, [_decode(i, f) for i, f in entries])
+            yield Batch(s, [_decode(hub, i, f) for i, f in entries])
             if len(entries) < count:
                 break
             start = "(" + entries[-1][0].decode()
@@ -226,15 +232,16 @@ def since(hub: Hub, since_ms: int, count: int = 1000):
 def dead_letter(pipe_or_redis, hub: Hub, raw: RawEvent, error: str) -> None:
     """Keep an event we could not process, with why, for an admin to see and replay."""
     pipe_or_redis.xadd(hub.keys.deadletter(), {
-        "raw_id": raw.id or "", "c": raw.channel_id, "b": raw.body,
-        "h": orjson.dumps(raw.headers), "t": raw.received_ts_ms, "error": error[:2000],
-        "at": now_ms()})
+        "raw_id": raw.id or "", "c": raw.channel_id,
+        "b": hub.keyring.encrypt_bytes(raw.body, b"raw"),
+        "h": hub.keyring.encrypt_bytes(orjson.dumps(raw.headers), b"raw-headers"),
+        "t": raw.received_ts_ms, "error": error[:2000], "at": now_ms()})
 
 
 def dead_letters(hub: Hub, count: int = 100) -> list[tuple[str, RawEvent, str, int]]:
     out = []
     for i, f in hub.redis.xrange(hub.keys.deadletter(), count=count):
-        raw = _decode(f.get(b"raw_id") or i, f)
+        raw = _decode(hub, f.get(b"raw_id") or i, f)
         out.append((i.decode(), raw, f[b"error"].decode(), int(f[b"at"])))
     return out
 
@@ -244,7 +251,7 @@ def dead_letter_get(hub: Hub, dl_id: str) -> tuple[RawEvent, str] | None:
     if not entries:
         return None
     i, f = entries[0]
-    return _decode(f.get(b"raw_id") or i, f), f[b"error"].decode()
+    return _decode(hub, f.get(b"raw_id") or i, f), f[b"error"].decode()
 
 
 def dead_letter_delete(hub: Hub, dl_id: str) -> None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
+
+from core.crypto import TEXT_PREFIX
 from core.errors import BadRequest, NotFound
 from core.hub import Hub
 from core.models import Conversation, ConversationStatus, Customer, Identity, Message
@@ -103,14 +106,27 @@ def message_page(hub: Hub, conv_id: str, before: str | None, limit: int) -> Page
             raise NotFound(f"no conversation {conv_id}")
         return Page([], None)
     blobs = hub.redis.hmget(hub.keys.messages(conv_id), [m for m, _ in rows])
-    return Page([Message.from_blob(m, conv_id, b) for (m, _), b in zip(rows, blobs) if b], nxt)
+    return Page([reveal(hub, Message.from_blob(m, conv_id, b))
+                 for (m, _), b in zip(rows, blobs) if b], nxt)
 
 
 def get_message(hub: Hub, conv_id: str, msg_id: str) -> Message:
     blob = hub.redis.hget(hub.keys.messages(conv_id), msg_id)
     if blob is None:
         raise NotFound(f"no message {msg_id} in conversation {conv_id}")
-    return Message.from_blob(msg_id, conv_id, blob)
+    return reveal(hub, Message.from_blob(msg_id, conv_id, blob))
+
+
+def reveal(hub: Hub, msg: Message) -> Message:
+    """Decrypt what is stored encrypted in a message: contact cards, and text when the
+    ``security.encrypt_message_text`` switch is (or was) on."""
+    k = hub.keyring
+    if msg.text and msg.text.startswith(TEXT_PREFIX):
+        msg.text = k.decrypt_text(msg.text, b"text")
+    for a in msg.attachments:
+        if a.kind == "contact" and "enc" in a.meta:
+            a.meta = orjson.loads(k.decrypt_text(a.meta["enc"], b"contact"))
+    return msg
 
 
 def get_customer(hub: Hub, customer_id: str) -> Customer:
@@ -123,15 +139,16 @@ def get_customer(hub: Hub, customer_id: str) -> Customer:
     if not h:
         raise NotFound(f"no customer {customer_id}")
     h = {k.decode(): v.decode() for k, v in h.items()}
+    keyring = hub.keyring
     identities = []
     for key, address in sorted(idents.items()):
         channel, _, user = key.decode().partition("|")
         identities.append(Identity(channel, user, address.decode()))
     identifiers = []
     for key, val in sorted(idfs.items()):
-        kind, _, value = key.decode().partition(":")
-        verified, source, _ = (val.decode().split("|") + ["", ""])[:3]
-        identifiers.append({"kind": kind, "value": value, "verified": verified == "1",
-                            "source": source})
-    return Customer(customer_id, h.get("name"), h.get("picture"), int(h.get("created", 0)),
-                    h.get("conv"), identities, identifiers)
+        kind = key.decode().partition(":")[0]
+        verified, source, _ts, sealed = (val.decode().split("|", 3) + ["", "", ""])[:4]
+        identifiers.append({"kind": kind, "value": keyring.decrypt_text(sealed, b"identifier"),
+                            "verified": verified == "1", "source": source})
+    return Customer(customer_id, keyring.decrypt_text(h.get("name"), b"name"), h.get("picture"),
+                    int(h.get("created", 0)), h.get("conv"), identities, identifiers)

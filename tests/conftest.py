@@ -19,6 +19,9 @@ from core.hub import Hub
 from core.redis_server import redis_server_binary
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# Customer-data keys for every process the tests start (fixed: tests are reproducible).
+os.environ.setdefault("TONGDAI_DATA_KEYS", "ktest:dG9uZ2RhaS10ZXN0LWRhdGEta2V5LTMyLWJ5dGVzISE=")
+os.environ.setdefault("TONGDAI_INDEX_KEY", "dG9uZ2RhaS10ZXN0LWluZGV4LWtleS0zMi1ieXRlcyE=")
 SECRET = "test-secret_123"
 TOKEN = "123456:TEST-token_abcdefghijklmnop"
 

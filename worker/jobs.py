@@ -98,6 +98,6 @@ def fetch_profile(channel_id: str, external_user_id: str, customer_id: str) -> s
     if profile and profile.get("picture"):
         fields["picture"] = profile["picture"]
     h.redis.hset(key, mapping=fields)
-    if profile and profile.get("name"):
-        h.redis.hsetnx(key, "name", profile["name"])  # a name an agent typed wins
+    if profile and profile.get("name"):  # a name an agent typed wins
+        h.redis.hsetnx(key, "name", h.keyring.encrypt_text(profile["name"], b"name"))
     return "fetched" if profile else "no profile"

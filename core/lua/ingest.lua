@@ -12,7 +12,8 @@
 -- ARGV[9]  mode: "timeline" (may open a conversation) | "notice" (only joins an existing one)
 -- ARGV[10] queue for a new conversation                ARGV[11] priority (0-99, higher first)
 -- ARGV[12] tags, joined by "\31"   ARGV[13] reopen window (ms)   ARGV[14] direction in|out
--- ARGV[15] identifier claim "kind\31value\31verified(0|1)\31source" or ""
+-- ARGV[15] identifier claim "kind\31blind index\31verified(0|1)\31source\31encrypted value"
+--          or "" (the value itself never reaches Redis in clear)
 -- ARGV[16] event kind (follow / unfollow record whether the customer blocked this channel)
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
@@ -139,12 +140,13 @@ redis.call('ZADD', string.format("{{CONVS}}", status), now, conv)
 
 -- an identifier the customer shared (verified only when the platform vouches for it)
 if ident ~= '' then
-  local kind, value, verified, source = string.match(ident, '^([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
+  local ikind, bidx, verified, source, sealed = string.match(ident,
+    '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
   local ik = string.format("{{CUSTOMER_IDENTIFIERS}}", cust)
-  local field = kind .. ':' .. value
+  local field = ikind .. ':' .. bidx
   local prev = redis.call('HGET', ik, field)
   if not prev or string.sub(prev, 1, 1) ~= '1' then
-    redis.call('HSET', ik, field, verified .. '|' .. source .. '|' .. now)
+    redis.call('HSET', ik, field, verified .. '|' .. source .. '|' .. now .. '|' .. sealed)
   end
 end
 
