@@ -95,6 +95,9 @@ class Keys:
     def events_channel(self) -> str:
         return self._k("events")
 
+    def key_rotation(self) -> str:
+        return self._k("keys", "rotation")
+
     # -- agents' API --------------------------------------------------------------------------
     def tokens(self) -> str:
         return self._k("tokens")

@@ -28,6 +28,7 @@ def test_key_formats():
     assert k.tokens() == "td:tokens"
     assert k.idempotency("alice", "ab12") == "td:idem:alice:ab12"
     assert k.send_lock("42") == "td:send:42:lock"
+    assert k.key_rotation() == "td:keys:rotation"
     assert k.rate("tg-main:555") == "td:rate:tg-main:555"
 
 
