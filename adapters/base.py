@@ -197,6 +197,10 @@ class Adapter(ABC):
         the echo of our own send is matched to it, not stored twice. Default: none."""
         return []
 
+    def acknowledge(self, ack: str) -> None:
+        """Answer an event's ``ack`` token (e.g. stop a pressed button's spinner). Called by a
+        background job; raise ``DeliveryError`` to have it retried. Default: nothing to do."""
+
     def fetch_profile(self, external_user_id: str) -> dict[str, Any] | None:
         """The customer's ``name`` and ``picture`` (URL) from the platform, or None.
 

@@ -231,6 +231,7 @@ def _callback(cb: JSON, _key: str, received_ms: int) -> InboundEvent:
         received_ms,
         payload=cb.get("data"),
         platform_type="callback_query",
+        ack=str(cb["id"]),  # Telegram shows a spinner until answerCallbackQuery
     )
     ev.address = ev.external_user_id
     if msg := cb.get("message"):  # absent under inline-mode messages
@@ -401,6 +402,10 @@ class TelegramAdapter(Adapter):
     def answer_callback_query(self, callback_id: str) -> JSON:
         """Stop the button's spinner: Telegram expects an answer to every callback query."""
         return self.call("answerCallbackQuery", {"callback_query_id": callback_id})
+
+    def acknowledge(self, ack: str) -> None:
+        """A pressed button's callback query, answered (see ``answer_callback_query``)."""
+        self.answer_callback_query(ack)
 
     def facts(self) -> ChannelFacts:
         """No reply window; 1 msg/s per chat, 30 msg/s per bot; contacts can vouch a phone."""

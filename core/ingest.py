@@ -50,6 +50,8 @@ class IngestResult:
     locations: list[str] = field(default_factory=list)  # "conv:msg" of stored messages
     # (channel, external user, customer) of new customers the platform gave no name for
     profiles: list[tuple[str, str, str]] = field(default_factory=list)
+    # (channel, token) of stored events the platform wants acknowledged
+    acks: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _seal_attachments(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
@@ -210,6 +212,8 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
             result.locations.append(reply[1].decode())
             if len(reply) > 4 and int(reply[4]) == 1:
                 result.profiles.append((ch, ev.external_user_id, reply[2].decode()))
+            if ev.ack:  # only once stored: a redelivered duplicate is not answered twice
+                result.acks.append((ch, ev.ack))
         elif code == 1:
             result.updated += 1
         elif code == 2:
@@ -233,24 +237,28 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
             rawlog.dead_letter(pipe, hub, raw, error)
         pipe.execute()
         result.dead = len(dead)
-    if result.profiles:
-        _enqueue_profile_fetches(hub, result.profiles)
+    if result.profiles or result.acks:
+        _enqueue_platform_calls(hub, result.profiles, result.acks)
     return result
 
 
 PROFILE_JOB = "worker.jobs.fetch_profile"
+ACK_JOB = "worker.jobs.acknowledge"
 
 
-def _enqueue_profile_fetches(hub: Hub, profiles: list[tuple[str, str, str]]) -> None:
-    """Names and pictures come from a platform call: on the senders, never in this batch."""
-    from rq import Queue
+def _enqueue_platform_calls(hub: Hub, profiles: list[tuple[str, str, str]],
+                            acks: list[tuple[str, str]]) -> None:
+    """Profiles and acknowledgements are platform calls: on the senders, never in this batch."""
+    from rq import Queue, Retry
 
     from core.keys import OUTBOUND_QUEUE
 
     q = Queue(OUTBOUND_QUEUE, connection=hub.redis)
-    q.enqueue_many([Queue.prepare_data(PROFILE_JOB, (ch, user, cust), result_ttl=0,
-                                       failure_ttl=86400, job_id=f"profile-{cust}-{ch}")
-                    for ch, user, cust in profiles])
+    jobs = [Queue.prepare_data(PROFILE_JOB, (ch, user, cust), result_ttl=0, failure_ttl=86400,
+                               job_id=f"profile-{cust}-{ch}") for ch, user, cust in profiles]
+    jobs += [Queue.prepare_data(ACK_JOB, (ch, token), result_ttl=0, failure_ttl=86400,
+                                retry=Retry(max=2, interval=[1, 5])) for ch, token in acks]
+    q.enqueue_many(jobs)
 
 
 def replay_dead_letter(hub: Hub, dl_id: str) -> IngestResult | None:

@@ -141,6 +141,9 @@ class InboundEvent:
     # The platform account the event belongs to (a Page id, an OA id) when one webhook URL
     # serves several: the core files it under the channel configured for that account.
     account_id: str | None = None
+    # A token the platform wants acknowledged out of band (Telegram's callback query id):
+    # the core has a sender answer it through ``Adapter.acknowledge``, off the ingest path.
+    ack: str | None = None
 
 
 @dataclass(slots=True)

@@ -141,3 +141,22 @@ def test_customer_who_blocked_the_bot_is_not_sent_to(client, hub, admin_token, c
     post(client, orjson.dumps(unblock))
     drain_all(hub)
     assert reply(client, admin_token, conv_id, "welcome back", "kb2").status_code == 201
+
+
+def test_pressed_button_is_answered_once_off_the_ingest_path(client, hub, admin_token,
+                                                             conv_id, tg_fake):
+    import orjson
+
+    press = orjson.dumps({"update_id": 77, "callback_query": {
+        "id": "4382bf", "from": {"id": 4242, "is_bot": False, "first_name": "Lan"},
+        "message": {"message_id": 1, "chat": {"id": 4242, "type": "private"}, "date": 1},
+        "chat_instance": "-1", "data": "order:status"}})
+    post(client, press)
+    post(client, press)  # Telegram redelivers
+    drain_all(hub)
+    assert [c for c in tg_fake.calls if c[0] == "answerCallbackQuery"] == []  # not in ingest
+    run_outbound(hub)
+    answers = [p for m, p in tg_fake.calls if m == "answerCallbackQuery"]
+    assert answers == [{"callback_query_id": "4382bf"}]
+    kinds = [(m["kind"], m["payload"]) for m in messages(client, admin_token, conv_id)]
+    assert kinds.count(("postback", "order:status")) == 1

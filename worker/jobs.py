@@ -101,3 +101,9 @@ def fetch_profile(channel_id: str, external_user_id: str, customer_id: str) -> s
     if profile and profile.get("name"):  # a name an agent typed wins
         h.redis.hsetnx(key, "name", h.keyring.encrypt_text(profile["name"], b"name"))
     return "fetched" if profile else "no profile"
+
+
+def acknowledge(channel_id: str, token: str) -> str:
+    """Answer an event the platform wants acknowledged (a pressed Telegram button)."""
+    hub().adapter(channel_id).acknowledge(token)
+    return "acknowledged"
