@@ -1,0 +1,74 @@
+"""The settings of one Facebook Page channel, checked at start-up with fixes a person can act on."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ConfigDict, SecretStr, field_validator
+
+from adapters.base import ChannelSettings
+
+
+class FacebookSettings(ChannelSettings):
+    """Settings of one Facebook Page channel."""
+
+    # A failed validation must not echo a token or secret into logs or the console.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    page_id: str
+    page_access_token: SecretStr
+    app_secret: SecretStr
+    verify_token: SecretStr
+    graph_base: str = "https://graph.facebook.com/v25.0"
+
+    @field_validator("page_id", mode="before")
+    @classmethod
+    def _page_id_shape(cls, v: Any) -> str:
+        v = str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # YAML: unquoted
+        if not isinstance(v, str) or not re.fullmatch(r"[0-9]{5,20}", v):
+            raise ValueError(
+                "page_id is the Page's numeric id, e.g. '104857600123456' (Meta Business Suite "
+                "→ Settings → Page, or the Page's About → Page transparency)"
+            )
+        return v
+
+    @field_validator("page_access_token")
+    @classmethod
+    def _token_shape(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[A-Za-z0-9_|.-]{20,}", v.get_secret_value()):
+            raise ValueError(
+                "a Page access token is one long word of letters and digits (it usually starts "
+                "with EAA), as Meta app → Messenger → Settings → Generate token gives it; "
+                "no quotes, spaces or 'Bearer '"
+            )
+        return v
+
+    @field_validator("app_secret")
+    @classmethod
+    def _secret_shape(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[0-9a-fA-F]{32}", v.get_secret_value()):
+            raise ValueError(
+                "the app secret is 32 hexadecimal characters: Meta app → App settings → Basic "
+                "→ App secret → Show (not the app id, not a token)"
+            )
+        return v
+
+    @field_validator("verify_token")
+    @classmethod
+    def _verify_shape(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[\x21-\x7e]{1,256}", v.get_secret_value()):
+            raise ValueError(
+                "verify_token is a word you choose (1-256 printable ASCII characters, no "
+                "spaces) and type again in the Meta app's webhook settings"
+            )
+        return v
+
+    @field_validator("graph_base")
+    @classmethod
+    def _base_shape(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(
+                "graph_base must be an http(s) URL, e.g. https://graph.facebook.com/v25.0"
+            )
+        return v.rstrip("/")

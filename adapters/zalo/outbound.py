@@ -1,0 +1,90 @@
+"""Shaping a reply for Zalo: the recipient (a user id, or an anonymous user's two ids), the
+text cut to Zalo's length, images as media templates, other files as links."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from adapters.base import OutboundMessage
+from adapters.zalo.fields import JSON
+from core.errors import DeliveryError
+
+CS_PATH = "/v3.0/oa/message/cs"
+# Replies to anonymous users: ``POST /v2.0/oa/message`` with ``recipient: {anonymous_id,
+# conversation_id}`` (both required), the message shapes of /message/cs (text up to 2,000
+# characters, media template images), ``data.message_id`` in the answer. Sources: the compiled
+# "Zalo Platform API — Integration Specification" (index file id 58853812468), §5.6 "Messaging
+# anonymous users", §1.5 (this v2.0 path is current; the -240 "MessageV2 shut down" notice is
+# about the old user_id message API) and its source index (Zalo page family
+# official-account/tin-nhan/cac-loai-tin-khac/gui-tin-nhan-*-den-nguoi-dung-an-danh); a
+# community Go client doing the same (index file ids 35219549113, 35843361389: anonymous_id =
+# the event's sender.id, conversation_id = its message.conversation_id). No v3.0 form is
+# documented.
+ANON_PATH = "/v2.0/oa/message"
+ANON_PREFIX = "anon:"
+MAX_TEXT = 2000  # characters per consultation message (OA API, send a consultation message)
+
+
+def _anonymous(address: str) -> JSON:
+    """The recipient of ``anon:<anonymous_id>:<conversation_id>``: Zalo needs both ids."""
+    _, anonymous_id, conversation_id = (address.split(":", 2) + ["", ""])[:3]
+    if not anonymous_id or not conversation_id:
+        raise DeliveryError(
+            "zalo: this anonymous user's conversation_id is unknown (their message carried "
+            "none), and Zalo answers anonymous users only with both ids; not sent",
+            retryable=False,
+            code="bad_request",
+        )
+    return {"anonymous_id": anonymous_id, "conversation_id": conversation_id}
+
+
+def _media(url: str) -> JSON:
+    return {
+        "attachment": {
+            "type": "template",
+            "payload": {
+                "template_type": "media",
+                "elements": [{"media_type": "image", "url": url}],
+            },
+        }
+    }
+
+
+def _split(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Cut text into messages Zalo accepts, at a line break when there is one."""
+    chunks = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit + 1)
+        cut = cut if cut > 0 else limit
+        chunks.append(text[:cut])
+        text = text[cut:].removeprefix("\n")
+    return [*chunks, text] if text else chunks
+
+
+def _plan(message: OutboundMessage) -> list[JSON]:
+    """The ``message`` objects to send, in order. Zalo sends files only by an upload token
+    (``/v2.0/oa/upload/file``, PDF/DOC/CSV, 5 MB, 7 days): files go as links in the text."""
+    if unsendable := [a for a in message.attachments if not a.url]:
+        raise DeliveryError(
+            f"zalo sends attachments by URL; {unsendable[0].kind} "
+            f"{unsendable[0].name or unsendable[0].file_id or ''} has none",
+            retryable=False,
+            code="bad_request",
+        )
+    images = [a.url for a in message.attachments if a.kind == "image"]
+    links = [
+        f"{a.name}: {a.url}" if a.name else a.url for a in message.attachments if a.kind != "image"
+    ]
+    # NFC first: Zalo counts characters, and decomposed Vietnamese is longer.
+    text = unicodedata.normalize("NFC", message.text or "")
+    chunks = _split("\n".join(p for p in (text, *links) if p))
+    if images and len(chunks) <= 1:  # the text rides with the first image
+        first = _media(images[0]) | ({"text": chunks[0]} if chunks else {})
+        parts = [first, *(_media(u) for u in images[1:])]
+    else:
+        parts = [{"text": c} for c in chunks] + [_media(u) for u in images]
+    if not parts:
+        raise DeliveryError(
+            "nothing to send: no text, no attachment", retryable=False, code="bad_request"
+        )
+    return parts
