@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from core.errors import PayloadError
 from core.models import Attachment, AuthorKind, InboundEvent, RawEvent
@@ -28,6 +28,31 @@ class ChannelSettings(BaseModel):
     """Base of adapter settings models: unknown keys are mistakes, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def must_match(*fields: str, pattern: str, advice: str) -> Any:
+    """A settings validator: each field (text or secret) must fully match ``pattern``; else
+    ``advice`` (what the value looks like and where to find it) reaches the admin."""
+    rx = re.compile(pattern)
+
+    def check(cls: type, v: Any) -> Any:
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if not isinstance(raw, str) or not rx.fullmatch(raw):
+            raise ValueError(advice)
+        return v
+
+    return field_validator(*fields)(classmethod(check))
+
+
+def http_base(*fields: str, example: str) -> Any:
+    """A settings validator for API base URLs: http(s), no trailing slash."""
+
+    def check(cls: type, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, e.g. {example}")
+        return v.rstrip("/")
+
+    return field_validator(*fields)(classmethod(check))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import httpx
 import orjson
-from pydantic import ConfigDict, SecretStr, field_validator
+from pydantic import ConfigDict, SecretStr
 
 from adapters.base import (
     Adapter,
@@ -26,7 +26,9 @@ from adapters.base import (
     Receipt,
     constant_time_equal,
     header,
+    http_base,
     load_json_object,
+    must_match,
     redact_http_logs,
 )
 from core.errors import DeliveryError, PayloadError, SignatureError
@@ -55,29 +57,14 @@ class TelegramSettings(ChannelSettings):
     secret_token: SecretStr
     api_base: str = "https://api.telegram.org"
 
-    @field_validator("bot_token")
-    @classmethod
-    def _token_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[0-9]{3,}:[A-Za-z0-9_-]{20,}", v.get_secret_value()):
-            raise ValueError(
-                "a bot token looks like '123456789:AAE...' (the bot's numeric id, a colon, "
-                "then 20+ letters, digits, _ or -), as BotFather gives it"
-            )
-        return v
-
-    @field_validator("secret_token")
-    @classmethod
-    def _secret_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get_secret_value()):
-            raise ValueError("Telegram allows 1-256 characters of A-Z a-z 0-9 _ - in secret_token")
-        return v
-
-    @field_validator("api_base")
-    @classmethod
-    def _base_shape(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("api_base must be an http(s) URL, e.g. https://api.telegram.org")
-        return v.rstrip("/")
+    _token = must_match(
+        "bot_token", pattern=r"[0-9]{3,}:[A-Za-z0-9_-]{20,}",
+        advice="a bot token looks like '123456789:AAE...' (the bot's numeric id, a colon, "
+        "then 20+ letters, digits, _ or -), as BotFather gives it")
+    _secret = must_match(
+        "secret_token", pattern=r"[A-Za-z0-9_-]{1,256}",
+        advice="Telegram allows 1-256 characters of A-Z a-z 0-9 _ - in secret_token")
+    _base = http_base("api_base", example="https://api.telegram.org")
 
 
 # -- reading updates ---------------------------------------------------------------------------

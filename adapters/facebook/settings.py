@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ConfigDict, SecretStr, field_validator
 
-from adapters.base import ChannelSettings
+from adapters.base import ChannelSettings, http_base, must_match
 
 
 class FacebookSettings(ChannelSettings):
@@ -33,42 +33,17 @@ class FacebookSettings(ChannelSettings):
             )
         return v
 
-    @field_validator("page_access_token")
-    @classmethod
-    def _token_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[A-Za-z0-9_|.-]{20,}", v.get_secret_value()):
-            raise ValueError(
-                "a Page access token is one long word of letters and digits (it usually starts "
-                "with EAA), as Meta app → Messenger → Settings → Generate token gives it; "
-                "no quotes, spaces or 'Bearer '"
-            )
-        return v
-
-    @field_validator("app_secret")
-    @classmethod
-    def _secret_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[0-9a-fA-F]{32}", v.get_secret_value()):
-            raise ValueError(
-                "the app secret is 32 hexadecimal characters: Meta app → App settings → Basic "
-                "→ App secret → Show (not the app id, not a token)"
-            )
-        return v
-
-    @field_validator("verify_token")
-    @classmethod
-    def _verify_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[\x21-\x7e]{1,256}", v.get_secret_value()):
-            raise ValueError(
-                "verify_token is a word you choose (1-256 printable ASCII characters, no "
-                "spaces) and type again in the Meta app's webhook settings"
-            )
-        return v
-
-    @field_validator("graph_base")
-    @classmethod
-    def _base_shape(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(
-                "graph_base must be an http(s) URL, e.g. https://graph.facebook.com/v25.0"
-            )
-        return v.rstrip("/")
+    _token = must_match(
+        "page_access_token", pattern=r"[A-Za-z0-9_|.-]{20,}",
+        advice="a Page access token is one long word of letters and digits (it usually starts "
+        "with EAA), as Meta app → Messenger → Settings → Generate token gives it; no quotes, "
+        "spaces or 'Bearer '")
+    _secret = must_match(
+        "app_secret", pattern=r"[0-9a-fA-F]{32}",
+        advice="the app secret is 32 hexadecimal characters: Meta app → App settings → Basic "
+        "→ App secret → Show (not the app id, not a token)")
+    _verify = must_match(
+        "verify_token", pattern=r"[\x21-\x7e]{1,256}",
+        advice="verify_token is a word you choose (1-256 printable ASCII characters, no "
+        "spaces) and type again in the Meta app's webhook settings")
+    _base = http_base("graph_base", example="https://graph.facebook.com/v25.0")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, SecretStr, field_validator
 
-from adapters.base import ChannelSettings
+from adapters.base import ChannelSettings, http_base
 
 MAX_WINDOW_HOURS = 168  # Zalo refuses consultation messages 7 days after the last interaction
 _DIGITS = re.compile(r"[0-9]{6,25}")
@@ -60,16 +60,8 @@ class ZaloSettings(ChannelSettings):
             )
         return v
 
-    @field_validator("api_base", "oauth_base")
-    @classmethod
-    def _base_shape(cls, v: str, info: Any) -> str:
-        if not v.startswith(("http://", "https://")):
-            default = {
-                "api_base": "https://openapi.zalo.me",
-                "oauth_base": "https://oauth.zaloapp.com",
-            }[info.field_name]
-            raise ValueError(f"{info.field_name} must be an http(s) URL, e.g. {default}")
-        return v.rstrip("/")
+    _api_base = http_base("api_base", example="https://openapi.zalo.me")
+    _oauth_base = http_base("oauth_base", example="https://oauth.zaloapp.com")
 
     @field_validator("reply_window_hours")
     @classmethod
