@@ -207,6 +207,34 @@ def config_check(path: str | None) -> None:
 
 # -- tokens ------------------------------------------------------------------------------------
 @main.group()
+def customer() -> None:
+    """Customers' data requests."""
+
+
+@customer.command("export")
+@click.argument("customer_id")
+@click.option("--out", "out_path", default="-", show_default=True, help="file, or - for stdout")
+def customer_export(customer_id: str, out_path: str) -> None:
+    """Write everything held about a customer as JSON (decrypted): profile, identities,
+    identifiers, channels, every conversation and message."""
+    import orjson
+
+    from core.privacy import export_customer
+
+    with _hub() as hub:
+        try:
+            data = orjson.dumps(export_customer(hub, customer_id), option=orjson.OPT_INDENT_2)
+        except TongdaiError as exc:
+            raise click.ClickException(str(exc)) from None
+    if out_path == "-":
+        click.echo(data.decode())
+    else:
+        with open(out_path, "wb") as f:
+            f.write(data)
+        click.echo(f"wrote {out_path}", err=True)
+
+
+@main.group()
 def keys() -> None:
     """Encryption keys for customer data."""
 

@@ -60,6 +60,9 @@ class Keys:
     def customer_identifiers(self, customer_id: str) -> str:
         return self._k("customer", customer_id, "identifiers")
 
+    def customer_conversations(self, customer_id: str) -> str:
+        return self._k("customer", customer_id, "convs")
+
     def customer_last_inbound(self, customer_id: str) -> str:
         return self._k("customer", customer_id, "last_in")
 
@@ -126,6 +129,7 @@ class Keys:
             "CUSTOMER_IDENTITIES": t.customer_identities("%s"),
             "CUSTOMER_IDENTIFIERS": t.customer_identifiers("%s"),
             "CUSTOMER_LAST_IN": t.customer_last_inbound("%s"),
+            "CUSTOMER_CONVS": t.customer_conversations("%s"),
             "CONV": t.conversation("%s"),
             "CONV_TAGS": t.conversation_tags("%s"),
             "TIMELINE": t.timeline("%s"),

@@ -98,3 +98,32 @@ def test_no_phone_or_name_in_clear_anywhere(disk_hub):
         assert NAME.encode() not in data and "Nguyễn Thị".encode() not in data, where
         # the control: message text is readable at rest unless its switch is on
         assert (MARKER.encode() in data) is (not text_encrypted), where
+
+
+def test_customer_export_has_everything_decrypted(client, hub, redis_url, config_file):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    user = {"id": 4343, "is_bot": False, "first_name": "Lê", "last_name": "Hoa"}
+    post(client, tg_update(1, 4343, 1, "Xin chào", first_name="Lê Hoa"))
+    post(client, orjson.dumps({"update_id": 2, "message": {
+        "message_id": 2, "date": 1700000002, "from": user, "chat": {"id": 4343, "type": "private"},
+        "contact": {"phone_number": PHONE, "first_name": "Hoa", "user_id": 4343}}}))
+    post(client, tg_update(3, 9999, 1, "someone else"))
+    drain_all(hub)
+    env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
+    out = subprocess.run([sys.executable, "-m", "core.cli", "customer", "export", "1"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["customer"]["name"] == "Lê Hoa"
+    assert data["customer"]["identifiers"][0]["value"] == PHONE
+    (conv,) = data["conversations"]
+    assert [m["kind"] for m in conv["messages"]] == ["message", "contact_shared"]  # oldest first
+    assert "someone else" not in out.stdout
+    assert data["channels"][0]["channel_id"] == "tg-test"
+    missing = subprocess.run([sys.executable, "-m", "core.cli", "customer", "export", "999"],
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 1 and "no customer 999" in missing.stderr

@@ -15,6 +15,7 @@ def test_key_formats():
     assert k.customer_identities("7") == "td:customer:7:identities"
     assert k.customer_identifiers("7") == "td:customer:7:identifiers"
     assert k.customer_last_inbound("7") == "td:customer:7:last_in"
+    assert k.customer_conversations("7") == "td:customer:7:convs"
     assert k.credentials("zalo-oa") == "td:creds:zalo-oa"
     assert k.credentials_lock("zalo-oa") == "td:creds:zalo-oa:lock"
     assert k.conversation("9") == "td:conv:9"
@@ -47,7 +48,7 @@ def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
     post(client, tg_update(1, 42, 1, "nạp thẻ lỗi"))
     drain_all(hub)
     patterns = [r"td:raw:\d+", r"td:seq:(customer|conversation|message)", r"td:identity:[\w-]+",
-                r"td:customer:\d+", r"td:customer:\d+:(identities|last_in)", r"td:conv:\d+",
+                r"td:customer:\d+", r"td:customer:\d+:(identities|last_in|convs)", r"td:conv:\d+",
                 r"td:conv:\d+:(tags|timeline|messages)", r"td:dedupe:[\w-]+",
                 r"td:queue:\w+", r"td:convs:\w+", r"rq:.*"]
     keys = [k.decode() for k in hub.redis.scan_iter("*")]

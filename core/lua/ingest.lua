@@ -82,6 +82,7 @@ if not conv then
   redis.call('HSET', convk, 'customer', cust, 'channel', ch, 'address', addr, 'status', 'open',
              'queue', queue, 'priority', prio, 'created', now, 'updated', now)
   redis.call('HSET', ck, 'conv', conv)
+  redis.call('ZADD', string.format("{{CUSTOMER_CONVS}}", cust), now, conv)
   opened = 1
 end
 
