@@ -12,6 +12,10 @@ class TongdaiError(Exception):
 
     http_status = 500
 
+    def to_json(self) -> dict:
+        """The body every HTTP error answer carries: ``{"error": {"code", "message"}}``."""
+        return {"error": {"code": type(self).__name__, "message": str(self)}}
+
 
 class ConfigError(TongdaiError):
     """A mistake in the configuration, found at start-up.
@@ -85,3 +89,8 @@ class WindowClosed(DeliveryError):
     def __init__(self, message: str, reachable: list[str] | None = None) -> None:
         super().__init__(message, retryable=False, code="window_closed")
         self.reachable = reachable or []
+
+    def to_json(self) -> dict:
+        body = super().to_json()
+        body["error"]["reachable_channels"] = self.reachable
+        return body

@@ -31,11 +31,7 @@ def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask
 
     @app.errorhandler(TongdaiError)
     def _tongdai_error(exc: TongdaiError):
-        body = {"error": {"code": type(exc).__name__, "message": str(exc)}}
-        reachable = getattr(exc, "reachable", None)
-        if reachable is not None:
-            body["error"]["reachable_channels"] = reachable
-        return jsonify(body), exc.http_status
+        return jsonify(exc.to_json()), exc.http_status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -7,10 +7,13 @@ in Redis.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import EnvironHeaders
 
+from adapters.base import Adapter
 from core import rawlog
 from core.errors import NotFound, TongdaiError
 from core.models import RawEvent
@@ -26,15 +29,22 @@ def _adapter(channel_id: str):
     return hub, adapter
 
 
+def accept(adapter: Adapter, headers: Mapping[str, str], body: bytes) -> RawEvent:
+    """The raw event to store, once the request is authentic and well formed.
+
+    ``SignatureError`` (→ 401) or ``PayloadError`` (→ 400) otherwise: nothing is stored.
+    """
+    adapter.verify(headers, body)
+    adapter.check_body(body)
+    kept = {h: headers[h] for h in adapter.kept_headers if h in headers}
+    return RawEvent(adapter.channel_id, body, kept, rawlog.now_ms())
+
+
 @bp.post("/webhooks/<channel_id>")
 def receive(channel_id: str) -> Response:
     """A platform delivers events for one channel instance."""
     hub, adapter = _adapter(channel_id)
-    body = request.get_data(cache=False)
-    adapter.verify(request.headers, body)  # SignatureError → 401, nothing stored
-    adapter.check_body(body)  # PayloadError → 400, nothing stored
-    headers = {h: request.headers[h] for h in adapter.kept_headers if h in request.headers}
-    rawlog.append(hub, RawEvent(channel_id, body, headers, rawlog.now_ms()))
+    rawlog.append(hub, accept(adapter, request.headers, request.get_data(cache=False)))
     return Response("ok", 200, mimetype="text/plain")
 
 
@@ -51,7 +61,7 @@ def handshake(channel_id: str) -> Response:
 class FastWebhooks:
     """WSGI layer serving ``POST /webhooks/<channel>`` before Flask's request machinery.
 
-    The same steps as :func:`receive` (verify, check, append, 200), minus Flask's per-request
+    The same steps as :func:`receive` (:func:`accept`, append, 200), minus Flask's per-request
     work, which costs as much as the rest of the ack together (``tongdai bench``). Anything
     unusual — unknown channel, no Content-Length, a body over the limit — goes to Flask, so
     behaviour and error bodies stay the same.
@@ -74,15 +84,12 @@ class FastWebhooks:
         if adapter is None or not length or not length.isdigit() or int(length) > self.max_body:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
-        headers = EnvironHeaders(environ)
         try:
-            adapter.verify(headers, body)
-            adapter.check_body(body)
+            raw = accept(adapter, EnvironHeaders(environ), body)
         except TongdaiError as exc:
-            payload = orjson.dumps({"error": {"code": type(exc).__name__, "message": str(exc)}})
-            return self._respond(start_response, exc.http_status, payload, "application/json")
-        kept = {h: headers[h] for h in adapter.kept_headers if h in headers}
-        self.appender.append(RawEvent(adapter.channel_id, body, kept, rawlog.now_ms()))
+            return self._respond(start_response, exc.http_status, orjson.dumps(exc.to_json()),
+                                 "application/json")
+        self.appender.append(raw)
         return self._respond(start_response, 200, b"ok", "text/plain; charset=utf-8")
 
     @staticmethod
