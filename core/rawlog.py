@@ -59,14 +59,20 @@ def ensure_groups(hub: Hub) -> None:
                 raise
 
 
-def _xadd_args(hub: Hub, raw: RawEvent) -> list:
-    # Encrypted before it is written: bodies carry phones and emails, and an append-only file
-    # keeps whatever was once written in clear.
+def _sealed_fields(hub: Hub, raw: RawEvent) -> dict[str, bytes | str | int]:
+    """A raw event's stream fields, body and headers encrypted before they are written:
+    bodies carry phones and emails, and an append-only file keeps whatever was once clear."""
     k = hub.keyring
-    return ["XADD", hub.keys.raw(shard_of(hub, raw.body)), "*", "c", raw.channel_id,
-            "b", k.encrypt_bytes(raw.body, b"raw"),
-            "h", k.encrypt_bytes(orjson.dumps(raw.headers), b"raw-headers"),
-            "t", raw.received_ts_ms]
+    return {"c": raw.channel_id, "b": k.encrypt_bytes(raw.body, b"raw"),
+            "h": k.encrypt_bytes(orjson.dumps(raw.headers), b"raw-headers"),
+            "t": raw.received_ts_ms}
+
+
+def _xadd_args(hub: Hub, raw: RawEvent) -> list:
+    args: list = ["XADD", hub.keys.raw(shard_of(hub, raw.body)), "*"]
+    for name, value in _sealed_fields(hub, raw).items():
+        args += [name, value]
+    return args
 
 
 def append(hub: Hub, raw: RawEvent) -> str:
@@ -165,7 +171,9 @@ def free_slot(hub: Hub, slot: int, owner: str) -> None:
 
 
 def ensure_ingest_loops(hub: Hub) -> int:
-    """Enqueue ingest loops for empty slots not already covered by queued jobs."""
+    """Enqueue ingest loops for empty slots not already covered by queued jobs (the janitor's
+    tick: a killed worker's loop is replaced, and the new loop claims its unacknowledged
+    batch). Returns how many it enqueued."""
     consumers = hub.config.hub.ingest.consumers
     pipe = hub.redis.pipeline(transaction=False)
     for slot in range(consumers):
@@ -199,12 +207,6 @@ def backlog(hub: Hub, shard: int) -> tuple[int, int, int]:
     return undelivered, pending, idle
 
 
-def janitor(hub: Hub) -> int:
-    """Keep every ingest slot filled (a killed worker's loop is replaced). Returns how many
-    loops it enqueued. The new loop claims the dead one's unacknowledged batch."""
-    return ensure_ingest_loops(hub)
-
-
 def trim(hub: Hub) -> int:
     """Drop raw entries older than ``ingest.raw_retention``. Returns how many went."""
     min_id = now_ms() - int(hub.config.hub.ingest.raw_retention * 1000)
@@ -232,10 +234,8 @@ def since(hub: Hub, since_ms: int, count: int = 1000):
 def dead_letter(pipe_or_redis, hub: Hub, raw: RawEvent, error: str) -> None:
     """Keep an event we could not process, with why, for an admin to see and replay."""
     pipe_or_redis.xadd(hub.keys.deadletter(), {
-        "raw_id": raw.id or "", "c": raw.channel_id,
-        "b": hub.keyring.encrypt_bytes(raw.body, b"raw"),
-        "h": hub.keyring.encrypt_bytes(orjson.dumps(raw.headers), b"raw-headers"),
-        "t": raw.received_ts_ms, "error": error[:2000], "at": now_ms()})
+        "raw_id": raw.id or "", **_sealed_fields(hub, raw), "error": error[:2000],
+        "at": now_ms()})
 
 
 def dead_letters(hub: Hub, count: int = 100) -> list[tuple[str, RawEvent, str, int]]:

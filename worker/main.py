@@ -46,7 +46,7 @@ def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> 
     last_trim = 0.0
     while not stop:
         try:
-            started = rawlog.janitor(hub)
+            started = rawlog.ensure_ingest_loops(hub)
             if started:
                 log.info("enqueued %d ingest loop(s) for empty slots", started)
             if time.monotonic() - last_trim > trim_every:
