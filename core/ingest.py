@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import orjson
 import redis
 
 from adapters.base import Adapter
-from core import rawlog
+from core import rawlog, store
 from core.errors import PayloadError
 from core.hub import Hub
 from core.models import (
     NOTICE_KINDS,
     TIMELINE_KINDS,
-    Attachment,
     AuthorKind,
     DeliveryStatus,
     Direction,
@@ -54,17 +52,6 @@ class IngestResult:
     acks: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _seal_attachments(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
-    """Contact cards carry phones, names and addresses: their details are encrypted."""
-    out = []
-    for a in attachments:
-        if a.kind == "contact" and a.meta:
-            sealed = hub.keyring.encrypt_text(orjson.dumps(a.meta).decode(), b"contact")
-            a = Attachment(a.kind, a.url, a.file_id, a.name, a.mime, a.size, {"enc": sealed})
-        out.append(a)
-    return out
-
-
 def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
     notice = ev.kind in NOTICE_KINDS
     text = ev.text
@@ -75,8 +62,6 @@ def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list
     if ev.kind == EventKind.UNSUPPORTED and not text:
         text = f"[{ev.platform_type or 'unknown event'}: not supported yet, kept in the raw log]"
     out = ev.direction == Direction.OUT
-    if text and hub.config.hub.security.encrypt_message_text:
-        text = hub.keyring.encrypt_text(text, b"text")
     return Message(
         id="", conversation_id="",
         direction=ev.direction,
@@ -85,9 +70,9 @@ def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list
         platform_ts_ms=ev.platform_ts_ms,
         received_ts_ms=raw.received_ts_ms,
         kind=ev.kind.value,
-        text=text,
+        text=store.seal_text(hub, text),
         external_id=ev.external_message_id,
-        attachments=_seal_attachments(hub, ev.attachments),
+        attachments=store.seal_attachments(hub, ev.attachments),
         status=DeliveryStatus.SENT if out else DeliveryStatus.RECEIVED,
         tags=tags,
         reply_to=ev.reply_to,
@@ -109,12 +94,9 @@ class _Batch:
     def add_timeline(self, raw: RawEvent, ev: InboundEvent, ch: str,
                      dedupe_key: str | None = None) -> None:
         hub = self.hub
-        tags: list[str] = []
-        route = hub.router.route(ch, [], None)
         inbound = ev.direction == Direction.IN and ev.kind in TIMELINE_KINDS
-        if inbound and ev.text:
-            tags, lang = hub.tagger.tags(ev.text)
-            route = hub.router.route(ch, tags, lang)
+        tags, lang = hub.tagger.tags(ev.text) if inbound else ([], None)
+        route = hub.router.route(ch, tags, lang)
         mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
         ident = ""
         k = hub.keyring
@@ -146,10 +128,8 @@ class _Batch:
         if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS:
             self.add_timeline(raw, ev, ch)
         elif ev.kind == EventKind.EDIT:
-            text = ev.text or ""
-            if text and self.hub.config.hub.security.encrypt_message_text:
-                text = self.hub.keyring.encrypt_text(text, b"text")
-            self.add_patch(raw, ev, ch, ev.target_ids[0], "edit", text, str(ev.platform_ts_ms))
+            self.add_patch(raw, ev, ch, ev.target_ids[0], "edit",
+                           store.seal_text(self.hub, ev.text) or "", str(ev.platform_ts_ms))
         elif ev.kind == EventKind.REACTION:
             for t in ev.target_ids:
                 self.add_patch(raw, ev, ch, t, "react", ev.external_user_id, ev.reaction or "")

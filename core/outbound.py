@@ -104,13 +104,11 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
         raise WindowClosed(f"cannot reply on {channel_id}: {state.reason}{hint}",
                            reachable=others)
     now = now_ms()
-    stored_text = text
-    if text and hub.config.hub.security.encrypt_message_text:
-        stored_text = hub.keyring.encrypt_text(text, b"text")
     msg = Message(
         id="", conversation_id=conv_id, direction=Direction.OUT, author_kind=AuthorKind.AGENT,
         author_id=author_id, channel_id=channel_id, platform_ts_ms=now, received_ts_ms=now,
-        text=stored_text, attachments=attachments or [], status=DeliveryStatus.QUEUED,
+        text=store.seal_text(hub, text), attachments=store.seal_attachments(hub, attachments or []),
+        status=DeliveryStatus.QUEUED,
         address=state.address)
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
     code, mid = hub.scripts.create_outbound(

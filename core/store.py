@@ -13,7 +13,14 @@ import orjson
 from core.crypto import TEXT_PREFIX
 from core.errors import BadRequest, NotFound
 from core.hub import Hub
-from core.models import Conversation, ConversationStatus, Customer, Identity, Message
+from core.models import (
+    Attachment,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Identity,
+    Message,
+)
 
 
 @dataclass(slots=True)
@@ -117,9 +124,27 @@ def get_message(hub: Hub, conv_id: str, msg_id: str) -> Message:
     return reveal(hub, Message.from_blob(msg_id, conv_id, blob))
 
 
+def seal_text(hub: Hub, text: str | None) -> str | None:
+    """Message text as stored: encrypted when ``security.encrypt_message_text`` is on."""
+    if text and hub.config.hub.security.encrypt_message_text:
+        return hub.keyring.encrypt_text(text, b"text")
+    return text
+
+
+def seal_attachments(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
+    """Attachments as stored: contact cards carry phones, names and addresses, encrypted."""
+    out = []
+    for a in attachments:
+        if a.kind == "contact" and a.meta:
+            sealed = hub.keyring.encrypt_text(orjson.dumps(a.meta).decode(), b"contact")
+            a = Attachment(a.kind, a.url, a.file_id, a.name, a.mime, a.size, {"enc": sealed})
+        out.append(a)
+    return out
+
+
 def reveal(hub: Hub, msg: Message) -> Message:
-    """Decrypt what is stored encrypted in a message: contact cards, and text when the
-    ``security.encrypt_message_text`` switch is (or was) on."""
+    """Undo ``seal_text`` and ``seal_attachments`` (text sealed while the switch was on
+    stays readable after it is turned off)."""
     k = hub.keyring
     if msg.text and msg.text.startswith(TEXT_PREFIX):
         msg.text = k.decrypt_text(msg.text, b"text")
