@@ -179,19 +179,19 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
                 return "rate limited: rescheduled"
             if wait_ms > 0:
                 time.sleep(wait_ms / 1000)
+            out = OutboundMessage(
+                address=address, text=msg.text, author_kind=msg.author_kind,
+                idempotency_key=mid, attachments=msg.attachments,
+                reply_to_external_id=msg.reply_to,
+                last_inbound_ts_ms=int(last_in) if last_in else None)
             try:
-                receipt = adapter.send(OutboundMessage(
-                    address=address, text=msg.text, author_kind=msg.author_kind,
-                    idempotency_key=mid, attachments=msg.attachments,
-                    reply_to_external_id=msg.reply_to,
-                    last_inbound_ts_ms=int(last_in) if last_in else None))
+                receipt = adapter.send(out)
             except DeliveryError as exc:
                 if not exc.retryable or attempt >= MAX_ATTEMPTS:
                     _patch(hub, conv_id, mid, "status", "failed", str(exc))
                     if exc.code == "blocked":  # later replies are refused before sending
-                        customer = store.get_conversation(hub, conv_id).customer_id
-                        hub.redis.hset(hub.keys.customer(customer), f"blocked:{msg.channel_id}",
-                                       now_ms())
+                        hub.redis.hset(hub.keys.customer(conv.customer_id),
+                                       f"blocked:{msg.channel_id}", now_ms())
                     log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
                     return f"failed: {exc}"
                 delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]
@@ -208,8 +208,7 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
                 continue
             _patch(hub, conv_id, mid, "set", orjson.dumps(
                 {"s": DeliveryStatus.SENT.value, "e": receipt.external_id, "sr": None}).decode())
-            keys = adapter.sent_dedupe_keys(OutboundMessage(address, msg.text, msg.author_kind, mid),
-                                            receipt)
+            keys = adapter.sent_dedupe_keys(out, receipt)
             if keys:  # the platform's echo and receipts of this send find it, not a copy
                 hub.redis.hset(hub.keys.dedupe(msg.channel_id),
                                mapping={k: f"{conv_id}:{mid}" for k in keys})
