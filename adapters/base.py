@@ -161,6 +161,9 @@ class Adapter(ABC):
     Settings: ClassVar[type[ChannelSettings]]
     # Request headers worth keeping in the raw log (lower-case). Never secrets.
     kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
+    # (pattern, replacement) masking this platform's secrets where its API URLs carry them:
+    # installed on httpx's request log by the base constructor, once per pattern.
+    log_redaction: ClassVar[tuple[re.Pattern[str], str] | None] = None
 
     def __init__(
         self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None
@@ -168,6 +171,8 @@ class Adapter(ABC):
         self.channel_id = channel_id
         self.settings = settings
         self._http = http
+        if self.log_redaction is not None:
+            redact_http_logs(*self.log_redaction)
         # Set by the core to its Redis-backed store; adapters that rotate tokens use it.
         self.token_store: TokenStore = MemoryTokenStore()
 

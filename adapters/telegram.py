@@ -29,7 +29,6 @@ from adapters.base import (
     http_base,
     load_json_object,
     must_match,
-    redact_http_logs,
 )
 from core.errors import DeliveryError, PayloadError, SignatureError
 from core.models import Attachment, EventKind, IdentifierClaim, InboundEvent, RawEvent
@@ -305,14 +304,8 @@ class TelegramAdapter(Adapter):
 
     name: ClassVar[str] = "telegram"
     Settings: ClassVar[type[ChannelSettings]] = TelegramSettings
-    kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
+    log_redaction = (_TOKEN_IN_TEXT, "bot<token>")
     settings: TelegramSettings
-
-    def __init__(
-        self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None
-    ) -> None:
-        super().__init__(channel_id, settings, http)
-        redact_http_logs(_TOKEN_IN_TEXT, "bot<token>")
 
     # -- inbound ------------------------------------------------------------------------------
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:

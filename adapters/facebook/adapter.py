@@ -22,7 +22,6 @@ from adapters.base import (
     Receipt,
     constant_time_equal,
     header,
-    redact_http_logs,
 )
 from adapters.facebook.events import JSON, _load, parse_body
 from adapters.facebook.graph_errors import _delivery_error
@@ -43,14 +42,8 @@ class FacebookAdapter(Adapter):
 
     name: ClassVar[str] = "facebook"
     Settings: ClassVar[type[ChannelSettings]] = FacebookSettings
-    kept_headers: ClassVar[tuple[str, ...]] = ("content-type",)
+    log_redaction = (_SECRET_PARAMS, r"\1<redacted>")
     settings: FacebookSettings
-
-    def __init__(
-        self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None
-    ) -> None:
-        super().__init__(channel_id, settings, http)
-        redact_http_logs(_SECRET_PARAMS, r"\1<redacted>")
 
     # -- inbound ------------------------------------------------------------------------------
     def handshake(self, args: Mapping[str, str]) -> str | None:
