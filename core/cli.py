@@ -38,6 +38,22 @@ def _config_or_exit(path: str | None = None):
         sys.exit(2)
 
 
+def _configured_adapter(channel_id: str, platform: str):
+    """The adapter of a configured channel of ``platform`` (no Redis), or a usage error."""
+    cfg = _config_or_exit()
+    if channel_id not in cfg.channel_settings:
+        raise click.UsageError(f"no channel {channel_id!r} in {cfg.path}")
+    cls, settings = cfg.channel_settings[channel_id]
+    return _of_platform(cls(channel_id, settings), platform)
+
+
+def _of_platform(adapter, platform: str):
+    if adapter.name != platform:
+        raise click.UsageError(
+            f"channel {adapter.channel_id!r} is a {adapter.name} channel, not {platform}")
+    return adapter
+
+
 @contextlib.contextmanager
 def _hub() -> Iterator:
     """A Hub on REDIS_URL, the running embedded server, or one started just for this command."""
@@ -295,13 +311,7 @@ def token_create(name: str, role: str) -> None:
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the running hub")
 def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str, url: str) -> None:
     """Post a correctly signed inbound event to a running hub, as the platform would."""
-    cfg = _config_or_exit()
-    if channel_id not in cfg.channel_settings:
-        raise click.UsageError(f"no channel {channel_id!r} in {cfg.path}")
-    cls, settings = cfg.channel_settings[channel_id]
-    if cls.name != platform:
-        raise click.UsageError(f"channel {channel_id!r} is a {cls.name} channel, not {platform}")
-    headers, body = cls(channel_id, settings).simulate(text, user_id, name)
+    headers, body = _configured_adapter(channel_id, platform).simulate(text, user_id, name)
     resp = httpx.post(f"{url.rstrip('/')}/webhooks/{channel_id}", content=body, headers=headers)
     click.echo(f"{resp.status_code} {resp.text.strip()}")
     if resp.status_code != 200:
@@ -376,16 +386,11 @@ def channels_telegram() -> None:
 @click.option("--url", required=True, help="public base URL of the hub, or the full webhook URL")
 def telegram_set_webhook(channel_id: str, url: str) -> None:
     """Point the bot at this hub (setWebhook with the channel's secret token)."""
-    cfg = _config_or_exit()
-    if channel_id not in cfg.channel_settings:
-        raise click.UsageError(f"no channel {channel_id!r} in {cfg.path}")
-    cls, settings = cfg.channel_settings[channel_id]
-    if cls.name != "telegram":
-        raise click.UsageError(f"{channel_id!r} is not a telegram channel")
+    adapter = _configured_adapter(channel_id, "telegram")
     if not re.search(r"/webhooks/[^/]+$", url):
         url = f"{url.rstrip('/')}/webhooks/{channel_id}"
     try:
-        result = cls(channel_id, settings).set_webhook(url)
+        result = adapter.set_webhook(url)
     except TongdaiError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"webhook set to {url}: {result}")
@@ -402,9 +407,7 @@ def channels_zalo() -> None:
 def zalo_authorize(channel_id: str, code: str) -> None:
     """Exchange an OAuth code for the OA's first token pair, stored for every worker."""
     with _hub() as hub:
-        adapter = hub.adapter(channel_id)
-        if adapter.name != "zalo":
-            raise click.UsageError(f"{channel_id!r} is not a zalo channel")
+        adapter = _of_platform(hub.adapter(channel_id), "zalo")  # tokens go to Redis
         try:
             adapter.exchange_code(code)
         except TongdaiError as exc:
