@@ -20,11 +20,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.server import FakeHandler, LocalHTTPServer
 
 DEFAULT_TOKEN = "EAAfakePageTokenForTestsOnly0123456789abcdef"
 DEFAULT_APP_SECRET = "0123456789abcdef0123456789abcdef"
@@ -167,40 +166,18 @@ def _norm(target: str) -> str:
 
 
 def _handler_for(fake: FakeGraphAPI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._serve(b"")
-
-        def do_POST(self) -> None:
-            self._serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-        def _serve(self, raw: bytes) -> None:
-            url = urlsplit(self.path)
-            params = dict(parse_qsl(url.query))
-            body: dict[str, Any] = {}
-            if raw and "json" in self.headers.get("Content-Type", ""):
-                body = orjson.loads(raw)
-            elif raw:
-                body = dict(parse_qsl(raw.decode()))
+    class Handler(FakeHandler):
+        def serve(self, raw: bytes) -> None:
+            path, params, body = self.request_params(raw)
             auth = self.headers.get("Authorization", "")
             token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
             # The Graph API takes the token from the header, the query or a form body.
             token = token or params.pop("access_token", None) or body.pop("access_token", None)
-            call = Call(self.command, _norm(url.path), params, body, token, dict(self.headers))
+            call = Call(self.command, _norm(path), params, body, token, dict(self.headers))
             status, answer, headers = fake.answer(call)
             if status == 0:
                 self.close_connection = True
                 return
-            data = orjson.dumps(answer)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # request lines may hold a token: never print them
+            self.reply(status, orjson.dumps(answer), headers=headers)
 
     return Handler

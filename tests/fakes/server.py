@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 
 class LocalHTTPServer:
@@ -39,3 +42,39 @@ class LocalHTTPServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    """A request as platforms' APIs take them: GET and POST both go to ``serve(body)``."""
+
+    def do_GET(self) -> None:
+        self.serve(b"")
+
+    def do_POST(self) -> None:
+        self.serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def serve(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    def request_params(self, body: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(path, query parameters, body parameters from JSON or a form)."""
+        url = urlsplit(self.path)
+        form: dict[str, Any] = {}
+        if body and "json" in self.headers.get("Content-Type", ""):
+            form = orjson.loads(body)
+        elif body:
+            form = dict(parse_qsl(body.decode()))
+        return url.path, dict(parse_qsl(url.query)), form
+
+    def reply(self, status: int, data: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # request lines can hold tokens: never print them

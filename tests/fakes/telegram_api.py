@@ -14,11 +14,10 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.server import FakeHandler, LocalHTTPServer
 
 DEFAULT_TOKEN = "123456789:AAHfakeTokenForTestsOnly-abcdefghijk"
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
@@ -112,34 +111,14 @@ class FakeTelegramAPI(LocalHTTPServer):
 
 
 def _handler_for(fake: FakeTelegramAPI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._serve(b"")
-
-        def do_POST(self) -> None:
-            self._serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-        def _serve(self, body: bytes) -> None:
-            url = urlsplit(self.path)
-            parts = url.path.strip("/").split("/")
+    class Handler(FakeHandler):
+        def serve(self, body: bytes) -> None:
+            path, query, form = self.request_params(body)
+            parts = path.strip("/").split("/")
             if len(parts) != 2 or not parts[0].startswith("bot"):
                 status, answer = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
             else:
-                params = dict(parse_qsl(url.query))
-                ctype = self.headers.get("Content-Type", "")
-                if body and "json" in ctype:
-                    params |= orjson.loads(body)
-                elif body:
-                    params |= dict(parse_qsl(body.decode()))
-                status, answer = fake.answer(parts[0][3:], parts[1], params)
-            data = orjson.dumps(answer)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the request line holds the bot token: never print it
+                status, answer = fake.answer(parts[0][3:], parts[1], query | form)
+            self.reply(status, orjson.dumps(answer))
 
     return Handler

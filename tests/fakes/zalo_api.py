@@ -20,11 +20,10 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.server import FakeHandler, LocalHTTPServer
 
 APP_ID = "3608465248940903967"
 APP_SECRET = "fake-app-secret-Xq9"
@@ -239,38 +238,18 @@ def _message_error(message: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _handler_for(fake: FakeZaloAPI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._serve(b"")
-
-        def do_POST(self) -> None:
-            self._serve(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-        def _serve(self, body: bytes) -> None:
-            url = urlsplit(self.path)
-            params: dict[str, Any] = dict(parse_qsl(url.query))
-            ctype = self.headers.get("Content-Type", "")
-            if body and "json" in ctype:
-                params |= orjson.loads(body)
-            elif body:
-                params |= dict(parse_qsl(body.decode()))
+    class Handler(FakeHandler):
+        def serve(self, body: bytes) -> None:
+            path, query, form = self.request_params(body)
             headers = {
                 h: self.headers[h]
                 for h in ("access_token", "secret_key")
                 if self.headers.get(h) is not None
             }
-            status, answer = fake.answer(url.path, headers, params)
+            status, answer = fake.answer(path, headers, query | form)
             if answer is None:
-                data, kind = b"<html><body>502 Bad Gateway</body></html>", "text/html"
+                self.reply(status, b"<html><body>502 Bad Gateway</body></html>", "text/html")
             else:
-                data, kind = orjson.dumps(answer), "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # quiet tests
+                self.reply(status, orjson.dumps(answer))
 
     return Handler
