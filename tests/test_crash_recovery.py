@@ -65,9 +65,16 @@ def test_sigkill_mid_batch_loses_nothing_duplicates_nothing(hub, redis_url, conf
             time.sleep(0.2)
         time.sleep(1.0)  # anything still in flight would show up as an extra message now
     finally:
+        # Signal both first: a worker's warm shutdown waits for its ingest loop's time box
+        # (10 s), and waiting on it alone could leave the scheduler running.
         for p in (second, sched):
             os.killpg(p.pid, signal.SIGTERM)
-            p.wait(10)
+        for p in (second, sched):
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
     assert _stored(hub) == TOTAL
     assert int(hub.redis.get(hub.keys.seq("customer"))) == USERS
