@@ -92,6 +92,12 @@ class OutboundMessage:
     # When the customer last wrote on this channel (ms): platforms whose message type depends
     # on the window (Meta's RESPONSE vs HUMAN_AGENT tag) need it.
     last_inbound_ts_ms: int | None = None
+    # Mail threading, filled by the core for adapters with ``threads_by_reference``.
+    conversation_id: str | None = None
+    subject: str | None = None
+    references: list[str] = field(default_factory=list)
+    in_reply_to: str | None = None
+    reply_token: str | None = None  # for a reply+<token>@ address
 
 
 @dataclass(slots=True)
@@ -164,6 +170,12 @@ class Adapter(ABC):
     # (pattern, replacement) masking this platform's secrets where its API URLs carry them:
     # installed on httpx's request log by the base constructor, once per pattern.
     log_redaction: ClassVar[tuple[re.Pattern[str], str] | None] = None
+    # True when the platform's user ids are personal data (a mail address): the core then
+    # stores a blind index as the user id and encrypts the reply address.
+    user_ids_are_personal: ClassVar[bool] = False
+    # True for mail: replies carry Subject / References / In-Reply-To / a reply token, which
+    # the core works out from the conversation before each send.
+    threads_by_reference: ClassVar[bool] = False
 
     def __init__(
         self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None
@@ -193,6 +205,16 @@ class Adapter(ABC):
 
     def check_body(self, body: bytes) -> None:
         """Cheap well-formedness check in the request path; raise ``PayloadError`` (→ 400)."""
+
+    def replay_nonce(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        """A one-time token of this signed request, when the platform sends one (Mailgun):
+        the core refuses a second request with the same token. Default: None."""
+        return None
+
+    def stored_body(self, headers: Mapping[str, str], body: bytes) -> bytes:
+        """What the raw log keeps of an accepted request. Default: the body as received;
+        a form post that wraps a mail keeps just the mail."""
+        return body
 
     def handshake(self, args: Mapping[str, str]) -> str | None:
         """Answer a platform's GET verification handshake; None when the platform has none."""
@@ -226,6 +248,11 @@ class Adapter(ABC):
         it, delivery/read receipts naming its id). The core records them with the message, so
         the echo of our own send is matched to it, not stored twice. Default: none."""
         return []
+
+    def acknowledgement(self) -> str | None:
+        """Text sent automatically when a customer's message opens a new conversation
+        (``{ticket}`` is replaced by its number), or None. Default: None."""
+        return None
 
     def acknowledge(self, ack: str) -> None:
         """Answer an event's ``ack`` token (e.g. stop a pressed button's spinner). Called by a

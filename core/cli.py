@@ -138,6 +138,12 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
     specs += [(f"worker-{i + 1}", [py, "-m", "core.cli", "worker", "--queues", "ingest"])
               for i in range(workers)]
     specs.append(("sender", [py, "-m", "core.cli", "worker", "--queues", "outbound"]))
+    inbound = [getattr(a.settings, "inbound", None) for a in hub.adapters.values()
+               if a.name == "email"]
+    if any(i.smtp for i in inbound):
+        specs.append(("smtp", [py, "-m", "core.cli", "smtp"]))
+    if any(i.imap for i in inbound):
+        specs.append(("imap", [py, "-m", "core.cli", "imap"]))
     if workers < config.hub.ingest.consumers:
         click.echo(f"note: ingest.consumers is {config.hub.ingest.consumers} but only {workers} "
                    "ingest worker(s) run; the extra loops wait for a free worker", err=True)
@@ -195,6 +201,26 @@ def worker(queues: str, burst: bool) -> None:
     if unknown or not names:
         raise click.UsageError(f"--queues takes {', '.join(QUEUES)}; got {queues!r}")
     run_worker(Hub.from_env(), queues=names, burst=burst)
+
+
+@main.command()
+def smtp() -> None:
+    """Receive mail for the email channels that have inbound.smtp (aiosmtpd listener)."""
+    from webhooks import smtp as listener
+
+    setup_logging()
+    with _hub() as hub:
+        listener.serve(hub)
+
+
+@main.command()
+def imap() -> None:
+    """Fetch mail for the email channels that have inbound.imap (one process is enough)."""
+    from worker import imap as pollers
+
+    setup_logging()
+    with _hub() as hub:
+        pollers.serve(hub)
 
 
 @main.command()
@@ -308,10 +334,30 @@ def token_create(name: str, role: str) -> None:
 @click.option("--text", required=True)
 @click.option("--user-id", default="700000001", show_default=True)
 @click.option("--name", default="Khách Demo", show_default=True)
+@click.option("--from", "sender", default="khach.demo@example.vn", show_default=True,
+              help="email: the customer's address")
+@click.option("--subject", default="Hỗ trợ đơn hàng", show_default=True, help="email: subject")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the running hub")
-def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str, url: str) -> None:
-    """Post a correctly signed inbound event to a running hub, as the platform would."""
-    headers, body = _configured_adapter(channel_id, platform).simulate(text, user_id, name)
+def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str, sender: str,
+             subject: str, url: str) -> None:
+    """Send a correctly signed inbound event to a running hub, as the platform would.
+
+    Email goes to the channel's SMTP listener when it has one, else to its webhook.
+    """
+    adapter = _configured_adapter(channel_id, platform)
+    if platform == "email" and adapter.settings.inbound.smtp is not None:
+        import smtplib
+
+        listen = adapter.settings.inbound.smtp
+        mime = adapter.compose(sender, name, subject, text)
+        with smtplib.SMTP(listen.host, listen.port, timeout=30) as conn:
+            conn.sendmail(sender, [adapter.settings.address], mime)
+        click.echo(f"250 mail from {sender} handed to {listen.host}:{listen.port}")
+        return
+    if platform == "email":
+        headers, body = adapter.webhook_post(adapter.compose(sender, name, subject, text))
+    else:
+        headers, body = adapter.simulate(text, user_id, name)
     resp = httpx.post(f"{url.rstrip('/')}/webhooks/{channel_id}", content=body, headers=headers)
     click.echo(f"{resp.status_code} {resp.text.strip()}")
     if resp.status_code != 200:

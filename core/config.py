@@ -101,6 +101,14 @@ class SecuritySection(_Section):
     encrypt_message_text: bool = False
 
 
+class StorageSection(_Section):
+    # Files customers send by mail (attachments, the original .eml), encrypted, named by hash.
+    # Relative paths are under the data directory (TONGDAI_DATA_DIR, default ./var). Several
+    # hosts need a shared path (NFS, a mounted volume).
+    blobs: str = "blobs"
+    max_blob_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+
+
 class ChannelSection(_Section):
     id: str
     adapter: str
@@ -114,6 +122,7 @@ class HubConfig(_Section):
     tagging: TaggingSection = TaggingSection()
     routing: RoutingSection = RoutingSection()
     security: SecuritySection = SecuritySection()
+    storage: StorageSection = StorageSection()
     channels: list[ChannelSection] = []
 
 

@@ -90,5 +90,13 @@ class Hub:
             raise NotFound(f"no channel {channel_id!r} in {self.config.path}") from None
 
     @cached_property
+    def blobs(self):
+        """Where files customers send are kept (``storage.blobs``)."""
+        from core.blobs import BlobStore
+
+        root = Path(self.config.hub.storage.blobs)
+        return BlobStore(root if root.is_absolute() else data_dir() / root, self.keyring)
+
+    @cached_property
     def shards(self) -> int:
         return self.config.hub.ingest.shards

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from adapters.base import Adapter
-from core import rawlog, store
+from core import mail, rawlog, store
 from core.errors import PayloadError
 from core.hub import Hub
 from core.models import (
@@ -50,6 +50,8 @@ class IngestResult:
     profiles: list[tuple[str, str, str]] = field(default_factory=list)
     # (channel, token) of stored events the platform wants acknowledged
     acks: list[tuple[str, str]] = field(default_factory=list)
+    # (channel, conversation) opened by a customer's message on a channel that acknowledges
+    opened: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
@@ -72,12 +74,13 @@ def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list
         kind=ev.kind.value,
         text=store.seal_text(hub, text),
         external_id=ev.external_message_id,
-        attachments=store.seal_attachments(hub, ev.attachments),
+        attachments=store.seal_attachments(hub, store.keep_files(hub, ev.attachments)),
         status=DeliveryStatus.SENT if out else DeliveryStatus.RECEIVED,
         tags=tags,
         reply_to=ev.reply_to,
         payload=ev.payload,
         edited_ts_ms=ev.platform_ts_ms if ev.kind == EventKind.EDIT else None,
+        subject=ev.subject,
     ).to_blob()
 
 
@@ -105,12 +108,14 @@ class _Batch:
             ident = SEP.join((i.kind, k.blind_index(i.kind, i.value), "1" if i.verified else "0",
                               i.source, k.encrypt_text(i.value, b"identifier")))
         name = ev.profile.get("name", "")
+        user, address = store.identity_of(hub, ch, ev.external_user_id, ev.address)
         hub.scripts.ingest(args=[
-            ch, dedupe_key or ev.dedupe_key, ev.external_user_id,
-            ev.address or ev.external_user_id, k.encrypt_text(name, b"name") if name else "",
+            ch, dedupe_key or ev.dedupe_key, user, address,
+            k.encrypt_text(name, b"name") if name else "",
             ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags), mode, route.queue,
             route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
+            mail.thread_arg(hub, ev.thread),
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:
@@ -134,9 +139,9 @@ class _Batch:
             for t in ev.target_ids:
                 self.add_patch(raw, ev, ch, t, "react", ev.external_user_id, ev.reaction or "")
         elif ev.kind in (EventKind.DELIVERY, EventKind.READ):
-            status = "read" if ev.kind == EventKind.READ else "delivered"
+            status = "read" if ev.kind == EventKind.READ else (ev.delivery_status or "delivered")
             for t in ev.target_ids:
-                self.add_patch(raw, ev, ch, t, "status", status, "")
+                self.add_patch(raw, ev, ch, t, "status", status, ev.status_reason or "")
             if ev.watermark_ms is not None:
                 self.hub.scripts.watermark(args=[
                     ch, ev.external_user_id, ev.watermark_ms, status, ev.dedupe_key, self.now],
@@ -194,6 +199,9 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
                 result.profiles.append((ch, ev.external_user_id, reply[2].decode()))
             if ev.ack:  # only once stored: a redelivered duplicate is not answered twice
                 result.acks.append((ch, ev.ack))
+            if (int(reply[3]) == 1 and ev.kind == EventKind.MESSAGE
+                    and hub.adapters[ch].acknowledgement()):
+                result.opened.append((ch, reply[1].decode().partition(":")[0]))
         elif code == 1:
             result.updated += 1
         elif code == 2:
@@ -219,7 +227,22 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         result.dead = len(dead)
     if result.profiles or result.acks:
         _enqueue_platform_calls(hub, result.profiles, result.acks)
+    for ch, conv in result.opened:
+        _acknowledge(hub, ch, conv)
     return result
+
+
+def _acknowledge(hub: Hub, channel_id: str, conv_id: str) -> None:
+    """The channel's automatic acknowledgement of a new conversation: once per conversation
+    (its idempotency key), marked as automatic so other robots do not answer it."""
+    from core.outbound import create_reply
+
+    text = hub.adapters[channel_id].acknowledgement().replace("{ticket}", conv_id)
+    try:
+        create_reply(hub, conv_id, text, "auto-acknowledgement", f"ack:{conv_id}", "system",
+                     channel_id=channel_id, author_kind=AuthorKind.BOT)
+    except Exception:  # never lose the batch over a courtesy mail
+        log.exception("acknowledging conversation %s on %s failed", conv_id, channel_id)
 
 
 PROFILE_JOB = "worker.jobs.fetch_profile"

@@ -66,6 +66,13 @@ class Keys:
     def customer_last_inbound(self, customer_id: str) -> str:
         return self._k("customer", customer_id, "last_in")
 
+    # -- mail: a Mailgun-style webhook's one-time tokens, an IMAP folder's resume point ---------
+    def webhook_nonce(self, channel_id: str, nonce: str) -> str:
+        return self._k("nonce", channel_id, nonce)
+
+    def imap_cursor(self, channel_id: str) -> str:
+        return self._k("imap", channel_id)
+
     # -- channel credentials that rotate (Zalo OAuth) ---------------------------------------------
     def credentials(self, channel_id: str) -> str:
         return self._k("creds", channel_id)

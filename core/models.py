@@ -25,6 +25,8 @@ class EventKind(StrEnum):
     FOLLOW = "follow"
     UNFOLLOW = "unfollow"
     CONTACT_SHARED = "contact_shared"
+    AUTO_REPLY = "auto_reply"  # an out-of-office or other automatic mail: kept, never reopens
+    COMPLAINT = "complaint"  # the customer reported our mail as spam: no more mail to them
     SYSTEM = "system"  # group service messages and the like: kept in the timeline, not routed
     UNSUPPORTED = "unsupported"  # kept, counted, never dropped
 
@@ -51,6 +53,7 @@ class DeliveryStatus(StrEnum):
     RECEIVED = "received"  # inbound messages
     QUEUED = "queued"  # outbound, waiting for the send job
     SENT = "sent"
+    DELAYED = "delayed"  # the mail server reported a delay; it keeps trying
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"
@@ -61,7 +64,8 @@ TIMELINE_KINDS = frozenset(
     {EventKind.MESSAGE, EventKind.POSTBACK, EventKind.CONTACT_SHARED, EventKind.UNSUPPORTED}
 )
 # Events that only add a system line to an existing conversation (never open one).
-NOTICE_KINDS = frozenset({EventKind.FOLLOW, EventKind.UNFOLLOW, EventKind.SYSTEM})
+NOTICE_KINDS = frozenset({EventKind.FOLLOW, EventKind.UNFOLLOW, EventKind.SYSTEM,
+                          EventKind.AUTO_REPLY, EventKind.COMPLAINT})
 # Events that change an existing message.
 UPDATE_KINDS = frozenset(
     {EventKind.EDIT, EventKind.REACTION, EventKind.DELIVERY, EventKind.READ}
@@ -79,6 +83,9 @@ class Attachment:
     mime: str | None = None
     size: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # The bytes, when the platform delivered them inline (mail): the core moves them to the
+    # blob store and keeps only ``file_id`` ("blob:<sha256>"). Never serialised.
+    data: bytes | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"kind": self.kind}
@@ -144,6 +151,15 @@ class InboundEvent:
     # A token the platform wants acknowledged out of band (Telegram's callback query id):
     # the core has a sender answer it through ``Adapter.acknowledge``, off the ingest path.
     ack: str | None = None
+    # Mail threading: None for chat platforms (the customer's current conversation is used).
+    # For mail, the candidates in order of trust: "k:<dedupe key>" (a Message-ID we stored),
+    # "t:<reply token>" (checked by the core), "c:<conversation id>" (a [#id] subject tag). A
+    # candidate counts only when its conversation belongs to the sender; none → a new one.
+    thread: list[str] | None = None
+    subject: str | None = None
+    # Delivery reports: "failed" / "delayed" with the server's reason (DELIVERY events).
+    delivery_status: str | None = None
+    status_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -170,6 +186,7 @@ class Message:
     reactions: dict[str, str] = field(default_factory=dict)  # reactor -> emoji
     payload: str | None = None
     address: str | None = None  # outbound: the platform address it goes to
+    subject: str | None = None  # mail
 
     # Blob field names: short, because they are repeated in every stored message.
     _BLOB: ClassVar[dict[str, str]] = {
@@ -190,6 +207,7 @@ class Message:
         "reactions": "re",
         "payload": "p",
         "address": "ad",
+        "subject": "sj",
     }
 
     def to_blob(self) -> bytes:
@@ -233,6 +251,7 @@ class Message:
             reactions=d.get("re", {}),
             payload=d.get("p"),
             address=d.get("ad"),
+            subject=d.get("sj"),
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -253,6 +272,7 @@ class Message:
             "tags": self.tags,
             "reactions": self.reactions,
             "payload": self.payload,
+            "subject": self.subject,
             "platform_ts": self.platform_ts_ms,
             "received_ts": self.received_ts_ms,
             "edited_ts": self.edited_ts_ms,

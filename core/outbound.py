@@ -20,7 +20,7 @@ import orjson
 from rq import Queue
 
 from adapters.base import OutboundMessage
-from core import store
+from core import mail, store
 from core.errors import DeliveryError, WindowClosed
 from core.hub import Hub
 from core.keys import OUTBOUND_QUEUE
@@ -42,13 +42,14 @@ class ChannelState:
 
     channel_id: str
     external_user_id: str
-    address: str
+    address: str  # as stored (encrypted on channels whose addresses are personal data)
     last_inbound_ts_ms: int | None
     open: bool
     reason: str
+    shown_address: str = ""
 
     def to_api(self) -> dict:
-        return {"channel_id": self.channel_id, "address": self.address,
+        return {"channel_id": self.channel_id, "address": self.shown_address or self.address,
                 "last_inbound_ts": self.last_inbound_ts_ms, "reachable": self.open,
                 "reason": self.reason}
 
@@ -75,14 +76,17 @@ def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.A
         else:
             w = adapter.window(last, now, author)
             state_open, reason = w.open, w.reason
-        out.append(ChannelState(channel, user, address.decode(), last, state_open, reason))
+        stored = address.decode()
+        out.append(ChannelState(channel, user, stored, last, state_open, reason,
+                                store.reveal_address(hub, stored)))
     out.sort(key=lambda c: (c.open, c.last_inbound_ts_ms or 0), reverse=True)
     return out
 
 
 def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idempotency_key: str,
                  scope: str, attachments: list[Attachment] | None = None,
-                 channel_id: str | None = None) -> tuple[Message, bool]:
+                 channel_id: str | None = None,
+                 author_kind: AuthorKind = AuthorKind.AGENT) -> tuple[Message, bool]:
     """Store an agent's reply and enqueue its send. Returns (message, created).
 
     Refused before anything is stored or sent when the channel's window is closed or the
@@ -91,7 +95,7 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
     conv = store.get_conversation(hub, conv_id)
     channel_id = channel_id or conv.channel_id
     hub.adapter(channel_id)  # NotFound for an unknown channel
-    states = channel_states(hub, conv.customer_id)
+    states = channel_states(hub, conv.customer_id, author_kind)
     mine = [c for c in states if c.channel_id == channel_id]
     if not mine:
         raise WindowClosed(f"the customer has no identity on {channel_id}",
@@ -105,7 +109,7 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
                            reachable=others)
     now = now_ms()
     msg = Message(
-        id="", conversation_id=conv_id, direction=Direction.OUT, author_kind=AuthorKind.AGENT,
+        id="", conversation_id=conv_id, direction=Direction.OUT, author_kind=author_kind,
         author_id=author_id, channel_id=channel_id, platform_ts_ms=now, received_ts_ms=now,
         text=store.seal_text(hub, text), attachments=store.seal_attachments(hub, attachments or []),
         status=DeliveryStatus.QUEUED,
@@ -129,9 +133,10 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
 
 def _identity_of(hub: Hub, customer_id: str, channel_id: str, address: str) -> str:
     """The ``channel|user`` identity a reply address belongs to."""
+    wanted = store.reveal_address(hub, address)
     for key, addr in hub.redis.hgetall(hub.keys.customer_identities(customer_id)).items():
         k = key.decode()
-        if k.startswith(channel_id + "|") and addr.decode() == address:
+        if k.startswith(channel_id + "|") and store.reveal_address(hub, addr.decode()) == wanted:
             return k
     return f"{channel_id}|{address}"
 
@@ -171,19 +176,26 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
             adapter = hub.adapter(msg.channel_id)
             conv = store.get_conversation(hub, conv_id)
             address = msg.address or conv.address
-            last_in = hub.redis.hget(hub.keys.customer_last_inbound(conv.customer_id),
-                                     _identity_of(hub, conv.customer_id, msg.channel_id, address))
-            wait_ms = _rate_wait_ms(hub, msg.channel_id, address)
+            identity = _identity_of(hub, conv.customer_id, msg.channel_id, address)
+            last_in = hub.redis.hget(hub.keys.customer_last_inbound(conv.customer_id), identity)
+            # Rate keys name the chat; on channels whose addresses are personal data, by index.
+            rate_scope = (identity.partition("|")[2] if adapter.user_ids_are_personal
+                          else address)
+            wait_ms = _rate_wait_ms(hub, msg.channel_id, rate_scope)
             if wait_ms > MAX_INLINE_WAIT_S * 1000:
                 _retry_later(hub, conv_id, mid, attempt, wait_ms / 1000)
                 return "rate limited: rescheduled"
             if wait_ms > 0:
                 time.sleep(wait_ms / 1000)
             out = OutboundMessage(
-                address=address, text=msg.text, author_kind=msg.author_kind,
-                idempotency_key=mid, attachments=msg.attachments,
+                address=store.reveal_address(hub, address), text=msg.text,
+                author_kind=msg.author_kind, idempotency_key=mid, attachments=msg.attachments,
                 reply_to_external_id=msg.reply_to,
-                last_inbound_ts_ms=int(last_in) if last_in else None)
+                last_inbound_ts_ms=int(last_in) if last_in else None, conversation_id=conv_id)
+            if adapter.threads_by_reference:
+                ctx = mail.thread_context(hub, conv_id, msg.channel_id)
+                out.subject, out.references = ctx["subject"], ctx["references"]
+                out.in_reply_to, out.reply_token = ctx["in_reply_to"], ctx["reply_token"]
             try:
                 receipt = adapter.send(out)
             except DeliveryError as exc:

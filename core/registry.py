@@ -12,6 +12,7 @@ BUILTIN = {
     "telegram": "adapters.telegram:TelegramAdapter",
     "facebook": "adapters.facebook:FacebookAdapter",
     "zalo": "adapters.zalo:ZaloAdapter",
+    "email": "adapters.email:EmailAdapter",
 }
 ENTRY_POINT_GROUP = "tongdai.adapters"
 

@@ -6,6 +6,7 @@ Writes that must be atomic go through the Lua scripts (``core/ingest.py``,
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -142,6 +143,42 @@ def seal_attachments(hub: Hub, attachments: list[Attachment]) -> list[Attachment
     return out
 
 
+def identity_of(hub: Hub, channel_id: str, user: str, address: str | None) -> tuple[str, str]:
+    """(user, reply address) as stored for an event's sender.
+
+    On channels whose user ids are personal data (a mail address), the user id becomes a
+    blind index (equal addresses still meet) and the address is encrypted.
+    """
+    adapter = hub.adapters.get(channel_id)
+    if adapter is not None and adapter.user_ids_are_personal:
+        return (hub.keyring.blind_index(f"user:{adapter.name}", user),
+                hub.keyring.encrypt_text(address or user, b"address"))
+    return user, address or user
+
+
+def reveal_address(hub: Hub, address: str) -> str:
+    """A stored reply address in clear (see :func:`identity_of`)."""
+    if address.startswith(TEXT_PREFIX):
+        return hub.keyring.decrypt_text(address, b"address") or ""
+    return address
+
+
+def keep_files(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
+    """Attachments whose bytes came inline go to the blob store; the message keeps the id."""
+    out = []
+    for a in attachments:
+        if a.data is not None:
+            if len(a.data) > hub.config.hub.storage.max_blob_bytes:
+                a = Attachment(a.kind, a.url, None, a.name, a.mime, len(a.data),
+                               {**a.meta, "dropped": "over storage.max_blob_bytes; the raw "
+                                "log has the original until it is trimmed"})
+            else:
+                a = Attachment(a.kind, a.url, hub.blobs.put(a.data), a.name, a.mime,
+                               len(a.data), a.meta)
+        out.append(a)
+    return out
+
+
 def reveal(hub: Hub, msg: Message) -> Message:
     """Undo ``seal_text`` and ``seal_attachments`` (text sealed while the switch was on
     stays readable after it is turned off)."""
@@ -168,7 +205,7 @@ def get_customer(hub: Hub, customer_id: str) -> Customer:
     identities = []
     for key, address in sorted(idents.items()):
         channel, _, user = key.decode().partition("|")
-        identities.append(Identity(channel, user, address.decode()))
+        identities.append(Identity(channel, user, reveal_address(hub, address.decode())))
     identifiers = []
     for key, val in sorted(idfs.items()):
         kind = key.decode().partition(":")[0]
@@ -177,3 +214,30 @@ def get_customer(hub: Hub, customer_id: str) -> Customer:
                             "verified": verified == "1", "source": source})
     return Customer(customer_id, keyring.decrypt_text(h.get("name"), b"name"), h.get("picture"),
                     int(h.get("created", 0)), h.get("conv"), identities, identifiers)
+
+
+def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversation:
+    """Resolve or reopen a conversation: its status, the status indexes and its queue change
+    together (one MULTI), so lists never show it in two states."""
+    conv = get_conversation(hub, conv_id)
+    if conv.status == status:
+        return conv
+    k, now = hub.keys, time.time_ns() // 1_000_000
+    pipe = hub.redis.pipeline(transaction=True)
+    for s in ConversationStatus:
+        if s != status:
+            pipe.zrem(k.conversations_by_status(s.value), conv_id)
+    pipe.zadd(k.conversations_by_status(status.value), {conv_id: now})
+    if status == ConversationStatus.RESOLVED:
+        pipe.hset(k.conversation(conv_id), mapping={"status": status.value, "resolved_at": now,
+                                                    "updated": now})
+        pipe.zrem(k.queue(conv.queue), conv_id)
+    else:
+        pipe.hset(k.conversation(conv_id), mapping={"status": status.value, "updated": now})
+        pipe.hdel(k.conversation(conv_id), "resolved_at")
+        # the queue's order: priority first, then age (as core/lua/ingest.lua files it)
+        pipe.zadd(k.queue(conv.queue), {conv_id: (100 - conv.priority) * 1e13 + conv.created_ts_ms})
+    pipe.publish(k.events_channel(), orjson.dumps({"type": f"conversation.{status.value}",
+                                                   "conversation_id": conv_id, "ts": now}))
+    pipe.execute()
+    return get_conversation(hub, conv_id)

@@ -18,6 +18,8 @@ def test_key_formats():
     assert k.customer_conversations("7") == "td:customer:7:convs"
     assert k.credentials("zalo-oa") == "td:creds:zalo-oa"
     assert k.credentials_lock("zalo-oa") == "td:creds:zalo-oa:lock"
+    assert k.webhook_nonce("mail", "abc") == "td:nonce:mail:abc"
+    assert k.imap_cursor("mail") == "td:imap:mail"
     assert k.conversation("9") == "td:conv:9"
     assert k.conversation_tags("9") == "td:conv:9:tags"
     assert k.timeline("9") == "td:conv:9:timeline"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from urllib.parse import quote
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from core import ingest, outbound, rawlog, store, tokens
 from core.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from core.models import Attachment
+from core.models import Attachment, ConversationStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 200
@@ -102,6 +104,34 @@ def post_message(conv_id: str):
         _hub(), conv_id, text, author_id=g.principal["name"], idempotency_key=key,
         scope=g.principal["name"], attachments=attachments, channel_id=channel)
     return jsonify(msg.to_api()), 201 if created else 200
+
+
+@bp.get("/conversations/<conv_id>/messages/<msg_id>/attachments/<int:n>")
+def download_attachment(conv_id: str, msg_id: str, n: int):
+    """The bytes of a file a customer sent by mail (attachments, the original .eml)."""
+    msg = store.get_message(_hub(), conv_id, msg_id)
+    if not 0 <= n < len(msg.attachments) or not (msg.attachments[n].file_id or "").startswith(
+            "blob:"):
+        raise NotFound(f"message {msg_id} has no stored file number {n}")
+    a = msg.attachments[n]
+    data = _hub().blobs.get(a.file_id)
+    name = (a.name or f"attachment-{n}").replace('"', "")
+    return Response(data, 200, mimetype=a.mime or "application/octet-stream", headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        "X-Content-Type-Options": "nosniff"})
+
+
+@bp.post("/conversations/<conv_id>/resolve")
+def resolve_conversation(conv_id: str):
+    """Mark a conversation resolved: it leaves its queue; the customer's next message within
+    ``conversations.reopen_window`` reopens it (automatic mail never does)."""
+    return jsonify(store.set_status(_hub(), conv_id, ConversationStatus.RESOLVED).to_api())
+
+
+@bp.post("/conversations/<conv_id>/reopen")
+def reopen_conversation(conv_id: str):
+    """Put a resolved conversation back in its queue."""
+    return jsonify(store.set_status(_hub(), conv_id, ConversationStatus.OPEN).to_api())
 
 
 @bp.get("/customers/<customer_id>")

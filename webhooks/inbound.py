@@ -15,7 +15,7 @@ from werkzeug.datastructures import EnvironHeaders
 
 from adapters.base import Adapter
 from core import rawlog
-from core.errors import NotFound, TongdaiError
+from core.errors import NotFound, SignatureError, TongdaiError
 from core.models import RawEvent
 
 bp = Blueprint("inbound", __name__)
@@ -29,22 +29,33 @@ def _adapter(channel_id: str):
     return hub, adapter
 
 
-def accept(adapter: Adapter, headers: Mapping[str, str], body: bytes) -> RawEvent:
+NONCE_TTL_S = 600  # longer than any platform's accepted timestamp age
+
+
+def accept(hub, adapter: Adapter, headers: Mapping[str, str], body: bytes) -> RawEvent:
     """The raw event to store, once the request is authentic and well formed.
 
     ``SignatureError`` (→ 401) or ``PayloadError`` (→ 400) otherwise: nothing is stored.
+    A request whose one-time token was seen before (a replayed signed request) is refused.
     """
     adapter.verify(headers, body)
     adapter.check_body(body)
+    nonce = adapter.replay_nonce(headers, body)
+    if nonce is not None and not hub.redis.set(
+            hub.keys.webhook_nonce(adapter.channel_id, nonce), 1, nx=True, ex=NONCE_TTL_S):
+        raise SignatureError("this signed request was received before (its token is used)")
     kept = {h: headers[h] for h in adapter.kept_headers if h in headers}
-    return RawEvent(adapter.channel_id, body, kept, rawlog.now_ms())
+    return RawEvent(adapter.channel_id, adapter.stored_body(headers, body), kept,
+                    rawlog.now_ms())
 
 
 @bp.post("/webhooks/<channel_id>")
+@bp.post("/webhooks/<channel_id>/mime")  # Mailgun sends the raw mail to URLs ending in 'mime'
 def receive(channel_id: str) -> Response:
     """A platform delivers events for one channel instance."""
     hub, adapter = _adapter(channel_id)
-    rawlog.append(hub, accept(adapter, request.headers, request.get_data(cache=False)))
+    rawlog.append(hub, accept(hub, adapter, request.headers,
+                              request.get_data(cache=False)))
     return Response("ok", 200, mimetype="text/plain")
 
 
@@ -85,7 +96,7 @@ class FastWebhooks:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
         try:
-            raw = accept(adapter, EnvironHeaders(environ), body)
+            raw = accept(self.hub, adapter, EnvironHeaders(environ), body)
         except TongdaiError as exc:
             return self._respond(start_response, exc.http_status, orjson.dumps(exc.to_json()),
                                  "application/json")

@@ -14,7 +14,12 @@
 -- ARGV[12] tags, joined by "\31"   ARGV[13] reopen window (ms)   ARGV[14] direction in|out
 -- ARGV[15] identifier claim "kind\31blind index\31verified(0|1)\31source\31encrypted value"
 --          or "" (the value itself never reaches Redis in clear)
--- ARGV[16] event kind (follow / unfollow record whether the customer blocked this channel)
+-- ARGV[16] event kind (follow / unfollow / complaint record whether the customer blocked
+--          this channel)
+-- ARGV[17] "" for chat threading (the customer's current conversation), or mail threading:
+--          "mail" then candidates joined by "\31", each "k:<dedupe key>" (a mail we stored) or
+--          "c:<conversation id>"; the first whose conversation belongs to this customer wins,
+--          none -> a new conversation (a mail is not swallowed by another person's thread)
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
 --         | {2, ""} notice with no conversation to join
@@ -23,6 +28,7 @@ local ch, dkey, user, addr, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ts, now, blob, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local queue, prio, tagstr = ARGV[10], tonumber(ARGV[11]), ARGV[12]
 local reopen_ms, dir, ident, kind = tonumber(ARGV[13]), ARGV[14], ARGV[15], ARGV[16]
+local thread = ARGV[17] or ''
 
 local dd = string.format("{{DEDUPE}}", ch)
 local seen = redis.call('HGET', dd, dkey)
@@ -31,7 +37,7 @@ if seen then return {0, seen} end
 -- identity -> customer
 local idx = string.format("{{IDENTITY}}", ch)
 local cust = redis.call('HGET', idx, user)
-if cust and kind == 'unfollow' then
+if cust and (kind == 'unfollow' or kind == 'complaint') then
   redis.call('HSET', string.format("{{CUSTOMER}}", cust), 'blocked:' .. ch, now)
 elseif cust and kind == 'follow' then
   redis.call('HDEL', string.format("{{CUSTOMER}}", cust), 'blocked:' .. ch)
@@ -57,6 +63,27 @@ redis.call('HSET', string.format("{{CUSTOMER_IDENTITIES}}", cust), ch .. '|' .. 
 -- conversation: the customer's current one, reopened or replaced when resolved
 local opened = 0
 local conv = redis.call('HGET', ck, 'conv')
+if thread ~= '' then
+  conv = nil
+  local first = true
+  for cand in string.gmatch(thread, '[^\31]+') do
+    if first then
+      first = false  -- the "mail" marker
+    else
+      local c = nil
+      if string.sub(cand, 1, 2) == 'k:' then
+        local loc = redis.call('HGET', dd, string.sub(cand, 3))
+        if loc and loc ~= '-' then c = string.match(loc, '^([^:]+):') end
+      else
+        c = string.sub(cand, 3)
+      end
+      if c and redis.call('HGET', string.format("{{CONV}}", c), 'customer') == cust then
+        conv = c
+        break
+      end
+    end
+  end
+end
 local convk
 if conv then
   convk = string.format("{{CONV}}", conv)

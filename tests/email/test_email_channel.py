@@ -1,0 +1,237 @@
+"""The email channel end to end: smtplib → our SMTP listener → raw log → worker → API; an
+agent's reply → the send job → a real SMTP relay (aiosmtpd) with threading headers; the
+customer's answer threads back; automatic mail never reopens or triggers replies."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+
+import pytest
+
+from tests.email.conftest import SUPPORT, customer_mail, send_to
+from tests.helpers import auth, drain_all
+from tests.test_outbound import run_outbound
+
+
+def conversations(client, token) -> list[dict]:
+    r = client.get("/api/v1/conversations?status=open", headers=auth(token))
+    assert r.status_code == 200, r.json
+    return r.json["items"]
+
+
+def timeline(client, token, conv_id) -> list[dict]:
+    r = client.get(f"/api/v1/conversations/{conv_id}/messages", headers=auth(token))
+    assert r.status_code == 200, r.json
+    return list(reversed(r.json["items"]))  # oldest first
+
+
+def reply(client, token, conv_id, text, key):
+    return client.post(f"/api/v1/conversations/{conv_id}/messages", json={"text": text},
+                       headers={**auth(token), "Idempotency-Key": key})
+
+
+@pytest.fixture
+def opened(hub, client, admin_token, listener, relay):
+    """A customer's first mail, stored, and the automatic acknowledgement sent."""
+    first = customer_mail("Chào shop, mình đặt đơn #123 hôm thứ 2 mà chưa nhận được hàng.")
+    send_to(listener.port, first)
+    assert drain_all(hub)["stored"] == 1
+    run_outbound(hub)
+    (conv,) = conversations(client, admin_token)
+    return conv, first
+
+
+def test_mail_in_appears_in_the_api_with_the_customer(hub, client, admin_token, opened):
+    conv, first = opened
+    msg, _ack = timeline(client, admin_token, conv["id"])
+    assert msg["text"] == "Chào shop, mình đặt đơn #123 hôm thứ 2 mà chưa nhận được hàng."
+    assert msg["subject"] == "Đơn hàng #123 chưa nhận được"
+    assert msg["external_id"] == first["Message-ID"].strip("<>")
+    assert any(a["name"] == "original.eml" for a in msg["attachments"])  # the whole mail
+    cust = client.get(f"/api/v1/customers/{conv['customer_id']}", headers=auth(admin_token)).json
+    assert cust["name"] == "Nguyễn Thị Lan"
+    assert cust["identifiers"] == [{"kind": "email", "value": "lan.nguyen@gmail.com",
+                                    "verified": False, "source": "email-from"}]
+    assert cust["identities"][0]["address"] == "lan.nguyen@gmail.com"
+    # The address is personal data: not in Redis in clear, not even as the identity's key.
+    for key in hub.redis.scan_iter("td:*"):
+        if hub.redis.type(key) == b"hash":
+            blob = b"".join(k + v for k, v in hub.redis.hgetall(key).items())
+            assert b"lan.nguyen@gmail.com" not in blob, key
+
+
+def test_acknowledgement_is_sent_once_and_marked_automatic(hub, opened, relay):
+    conv, first = opened
+    (ack,) = relay.received
+    m = ack.message
+    assert ack.rcpt_tos == ["lan.nguyen@gmail.com"]
+    assert m["Auto-Submitted"] == "auto-replied"
+    assert m["In-Reply-To"] == first["Message-ID"]
+    assert f"[#{conv['id']}]" in m["Subject"]
+    assert f"#{conv['id']}" in m.get_body(("plain",)).get_content()
+    # The same mail delivered again (a sender's retry) stores nothing and sends nothing.
+    from tests.email.conftest import send_to as again
+    from webhooks import smtp  # noqa: F401  (listener already running)
+
+    again(hub.adapters["mail"].settings.inbound.smtp.port, first)
+    assert drain_all(hub)["duplicates"] == 1
+    run_outbound(hub)
+    assert len(relay.received) == 1
+
+
+def test_agent_reply_is_threaded_and_the_answer_comes_back(hub, client, admin_token, opened,
+                                                             listener, relay):
+    conv, first = opened
+    r = reply(client, admin_token, conv["id"], "Dạ, đơn #123 đã giao cho bên vận chuyển ạ.",
+              "r-1")
+    assert r.status_code == 201, r.json
+    run_outbound(hub)
+    out = relay.received[-1].message
+    assert out["In-Reply-To"] == first["Message-ID"]
+    assert first["Message-ID"] in out["References"]
+    assert out["Subject"] == f"Re: Đơn hàng #123 chưa nhận được [#{conv['id']}]"
+    assert out["Reply-To"].startswith("reply+") and out["Reply-To"].endswith("@shop.example.vn")
+    assert "Auto-Submitted" not in out  # a person wrote it
+    assert out.get_body(("plain",)).get_content().strip() == (
+        "Dạ, đơn #123 đã giao cho bên vận chuyển ạ.")
+    assert out.get_body(("html",)) is not None
+    sent = timeline(client, admin_token, conv["id"])[-1]
+    assert sent["status"] == "sent" and sent["external_id"] == out["Message-ID"].strip("<>")
+
+    answer = customer_mail("Cảm ơn shop, mình nhận được rồi.\n\nVào Th 2 Shop ABC đã viết:\n"
+                           "> Dạ, đơn #123 đã giao", subject=f"Re: {out['Subject']}",
+                           In_Reply_To=out["Message-ID"],
+                           References=f"{first['Message-ID']} {out['Message-ID']}")
+    send_to(listener.port, answer)
+    drain_all(hub)
+    msgs = timeline(client, admin_token, conv["id"])
+    assert msgs[-1]["text"] == "Cảm ơn shop, mình nhận được rồi."
+    assert len(conversations(client, admin_token)) == 1
+
+
+def test_outlook_rewritten_headers_still_thread_by_reply_token(hub, client, admin_token, opened,
+                                                                listener, relay):
+    conv, _ = opened
+    token_addr = relay.received[-1].message["Reply-To"]
+    # Outlook dropped In-Reply-To and References and replied to the Reply-To address.
+    answer = customer_mail("Mình gửi thêm ảnh hóa đơn.", subject="RE: hỏi đơn", to=token_addr)
+    send_to(listener.port, answer)
+    drain_all(hub)
+    assert len(conversations(client, admin_token)) == 1
+    assert timeline(client, admin_token, conv["id"])[-1]["text"] == "Mình gửi thêm ảnh hóa đơn."
+
+
+def test_subject_tag_threads_when_nothing_else_does(hub, client, admin_token, opened, listener):
+    conv, _ = opened
+    send_to(listener.port, customer_mail("Bổ sung thông tin", subject=f"Về đơn [#{conv['id']}]"))
+    drain_all(hub)
+    assert len(conversations(client, admin_token)) == 1
+
+
+def test_other_senders_are_never_swallowed_into_the_thread(hub, client, admin_token, opened,
+                                                             listener, relay):
+    conv, first = opened
+    ack_id = relay.received[-1].message["Message-ID"]
+    # A new subject from a different sender: a new conversation of a new customer.
+    send_to(listener.port, customer_mail("Shop còn size M không?", subject="Hỏi hàng",
+                                         sender="minh@yahoo.com", name="Minh"))
+    # Someone else replying to our mail (a forwarded thread, a newsletter): not merged either.
+    send_to(listener.port, customer_mail("Tôi cũng chưa nhận được", subject="Re: Đơn hàng",
+                                         sender="hung@outlook.com", name="Hùng",
+                                         In_Reply_To=ack_id, References=ack_id))
+    # Even with our [#id] tag and reply token copied: the conversation is not theirs.
+    send_to(listener.port, customer_mail("xem giúp", subject=f"[#{conv['id']}]",
+                                         sender="hung@outlook.com", name="Hùng"))
+    drain_all(hub)
+    convs = conversations(client, admin_token)
+    # Lan's, Minh's, and Hùng's two (a mail that continues no thread of his is a new one)
+    assert len(convs) == 4
+    assert len({c["customer_id"] for c in convs}) == 3
+    assert [m["text"] for m in timeline(client, admin_token, conv["id"])
+            if m["direction"] == "in"] == [first.get_content().strip()]
+
+
+def test_auto_reply_neither_reopens_nor_triggers_a_reply(hub, client, admin_token, opened,
+                                                          listener, relay):
+    conv, _ = opened
+    r = client.post(f"/api/v1/conversations/{conv['id']}/resolve", headers=auth(admin_token))
+    assert r.status_code == 200, r.json
+    ack_id = relay.received[-1].message["Message-ID"]
+    ooo = customer_mail("Tôi đang nghỉ phép đến 30/11.", subject="Trả lời tự động: Đơn hàng",
+                        In_Reply_To=ack_id, Auto_Submitted="auto-replied")
+    send_to(listener.port, ooo)
+    assert drain_all(hub)["stored"] == 1
+    run_outbound(hub)
+    assert len(relay.received) == 1  # only the acknowledgement, never an answer to the robot
+    assert conversations(client, admin_token) == []  # still resolved
+    last = timeline(client, admin_token, conv["id"])[-1]
+    assert last["kind"] == "auto_reply" and last["author"]["kind"] == "system"
+
+
+def test_bounce_marks_our_reply_failed(hub, client, admin_token, opened, listener, relay):
+    conv, _ = opened
+    reply(client, admin_token, conv["id"], "Dạ shop kiểm tra ạ", "r-2")
+    run_outbound(hub)
+    ours = relay.received[-1].message["Message-ID"]
+    dsn = (f"From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\n"
+           f"To: {SUPPORT}\r\nSubject: Delivery Status Notification (Failure)\r\n"
+           "Message-ID: <dsn-1@mx.google.com>\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+           "--b\r\nContent-Type: text/plain\r\n\r\nAddress not found\r\n"
+           "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; google.com"
+           "\r\n\r\nFinal-Recipient: rfc822; lan.nguyen@gmail.com\r\nAction: failed\r\n"
+           "Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 The email account does not exist"
+           f"\r\n\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {ours}\r\n"
+           f"To: lan.nguyen@gmail.com\r\n\r\n--b--\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", listener.port) as c:
+        c.sendmail("", [SUPPORT], dsn)
+    assert drain_all(hub)["updated"] == 1
+    msgs = timeline(client, admin_token, conv["id"])
+    assert msgs[-1]["status"] == "failed" and "5.1.1" in msgs[-1]["status_reason"]
+    assert len(conversations(client, admin_token)) == 1  # no conversation for the bounce
+
+
+def test_listener_refuses_mail_for_other_addresses(listener):
+    with smtplib.SMTP("127.0.0.1", listener.port) as c:
+        c.ehlo()
+        c.mail("spammer@example.com")
+        code, _ = c.rcpt("someone-else@shop.example.vn")
+        assert code == 550
+        assert c.rcpt(SUPPORT.upper())[0] == 250
+
+
+def test_relay_errors_retry_or_fail_with_the_reason(hub, client, admin_token, opened, relay):
+    conv, _ = opened
+    relay.answer_next("451 4.7.1 greylisted, try again later")
+    reply(client, admin_token, conv["id"], "Thử lại", "r-3")
+    run_outbound(hub)  # 451 → retried after a second, then accepted
+    assert relay.received[-1].message.get_body(("plain",)).get_content().strip() == "Thử lại"
+    assert timeline(client, admin_token, conv["id"])[-1]["status"] == "sent"
+    relay.answer_next("550 5.7.1 message rejected as spam")
+    reply(client, admin_token, conv["id"], "Lần nữa", "r-4")
+    run_outbound(hub)
+    last = timeline(client, admin_token, conv["id"])[-1]
+    assert last["status"] == "failed"
+    assert "550 5.7.1 message rejected as spam" in last["status_reason"]
+
+
+def test_the_full_original_stays_downloadable(hub, client, admin_token, listener):
+    send_to(listener.port, customer_mail("Nội dung mới\n\n> trích dẫn cũ"))
+    drain_all(hub)
+    (conv,) = conversations(client, admin_token)
+    msg = timeline(client, admin_token, conv["id"])[0]
+    assert msg["text"] == "Nội dung mới"
+    n = next(i for i, a in enumerate(msg["attachments"]) if a["name"] == "original.eml")
+    r = client.get(f"/api/v1/conversations/{conv['id']}/messages/{msg['id']}/attachments/{n}",
+                   headers=auth(admin_token))
+    assert r.status_code == 200 and r.mimetype == "message/rfc822"
+    assert "> trích dẫn cũ" in email.message_from_bytes(
+        r.data, policy=email.policy.default).get_content()
+    # on disk, encrypted like all customer data
+    files = [p for p in hub.blobs.root.rglob("*") if p.is_file()]
+    needle = r.data.strip()[-24:]
+    assert files and all(needle not in p.read_bytes() for p in files)
+    assert client.get(f"/api/v1/conversations/{conv['id']}/messages/{msg['id']}/attachments/"
+                      f"{n}").status_code == 401
