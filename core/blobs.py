@@ -30,18 +30,21 @@ class BlobStore:
             raise NotFound(f"no file {digest!r}")
         return self.root / digest[:2] / digest
 
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(self.keyring.encrypt_bytes(data, _PURPOSE))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers never see half a file
+
     def put(self, data: bytes) -> str:
         """Store ``data`` (once per content) and return its ``blob:<sha256>`` id."""
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(self.keyring.encrypt_bytes(data, _PURPOSE))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic: readers never see half a file
+            self._write(path, data)
         return PREFIX + digest
 
     def get(self, blob_id: str) -> bytes:
@@ -53,3 +56,18 @@ class BlobStore:
         except FileNotFoundError:
             raise NotFound(f"no file {blob_id!r} in {self.root}") from None
         return self.keyring.decrypt_bytes(sealed, _PURPOSE)
+
+    def reseal(self) -> int:
+        """Re-encrypt every file still under an older key (``tongdai keys rotate``)."""
+        n = 0
+        if not self.root.exists():
+            return 0
+        for path in self.root.glob("??/*"):
+            if path.suffix == ".tmp" or not path.is_file():
+                continue
+            sealed = path.read_bytes()
+            kid = self.keyring.key_id_of(sealed)
+            if kid is not None and kid != self.keyring.active:
+                self._write(path, self.keyring.decrypt_bytes(sealed, _PURPOSE))
+                n += 1
+        return n

@@ -5,6 +5,7 @@ older key is decrypted and re-encrypted with the active one and written back by
 compare-and-set, so a concurrent update is never overwritten (it is simply read again). A
 checkpoint in Redis (``Keys.key_rotation``) lets a crashed or stopped run resume where it was.
 
+Files customers sent (``storage.blobs``) are re-encrypted last, each file replaced atomically.
 The raw log and dead letters are append-only streams and are not rewritten: their entries age
 out by ``ingest.raw_retention``. Keep an old key configured (decrypt-only) until then.
 """
@@ -53,6 +54,10 @@ def _customer(hub: Hub, cid: str) -> int:
         head, _, sealed = val.decode().rpartition("|")
         if _needs(hub, sealed):
             n += _cas(hub, ikey, field, val, f"{head}|{_reseal(hub, sealed, b'identifier')}")
+    akey = hub.keys.customer_identities(cid)  # reply addresses that are personal data (mail)
+    for field, addr in hub.redis.hgetall(akey).items():
+        if _needs(hub, addr):
+            n += _cas(hub, akey, field, addr, _reseal(hub, addr.decode(), b"address"))
     return n
 
 
@@ -62,6 +67,8 @@ def _message_blob(hub: Hub, blob: bytes) -> bytes | None:
     changed = False
     if isinstance(m.get("x"), str) and _needs(hub, m["x"]):
         m["x"], changed = _reseal(hub, m["x"], b"text"), True
+    if isinstance(m.get("ad"), str) and _needs(hub, m["ad"]):
+        m["ad"], changed = _reseal(hub, m["ad"], b"address"), True
     for a in m.get("at", ()):
         enc = (a.get("meta") or {}).get("enc")
         if a.get("kind") == "contact" and enc and _needs(hub, enc):
@@ -71,6 +78,10 @@ def _message_blob(hub: Hub, blob: bytes) -> bytes | None:
 
 def _conversation(hub: Hub, conv_id: str) -> int:
     n = 0
+    ckey = hub.keys.conversation(conv_id)
+    addr = hub.redis.hget(ckey, "address")
+    if _needs(hub, addr):
+        n += _cas(hub, ckey, "address", addr, _reseal(hub, addr.decode(), b"address"))
     key = hub.keys.messages(conv_id)
     for mid, blob in hub.redis.hscan_iter(key, count=500):
         for _ in range(3):  # a concurrent patch changed it: read again
@@ -82,6 +93,11 @@ def _conversation(hub: Hub, conv_id: str) -> int:
             if blob is None:
                 break
     return n
+
+
+def _blobs(hub: Hub) -> int:
+    """Files on disk (mail attachments) under an older key, re-encrypted in place."""
+    return hub.blobs.reseal()
 
 
 def totals(hub: Hub) -> tuple[int, int]:
@@ -121,5 +137,6 @@ def rotate(hub: Hub, progress: Callable[[int], None] = lambda _n: None) -> Rotat
     else:
         progress(n_cust)
     walk("conversations", n_conv, _conversation, next_id)
+    done["rewritten"] += _blobs(hub)
     hub.redis.hset(ck, "phase", "done")
     return RotationResult(target, n_cust, n_conv, done["rewritten"], resumed)

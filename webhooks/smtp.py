@@ -70,6 +70,8 @@ def listeners(hub: Hub) -> dict[tuple[str, int], list[str]]:
 
 def start(hub: Hub) -> list[Controller]:
     """Start one listener per configured host:port (threads); the caller stops them."""
+    # aiosmtpd logs every command, addresses included, at INFO: personal data stays out.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     controllers = []
     for (host, port), channel_ids in listeners(hub).items():
         c = Controller(MailHandler(hub, channel_ids), hostname=host, port=port,

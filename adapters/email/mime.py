@@ -8,12 +8,8 @@ carries GBK-only characters, "us-ascii" mail carries 8-bit bytes. Such problems 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import codecs
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC
 from email import policy
@@ -21,12 +17,9 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from inscriptis import get_text
-from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.model.config import ParserConfig
-from lxml.etree import LxmlError
-
 from adapters.email.authres import authenticated
+from adapters.email.charsets import SURROGATES, decode_bytes, decode_words, nfc
+from adapters.email.htmltext import META_CHARSET, html_to_text, tidy
 from adapters.email.quotes import strip_quoted
 from adapters.email.reports import Report, classify, message_ids
 from core.errors import PayloadError
@@ -74,110 +67,6 @@ class ParsedMail:
 
 # --- charsets -------------------------------------------------------------------------------
 
-# Labels mail software sends that Python does not know.
-_LABELS = {"gb_2312-80": "gb2312", "x-gbk": "gbk", "x-euc-cn": "gb2312", "csgb2312": "gb2312",
-           "windows-874": "cp874", "x-mac-roman": "mac-roman"}
-# Codec -> codecs to try, in order. The first is the normal reading of the label; needing a
-# later one is a defect. Chinese mail labelled gb2312 is really GBK (or GB18030), Big5 mail
-# carries HKSCS, "iso-8859-1" carries Windows quotes, "us-ascii" carries 8-bit bytes.
-_READINGS = {
-    "gb2312": ("gb2312", "gbk", "gb18030"), "gbk": ("gbk", "gb18030"),
-    "big5": ("big5", "big5hkscs", "cp950"), "cp950": ("cp950", "big5hkscs"),
-    "euc_kr": ("euc_kr", "cp949"), "iso8859-1": ("cp1252", "iso8859-1"),
-    "ascii": ("ascii", "utf-8", "cp1252"),
-}
-_SURROGATES = re.compile("[\udc80-\udcff]")
-
-
-def _codec(label: str) -> str | None:
-    """Python's name for the text codec of a charset label, or None when unknown."""
-    label = _LABELS.get(label, label)
-    try:
-        name = codecs.lookup(label).name
-        b"".decode(name)  # rejects bytes-to-bytes codecs such as "base64"
-    except (LookupError, ValueError):
-        return None
-    return name
-
-
-def decode_bytes(data: bytes, label: str | None, defects: list[str]) -> str:
-    """``data`` as text in the declared charset ``label``, or the nearest reading that fits."""
-    label = (label or "").strip().strip("\"'").lower()
-    codec = _codec(label) if label else "ascii"
-    if codec is None:  # unknown: UTF-8, then codecs whose names look like the label
-        similar = (_codec(label.removeprefix("x-")), _codec(re.sub(r"[^a-z0-9]", "", label)))
-        chain = ("utf-8", *(c for c in similar if c))
-    else:
-        chain = _READINGS.get(codec, (codec,))
-    # Valid UTF-8 is almost never an accident: the last try before replacing characters.
-    chain = chain if "utf-8" in chain else (*chain, "utf-8")
-    for name in chain:
-        try:
-            text = data.decode(name)
-        except UnicodeDecodeError:
-            continue
-        if name != chain[0] or codec is None:
-            defects.append(f"declared {label or 'no charset'}, decoded as {name}")
-        return text
-    defects.append(f"declared {label or 'no charset'}, undecodable bytes replaced")
-    return data.decode(chain[0], "replace")
-
-
-# --- headers --------------------------------------------------------------------------------
-
-_WORD = re.compile(r"=\?([^?\s*]+)(\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
-
-
-def _word_bytes(encoding: str, text: str) -> bytes | None:
-    """The bytes of one RFC 2047 encoded-word's text, or None when it is not decodable."""
-    if encoding in "bB":
-        try:
-            return base64.b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            return None
-    return re.sub(rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]),
-                  text.replace("_", " ").encode("utf-8"))
-
-
-def decode_words(value: str, defects: list[str]) -> str:
-    """A header value with its RFC 2047 encoded-words decoded through ``decode_bytes``.
-
-    Adjacent words in one charset are joined before decoding: senders split a multi-byte
-    character across two words. Words inside quotes (Gmail does it) are decoded too.
-    """
-    out: list[str] = []
-    pending: list = []  # [charset, bytes] of the run of adjacent words not yet decoded
-    pos = 0
-
-    def flush() -> None:
-        """Decode the pending run of words into ``out``."""
-        if pending:
-            out.append(decode_bytes(pending[1], pending[0], defects))
-            pending.clear()
-
-    for m in _WORD.finditer(value):
-        gap, data, charset = value[pos:m.start()], _word_bytes(m[3], m[4]), m[1].lower()
-        if not (pending and not gap.strip()):  # blanks between two words are not text
-            flush()
-            out.append(gap)
-        if data is None:
-            defects.append(f"undecodable encoded-word {m[0][:40]}")
-            flush()
-            out.append(m[0])
-        else:
-            if pending and pending[0] != charset:
-                flush()
-            pending[:] = [charset, (pending[1] if pending else b"") + data]
-        pos = m.end()
-    flush()
-    out.append(value[pos:])
-    return "".join(out)
-
-
-def _nfc(text: str) -> str:
-    """``text`` NFC-normalised: Vietnamese cp1258 and Mac mail send combining tone marks."""
-    return unicodedata.normalize("NFC", text)
-
 
 class _Headers:
     """The raw headers of one message, decoded on demand with its charset as 8-bit hint."""
@@ -192,7 +81,7 @@ class _Headers:
     def plain(self, value: str) -> str:
         """A raw value unfolded, with 8-bit bytes (kept by the parser as surrogates) decoded."""
         value = re.sub(r"\r?\n(?=[ \t])", "", value).strip()
-        if not _SURROGATES.search(value):
+        if not SURROGATES.search(value):
             return value
         data = value.encode("utf-8", "surrogateescape")
         try:
@@ -206,7 +95,7 @@ class _Headers:
 
     def text(self, name: str) -> str:
         """The first ``name`` header as readable text (encoded-words decoded, NFC)."""
-        return _nfc(decode_words(self.first(name), self.defects)).strip()
+        return nfc(decode_words(self.first(name), self.defects)).strip()
 
     def addresses(self, *names: str) -> list[tuple[str, str]]:
         """(display name, lower-cased address) of every address in the ``names`` headers."""
@@ -214,7 +103,7 @@ class _Headers:
         out = []
         for name, addr in getaddresses(values):
             if (norm := normalise_address(addr)) and norm not in (a for _, a in out):
-                out.append((_nfc(decode_words(name, self.defects)).strip(), norm))
+                out.append((nfc(decode_words(name, self.defects)).strip(), norm))
         return out
 
 
@@ -241,35 +130,6 @@ def _date_ms(value: str) -> int | None:
 
 # --- bodies and files -----------------------------------------------------------------------
 
-_HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=True)
-_LINK = re.compile(r"\[([^\[\]\n]*)\]\(([^()\s]*)\)")
-_META_CHARSET = re.compile(rb"""(?i)<meta[^>]+charset=["']?([\w.:-]+)""")
-
-
-def _link(m: re.Match) -> str:
-    """An inscriptis "[text](url)" as "text (url)", or just the text when the URL adds nothing."""
-    label, url = m[1].strip(), m[2]
-    if not url.startswith(("http://", "https://")) or url.rstrip("/") == label.rstrip("/"):
-        return label
-    return f"{label} ({url})" if label else ""
-
-
-def _tidy(text: str) -> str:
-    """Unix newlines, no trailing blanks on lines, at most one empty line in a row."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
-
-
-def html_to_text(html: str) -> str:
-    """Readable text of an HTML body: no tags, styles or scripts; blocks, lists, tables kept."""
-    try:
-        text = get_text(html.replace("\x00", ""), _HTML_CONFIG)
-    except (ValueError, LxmlError):  # lxml refuses some broken documents: strip tags instead
-        text = re.sub(r"(?is)<(style|script)\b.*?</\1\s*>|<[^>]*>", " ", html)
-    return _tidy(_LINK.sub(_link, text))
-
-
 @dataclass(slots=True)
 class _Body:
     """What a walk over the parts found: text bodies and files."""
@@ -284,7 +144,7 @@ def _part_text(part: Message, defects: list[str]) -> str:
     data = part.get_payload(decode=True) or b""
     label = part.get_content_charset()
     if label is None and part.get_content_type() == "text/html":
-        found = _META_CHARSET.search(data[:2048])
+        found = META_CHARSET.search(data[:2048])
         label = found.group(1).decode("ascii") if found else None
     return decode_bytes(data, label, defects)
 
@@ -292,7 +152,7 @@ def _part_text(part: Message, defects: list[str]) -> str:
 def _file(part: Message, hint: str | None, defects: list[str]) -> MailAttachment:
     """One non-body part as an attachment; an attached mail becomes "<subject>.eml"."""
     ctype, name = part.get_content_type(), part.get_filename()
-    if name and _SURROGATES.search(name):  # raw 8-bit name the policy could not read
+    if name and SURROGATES.search(name):  # raw 8-bit name the policy could not read
         name = decode_bytes(name.encode("utf-8", "surrogateescape"), hint, defects)
     if ctype in ("message/rfc822", "message/global") and part.is_multipart():
         inner = part.get_payload(0)
@@ -304,7 +164,7 @@ def _file(part: Message, hint: str | None, defects: list[str]) -> MailAttachment
     cid = str(part.get("Content-ID", "")).strip().strip("<>").strip() or None
     disposition = part.get_content_disposition()
     return MailAttachment(
-        filename=_nfc(decode_words(name, defects)) if name else None, content_type=ctype,
+        filename=nfc(decode_words(name, defects)) if name else None, content_type=ctype,
         data=data, content_id=cid,
         inline=disposition == "inline" or (disposition is None and cid is not None))
 
@@ -405,9 +265,9 @@ def parse_mail(raw: bytes, trusted_authserv_id: str | None = None) -> ParsedMail
     headers = _Headers(msg, hint, defects)
     body = _Body()
     _walk(msg, body, hint, defects)
-    plain = _tidy("\n\n".join(body.plain))
+    plain = tidy("\n\n".join(body.plain))
     html = "\n".join(body.html) or None
-    full_text = _nfc(plain or "\n\n".join(html_to_text(h) for h in body.html))
+    full_text = nfc(plain or "\n\n".join(html_to_text(h) for h in body.html))
     sender = next(iter(headers.addresses("from")), ("", None))
     subject = headers.text("subject")
     try:

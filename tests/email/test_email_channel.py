@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import smtplib
 
 import pytest
@@ -193,6 +194,13 @@ def test_bounce_marks_our_reply_failed(hub, client, admin_token, opened, listene
     assert len(conversations(client, admin_token)) == 1  # no conversation for the bounce
 
 
+def test_listener_logs_no_addresses(hub, listener, caplog):
+    caplog.set_level(logging.DEBUG)
+    send_to(listener.port, customer_mail("xin chào"))
+    drain_all(hub)
+    assert caplog.records and "lan.nguyen" not in caplog.text
+
+
 def test_listener_refuses_mail_for_other_addresses(listener):
     with smtplib.SMTP("127.0.0.1", listener.port) as c:
         c.ehlo()
@@ -235,3 +243,72 @@ def test_the_full_original_stays_downloadable(hub, client, admin_token, listener
     assert files and all(needle not in p.read_bytes() for p in files)
     assert client.get(f"/api/v1/conversations/{conv['id']}/messages/{msg['id']}/attachments/"
                       f"{n}").status_code == 401
+
+
+def _report(report_type: str, machine: str, original: str, sender: str) -> bytes:
+    """A multipart/report as mail servers send them (RFC 6522), with the original's headers."""
+    return (f"From: {sender}\r\nTo: {SUPPORT}\r\nSubject: report\r\n"
+            f"Message-ID: <report-{report_type}@mx.example.com>\r\nMIME-Version: 1.0\r\n"
+            f'Content-Type: multipart/report; report-type={report_type}; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain\r\n\r\nA report about your mail.\r\n"
+            f"--b\r\nContent-Type: message/{report_type}\r\n\r\n{machine}\r\n"
+            f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\n{original}\r\n--b--\r\n").encode()
+
+
+def test_delay_and_read_receipt_update_our_reply(hub, client, admin_token, opened, listener,
+                                                 relay):
+    conv, _ = opened
+    ours = relay.received[-1].message["Message-ID"]
+    original = f"Message-ID: {ours}\r\nTo: lan.nguyen@gmail.com\r\n"
+    delay = _report("delivery-status", "Reporting-MTA: dns; mx.gmail.com\r\n\r\n"
+                    "Final-Recipient: rfc822; lan.nguyen@gmail.com\r\nAction: delayed\r\n"
+                    "Status: 4.2.2\r\nDiagnostic-Code: smtp; 452 4.2.2 mailbox full",
+                    original, "MAILER-DAEMON@mx.example.com")
+    send_to(listener.port, email.message_from_bytes(delay, policy=email.policy.default))
+    drain_all(hub)
+    ack = timeline(client, admin_token, conv["id"])[-1]
+    assert ack["status"] == "delayed" and "4.2.2" in ack["status_reason"]
+    mdn = _report("disposition-notification", "Reporting-UA: Thunderbird\r\n"
+                  "Final-Recipient: rfc822; lan.nguyen@gmail.com\r\n"
+                  f"Original-Message-ID: {ours}\r\n"
+                  "Disposition: manual-action/MDN-sent-manually; displayed", original,
+                  "Nguyễn Thị Lan <lan.nguyen@gmail.com>")
+    send_to(listener.port, email.message_from_bytes(mdn, policy=email.policy.default))
+    drain_all(hub)
+    assert timeline(client, admin_token, conv["id"])[-1]["status"] == "read"
+    assert len(conversations(client, admin_token)) == 1
+
+
+def test_spam_complaint_blocks_further_mail_to_that_customer(hub, client, admin_token, opened,
+                                                              listener, relay):
+    conv, _ = opened
+    ours = relay.received[-1].message["Message-ID"]
+    arf = _report("feedback-report", "Feedback-Type: abuse\r\nUser-Agent: Yahoo!-Mail-Feedback/2.0"
+                  "\r\nVersion: 1\r\nOriginal-Rcpt-To: lan.nguyen@gmail.com",
+                  f"Message-ID: {ours}\r\nTo: lan.nguyen@gmail.com\r\nFrom: {SUPPORT}\r\n",
+                  "feedback@arf.mail.yahoo.com")
+    send_to(listener.port, email.message_from_bytes(arf, policy=email.policy.default))
+    drain_all(hub)
+    (state,) = client.get(f"/api/v1/conversations/{conv['id']}/channels",
+                          headers=auth(admin_token)).json["items"]
+    assert state["reachable"] is False and "blocked" in state["reason"]
+    r = reply(client, admin_token, conv["id"], "Dạ shop xin lỗi", "r-5")
+    assert r.status_code == 409 and len(relay.received) == 1
+
+
+def test_sender_is_verified_only_by_the_trusted_mta(hub, client, admin_token, listener):
+    for i, (authserv, sender) in enumerate([("mx.evil.example", "a@gmail.com"),
+                                            ("mx.shop.example.vn", "b@gmail.com")]):
+        m = customer_mail(f"mail {i}", sender=sender, name=f"K{i}")
+        m["Authentication-Results"] = (f"{authserv}; dkim=pass header.d=gmail.com; "
+                                       "spf=pass smtp.mailfrom=gmail.com; dmarc=pass "
+                                       "header.from=gmail.com")
+        send_to(listener.port, m)
+    drain_all(hub)
+    found = {}
+    for conv in conversations(client, admin_token):
+        cust = client.get(f"/api/v1/customers/{conv['customer_id']}",
+                          headers=auth(admin_token)).json
+        (idf,) = cust["identifiers"]
+        found[idf["value"]] = (idf["verified"], idf["source"])
+    assert found == {"a@gmail.com": (False, "email-from"), "b@gmail.com": (True, "email-dmarc")}

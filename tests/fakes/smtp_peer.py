@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Self
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from tests.conftest import free_port
+from tests.fakes.tls import self_signed_cert
 
 
 @dataclass
@@ -39,12 +43,29 @@ class _Handler:
 
 
 class SmtpPeer:
-    """``with SmtpPeer() as peer:`` a relay on 127.0.0.1:``peer.port``."""
+    """``with SmtpPeer() as peer:`` a relay on 127.0.0.1:``peer.port``.
 
-    def __init__(self) -> None:
+    With ``login=(user, password)`` it behaves like a submission server (port 587): STARTTLS
+    with a self-signed certificate is required, then AUTH, before any mail.
+    """
+
+    def __init__(self, login: tuple[str, str] | None = None, cert_dir: Path | None = None) -> None:
         self.port = free_port()
         self.handler = _Handler()
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        kwargs: dict = {}
+        if login is not None:
+            self_signed_cert(cert_dir)
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(cert_dir / "cert.pem", cert_dir / "key.pem")
+
+            def authenticate(server, session, envelope, mechanism, auth_data):
+                ok = (auth_data.login.decode(), auth_data.password.decode()) == login
+                return AuthResult(success=ok, handled=False)
+
+            kwargs = {"tls_context": ctx, "require_starttls": True, "auth_required": True,
+                      "authenticator": authenticate}
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                      **kwargs)
 
     @property
     def received(self) -> list[Received]:
