@@ -71,3 +71,11 @@ class BlobStore:
                 self._write(path, self.keyring.decrypt_bytes(sealed, _PURPOSE))
                 n += 1
         return n
+
+    def delete(self, blob_id: str) -> int:
+        """Remove a file (a customer's erasure). Returns 1 when it was there."""
+        try:
+            self._path(blob_id.removeprefix(PREFIX)).unlink()
+        except (FileNotFoundError, NotFound):
+            return 0
+        return 1

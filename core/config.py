@@ -101,6 +101,30 @@ class SecuritySection(_Section):
     encrypt_message_text: bool = False
 
 
+class IdentitySection(_Section):
+    # Regions whose national phone formats customers type (tried in order): "0912 345 678"
+    # is +84912345678 with VN first. Numbers written with "+" need none.
+    regions: list[str] = ["VN"]
+    # Phone numbers and addresses typed into messages become (unverified) identifier claims:
+    # evidence for merge suggestions, never a merge by themselves.
+    typed_claims: bool = True
+    link_code_ttl: float = 600.0  # a link code lives this long (and is single use)
+
+    _durations = field_validator("link_code_ttl", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        import phonenumbers
+
+        bad = [r for r in v if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
+        if bad:
+            raise ValueError(f"unknown region(s) {bad}: use ISO 3166 codes such as VN, CN, TW")
+        return [r.upper() for r in v]
+
+
 class StorageSection(_Section):
     # Files customers send by mail (attachments, the original .eml), encrypted, named by hash.
     # Relative paths are under the data directory (TONGDAI_DATA_DIR, default ./var). Several
@@ -123,6 +147,7 @@ class HubConfig(_Section):
     routing: RoutingSection = RoutingSection()
     security: SecuritySection = SecuritySection()
     storage: StorageSection = StorageSection()
+    identity: IdentitySection = IdentitySection()
     channels: list[ChannelSection] = []
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from adapters.base import Adapter
-from core import mail, rawlog, store
+from core import identity, mail, rawlog, store
 from core.errors import PayloadError
 from core.hub import Hub
 from core.models import (
@@ -31,6 +31,7 @@ from core.models import (
 
 log = logging.getLogger(__name__)
 SEP = "\x1f"
+RS = "\x1e"
 
 _NOTICE_TEXT = {
     EventKind.FOLLOW: "The customer (re)started the conversation with the bot",
@@ -101,12 +102,11 @@ class _Batch:
         tags, lang = hub.tagger.tags(ev.text) if inbound else ([], None)
         route = hub.router.route(ch, tags, lang)
         mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
-        ident = ""
         k = hub.keyring
-        if ev.identifier is not None:  # looked up by blind index, kept encrypted
-            i = ev.identifier
-            ident = SEP.join((i.kind, k.blind_index(i.kind, i.value), "1" if i.verified else "0",
-                              i.source, k.encrypt_text(i.value, b"identifier")))
+        claims, link = identity.claims_of(hub, ev) if inbound else ([], "")
+        ident = RS.join(SEP.join((kind, k.blind_index(kind, value), "1" if verified else "0",
+                                  source, k.encrypt_text(shown, b"identifier")))
+                        for kind, value, shown, verified, source in claims)
         name = ev.profile.get("name", "")
         user, address = store.identity_of(hub, ch, ev.external_user_id, ev.address)
         hub.scripts.ingest(args=[
@@ -115,7 +115,7 @@ class _Batch:
             ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags), mode, route.queue,
             route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
-            mail.thread_arg(hub, ev.thread),
+            mail.thread_arg(hub, ev.thread), link,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:

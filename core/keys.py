@@ -73,6 +73,31 @@ class Keys:
     def imap_cursor(self, channel_id: str) -> str:
         return self._k("imap", channel_id)
 
+    # -- the identity graph: who holds an identifier, merges, suggestions, link codes ---------
+    def identifier_holders(self, kind: str, index: str) -> str:
+        return self._k("identifier", kind, index)
+
+    def merge(self, merge_id: str) -> str:
+        return self._k("merge", merge_id)
+
+    def customer_merges(self, customer_id: str) -> str:
+        return self._k("customer", customer_id, "merges")
+
+    def suggestion(self, pair: str) -> str:
+        return self._k("suggestion", pair)
+
+    def suggestions(self) -> str:
+        return self._k("suggestions")
+
+    def customer_suggestions(self, customer_id: str) -> str:
+        return self._k("customer", customer_id, "suggestions")
+
+    def link_code(self, code_hash: str) -> str:
+        return self._k("linkcode", code_hash)
+
+    def link_code_quota(self, scope: str) -> str:
+        return self._k("linkcode", "quota", scope)
+
     # -- channel credentials that rotate (Zalo OAuth) ---------------------------------------------
     def credentials(self, channel_id: str) -> str:
         return self._k("creds", channel_id)
@@ -145,6 +170,15 @@ class Keys:
             "QUEUE": t.queue("%s"),
             "CONVS": t.conversations_by_status("%s"),
             "EVENTS": t.events_channel(),
+            "SEQ_MERGE": t.seq("merge"),
+            "IDENTIFIER_HOLDERS": t.identifier_holders("%s", "%s"),
+            "MERGE": t.merge("%s"),
+            "CUSTOMER_MERGES": t.customer_merges("%s"),
+            "SUGGESTION": t.suggestion("%s"),
+            "SUGGESTIONS": t.suggestions(),
+            "CUSTOMER_SUGGESTIONS": t.customer_suggestions("%s"),
+            "LINK_CODE": t.link_code("%s"),
+            "LINK_CODE_QUOTA": t.link_code_quota("%s"),
         }
 
 

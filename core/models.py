@@ -356,10 +356,13 @@ class Customer:
     current_conversation_id: str | None
     identities: list[Identity]
     identifiers: list[dict[str, Any]]  # {kind, value, verified, source}
+    merged_into: str | None = None  # merged into that customer (until split)
+    erased_ts_ms: int | None = None  # erased on request: only counts are left
 
     def to_api(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "picture": self.picture,
-                "created_ts": self.created_ts_ms,
+                "created_ts": self.created_ts_ms, "merged_into": self.merged_into,
+                "erased_ts": self.erased_ts_ms,
                 "current_conversation_id": self.current_conversation_id,
                 "identities": [i.to_api() for i in self.identities],
                 "identifiers": self.identifiers}

@@ -89,13 +89,19 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
                  author_kind: AuthorKind = AuthorKind.AGENT) -> tuple[Message, bool]:
     """Store an agent's reply and enqueue its send. Returns (message, created).
 
-    Refused before anything is stored or sent when the channel's window is closed or the
-    customer blocked it; the error names the customer's channels that are reachable now.
+    Without ``channel_id`` the reply goes out on the conversation's channel while its window
+    is open, else on the customer's most recently used reachable channel. Refused before
+    anything is stored or sent when the chosen channel's window is closed or the customer
+    blocked it; the error names the customer's channels that are reachable now.
     """
     conv = store.get_conversation(hub, conv_id)
-    channel_id = channel_id or conv.channel_id
-    hub.adapter(channel_id)  # NotFound for an unknown channel
     states = channel_states(hub, conv.customer_id, author_kind)
+    if channel_id is None:
+        # The channel they last wrote on while it is open, else the most recent reachable one.
+        channel_id = conv.channel_id
+        if not any(c.channel_id == channel_id and c.open for c in states):
+            channel_id = next((c.channel_id for c in states if c.open), channel_id)
+    hub.adapter(channel_id)  # NotFound for an unknown channel
     mine = [c for c in states if c.channel_id == channel_id]
     if not mine:
         raise WindowClosed(f"the customer has no identity on {channel_id}",

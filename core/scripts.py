@@ -10,7 +10,14 @@ import redis
 from core.keys import Keys
 
 _NAMES = ("ingest", "patch_message", "watermark", "create_outbound", "release_lock",
-          "rate_slot", "cas_hset")
+          "rate_slot", "cas_hset", "merge", "split")
+_INCLUDE = re.compile(r"\{\{INCLUDE:([a-z_]+)\}\}")
+
+
+def _source(name: str) -> str:
+    """A script's text with its ``{{INCLUDE:file}}`` lines replaced by those files."""
+    src = resources.files("core.lua").joinpath(f"{name}.lua").read_text("utf-8")
+    return _INCLUDE.sub(lambda m: _source(m.group(1)), src)
 
 
 class Scripts:
@@ -19,7 +26,7 @@ class Scripts:
     def __init__(self, r: redis.Redis, keys: Keys) -> None:
         templates = keys.lua_templates()
         for name in _NAMES:
-            src = resources.files("core.lua").joinpath(f"{name}.lua").read_text("utf-8")
+            src = _source(name)
             for tname, tpl in templates.items():
                 src = src.replace("{{" + tname + "}}", tpl)
             missing = re.findall(r"\{\{([A-Z_]+)\}\}", src)

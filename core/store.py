@@ -213,7 +213,8 @@ def get_customer(hub: Hub, customer_id: str) -> Customer:
         identifiers.append({"kind": kind, "value": keyring.decrypt_text(sealed, b"identifier"),
                             "verified": verified == "1", "source": source})
     return Customer(customer_id, keyring.decrypt_text(h.get("name"), b"name"), h.get("picture"),
-                    int(h.get("created", 0)), h.get("conv"), identities, identifiers)
+                    int(h.get("created", 0)), h.get("conv"), identities, identifiers,
+                    h.get("merged_into"), int(h["erased"]) if "erased" in h else None)
 
 
 def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversation:

@@ -92,12 +92,13 @@ def test_refusal_names_the_customers_reachable_channels(client, hub, admin_token
     convs = client.get("/api/v1/conversations", headers=auth(admin_token)).json["items"]
     echo_conv = next(c for c in convs if c["channel_id"] == "echo-1")
     tg_cust = next(c for c in convs if c["channel_id"] == "tg-test")["customer_id"]
-    # what a merge of the two customers (the identity issue) gives: one customer, two channels
+    # an agent merges the two customers: one customer, two channels
     cust = echo_conv["customer_id"]
-    hub.redis.hset(hub.keys.customer_identities(cust), "tg-test|555", "555")
-    hub.redis.hset(hub.keys.customer_last_inbound(cust), "tg-test|555",
-                   hub.redis.hget(hub.keys.customer_last_inbound(tg_cust), "tg-test|555"))
-    r = client.post(f"/api/v1/conversations/{echo_conv['id']}/messages", json={"text": "x"},
+    r = client.post(f"/api/v1/customers/{cust}/merge", headers=auth(admin_token),
+                    json={"source_customer_id": tg_cust, "why": "same person, said on the phone"})
+    assert r.status_code == 200, r.json
+    r = client.post(f"/api/v1/conversations/{echo_conv['id']}/messages",
+                    json={"text": "x", "channel_id": "echo-1"},
                     headers={**auth(admin_token), "Idempotency-Key": "e3"})
     assert r.status_code == 409
     assert r.json["error"]["reachable_channels"] == ["tg-test"]
@@ -110,4 +111,8 @@ def test_refusal_names_the_customers_reachable_channels(client, hub, admin_token
     r = client.post(f"/api/v1/conversations/{echo_conv['id']}/messages",
                     json={"text": "xin chào", "channel_id": "tg-test"},
                     headers={**auth(admin_token), "Idempotency-Key": "e4"})
+    assert r.status_code == 201 and r.json["channel_id"] == "tg-test"
+    # and with no channel named, a reply goes where the customer can be reached now
+    r = client.post(f"/api/v1/conversations/{echo_conv['id']}/messages", json={"text": "ạ"},
+                    headers={**auth(admin_token), "Idempotency-Key": "e5"})
     assert r.status_code == 201 and r.json["channel_id"] == "tg-test"

@@ -218,7 +218,7 @@ def test_zalo_in_reply_rotation_seen_and_verified_phone(client, hub, admin_token
     ours = next(m for m in timeline(client, admin_token, conv["id"]) if m["id"] == ours["id"])
     assert ours["status"] == "read"
     cust = client.get(f"/api/v1/customers/{conv['customer_id']}", headers=auth(admin_token)).json
-    assert {"kind": "phone", "value": "84912345678", "verified": True,
+    assert {"kind": "phone", "value": "+84912345678", "verified": True,
             "source": "zalo_user_submit_info"} in cust["identifiers"]
 
 

@@ -78,8 +78,8 @@ def test_no_phone_or_name_in_clear_anywhere(disk_hub):
     (conv,) = client.get("/api/v1/conversations", headers=auth(token)).json["items"]
     cust = client.get(f"/api/v1/customers/{conv['customer_id']}", headers=auth(token)).json
     assert cust["name"] == NAME
-    assert cust["identifiers"] == [{"kind": "phone", "value": PHONE, "verified": True,
-                                    "source": "telegram_contact"}]
+    assert cust["identifiers"] == [{"kind": "phone", "value": "+" + PHONE, "verified": True,
+                                    "source": "telegram_contact"}]  # normalised to E.164
     msgs = client.get(f"/api/v1/conversations/{conv['id']}/messages", headers=auth(token)).json
     card = next(m for m in msgs["items"] if m["kind"] == "contact_shared")
     assert card["attachments"][0]["meta"]["phone_number"] == PHONE
@@ -119,7 +119,7 @@ def test_customer_export_has_everything_decrypted(client, hub, redis_url, config
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["customer"]["name"] == "Lê Hoa"
-    assert data["customer"]["identifiers"][0]["value"] == PHONE
+    assert data["customer"]["identifiers"][0]["value"] == "+" + PHONE
     (conv,) = data["conversations"]
     assert [m["kind"] for m in conv["messages"]] == ["message", "contact_shared"]  # oldest first
     assert "someone else" not in out.stdout

@@ -69,7 +69,7 @@ def test_rotate_resumes_after_a_crash_and_old_key_can_go(client, hub, redis_url,
     for c in range(1, USERS + 1):
         cust = store.get_customer(only_new, str(c))
         n = int(cust.name.removeprefix("Khách "))  # ids follow processing, not update order
-        assert cust.identifiers[0]["value"] == f"8490{n:07d}"
+        assert cust.identifiers[0]["value"] == f"+8490{n:07d}"  # E.164
         (msg,) = store.message_page(only_new, cust.current_conversation_id, None, 10).items
         assert msg.attachments[0].meta["phone_number"] == f"8490{n:07d}"
     # a second run has nothing left to do

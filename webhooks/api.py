@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from core import ingest, outbound, rawlog, store, tokens
+from core import identity, ingest, outbound, privacy, rawlog, store, tokens
 from core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from core.models import Attachment, ConversationStatus
 
@@ -138,6 +138,74 @@ def reopen_conversation(conv_id: str):
 def get_customer(customer_id: str):
     """A customer: name, identities per channel, shared identifiers, current conversation."""
     return jsonify(store.get_customer(_hub(), customer_id).to_api())
+
+
+@bp.delete("/customers/<customer_id>")
+def erase_customer(customer_id: str):
+    """Erase a customer (admin): personal data, conversations, files and retained raw events
+    go; anonymous counts stay."""
+    _require_admin()
+    return jsonify(privacy.erase_customer(_hub(), customer_id, g.principal["name"]))
+
+
+@bp.get("/customers/<customer_id>/suggestions")
+def customer_suggestions(customer_id: str):
+    """Customers who may be the same person, with the evidence (never merged by itself)."""
+    return jsonify({"items": identity.suggestions(_hub(), customer_id), "next_cursor": None})
+
+
+@bp.get("/suggestions")
+def all_suggestions():
+    """The newest open merge suggestions, for a review queue."""
+    return jsonify({"items": identity.suggestions(_hub(), None, _limit()), "next_cursor": None})
+
+
+@bp.post("/suggestions/<pair>/dismiss")
+def dismiss_suggestion(pair: str):
+    """Not the same person: the same evidence never merges them afterwards."""
+    identity.dismiss(_hub(), pair, g.principal["name"])
+    return jsonify({"id": pair, "status": "dismissed"})
+
+
+def _why() -> str:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return str(data.get("why") or "")
+
+
+@bp.post("/customers/<customer_id>/merge")
+def merge_customers(customer_id: str):
+    """Merge ``{"source_customer_id", "why"}`` into this customer (reversible: split)."""
+    data = request.get_json(silent=True) or {}
+    source = str(data.get("source_customer_id") or "")
+    if not source:
+        raise BadRequest("name the customer to merge in: source_customer_id")
+    return jsonify(identity.merge(_hub(), customer_id, source, g.principal["name"], _why()))
+
+
+@bp.get("/customers/<customer_id>/merges")
+def customer_merges(customer_id: str):
+    """The customer's merges and splits, newest first: who, when, why, what moved."""
+    return jsonify({"items": identity.merges_of(_hub(), customer_id), "next_cursor": None})
+
+
+@bp.get("/merges/<merge_id>")
+def get_merge(merge_id: str):
+    return jsonify(identity.get_merge(_hub(), merge_id))
+
+
+@bp.post("/merges/<merge_id>/split")
+def split_merge(merge_id: str):
+    """Undo a merge ``{"why"}``: both customers back with their identities, identifiers and
+    conversations; the same evidence will not merge them again by itself."""
+    return jsonify(identity.split(_hub(), merge_id, g.principal["name"], _why()))
+
+
+@bp.post("/customers/<customer_id>/link-code")
+def link_code(customer_id: str):
+    """A one-time code (10 minutes) the customer sends from another channel to link it."""
+    return jsonify(identity.issue_link_code(_hub(), customer_id)), 201
 
 
 @bp.get("/deadletters")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from adapters.email.mime import ParsedMail, content_hash, normalise_address
+from core import identifiers
 from core.errors import PayloadError
 from core.models import Attachment, EventKind, IdentifierClaim, InboundEvent, RawEvent
 
@@ -62,6 +63,7 @@ def events(pm: ParsedMail, raw: RawEvent, token_prefix: str, token_suffix: str) 
         rep = pm.report
         targets = [f"mid:{rep.original_message_id}"] if rep and rep.original_message_id else []
         who = (rep.recipient if rep else None) or pm.from_addr or "unknown"
+        who = identifiers.email(who) or who  # the mailbox, as identities are keyed
         if pm.kind == "complaint":
             return [InboundEvent(EventKind.COMPLAINT, key, who, ts, external_message_id=pm.message_id,
                                  text=_COMPLAINT_TEXT.format(kind=rep.action if rep else "abuse"),
@@ -76,9 +78,13 @@ def events(pm: ParsedMail, raw: RawEvent, token_prefix: str, token_suffix: str) 
     envelope = [a for a in (normalise_address(x) for x in
                             raw.headers.get("x-envelope-to", "").split(",") if x) if a]
     automatic = pm.kind == "auto_reply"
+    # The identity is the mailbox: Gmail's dotted and +tagged spellings are one account.
+    mailbox = identifiers.email(pm.from_addr) or pm.from_addr
     return [InboundEvent(
-        EventKind.AUTO_REPLY if automatic else EventKind.MESSAGE, key, pm.from_addr, ts,
-        address=pm.reply_to[0] if pm.reply_to else pm.from_addr,
+        EventKind.AUTO_REPLY if automatic else EventKind.MESSAGE, key, mailbox, ts,
+        # Reply-To only when the sender is proven: a forged From with the forger's Reply-To
+        # would otherwise receive the agent's answer about someone else's order.
+        address=pm.reply_to[0] if pm.reply_to and pm.authenticated else pm.from_addr,
         external_message_id=pm.message_id,
         text=pm.text or pm.full_text or pm.subject,
         subject=pm.subject or None,

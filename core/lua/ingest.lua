@@ -12,14 +12,19 @@
 -- ARGV[9]  mode: "timeline" (may open a conversation) | "notice" (only joins an existing one)
 -- ARGV[10] queue for a new conversation                ARGV[11] priority (0-99, higher first)
 -- ARGV[12] tags, joined by "\31"   ARGV[13] reopen window (ms)   ARGV[14] direction in|out
--- ARGV[15] identifier claim "kind\31blind index\31verified(0|1)\31source\31encrypted value"
---          or "" (the value itself never reaches Redis in clear)
+-- ARGV[15] identifier claims joined by "\30", each
+--          "kind\31blind index\31verified(0|1)\31source\31encrypted value" (or ""): the value
+--          itself never reaches Redis in clear. A verified one held, verified, by another
+--          customer merges the two (merge_fn.lua) unless they conflict; anything else held by
+--          another customer becomes a merge suggestion.
 -- ARGV[16] event kind (follow / unfollow / complaint record whether the customer blocked
 --          this channel)
 -- ARGV[17] "" for chat threading (the customer's current conversation), or mail threading:
 --          "mail" then candidates joined by "\31", each "k:<dedupe key>" (a mail we stored) or
 --          "c:<conversation id>"; the first whose conversation belongs to this customer wins,
 --          none -> a new conversation (a mail is not swallowed by another person's thread)
+-- ARGV[18] hash of a link code the message carries, or "": a live code merges the sender
+--          into the customer it was issued for (at most 5 tries per identity in 10 minutes)
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
 --         | {2, ""} notice with no conversation to join
@@ -29,6 +34,9 @@ local ts, now, blob, mode = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[
 local queue, prio, tagstr = ARGV[10], tonumber(ARGV[11]), ARGV[12]
 local reopen_ms, dir, ident, kind = tonumber(ARGV[13]), ARGV[14], ARGV[15], ARGV[16]
 local thread = ARGV[17] or ''
+local linkh = ARGV[18] or ''
+
+{{INCLUDE:merge_fn}}
 
 local dd = string.format("{{DEDUPE}}", ch)
 local seen = redis.call('HGET', dd, dkey)
@@ -59,6 +67,68 @@ if redis.call('HEXISTS', ck, 'name') == 0 and redis.call('HEXISTS', ck, 'profile
   redis.call('HSET', ck, 'profile_at', 0)
 end
 redis.call('HSET', string.format("{{CUSTOMER_IDENTITIES}}", cust), ch .. '|' .. user, addr)
+
+-- identifiers the customer shared or typed: recorded, indexed, and what they prove
+local merged = ''
+if ident ~= '' then
+  for claim in string.gmatch(ident, '[^\30]+') do
+    local ikind, bidx, verified, source, sealed = string.match(claim,
+      '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
+    local field = ikind .. ':' .. bidx
+    local ik = string.format("{{CUSTOMER_IDENTIFIERS}}", cust)
+    local prev = redis.call('HGET', ik, field)
+    if not prev or (string.sub(prev, 1, 1) ~= '1' and verified == '1') then
+      redis.call('HSET', ik, field, verified .. '|' .. source .. '|' .. now .. '|' .. sealed)
+    end
+    local hk = string.format("{{IDENTIFIER_HOLDERS}}", ikind, bidx)
+    local held = redis.call('HGET', hk, cust)
+    if not held or (held ~= '1' and verified == '1') then redis.call('HSET', hk, cust, verified) end
+    local target = nil
+    local holders = redis.call('HGETALL', hk)
+    for i = 1, #holders, 2 do
+      local other, ov = holders[i], holders[i + 1]
+      if other ~= cust then
+        local why = nil
+        if verified == '1' and ov == '1' then
+          local status = pair_status(cust, other)
+          why = merge_conflict(other, cust)
+          if status == 'split' or status == 'dismissed' then
+            why = 'an agent kept these customers apart'
+          end
+          if not why and (not target or tonumber(other) < tonumber(target)) then target = other end
+        end
+        suggest(cust, other, field, cjson.encode({kind = ikind, source = source,
+          verified = {[cust] = verified == '1', [other] = ov == '1'},
+          note = why or (verified == '1' and ov == '1' and 'verified by both') or
+            'matches, but not verified by both', at = now}), now)
+      end
+    end
+    if target then  -- the older customer keeps its id
+      local keep, gone = target, cust
+      if tonumber(cust) < tonumber(target) then keep, gone = cust, target end
+      merge_customers(keep, gone, 'verified ' .. ikind .. ' (' .. source .. ')', 'system', now)
+      merged = merged .. ' ' .. gone
+      cust = keep
+    end
+  end
+end
+if linkh ~= '' then
+  local qk = string.format("{{LINK_CODE_QUOTA}}", 'try:' .. ch .. ':' .. user)
+  local tries = redis.call('INCR', qk)
+  if tries == 1 then redis.call('EXPIRE', qk, 600) end
+  local lk = string.format("{{LINK_CODE}}", linkh)
+  local owner = tries <= 5 and redis.call('GET', lk)
+  if owner then
+    redis.call('DEL', lk)  -- single use
+    owner = final_customer(owner)
+    if owner ~= cust then
+      merge_customers(owner, cust, 'link code', 'customer', now)
+      merged = merged .. ' ' .. cust
+      cust = owner
+    end
+  end
+end
+ck = string.format("{{CUSTOMER}}", cust)
 
 -- conversation: the customer's current one, reopened or replaced when resolved
 local opened = 0
@@ -107,7 +177,8 @@ if not conv then
   conv = tostring(redis.call('INCR', "{{SEQ_CONVERSATION}}"))
   convk = string.format("{{CONV}}", conv)
   redis.call('HSET', convk, 'customer', cust, 'channel', ch, 'address', addr, 'status', 'open',
-             'queue', queue, 'priority', prio, 'created', now, 'updated', now)
+             'queue', queue, 'priority', prio, 'created', now, 'updated', now,
+             'identity', ch .. '|' .. user)
   redis.call('HSET', ck, 'conv', conv)
   redis.call('ZADD', string.format("{{CUSTOMER_CONVS}}", cust), now, conv)
   opened = 1
@@ -166,18 +237,6 @@ else
 end
 redis.call('ZADD', string.format("{{CONVS}}", status), now, conv)
 
--- an identifier the customer shared (verified only when the platform vouches for it)
-if ident ~= '' then
-  local ikind, bidx, verified, source, sealed = string.match(ident,
-    '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31(.*)$')
-  local ik = string.format("{{CUSTOMER_IDENTIFIERS}}", cust)
-  local field = ikind .. ':' .. bidx
-  local prev = redis.call('HGET', ik, field)
-  if not prev or string.sub(prev, 1, 1) ~= '1' then
-    redis.call('HSET', ik, field, verified .. '|' .. source .. '|' .. now .. '|' .. sealed)
-  end
-end
-
 redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'message.created', conversation_id = conv,
   message_id = mid, customer_id = cust, opened = opened, ts = now}))
-return {1, loc, cust, opened, needs_profile}
+return {1, loc, cust, opened, needs_profile, merged}

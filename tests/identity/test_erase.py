@@ -1,0 +1,63 @@
+"""Erasing a customer on request: nothing personal is left in Redis, on disk or in the retained
+raw log; anonymous counts stay; their next message starts afresh; only admins may do it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from core import rawlog
+from tests.helpers import auth
+from tests.identity.people import customer_of, feed, tg_contact, tg_text, zalo_submit, zalo_text
+from tests.test_encryption_at_rest import _values
+
+
+def _append(hub, *raws):
+    for raw in raws:
+        rawlog.append(hub, raw)
+
+
+def test_erase_leaves_counts_and_nothing_personal(hub, client, admin_token):
+    from core import tokens
+    from tests.helpers import drain_all
+
+    # (message text rests in clear unless security.encrypt_message_text: erase must remove it)
+    _append(hub, tg_text(5001, "Đơn hàng của Phạm Thu Hà"), tg_contact(5001, "0977000111"),
+            zalo_text("z-ha", "chào shop"), zalo_submit("z-ha", "0977000111"),
+            tg_text(5002, "khách khác"))
+    drain_all(hub)
+    ha, other = customer_of(hub, "tg-test", "5001"), customer_of(hub, "tg-test", "5002")
+    assert ha == customer_of(hub, "zalo-test", "z-ha")
+    agent = tokens.create(hub, "bob", "agent")
+    assert client.delete(f"/api/v1/customers/{ha}", headers=auth(agent)).status_code == 403
+
+    r = client.delete(f"/api/v1/customers/{ha}", headers=auth(admin_token))
+    assert r.status_code == 200, r.json
+    assert (r.json["conversations"], r.json["messages"], r.json["identities"]) == (2, 4, 2)
+    assert r.json["raw_events"] == 4
+    cust = client.get(f"/api/v1/customers/{ha}", headers=auth(admin_token)).json
+    assert cust["erased_ts"] and cust["name"] is None and cust["identities"] == []
+    assert customer_of(hub, "tg-test", "5001") is None
+    # the other customer and their raw event are untouched
+    assert customer_of(hub, "tg-test", "5002") == other
+    left = [raw for b in rawlog.since(hub, 0) for raw in b.events]
+    assert [raw.channel_id for raw in left] == ["tg-test"] and b"5002" in left[0].body
+    dump = b" ".join(_values(hub.redis, k) for k in hub.redis.scan_iter("td:*"))  # not DUMP: LZF
+    assert "Thu Hà".encode() not in dump and b"977000111" not in dump
+    assert int(hub.redis.hget(hub.keys.stats(), "erased:customers")) == 1
+    # they write again: a new customer, with no history
+    feed(hub, tg_text(5001, "tôi quay lại"))
+    again = customer_of(hub, "tg-test", "5001")
+    assert again not in (None, ha)
+
+
+def test_erase_from_the_command_line(hub, redis_url, config_file):
+    feed(hub, tg_text(5101, "xin chào"))
+    cid = customer_of(hub, "tg-test", "5101")
+    env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
+    out = subprocess.run([sys.executable, "-m", "core.cli", "customer", "erase", cid, "--yes"],
+                         env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "messages=1" in out.stdout
+    assert customer_of(hub, "tg-test", "5101") is None
