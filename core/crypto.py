@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -27,6 +28,15 @@ from core.errors import ConfigError
 
 TEXT_PREFIX = "enc:"
 _MAGIC = b"\x01"
+SUBJECT_PREFIX = "s."  # key ids of per-identity keys (core/subjects.py)
+
+
+class Erased(ValueError):
+    """The value was encrypted with a customer's own key, destroyed when they were erased."""
+
+
+# A per-identity key for encrypt_*: (key id, cipher). None: the data keys.
+SubjectKey = tuple[str, AESGCM] | None
 
 
 class Keyring:
@@ -38,13 +48,15 @@ class Keyring:
         self._aead = {kid: AESGCM(k) for kid, k in keys}
         self.active = keys[0][0]
         self._index_key = index_key
+        # Finds a per-identity key by id (set by the Hub: they live in Redis); None: erased.
+        self.subject_lookup: Callable[[str], AESGCM | None] | None = None
 
     # -- binary form ---------------------------------------------------------------------------
-    def encrypt_bytes(self, data: bytes, purpose: bytes) -> bytes:
-        kid = self.active.encode()
+    def encrypt_bytes(self, data: bytes, purpose: bytes, subject: SubjectKey = None) -> bytes:
+        kid_s, aead = subject if subject is not None else (self.active, self._aead[self.active])
+        kid = kid_s.encode()
         nonce = secrets.token_bytes(12)
-        return _MAGIC + bytes([len(kid)]) + kid + nonce + self._aead[self.active].encrypt(
-            nonce, data, purpose)
+        return _MAGIC + bytes([len(kid)]) + kid + nonce + aead.encrypt(nonce, data, purpose)
 
     def decrypt_bytes(self, blob: bytes, purpose: bytes) -> bytes:
         if not blob.startswith(_MAGIC):
@@ -52,6 +64,14 @@ class Keyring:
         n = blob[1]
         kid = blob[2:2 + n].decode()
         nonce, ct = blob[2 + n:14 + n], blob[14 + n:]
+        if kid.startswith(SUBJECT_PREFIX):
+            aead = self.subject_lookup(kid) if self.subject_lookup else None
+            if aead is None:
+                raise Erased(f"encrypted with the erased customer key {kid}")
+            try:
+                return aead.decrypt(nonce, ct, purpose)
+            except InvalidTag:
+                raise ValueError("ciphertext does not authenticate (wrong key or field)") from None
         try:
             return self._aead[kid].decrypt(nonce, ct, purpose)
         except KeyError:
@@ -60,8 +80,8 @@ class Keyring:
             raise ValueError("ciphertext does not authenticate (wrong key or field)") from None
 
     # -- text form -----------------------------------------------------------------------------
-    def encrypt_text(self, text: str, purpose: bytes) -> str:
-        raw = self.encrypt_bytes(text.encode(), purpose)
+    def encrypt_text(self, text: str, purpose: bytes, subject: SubjectKey = None) -> str:
+        raw = self.encrypt_bytes(text.encode(), purpose, subject)
         return TEXT_PREFIX + base64.b64encode(raw).decode()
 
     def decrypt_text(self, value: str | bytes | None, purpose: bytes) -> str | None:
@@ -71,7 +91,11 @@ class Keyring:
             value = value.decode()
         if not value.startswith(TEXT_PREFIX):
             return value  # written before encryption was on
-        return self.decrypt_bytes(base64.b64decode(value[len(TEXT_PREFIX):]), purpose).decode()
+        try:
+            return self.decrypt_bytes(base64.b64decode(value[len(TEXT_PREFIX):]),
+                                      purpose).decode()
+        except Erased:
+            return None  # the customer was erased: nothing to show
 
     def key_id_of(self, value: str | bytes) -> str | None:
         """Which key encrypted a value (for rotation), or None when it is in clear."""

@@ -49,6 +49,10 @@ class Hub:
         self.redis = r
         self.keyring = keyring or load_keyring(data_dir())
         self.keys = Keys(config.hub.redis.prefix)
+        from core.subjects import Subjects
+
+        self.subjects = Subjects(self)  # per-identity keys: erase = destroy them
+        self.keyring.subject_lookup = self.subjects.lookup
         self.scripts = Scripts(r, self.keys)
         self.tagger = Tagger(config.hub.tagging)
         self.router = Router(config.hub.routing)

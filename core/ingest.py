@@ -15,6 +15,7 @@ import redis
 
 from adapters.base import Adapter
 from core import identity, mail, rawlog, store
+from core.crypto import SubjectKey
 from core.errors import PayloadError
 from core.hub import Hub
 from core.models import (
@@ -55,7 +56,8 @@ class IngestResult:
     opened: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str]) -> bytes:
+def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str],
+          subject: SubjectKey) -> bytes:
     notice = ev.kind in NOTICE_KINDS
     text = ev.text
     if ev.kind in _NOTICE_TEXT:  # the same words for every platform, for agents
@@ -73,9 +75,9 @@ def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list
         platform_ts_ms=ev.platform_ts_ms,
         received_ts_ms=raw.received_ts_ms,
         kind=ev.kind.value,
-        text=store.seal_text(hub, text),
+        text=store.seal_text(hub, text, subject),
         external_id=ev.external_message_id,
-        attachments=store.seal_attachments(hub, store.keep_files(hub, ev.attachments)),
+        attachments=store.seal_attachments(hub, store.keep_files(hub, ev.attachments), subject),
         status=DeliveryStatus.SENT if out else DeliveryStatus.RECEIVED,
         tags=tags,
         reply_to=ev.reply_to,
@@ -94,6 +96,17 @@ class _Batch:
         self.ops: list[tuple[str, RawEvent, InboundEvent, str]] = []
         self.now = rawlog.now_ms()
         self.reopen_ms = int(hub.config.hub.conversations.reopen_window * 1000)
+        self.subjects: dict[str, tuple] = {}  # identity → its own key (core/subjects.py)
+
+    def subject(self, ev: InboundEvent, ch: str) -> SubjectKey:
+        return self.subjects.get(f"{ch}|{store.stored_user(self.hub, ch, ev.external_user_id)}")
+
+    def prepare(self, items: list[tuple[RawEvent, InboundEvent, str]]) -> None:
+        """Fetch (or create) the keys of every sender in the batch: two round trips."""
+        hub = self.hub
+        self.subjects = hub.subjects.keys_for([
+            f"{ch}|{store.stored_user(hub, ch, ev.external_user_id)}" for _, ev, ch in items
+            if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS or ev.kind == EventKind.EDIT])
 
     def add_timeline(self, raw: RawEvent, ev: InboundEvent, ch: str,
                      dedupe_key: str | None = None) -> None:
@@ -103,16 +116,18 @@ class _Batch:
         route = hub.router.route(ch, tags, lang)
         mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
         k = hub.keyring
+        subject = self.subject(ev, ch)
         claims, link = identity.claims_of(hub, ev) if inbound else ([], "")
         ident = RS.join(SEP.join((kind, k.blind_index(kind, value), "1" if verified else "0",
-                                  source, k.encrypt_text(shown, b"identifier")))
+                                  source, k.encrypt_text(shown, b"identifier", subject)))
                         for kind, value, shown, verified, source in claims)
         name = ev.profile.get("name", "")
-        user, address = store.identity_of(hub, ch, ev.external_user_id, ev.address)
+        user, address = store.identity_of(hub, ch, ev.external_user_id, ev.address, subject)
         hub.scripts.ingest(args=[
             ch, dedupe_key or ev.dedupe_key, user, address,
-            k.encrypt_text(name, b"name") if name else "",
-            ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags), mode, route.queue,
+            k.encrypt_text(name, b"name", subject) if name else "",
+            ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags, subject), mode,
+            route.queue,
             route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
             mail.thread_arg(hub, ev.thread), link,
@@ -134,7 +149,8 @@ class _Batch:
             self.add_timeline(raw, ev, ch)
         elif ev.kind == EventKind.EDIT:
             self.add_patch(raw, ev, ch, ev.target_ids[0], "edit",
-                           store.seal_text(self.hub, ev.text) or "", str(ev.platform_ts_ms))
+                           store.seal_text(self.hub, ev.text, self.subject(ev, ch)) or "",
+                           str(ev.platform_ts_ms))
         elif ev.kind == EventKind.REACTION:
             for t in ev.target_ids:
                 self.add_patch(raw, ev, ch, t, "react", ev.external_user_id, ev.reaction or "")
@@ -166,6 +182,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
     result = IngestResult()
     batch = _Batch(hub)
     dead: dict[int, tuple[RawEvent, str]] = {}
+    items: list[tuple[RawEvent, InboundEvent, str]] = []
     for raw in raws:
         events, error = _parse(hub.adapters.get(raw.channel_id), raw)
         if error:
@@ -178,10 +195,14 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
                            "then replay this dead letter")
                 dead[id(raw)] = (raw, problem)
                 continue
-            batch.add(raw, ev, ch)
+            items.append((raw, ev, ch))
+    batch.prepare(items)
+    for raw, ev, ch in items:
+        batch.add(raw, ev, ch)
     replies = batch.pipe.execute(raise_on_error=False) if batch.ops else []
 
     fallback = _Batch(hub)
+    fallback.subjects = batch.subjects
     for (op, raw, ev, ch), reply in zip(batch.ops, replies):
         if isinstance(reply, redis.ResponseError):
             log.error("storing an event of raw %s failed: %s", raw.id, reply)
@@ -195,7 +216,10 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         elif code == 1 and op == "ingest":
             result.stored += 1
             result.locations.append(reply[1].decode())
-            if len(reply) > 4 and int(reply[4]) == 1:
+            # a nameless new customer: ask the platform (never where user ids are addresses:
+            # the job's arguments would carry them in clear)
+            if (len(reply) > 4 and int(reply[4]) == 1
+                    and not hub.adapters[ch].user_ids_are_personal):
                 result.profiles.append((ch, ev.external_user_id, reply[2].decode()))
             if ev.ack:  # only once stored: a redelivered duplicate is not answered twice
                 result.acks.append((ch, ev.ack))

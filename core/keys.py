@@ -98,6 +98,13 @@ class Keys:
     def link_code_quota(self, scope: str) -> str:
         return self._k("linkcode", "quota", scope)
 
+    # -- per-identity keys (crypto-erasure) ----------------------------------------------------
+    def subject_ids(self) -> str:
+        return self._k("subjects")
+
+    def subject_keys(self) -> str:
+        return self._k("subject_keys")
+
     # -- channel credentials that rotate (Zalo OAuth) ---------------------------------------------
     def credentials(self, channel_id: str) -> str:
         return self._k("creds", channel_id)

@@ -114,10 +114,13 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
         raise WindowClosed(f"cannot reply on {channel_id}: {state.reason}{hint}",
                            reachable=others)
     now = now_ms()
+    # the customer identity's own key: erasing them makes our replies unreadable too
+    subject = hub.subjects.key_for(f"{channel_id}|{state.external_user_id}")
     msg = Message(
         id="", conversation_id=conv_id, direction=Direction.OUT, author_kind=author_kind,
         author_id=author_id, channel_id=channel_id, platform_ts_ms=now, received_ts_ms=now,
-        text=store.seal_text(hub, text), attachments=store.seal_attachments(hub, attachments or []),
+        text=store.seal_text(hub, text, subject),
+        attachments=store.seal_attachments(hub, attachments or [], subject),
         status=DeliveryStatus.QUEUED,
         address=state.address)
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
@@ -169,6 +172,22 @@ def _retry_later(hub: Hub, conv_id: str, mid: str, attempt: int, delay_s: float)
         job_id=f"send-{mid}-{attempt}", result_ttl=3600, failure_ttl=7 * 86400)
 
 
+def _send(adapter, out: OutboundMessage):
+    """``adapter.send``; an exception that is not a DeliveryError (an adapter bug, a message
+    the platform library cannot express) fails the message with a reason an agent sees,
+    instead of leaving it queued forever."""
+    try:
+        return adapter.send(out)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        log.exception("the %s adapter failed to send message %s", adapter.name,
+                      out.idempotency_key)
+        raise DeliveryError(f"the {adapter.name} adapter could not send it "
+                            f"({type(exc).__name__}); see the sender's log",
+                            retryable=False, code="adapter_error") from None
+
+
 def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
     """Send one queued message. Returns what happened (for the job's result and logs)."""
     lock_key, owner = hub.keys.send_lock(mid), secrets.token_hex(8)
@@ -203,7 +222,7 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
                 out.subject, out.references = ctx["subject"], ctx["references"]
                 out.in_reply_to, out.reply_token = ctx["in_reply_to"], ctx["reply_token"]
             try:
-                receipt = adapter.send(out)
+                receipt = _send(adapter, out)
             except DeliveryError as exc:
                 if not exc.retryable or attempt >= MAX_ATTEMPTS:
                     _patch(hub, conv_id, mid, "status", "failed", str(exc))

@@ -40,6 +40,10 @@ def export_customer(hub: Hub, customer_id: str) -> dict[str, Any]:
 def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     """Erase a customer: everything personal goes, anonymous counts stay.
 
+    Crypto-erasure: their identities' own keys (``core/subjects.py``) are destroyed, so every
+    copy of what was encrypted with them — old AOF files, RDB snapshots, backups — is
+    unreadable. The rest is deleted as well:
+
     Deleted: name, picture, identities (the channel index forgets them: their next message
     starts a new customer), identifiers and who held them, merge suggestions, conversations
     with their messages and files, and the retained raw events of their identities. Merge
@@ -102,12 +106,14 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     pipe.hincrby(k.stats(), "erased:customers", 1)
     pipe.hincrby(k.stats(), "erased:messages", messages)
     pipe.execute()
+    keys = hub.subjects.erase(identities)  # every copy anywhere is unreadable from now on
     raw_events = _erase_raw_events(hub, set(identities))
     try:
         r.bgrewriteaof()  # the AOF still holds the old values until it is rewritten
     except redis.ResponseError:
         pass  # a rewrite is already running, or persistence is off
-    return {"customer_id": customer_id, "erased": now, **counts, "raw_events": raw_events}
+    return {"customer_id": customer_id, "erased": now, **counts, "raw_events": raw_events,
+            "keys_destroyed": keys}
 
 
 def _erase_raw_events(hub: Hub, identities: set[str]) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from core.crypto import SUBJECT_PREFIX
 from core.hub import Hub
 
 CHECKPOINT_EVERY = 50
@@ -32,7 +33,10 @@ class RotationResult:
 
 
 def _needs(hub: Hub, value: str | bytes | None) -> bool:
-    return bool(value) and hub.keyring.key_id_of(value) not in (None, hub.keyring.active)
+    """Under an older data key. Values under a customer's own key stay as they are: that key
+    is re-wrapped instead (``Subjects.rewrap``)."""
+    kid = hub.keyring.key_id_of(value) if value else None
+    return kid not in (None, hub.keyring.active) and not kid.startswith(SUBJECT_PREFIX)
 
 
 def _reseal(hub: Hub, value: str, purpose: bytes) -> str:
@@ -137,6 +141,6 @@ def rotate(hub: Hub, progress: Callable[[int], None] = lambda _n: None) -> Rotat
     else:
         progress(n_cust)
     walk("conversations", n_conv, _conversation, next_id)
-    done["rewritten"] += _blobs(hub)
+    done["rewritten"] += _blobs(hub) + hub.subjects.rewrap()
     hub.redis.hset(ck, "phase", "done")
     return RotationResult(target, n_cust, n_conv, done["rewritten"], resumed)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from core.crypto import TEXT_PREFIX
+from core.crypto import TEXT_PREFIX, SubjectKey
 from core.errors import BadRequest, NotFound
 from core.hub import Hub
 from core.models import (
@@ -125,34 +125,42 @@ def get_message(hub: Hub, conv_id: str, msg_id: str) -> Message:
     return reveal(hub, Message.from_blob(msg_id, conv_id, blob))
 
 
-def seal_text(hub: Hub, text: str | None) -> str | None:
-    """Message text as stored: encrypted when ``security.encrypt_message_text`` is on."""
+def seal_text(hub: Hub, text: str | None, subject: SubjectKey = None) -> str | None:
+    """Message text as stored: encrypted when ``security.encrypt_message_text`` is on (with
+    the customer identity's own key, so erasing them makes it unreadable everywhere)."""
     if text and hub.config.hub.security.encrypt_message_text:
-        return hub.keyring.encrypt_text(text, b"text")
+        return hub.keyring.encrypt_text(text, b"text", subject)
     return text
 
 
-def seal_attachments(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
+def seal_attachments(hub: Hub, attachments: list[Attachment],
+                     subject: SubjectKey = None) -> list[Attachment]:
     """Attachments as stored: contact cards carry phones, names and addresses, encrypted."""
     out = []
     for a in attachments:
         if a.kind == "contact" and a.meta:
-            sealed = hub.keyring.encrypt_text(orjson.dumps(a.meta).decode(), b"contact")
+            sealed = hub.keyring.encrypt_text(orjson.dumps(a.meta).decode(), b"contact", subject)
             a = Attachment(a.kind, a.url, a.file_id, a.name, a.mime, a.size, {"enc": sealed})
         out.append(a)
     return out
 
 
-def identity_of(hub: Hub, channel_id: str, user: str, address: str | None) -> tuple[str, str]:
-    """(user, reply address) as stored for an event's sender.
-
-    On channels whose user ids are personal data (a mail address), the user id becomes a
-    blind index (equal addresses still meet) and the address is encrypted.
-    """
+def stored_user(hub: Hub, channel_id: str, user: str) -> str:
+    """An event sender's user id as stored: a blind index on channels whose user ids are
+    personal data (a mail address), so equal addresses still meet."""
     adapter = hub.adapters.get(channel_id)
     if adapter is not None and adapter.user_ids_are_personal:
-        return (hub.keyring.blind_index(f"user:{adapter.name}", user),
-                hub.keyring.encrypt_text(address or user, b"address"))
+        return hub.keyring.blind_index(f"user:{adapter.name}", user)
+    return user
+
+
+def identity_of(hub: Hub, channel_id: str, user: str, address: str | None,
+                subject: SubjectKey = None) -> tuple[str, str]:
+    """(user, reply address) as stored for an event's sender: on channels whose user ids are
+    personal data the address is encrypted (with the identity's own key when given)."""
+    stored = stored_user(hub, channel_id, user)
+    if stored != user:
+        return stored, hub.keyring.encrypt_text(address or user, b"address", subject)
     return user, address or user
 
 
@@ -187,7 +195,8 @@ def reveal(hub: Hub, msg: Message) -> Message:
         msg.text = k.decrypt_text(msg.text, b"text")
     for a in msg.attachments:
         if a.kind == "contact" and "enc" in a.meta:
-            a.meta = orjson.loads(k.decrypt_text(a.meta["enc"], b"contact"))
+            card = k.decrypt_text(a.meta["enc"], b"contact")
+            a.meta = orjson.loads(card) if card else {"erased": True}
     return msg
 
 

@@ -61,9 +61,11 @@ def test_rotate_resumes_after_a_crash_and_old_key_can_go(client, hub, redis_url,
     assert "resumed at customers 51" in out.stdout
     assert f"{USERS} customers, {USERS} conversations" in out.stdout
 
-    # every stored value is now under k2 ...
+    # every stored value is now under k2 (directly, or through the customer's own key) ...
     names = [hub.redis.hget(hub.keys.customer(str(c)), "name") for c in range(1, USERS + 1)]
-    assert {rotating.keyring.key_id_of(n) for n in names} == {"k2"}
+    assert all(rotating.keyring.key_id_of(n).startswith("s.") for n in names)  # own keys
+    wrapped = hub.redis.hvals(hub.keys.subject_keys())  # ... which are wrapped by the data key
+    assert len(wrapped) == USERS and {rotating.keyring.key_id_of(w) for w in wrapped} == {"k2"}
     # ... so the old key can be removed and nothing becomes unreadable
     only_new = hub_with(NEW, redis_url, config_file)
     for c in range(1, USERS + 1):

@@ -32,8 +32,10 @@ def _adapter(channel_id: str):
 NONCE_TTL_S = 600  # longer than any platform's accepted timestamp age
 
 
-def accept(hub, adapter: Adapter, headers: Mapping[str, str], body: bytes) -> RawEvent:
-    """The raw event to store, once the request is authentic and well formed.
+def accept(hub, adapter: Adapter, headers: Mapping[str, str], body: bytes
+           ) -> tuple[RawEvent, str | None]:
+    """The raw event to store, once the request is authentic and well formed, and the key
+    that marks its one-time token used (to set once the event is stored).
 
     ``SignatureError`` (→ 401) or ``PayloadError`` (→ 400) otherwise: nothing is stored.
     A request whose one-time token was seen before (a replayed signed request) is refused.
@@ -41,12 +43,19 @@ def accept(hub, adapter: Adapter, headers: Mapping[str, str], body: bytes) -> Ra
     adapter.verify(headers, body)
     adapter.check_body(body)
     nonce = adapter.replay_nonce(headers, body)
-    if nonce is not None and not hub.redis.set(
-            hub.keys.webhook_nonce(adapter.channel_id, nonce), 1, nx=True, ex=NONCE_TTL_S):
+    nonce_key = hub.keys.webhook_nonce(adapter.channel_id, nonce) if nonce else None
+    if nonce_key and hub.redis.exists(nonce_key):
         raise SignatureError("this signed request was received before (its token is used)")
     kept = {h: headers[h] for h in adapter.kept_headers if h in headers}
     return RawEvent(adapter.channel_id, adapter.stored_body(headers, body), kept,
-                    rawlog.now_ms())
+                    rawlog.now_ms()), nonce_key
+
+
+def used(hub, nonce_key: str | None) -> None:
+    """Mark a stored request's one-time token used. Set only after the event is stored: a
+    failed write leaves the platform's retry welcome (a race of two copies is deduplicated)."""
+    if nonce_key:
+        hub.redis.set(nonce_key, 1, ex=NONCE_TTL_S)
 
 
 @bp.post("/webhooks/<channel_id>")
@@ -54,8 +63,9 @@ def accept(hub, adapter: Adapter, headers: Mapping[str, str], body: bytes) -> Ra
 def receive(channel_id: str) -> Response:
     """A platform delivers events for one channel instance."""
     hub, adapter = _adapter(channel_id)
-    rawlog.append(hub, accept(hub, adapter, request.headers,
-                              request.get_data(cache=False)))
+    raw, nonce_key = accept(hub, adapter, request.headers, request.get_data(cache=False))
+    rawlog.append(hub, raw)
+    used(hub, nonce_key)
     return Response("ok", 200, mimetype="text/plain")
 
 
@@ -96,11 +106,12 @@ class FastWebhooks:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
         try:
-            raw = accept(self.hub, adapter, EnvironHeaders(environ), body)
+            raw, nonce_key = accept(self.hub, adapter, EnvironHeaders(environ), body)
         except TongdaiError as exc:
             return self._respond(start_response, exc.http_status, orjson.dumps(exc.to_json()),
                                  "application/json")
         self.appender.append(raw)
+        used(self.hub, nonce_key)
         return self._respond(start_response, 200, b"ok", "text/plain; charset=utf-8")
 
     @staticmethod

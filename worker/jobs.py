@@ -99,7 +99,8 @@ def fetch_profile(channel_id: str, external_user_id: str, customer_id: str) -> s
         fields["picture"] = profile["picture"]
     h.redis.hset(key, mapping=fields)
     if profile and profile.get("name"):  # a name an agent typed wins
-        h.redis.hsetnx(key, "name", h.keyring.encrypt_text(profile["name"], b"name"))
+        subject = h.subjects.key_for(f"{channel_id}|{external_user_id}")
+        h.redis.hsetnx(key, "name", h.keyring.encrypt_text(profile["name"], b"name", subject))
     return "fetched" if profile else "no profile"
 
 

@@ -52,26 +52,31 @@ def _without_comments(value: str) -> str:
 
 
 def _trusted_results(msg: Message, authserv_id: str) -> list[str]:
-    """The Authentication-Results values our own server wrote, without their authserv-id.
+    """The results our own server wrote: the Authentication-Results header with our
+    authserv-id above the second Received line (one internal relay after the MX allowed),
+    without that id; none when it is missing or when there are two.
 
-    Headers are read top-down and we stop at the second ``Received``: our server prepends its
-    own Received line and writes its results next to it, while anything below arrived from
-    the outside and may be forged with our id (RFC 8601 §5 asks MTAs to strip such copies;
-    not all do). The one extra hop allowed covers an internal relay after the MX.
+    Our MX prepends its results above whatever the message brought, so the topmost header
+    with our id is its own. A sender talking straight to our MX can plant a copy below it,
+    even above any Received line of theirs (they add none): RFC 8601 §5 asks the MX to strip
+    such copies, not all do, and two headers with our id mean one of them is forged — we then
+    believe neither.
     """
     found, received = [], 0
     for name, value in msg.raw_items():
         lname = name.lower()
-        if lname == "received":
+        if lname == "received":  # below the second hop everything came from outside
             received += 1
             if received >= 2:
                 break
-        elif lname == "authentication-results":
-            head, _, rest = _without_comments(str(value)).partition(";")
-            tokens = head.split()
-            if tokens and tokens[0].lower() == authserv_id.lower():
-                found.append(rest)
-    return found
+            continue
+        if lname != "authentication-results":
+            continue
+        head, _, rest = _without_comments(str(value)).partition(";")
+        tokens = head.split()
+        if tokens and tokens[0].lower() == authserv_id.lower():
+            found.append(rest)
+    return found[:1] if len(found) == 1 else []
 
 
 def _passes(results: str, from_domain: str) -> bool:

@@ -12,26 +12,35 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from io import BytesIO
-
-from werkzeug.formparser import parse_form_data
+from email import policy
+from email.parser import BytesParser
+from urllib.parse import parse_qsl
 
 from adapters.base import constant_time_equal, header
 from core.errors import PayloadError, SignatureError
 
 
 def form(headers: Mapping[str, str], body: bytes) -> dict[str, str | bytes]:
-    """The posted fields (files as bytes), whatever the form encoding."""
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "CONTENT_TYPE": header(headers, "content-type") or "",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": BytesIO(body),
-    }
-    _, fields, files = parse_form_data(environ)
-    out: dict[str, str | bytes] = {k: fields[k] for k in fields}
-    for k in files:  # some senders attach body-mime as a file part
-        out[k] = files[k].read()
+    """The posted fields, ``body-mime`` (and files) as the bytes sent: an 8-bit GB2312 mail
+    must reach the parser undecoded (a form library would read it as UTF-8)."""
+    ctype = header(headers, "content-type") or ""
+    out: dict[str, str | bytes] = {}
+    if ctype.lower().startswith("multipart/form-data"):
+        msg = BytesParser(policy=policy.HTTP).parsebytes(
+            b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body)
+        if not msg.is_multipart():
+            raise PayloadError("a multipart form without parts (or without its boundary)")
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            if name:
+                raw = name == "body-mime" or part.get_filename() is not None
+                out[name] = data if raw else data.decode("utf-8", "replace")
+        return out
+    # latin-1 maps each byte to one character and back: the percent-decoded bytes survive
+    for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
+        data = v.encode("latin-1")
+        out[k] = data if k == "body-mime" else data.decode("utf-8", "replace")
     return out
 
 

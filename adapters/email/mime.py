@@ -292,9 +292,11 @@ def parse_mail(raw: bytes, trusted_authserv_id: str | None = None) -> ParsedMail
 
 
 def content_hash(raw: bytes) -> str:
-    """Hex SHA-256 of From, To, Date, Subject and body text: the same mail delivered twice
-    (different Received headers) hashes the same. For deduplicating mail without Message-ID."""
+    """Hex SHA-256 of From, To, Date, Subject and the body's bytes (attachments included):
+    the same mail delivered twice (different Received headers) hashes the same, different
+    files sent without Message-ID or Date do not. For deduplicating mail without Message-ID."""
     mail = parse_mail(raw)
-    fields = [mail.from_addr or "", ",".join(mail.to), str(mail.date_ms or ""), mail.subject,
-              mail.full_text]
-    return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
+    sep = re.search(rb"\r?\n\r?\n", raw)
+    body = raw[sep.end():] if sep else b""
+    fields = [mail.from_addr or "", ",".join(mail.to), str(mail.date_ms or ""), mail.subject]
+    return hashlib.sha256("\x1f".join(fields).encode("utf-8") + b"\x1f" + body).hexdigest()

@@ -29,7 +29,8 @@ def message_id(settings: EmailSettings, idempotency_key: str) -> str:
 def subject(message: OutboundMessage) -> str:
     """``Re: <the thread's subject> [#<conversation>]``: the tag threads replies whose client
     drops our headers."""
-    base = (message.subject or "").strip()
+    # A decoded subject may carry line breaks (an encoded CR/LF): a header cannot.
+    base = " ".join((message.subject or "").split())
     tag = f"[#{message.conversation_id}]" if message.conversation_id else ""
     if base and not base.lower().startswith(("re:", "aw:", "tr:", "回复:", "回覆:")):
         base = f"Re: {base}"

@@ -312,3 +312,32 @@ def test_sender_is_verified_only_by_the_trusted_mta(hub, client, admin_token, li
         (idf,) = cust["identifiers"]
         found[idf["value"]] = (idf["verified"], idf["source"])
     assert found == {"a@gmail.com": (False, "email-from"), "b@gmail.com": (True, "email-dmarc")}
+
+
+def test_mail_without_message_id_is_stored_once(hub, client, admin_token, listener):
+    m = customer_mail("Mail không có Message-ID")
+    del m["Message-ID"]
+    send_to(listener.port, m)
+    send_to(listener.port, m)  # the sender's retry after a lost 250
+    result = drain_all(hub)
+    assert (result["stored"], result["duplicates"]) == (1, 1)
+
+
+def test_listener_answers_451_when_the_mail_cannot_be_stored(hub, config_file):
+    """Redis unreachable: the sender keeps the mail and retries; nothing is lost."""
+    import redis as redis_lib
+
+    from core.config import load_config
+    from core.hub import Hub
+    from webhooks import smtp
+
+    broken = Hub(load_config(str(config_file)), redis_lib.Redis(port=1, socket_timeout=0.5),
+                 hub.keyring)
+    (controller,) = smtp.start(broken)
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as e, smtplib.SMTP(
+                "127.0.0.1", controller.port) as c:
+            c.send_message(customer_mail("xin chào"))
+        assert e.value.smtp_code == 451
+    finally:
+        controller.stop()

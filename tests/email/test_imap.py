@@ -298,7 +298,7 @@ def test_run_reconnects_after_the_server_drops_it(drop, caplog):
         store = Store()
         stop, thread = start(ImapPoller(settings(server, "INBOX"), store, MemoryUidCursor()))
         first = put(server, "INBOX")[0]
-        wait_until(lambda: store.ids == [first])
+        wait_until(lambda: store.ids == [first], timeout=30)  # generous: CI machines are busy
         if drop == "restart":
             server.stop()
             time.sleep(1.5)  # down long enough for the first reconnect (after 1 s) to fail
@@ -306,7 +306,7 @@ def test_run_reconnects_after_the_server_drops_it(drop, caplog):
         else:  # the session dies without a BYE, as in a crash
             assert server.kill_sessions() >= 1  # ours, maybe an append session winding down
         second = put(server, "INBOX")[0]
-        wait_until(lambda: store.ids == [first, second], timeout=15)
+        wait_until(lambda: store.ids == [first, second], timeout=30)
         halt(stop, thread)
     # Dropped, then (restart) at least one reconnect failed while the server was down.
     assert caplog.text.count("retrying in") >= (2 if drop == "restart" else 1)

@@ -63,3 +63,15 @@ def test_post_without_the_raw_mail_is_a_clear_400(hub, client):
     assert r.status_code == 400
     assert "mime" in r.json["error"]["message"]
     assert _raw_count(hub) == 0
+
+
+def test_an_8bit_gb2312_mail_arrives_byte_for_byte(hub, client):
+    """Mailgun posts the raw mail as a form field: 8-bit GBK bytes must not be read as UTF-8."""
+    from tests.conftest import FIXTURES
+
+    mime = (FIXTURES / "email" / "01_gb2312_chinese_plain.eml").read_bytes()
+    assert any(b > 0x7F for b in mime)  # really 8-bit
+    r = _post(client, hub.adapters["mail"], mime)
+    assert r.status_code == 200
+    (batch,) = rawlog.since(hub, 0)
+    assert batch.events[0].body == mime

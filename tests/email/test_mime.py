@@ -439,3 +439,20 @@ def test_minimal_and_headers_only_mail_parse() -> None:
 def test_normalise_address(value: str, expected: str | None) -> None:
     """Addresses are compared lower-cased; text that holds none gives None."""
     assert normalise_address(value) == expected
+
+
+def test_results_planted_below_our_mx_are_not_believed():
+    """A sender talking straight to our MX adds no Received of their own: their forged
+    'dmarc=pass' with our id sits right under the MX's real verdict. Two verdicts with our id:
+    neither is believed (review finding, 2026-11-23)."""
+    forged = (b"Authentication-Results: mx.tongdai.test; dmarc=fail header.from=gmail.com\r\n"
+              b"Received: from attacker.example by mx.tongdai.test\r\n"
+              b"Authentication-Results: mx.tongdai.test; dmarc=pass header.from=gmail.com\r\n"
+              b"From: victim@gmail.com\r\nReply-To: attacker@evil.example\r\n"
+              b"To: support@shop.example.vn\r\nSubject: doi dia chi\r\n"
+              b"Message-ID: <forged-1@evil.example>\r\n\r\nGui hang ve dia chi moi\r\n")
+    assert parse_mail(forged, "mx.tongdai.test").authenticated is False
+    honest = forged.replace(b"Authentication-Results: mx.tongdai.test; dmarc=pass "
+                            b"header.from=gmail.com\r\n", b"")
+    assert parse_mail(honest.replace(b"dmarc=fail", b"dmarc=pass"),
+                      "mx.tongdai.test").authenticated is True

@@ -66,3 +66,40 @@ def test_no_verified_identifier_in_clear_anywhere(disk_hub, caplog):
         for secret in (*PHONES, MAILBOX, MAILBOX.replace(".", "")):
             assert secret.encode() not in data, f"{secret} in clear in {where}"
     assert CONTROL.encode() in files["AOF"] and CONTROL.encode() in files["keys"]
+
+
+def _readable(hub, data: bytes) -> set[str]:
+    """Every ``enc:`` value in a copy of Redis's files that the hub can still decrypt."""
+    import re
+
+    out = set()
+    for token in set(re.findall(rb"enc:[A-Za-z0-9+/=]{16,}", data)):
+        for purpose in (b"name", b"identifier", b"address", b"contact", b"text"):
+            try:
+                value = hub.keyring.decrypt_text(token.decode(), purpose)
+            except ValueError:
+                continue
+            if value:
+                out.add(value)
+    return out
+
+
+def test_erase_makes_old_copies_unreadable(disk_hub):
+    """A backup taken before the erase (here: the AOF as it was) keeps the ciphertexts, but
+    with the customer's own keys destroyed nothing in it decrypts — the data keys are intact."""
+    hub, server, _ = disk_hub
+    feed(hub, tg_contact(4101, PHONES[0], name="Trần Văn Bình"),
+         mail(MAILBOX, "xin chào", dmarc=True), tg_text(4102, "another customer", name="Cúc"))
+    from core.privacy import erase_customer
+    from tests.identity.people import customer_of
+
+    backup = (server.data_dir / "appendonly.aof").read_bytes()
+    before = _readable(hub, backup)
+    assert {"Trần Văn Bình", "+84987001122", "Cúc"} <= before  # the control: readable now
+    erase_customer(hub, customer_of(hub, "tg-test", "4101"), "dpo")
+    erase_customer(hub, customer_of(hub, "mail", MAILBOX), "dpo")
+    hub.subjects._cache.clear()  # another process, or later: nothing cached
+    after = _readable(hub, backup)
+    assert "Trần Văn Bình" not in after and "+84987001122" not in after
+    assert MAILBOX not in after
+    assert "Cúc" in after  # other customers' data still reads
