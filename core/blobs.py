@@ -2,7 +2,8 @@
 
 Big values do not belong in Redis: a message keeps ``file_id = "blob:<sha256>"`` and the bytes
 sit in ``storage.blobs`` under that hash, encrypted with the customer-data keys (AES-GCM, like
-every other piece of customer data at rest). The same file sent twice is stored once.
+every other piece of customer data at rest), with the sender identity's own key when there
+is one (``core/subjects.py``): erasing the customer makes the file unreadable everywhere.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from core.crypto import Keyring
+from core.crypto import SUBJECT_PREFIX, Keyring, SubjectKey
 from core.errors import NotFound
 
 PREFIX = "blob:"
@@ -30,21 +31,27 @@ class BlobStore:
             raise NotFound(f"no file {digest!r}")
         return self.root / digest[:2] / digest
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(self, path: Path, data: bytes, subject: SubjectKey = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            f.write(self.keyring.encrypt_bytes(data, _PURPOSE))
+            f.write(self.keyring.encrypt_bytes(data, _PURPOSE, subject))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers never see half a file
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` (once per content) and return its ``blob:<sha256>`` id."""
-        digest = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, subject: SubjectKey = None) -> str:
+        """Store ``data`` and return its ``blob:<id>``. With a customer identity's key the file
+        is theirs alone (named by a hash of key id and content, encrypted with that key): the
+        same logo sent by two customers is two files, so erasing one never touches the other."""
+        h = hashlib.sha256()
+        if subject is not None:
+            h.update(subject[0].encode() + b"\0")
+        h.update(data)
+        digest = h.hexdigest()
         path = self._path(digest)
         if not path.exists():
-            self._write(path, data)
+            self._write(path, data, subject)
         return PREFIX + digest
 
     def get(self, blob_id: str) -> bytes:
@@ -67,7 +74,9 @@ class BlobStore:
                 continue
             sealed = path.read_bytes()
             kid = self.keyring.key_id_of(sealed)
-            if kid is not None and kid != self.keyring.active:
+            # files under a customer's own key stay: that key is re-wrapped instead
+            if kid is not None and kid != self.keyring.active and not kid.startswith(
+                    SUBJECT_PREFIX):
                 self._write(path, self.keyring.decrypt_bytes(sealed, _PURPOSE))
                 n += 1
         return n

@@ -77,13 +77,16 @@ def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list
         kind=ev.kind.value,
         text=store.seal_text(hub, text, subject),
         external_id=ev.external_message_id,
-        attachments=store.seal_attachments(hub, store.keep_files(hub, ev.attachments), subject),
+        attachments=store.seal_attachments(hub, store.keep_files(hub, ev.attachments, subject),
+                                     subject),
         status=DeliveryStatus.SENT if out else DeliveryStatus.RECEIVED,
         tags=tags,
         reply_to=ev.reply_to,
         payload=ev.payload,
         edited_ts_ms=ev.platform_ts_ms if ev.kind == EventKind.EDIT else None,
         subject=ev.subject,
+        identity=None if out else
+        f"{channel_id}|{store.stored_user(hub, channel_id, ev.external_user_id)}",
     ).to_blob()
 
 

@@ -187,6 +187,7 @@ class Message:
     payload: str | None = None
     address: str | None = None  # outbound: the platform address it goes to
     subject: str | None = None  # mail
+    identity: str | None = None  # inbound: the "channel|user" that wrote it (splits use it)
 
     # Blob field names: short, because they are repeated in every stored message.
     _BLOB: ClassVar[dict[str, str]] = {
@@ -208,6 +209,7 @@ class Message:
         "payload": "p",
         "address": "ad",
         "subject": "sj",
+        "identity": "u",
     }
 
     def to_blob(self) -> bytes:
@@ -252,6 +254,7 @@ class Message:
             payload=d.get("p"),
             address=d.get("ad"),
             subject=d.get("sj"),
+            identity=d.get("u"),
         )
 
     def to_api(self) -> dict[str, Any]:

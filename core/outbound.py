@@ -102,7 +102,11 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
         if not any(c.channel_id == channel_id and c.open for c in states):
             channel_id = next((c.channel_id for c in states if c.open), channel_id)
     hub.adapter(channel_id)  # NotFound for an unknown channel
-    mine = [c for c in states if c.channel_id == channel_id]
+    # On that channel, the account that opened this conversation when it can be reached (a
+    # merged customer may have two mailboxes or two Zalo accounts): the reply joins the thread.
+    opener = (hub.redis.hget(hub.keys.conversation(conv_id), "identity") or b"").decode()
+    mine = sorted((c for c in states if c.channel_id == channel_id),
+                  key=lambda c: (not c.open, f"{c.channel_id}|{c.external_user_id}" != opener))
     if not mine:
         raise WindowClosed(f"the customer has no identity on {channel_id}",
                            reachable=[c.channel_id for c in states if c.open])

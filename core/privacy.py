@@ -62,6 +62,12 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
         raise BadRequest(f"customer {customer_id} is merged into {h['merged_into']}: erase "
                          "that one (or split them first)")
     identities = [i.decode() for i in r.hkeys(k.customer_identities(customer_id))]
+    # customers merged into this one: their hashes still hold a name; their merges end here
+    merged_in = []
+    for mid in r.zrange(k.customer_merges(customer_id), 0, -1):
+        rec = r.hmget(k.merge(mid.decode()), ["target", "source", "status"])
+        if rec[0] and rec[0].decode() == customer_id and rec[2] == b"merged":
+            merged_in.append((mid.decode(), rec[1].decode()))
     convs = [c.decode() for c in r.zrange(k.customer_conversations(customer_id), 0, -1)]
     messages = files = 0
     pipe = r.pipeline(transaction=False)
@@ -94,6 +100,10 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     for mid in r.zrange(k.customer_merges(customer_id), 0, -1):
         pipe.hset(k.merge(mid.decode()), mapping={"identities": "", "identifiers": "",
                                                   "why": "(erased)"})
+    for mid, source in merged_in:  # nothing left to split them back into
+        pipe.hset(k.merge(mid), "status", "erased")
+        pipe.delete(k.customer(source))
+        pipe.hset(k.customer(source), mapping={"erased": rawlog.now_ms(), "erased_by": actor})
     pipe.delete(k.customer(customer_id), k.customer_identities(customer_id),
                 k.customer_identifiers(customer_id), k.customer_last_inbound(customer_id),
                 k.customer_conversations(customer_id), k.customer_suggestions(customer_id))

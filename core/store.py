@@ -6,6 +6,7 @@ Writes that must be atomic go through the Lua scripts (``core/ingest.py``,
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -171,8 +172,10 @@ def reveal_address(hub: Hub, address: str) -> str:
     return address
 
 
-def keep_files(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
-    """Attachments whose bytes came inline go to the blob store; the message keeps the id."""
+def keep_files(hub: Hub, attachments: list[Attachment],
+               subject: SubjectKey = None) -> list[Attachment]:
+    """Attachments whose bytes came inline go to the blob store; the message keeps the id
+    and the content's SHA-256."""
     out = []
     for a in attachments:
         if a.data is not None:
@@ -181,8 +184,9 @@ def keep_files(hub: Hub, attachments: list[Attachment]) -> list[Attachment]:
                                {**a.meta, "dropped": "over storage.max_blob_bytes; the raw "
                                 "log has the original until it is trimmed"})
             else:
-                a = Attachment(a.kind, a.url, hub.blobs.put(a.data), a.name, a.mime,
-                               len(a.data), a.meta)
+                a = Attachment(a.kind, a.url, hub.blobs.put(a.data, subject), a.name, a.mime,
+                               len(a.data), {**a.meta,
+                                             "sha256": hashlib.sha256(a.data).hexdigest()})
         out.append(a)
     return out
 

@@ -65,9 +65,11 @@ def events(pm: ParsedMail, raw: RawEvent, token_prefix: str, token_suffix: str) 
         who = (rep.recipient if rep else None) or pm.from_addr or "unknown"
         who = identifiers.email(who) or who  # the mailbox, as identities are keyed
         if pm.kind == "complaint":
+            # acted on only when it names a mail we sent this customer (the core checks)
             return [InboundEvent(EventKind.COMPLAINT, key, who, ts, external_message_id=pm.message_id,
                                  text=_COMPLAINT_TEXT.format(kind=rep.action if rep else "abuse"),
-                                 platform_type="email:complaint", target_ids=targets)]
+                                 platform_type="email:complaint", target_ids=targets,
+                                 thread=[f"k:{t}" for t in targets])]
         kind = EventKind.READ if pm.kind == "receipt" else EventKind.DELIVERY
         reason = " ".join(x for x in ((rep.status, rep.reason) if rep else ()) if x) or None
         return [InboundEvent(kind, key, who, ts, external_message_id=pm.message_id,

@@ -45,7 +45,7 @@ if seen then return {0, seen} end
 -- identity -> customer
 local idx = string.format("{{IDENTITY}}", ch)
 local cust = redis.call('HGET', idx, user)
-if cust and (kind == 'unfollow' or kind == 'complaint') then
+if cust and kind == 'unfollow' then
   redis.call('HSET', string.format("{{CUSTOMER}}", cust), 'blocked:' .. ch, now)
 elseif cust and kind == 'follow' then
   redis.call('HDEL', string.format("{{CUSTOMER}}", cust), 'blocked:' .. ch)
@@ -84,7 +84,10 @@ if ident ~= '' then
     local held = redis.call('HGET', hk, cust)
     if not held or (held ~= '1' and verified == '1') then redis.call('HSET', hk, cust, verified) end
     local target = nil
-    local holders = redis.call('HGETALL', hk)
+    -- an identifier held by many (a shop's hotline typed by its customers) proves nothing
+    -- and would pair everyone with everyone: past a dozen holders, no merge, no suggestion
+    local holders = {}
+    if redis.call('HLEN', hk) <= 12 then holders = redis.call('HGETALL', hk) end
     for i = 1, #holders, 2 do
       local other, ov = holders[i], holders[i + 1]
       if other ~= cust then
@@ -116,11 +119,18 @@ if linkh ~= '' then
   local qk = string.format("{{LINK_CODE_QUOTA}}", 'try:' .. ch .. ':' .. user)
   local tries = redis.call('INCR', qk)
   if tries == 1 then redis.call('EXPIRE', qk, 600) end
+  -- and for everyone together: guesses spread over many fresh identities hit this
+  local gk = string.format("{{LINK_CODE_QUOTA}}", 'try:all')
+  local all = redis.call('INCR', gk)
+  if all == 1 then redis.call('EXPIRE', gk, 600) end
   local lk = string.format("{{LINK_CODE}}", linkh)
-  local owner = tries <= 5 and redis.call('GET', lk)
+  local owner = tries <= 5 and all <= 1000 and redis.call('GET', lk)
   if owner then
     redis.call('DEL', lk)  -- single use
     owner = final_customer(owner)
+    if redis.call('HEXISTS', string.format("{{CUSTOMER}}", owner), 'erased') == 1 then
+      owner = cust  -- issued before an erase: links nothing
+    end
     if owner ~= cust then
       merge_customers(owner, cust, 'link code', 'customer', now)
       merged = merged .. ' ' .. cust
@@ -153,6 +163,11 @@ if thread ~= '' then
       end
     end
   end
+end
+if kind == 'complaint' then
+  -- a spam report blocks mail to this customer only when it is about a mail of ours to
+  -- them: anyone can send an unsigned report naming any address
+  if conv then redis.call('HSET', ck, 'blocked:' .. ch, now) end
 end
 local convk
 if conv then

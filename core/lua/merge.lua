@@ -15,6 +15,7 @@ for _, c in ipairs({target, source}) do
   if redis.call('EXISTS', h) == 0 then return {0, 'no customer ' .. c} end
   local into = redis.call('HGET', h, 'merged_into')
   if into then return {0, 'customer ' .. c .. ' is merged into ' .. into .. ' already'} end
+  if redis.call('HEXISTS', h, 'erased') == 1 then return {0, 'customer ' .. c .. ' was erased'} end
 end
 if target == source then return {0, 'a customer cannot be merged with itself'} end
 return {1, merge_customers(target, source, why, actor, now)}

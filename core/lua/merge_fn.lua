@@ -77,11 +77,6 @@ local function merge_conflict(a, b)
   return nil
 end
 
-local function updated_of(conv)
-  if not conv then return -1 end
-  return tonumber(redis.call('HGET', string.format("{{CONV}}", conv), 'updated') or '0')
-end
-
 local function merge_customers(target, source, why, actor, now)
   local tk, sk = string.format("{{CUSTOMER}}", target), string.format("{{CUSTOMER}}", source)
   local mid = tostring(redis.call('INCR', "{{SEQ_MERGE}}"))
@@ -123,10 +118,10 @@ local function merge_customers(target, source, why, actor, now)
     table.insert(moved_convs, convs[i])
   end
   redis.call('DEL', string.format("{{CUSTOMER_CONVS}}", source))
+  -- The target's current conversation stays current: the merged identities write there
+  -- from now on (one timeline), and a split takes their messages back out of it.
   local tconv, sconv = redis.call('HGET', tk, 'conv'), redis.call('HGET', sk, 'conv')
-  if sconv and updated_of(sconv) > updated_of(tconv or nil) then
-    redis.call('HSET', tk, 'conv', sconv)  -- the latest conversation stays the current one
-  end
+  if sconv and not tconv then redis.call('HSET', tk, 'conv', sconv) end
   local name_moved = '0'
   local sh = hmap(sk)
   if sh.name and redis.call('HEXISTS', tk, 'name') == 0 then

@@ -81,6 +81,28 @@ for i = 1, #convs, 2 do
   end
 end
 if latest then redis.call('HSET', sk, 'conv', latest) end
+-- messages its identities wrote into the target's conversations while merged go with it
+-- (into its current conversation); message ids stay, so links to them keep working
+if latest then
+  local dmk, dtk = string.format("{{MESSAGES}}", latest), string.format("{{TIMELINE}}", latest)
+  for _, c in ipairs(redis.call('ZRANGE', tconvs, 0, -1)) do
+    local ckey = string.format("{{CONV}}", c)
+    if tonumber(redis.call('HGET', ckey, 'updated') or '0') >= tonumber(m.at) then
+      local mk, tl = string.format("{{MESSAGES}}", c), string.format("{{TIMELINE}}", c)
+      local all = redis.call('HGETALL', mk)
+      for i = 1, #all, 2 do
+        local msg = cjson.decode(all[i + 1])
+        if msg.u and moved[msg.u] and tonumber(msg.r or 0) >= tonumber(m.at) then
+          local score = redis.call('ZSCORE', tl, all[i])
+          redis.call('HDEL', mk, all[i])
+          redis.call('ZREM', tl, all[i])
+          redis.call('HSET', dmk, all[i], all[i + 1])
+          redis.call('ZADD', dtk, score or msg.t, all[i])
+        end
+      end
+    end
+  end
+end
 local tconv = redis.call('HGET', tk, 'conv')
 if tconv and back[tconv] then
   local keep = m.target_conv

@@ -88,6 +88,7 @@ def mail(sender: str, text: str, dmarc: bool, authserv: str = MX) -> RawEvent:
     m["Authentication-Results"] = (f"{authserv}; dkim={'pass' if dmarc else 'fail'} "
                                    f"header.d={sender.rpartition('@')[2]}; "
                                    f"dmarc={'pass' if dmarc else 'fail'}")
+    m["Received"] = f"from customer.example by {authserv} with ESMTPS"  # our MX's hop
     m["From"] = sender
     m["To"] = "support@shop.example.vn"
     m["Subject"] = "Hỏi đơn hàng"

@@ -61,3 +61,38 @@ def test_erase_from_the_command_line(hub, redis_url, config_file):
     assert out.returncode == 0, out.stderr
     assert "messages=1" in out.stdout
     assert customer_of(hub, "tg-test", "5101") is None
+
+
+def test_erase_takes_merged_customers_and_only_their_own_files(hub, client, admin_token):
+    """Review findings (2026-11-23): erasing a merged customer left the merged-in one behind
+    (a split brought it back), and deleted a file another customer had sent too."""
+    from tests.identity.people import mail
+
+    logo = b"\x89PNG the shop's logo, quoted back by everyone"
+
+    def with_logo(sender):
+        raw = mail(sender, "ảnh đây", dmarc=False)
+        from email import message_from_bytes, policy
+
+        m = message_from_bytes(raw.body, policy=policy.default)
+        m.add_attachment(logo, maintype="image", subtype="png", filename="logo.png")
+        return type(raw)(raw.channel_id, m.as_bytes(), {}, raw.received_ts_ms)
+
+    feed(hub, with_logo("an@gmail.com"), with_logo("binh@gmail.com"), zalo_text("z-an", "hi"))
+    an, binh = customer_of(hub, "mail", "an@gmail.com"), customer_of(hub, "mail", "binh@gmail.com")
+    zalo_an = customer_of(hub, "zalo-test", "z-an")
+    m = client.post(f"/api/v1/customers/{an}/merge", headers=auth(admin_token),
+                    json={"source_customer_id": zalo_an, "why": "cùng một người"}).json
+    assert client.delete(f"/api/v1/customers/{an}", headers=auth(admin_token)).status_code == 200
+    assert client.post(f"/api/v1/merges/{m['id']}/split", json={"why": "x"},
+                       headers=auth(admin_token)).status_code == 400
+    gone = client.get(f"/api/v1/customers/{zalo_an}", headers=auth(admin_token)).json
+    assert gone["erased_ts"] and gone["name"] is None
+    # Bình's copy of the same logo still downloads
+    conv = hub.redis.zrange(hub.keys.customer_conversations(binh), 0, -1)[0].decode()
+    (msg,) = [x for x in client.get(f"/api/v1/conversations/{conv}/messages",
+                                    headers=auth(admin_token)).json["items"] if x["attachments"]]
+    n = next(i for i, a in enumerate(msg["attachments"]) if a["name"] == "logo.png")
+    r = client.get(f"/api/v1/conversations/{conv}/messages/{msg['id']}/attachments/{n}",
+                   headers=auth(admin_token))
+    assert r.status_code == 200 and r.data == logo

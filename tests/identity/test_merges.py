@@ -158,3 +158,24 @@ def test_link_codes_resist_guessing_and_are_rate_limited(hub, client, admin_toke
                            headers=auth(admin_token)).status_code == 201
     assert client.post(f"/api/v1/customers/{a}/link-code",
                        headers=auth(admin_token)).status_code == 403
+
+
+def _texts(hub, customer_id: str) -> set[str]:
+    out = set()
+    for conv in hub.redis.zrange(hub.keys.customer_conversations(customer_id), 0, -1):
+        out |= {m.text for m in store.message_page(hub, conv.decode(), None, 100).items}
+    return out
+
+
+def test_split_gives_each_customer_what_they_wrote_while_merged(hub):
+    """Review finding (2026-11-23): after a merge both write into one conversation; a split
+    must give the merged customer back its messages and never the other's."""
+    feed(hub, tg_text(1301, "A trước"), zalo_text("z-1301", "B trước"))
+    a, b = customer_of(hub, "tg-test", "1301"), customer_of(hub, "zalo-test", "z-1301")
+    m = identity.merge(hub, a, b, "alice", "thử")
+    feed(hub, zalo_text("z-1301", "B trong lúc gộp"), tg_text(1301, "A: nhà tôi ở 99 Trần Hưng Đạo"))
+    assert {"A trước", "B trước", "B trong lúc gộp", "A: nhà tôi ở 99 Trần Hưng Đạo"} <= _texts(
+        hub, a)
+    identity.split(hub, m["id"], "alice", "hai người khác nhau")
+    assert _texts(hub, b) == {"B trước", "B trong lúc gộp"}
+    assert _texts(hub, a) == {"A trước", "A: nhà tôi ở 99 Trần Hưng Đạo"}
