@@ -19,6 +19,7 @@ import phonenumbers
 _GMAIL = frozenset({"gmail.com", "googlemail.com"})
 # A run of digits, spaces, dots, dashes and parentheses, optionally after "+", 9-15 digits.
 _PHONE_TEXT = re.compile(r"(?<![\w+])(\+?\d[\d .\-()]{7,18}\d)(?!\w)")
+_EIGHT_DIGITS = re.compile(r"\d(?:[ .\-()]?\d){7}")
 _EMAIL_TEXT = re.compile(r"(?<![\w.+-])([\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)")
 
 
@@ -60,11 +61,14 @@ def typed_claims(text: str | None, regions: tuple[str, ...] = ("VN",)) -> list[t
     if not text or len(text) > 4000:
         return []
     out: list[tuple[str, str]] = []
-    for m in _EMAIL_TEXT.finditer(text):
+    # cheap gates first: this runs on every inbound message (ingest hot path)
+    emails = _EMAIL_TEXT.finditer(text) if "@" in text else ()
+    phones = _PHONE_TEXT.finditer(text) if _EIGHT_DIGITS.search(text) else ()
+    for m in emails:
         e = email(m.group(1))
         if e and ("email", e) not in out:
             out.append(("email", e))
-    for m in _PHONE_TEXT.finditer(text):
+    for m in phones:
         p = phone(m.group(1), regions)
         if p and ("phone", p) not in out:
             out.append(("phone", p))

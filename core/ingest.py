@@ -107,9 +107,16 @@ class _Batch:
     def prepare(self, items: list[tuple[RawEvent, InboundEvent, str]]) -> None:
         """Fetch (or create) the keys of every sender in the batch: two round trips."""
         hub = self.hub
+        before = len(self.pipe)
         self.subjects = hub.subjects.keys_for([
             f"{ch}|{store.stored_user(hub, ch, ev.external_user_id)}" for _, ev, ch in items
-            if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS or ev.kind == EventKind.EDIT])
+            if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS or ev.kind == EventKind.EDIT],
+            pipe=self.pipe)
+        # new keys ride in this batch's pipeline: HSET key, HSETNX identity → key (replies
+        # checked in ``process``: a lost HSETNX means another worker's key won)
+        for _ in range((len(self.pipe) - before) // 2):
+            self.ops.append(("key", None, None, ""))
+            self.ops.append(("key-id", None, None, ""))
 
     def add_timeline(self, raw: RawEvent, ev: InboundEvent, ch: str,
                      dedupe_key: str | None = None) -> None:
@@ -202,11 +209,21 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
     batch.prepare(items)
     for raw, ev, ch in items:
         batch.add(raw, ev, ch)
+    if batch.ops:  # rides along: have customers been erased since our keys were cached?
+        batch.pipe.get(hub.keys.subject_erasures())
+        batch.ops.append(("erasures", None, None, ""))
     replies = batch.pipe.execute(raise_on_error=False) if batch.ops else []
 
     fallback = _Batch(hub)
     fallback.subjects = batch.subjects
     for (op, raw, ev, ch), reply in zip(batch.ops, replies):
+        if op == "key-id" and reply == 0:  # another worker created this identity's key first
+            hub.subjects.reset_cache()
+        if op == "erasures":
+            hub.subjects.observe_erasures(reply)
+            continue
+        if op in ("key", "key-id"):
+            continue
         if isinstance(reply, redis.ResponseError):
             log.error("storing an event of raw %s failed: %s", raw.id, reply)
             dead.setdefault(id(raw), (raw, f"store failed: {reply}"))

@@ -105,6 +105,9 @@ class Keys:
     def subject_keys(self) -> str:
         return self._k("subject_keys")
 
+    def subject_erasures(self) -> str:
+        return self._k("subject_erasures")
+
     # -- channel credentials that rotate (Zalo OAuth) ---------------------------------------------
     def credentials(self, channel_id: str) -> str:
         return self._k("creds", channel_id)

@@ -10,7 +10,7 @@ import redis
 from core.keys import Keys
 
 _NAMES = ("ingest", "patch_message", "watermark", "create_outbound", "release_lock",
-          "rate_slot", "cas_hset", "merge", "split")
+          "rate_slot", "cas_hset", "merge", "split", "subject_keys")
 _INCLUDE = re.compile(r"\{\{INCLUDE:([a-z_]+)\}\}")
 
 

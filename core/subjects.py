@@ -21,7 +21,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from core.crypto import SUBJECT_PREFIX
 
 _WRAP = b"subject-key"
-CACHE_S = 30.0  # a key read for decryption is reused this long (an erase reaches all in 30 s)
+# Keys are reused this long per process. An erase bumps a counter every ingest batch reads in
+# its own pipeline (no extra round trip): processes drop their cache at their next batch, so
+# only a batch already being built can still use a destroyed key.
+CACHE_S = 600.0
 
 
 class Subjects:
@@ -29,47 +32,70 @@ class Subjects:
 
     def __init__(self, hub) -> None:
         self.hub = hub
-        self._cache: dict[str, tuple[float, AESGCM | None]] = {}
+        self._cache: dict[str, tuple[float, AESGCM | None]] = {}  # key id → key (reads)
+        self._by_identity: dict[str, tuple[float, tuple[str, AESGCM]]] = {}  # writes
+        self._erasures: bytes | None = None
+
+    def observe_erasures(self, value: bytes | None) -> None:
+        """The erasure counter as a batch read it: moved → forget every cached key."""
+        if value != self._erasures:
+            if self._erasures is not None or value is not None:
+                self._cache.clear()
+                self._by_identity.clear()
+            self._erasures = value
 
     def _field(self, identity: str) -> str:
         return self.hub.keyring.blind_index("subject", identity)
 
-    def keys_for(self, identities: list[str]) -> dict[str, tuple[str, AESGCM]]:
-        """The key of each identity, created for those that have none: two round trips for a
-        whole batch. A key created by two workers at once: the first one written wins."""
-        r, k, ring = self.hub.redis, self.hub.keys, self.hub.keyring
-        wanted = sorted(set(identities))
-        if not wanted:
-            return {}
-        fields = [self._field(i) for i in wanted]
-        kids = r.hmget(k.subject_ids(), fields)
-        missing = [(i, f) for i, f, kid in zip(wanted, fields, kids) if kid is None]
-        if missing:
-            pipe = r.pipeline(transaction=False)
-            for _, f in missing:
-                kid = SUBJECT_PREFIX + secrets.token_hex(8)
-                pipe.hsetnx(k.subject_keys(), kid, ring.encrypt_bytes(
-                    secrets.token_bytes(32), _WRAP))
-                pipe.hsetnx(k.subject_ids(), f, kid)
-            pipe.execute()
-            kids = r.hmget(k.subject_ids(), fields)
+    def keys_for(self, identities: list[str], pipe=None) -> dict[str, tuple[str, AESGCM]]:
+        """The key of each identity. Known ones come from a per-process cache (``CACHE_S``),
+        the rest from one read-only round trip; an identity without a key gets a new one,
+        written with ``pipe`` (the ingest batch's own pipeline: no extra round trip, no extra
+        fsync) or at once. Two workers creating one identity's key at the same moment both
+        keep theirs readable (every key is stored under its id); the first becomes the one."""
         now = time.monotonic()
-        need = [kid.decode() for kid in kids
-                if now - self._cache.get(kid.decode(), (-CACHE_S, None))[0] >= CACHE_S]
-        if need:  # unwrap each key once per CACHE_S, not once per event
-            for kid, w in zip(need, r.hmget(k.subject_keys(), need)):
-                self._cache[kid] = (now, AESGCM(ring.decrypt_bytes(w, _WRAP)) if w else None)
-        out = {}
-        for identity, kid in zip(wanted, kids):
-            aead = self._cache[kid.decode()][1]
-            if aead is None:  # erased a moment ago by another process: a fresh key
-                self._cache.pop(kid.decode(), None)
-                r.hdel(k.subject_ids(), self._field(identity))
-                return self.keys_for(identities)
-            out[identity] = (kid.decode(), aead)
+        out: dict[str, tuple[str, AESGCM]] = {}
+        ask: list[str] = []
+        for identity in set(identities):
+            hit = self._by_identity.get(identity) if pipe is not None else None
+            # (outside an ingest batch no erasure counter is read: always ask Redis)
+            if hit is not None and now - hit[0] < CACHE_S:
+                out[identity] = hit[1]
+            else:
+                ask.append(identity)
+        if not ask:
+            return out
+        ring, k = self.hub.keyring, self.hub.keys
+        fields = [self._field(i) for i in ask]
+        reply = self.hub.scripts.subject_keys(keys=[k.subject_ids(), k.subject_keys()],
+                                              args=fields)
+        own = pipe is None
+        if own:
+            pipe = self.hub.redis.pipeline(transaction=False)
+        created = 0
+        for n, (identity, field) in enumerate(zip(ask, fields)):
+            kid, wrapped = reply[2 * n], reply[2 * n + 1]
+            if kid:
+                kid = kid.decode()
+                cached = self._cache.get(kid)
+                aead = cached[1] if cached and cached[1] else AESGCM(
+                    ring.decrypt_bytes(wrapped, _WRAP))
+            else:  # new: the key id starts with the identity's hash, so erase finds them all
+                kid = f"{SUBJECT_PREFIX}{field[:16]}.{secrets.token_hex(3)}"
+                key = secrets.token_bytes(32)
+                aead = AESGCM(key)
+                pipe.hset(k.subject_keys(), kid, ring.encrypt_bytes(key, _WRAP))
+                pipe.hsetnx(k.subject_ids(), field, kid)
+                created += 1
+            self._cache[kid] = (now, aead)
+            self._by_identity[identity] = (now, (kid, aead))
+            out[identity] = (kid, aead)
+        if own and created:
+            pipe.execute()
         return out
 
     def key_for(self, identity: str) -> tuple[str, AESGCM]:
+        """One identity's key (replies, profile jobs): always checked with Redis."""
         return self.keys_for([identity])[identity]
 
     def lookup(self, kid: str) -> AESGCM | None:
@@ -83,20 +109,30 @@ class Subjects:
         return aead
 
     def erase(self, identities: list[str]) -> int:
-        """Destroy these identities' keys. Returns how many existed."""
+        """Destroy every key these identities ever had. Returns how many there were."""
         r, k = self.hub.redis, self.hub.keys
         fields = [self._field(i) for i in identities]
-        if not fields:
-            return 0
-        kids = [kid for kid in r.hmget(k.subject_ids(), fields) if kid]
+        kids: list[bytes] = []
+        for f in fields:
+            kids += [kid for kid, _ in r.hscan_iter(k.subject_keys(),
+                                                    match=f"{SUBJECT_PREFIX}{f[:16]}.*")]
         pipe = r.pipeline(transaction=True)
         if kids:
             pipe.hdel(k.subject_keys(), *kids)
-        pipe.hdel(k.subject_ids(), *fields)
+        if fields:
+            pipe.hdel(k.subject_ids(), *fields)
+        pipe.incr(k.subject_erasures())  # every process's next batch forgets its cache
         pipe.execute()
         for kid in kids:
             self._cache.pop(kid.decode(), None)
+        for identity in identities:
+            self._by_identity.pop(identity, None)
         return len(kids)
+
+    def reset_cache(self) -> None:
+        """Forget which key each identity uses (another worker's new key won a race: the
+        next batch reads the winner; what was written with ours stays readable)."""
+        self._by_identity.clear()
 
     def rewrap(self) -> int:
         """Re-wrap every identity key under the active data key (``tongdai keys rotate``)."""

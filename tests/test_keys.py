@@ -29,6 +29,7 @@ def test_key_formats():
     assert k.link_code("c0de") == "td:linkcode:c0de"
     assert k.subject_ids() == "td:subjects"
     assert k.subject_keys() == "td:subject_keys"
+    assert k.subject_erasures() == "td:subject_erasures"
     assert k.link_code_quota("tg:5") == "td:linkcode:quota:tg:5"
     assert k.conversation("9") == "td:conv:9"
     assert k.conversation_tags("9") == "td:conv:9:tags"
@@ -62,7 +63,8 @@ def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
     patterns = [r"td:raw:\d+", r"td:seq:(customer|conversation|message)", r"td:identity:[\w-]+",
                 r"td:customer:\d+", r"td:customer:\d+:(identities|last_in|convs)", r"td:conv:\d+",
                 r"td:conv:\d+:(tags|timeline|messages)", r"td:dedupe:[\w-]+",
-                r"td:queue:\w+", r"td:convs:\w+", r"td:subjects", r"td:subject_keys", r"rq:.*"]
+                r"td:queue:\w+", r"td:convs:\w+", r"td:subjects", r"td:subject_keys",
+                r"rq:.*"]
     keys = [k.decode() for k in hub.redis.scan_iter("*")]
     assert keys
     stray = [k for k in keys if not any(re.fullmatch(p, k) for p in patterns)]
