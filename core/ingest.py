@@ -100,6 +100,7 @@ class _Batch:
         self.now = rawlog.now_ms()
         self.reopen_ms = int(hub.config.hub.conversations.reopen_window * 1000)
         self.subjects: dict[str, tuple] = {}  # identity → its own key (core/subjects.py)
+        self.erasures = hub.subjects.valid_for()
 
     def subject(self, ev: InboundEvent, ch: str) -> SubjectKey:
         return self.subjects.get(f"{ch}|{store.stored_user(self.hub, ch, ev.external_user_id)}")
@@ -140,7 +141,7 @@ class _Batch:
             route.queue,
             route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
-            mail.thread_arg(hub, ev.thread), link,
+            mail.thread_arg(hub, ev.thread), link, self.erasures,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:
@@ -214,9 +215,23 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         batch.ops.append(("erasures", None, None, ""))
     replies = batch.pipe.execute(raise_on_error=False) if batch.ops else []
 
+    pairs = list(zip(batch.ops, replies))
+    stale = {id(raw): raw for (op, raw, _e, _c), reply in pairs
+             if op == "ingest" and not isinstance(reply, redis.ResponseError)
+             and int(reply[0]) == 4}
+    if stale:  # customers were erased since our keys were cached: again, with fresh keys
+        hub.subjects.reset_cache()
+        hub.subjects.observe_erasures(None)
+        again = process(hub, list(stale.values()))
+        for f in ("stored", "duplicates", "updated", "skipped", "dead"):
+            setattr(result, f, getattr(result, f) + getattr(again, f))
+        for f in ("locations", "profiles", "acks", "opened"):
+            getattr(result, f).extend(getattr(again, f))
+        pairs = [(o, rp) for o, rp in pairs if id(o[1]) not in stale]
+
     fallback = _Batch(hub)
     fallback.subjects = batch.subjects
-    for (op, raw, ev, ch), reply in zip(batch.ops, replies):
+    for (op, raw, ev, ch), reply in pairs:
         if op == "key-id" and reply == 0:  # another worker created this identity's key first
             hub.subjects.reset_cache()
         if op == "erasures":

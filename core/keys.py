@@ -189,6 +189,7 @@ class Keys:
             "CUSTOMER_SUGGESTIONS": t.customer_suggestions("%s"),
             "LINK_CODE": t.link_code("%s"),
             "LINK_CODE_QUOTA": t.link_code_quota("%s"),
+            "SUBJECT_ERASURES": t.subject_erasures(),
         }
 
 

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from core.crypto import SUBJECT_PREFIX
 
 _WRAP = b"subject-key"
-# Keys are reused this long per process. An erase bumps a counter every ingest batch reads in
-# its own pipeline (no extra round trip): processes drop their cache at their next batch, so
-# only a batch already being built can still use a destroyed key.
+# Keys are reused this long per process. An erase bumps a counter; every ingest script checks
+# it against the value the worker's cache is valid for and refuses to write when it moved
+# (the worker drops its cache and runs the events again): no new data under a destroyed key.
 CACHE_S = 600.0
 
 
@@ -35,6 +35,13 @@ class Subjects:
         self._cache: dict[str, tuple[float, AESGCM | None]] = {}  # key id → key (reads)
         self._by_identity: dict[str, tuple[float, tuple[str, AESGCM]]] = {}  # writes
         self._erasures: bytes | None = None
+
+    def valid_for(self) -> str:
+        """The erasure counter this process's cached keys are valid for ("" before the first
+        batch has read it: nothing is cached then)."""
+        if self._erasures is None and not self._by_identity:
+            return ""
+        return (self._erasures or b"0").decode()
 
     def observe_erasures(self, value: bytes | None) -> None:
         """The erasure counter as a batch read it: moved → forget every cached key."""
@@ -130,8 +137,8 @@ class Subjects:
         return len(kids)
 
     def reset_cache(self) -> None:
-        """Forget which key each identity uses (another worker's new key won a race: the
-        next batch reads the winner; what was written with ours stays readable)."""
+        """Forget which key each identity uses (another worker's new key won a race, or
+        customers were erased): the next batch asks Redis."""
         self._by_identity.clear()
 
     def rewrap(self) -> int:

@@ -25,6 +25,9 @@
 --          none -> a new conversation (a mail is not swallowed by another person's thread)
 -- ARGV[18] hash of a link code the message carries, or "": a live code merges the sender
 --          into the customer it was issued for (at most 5 tries per identity in 10 minutes)
+-- ARGV[19] the erasure counter the worker's cached identity keys are valid for, or "": when
+--          customers were erased since, nothing is written ({4}): the worker drops its key
+--          cache and runs the event again, so no new data is sealed with a destroyed key
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
 --         | {2, ""} notice with no conversation to join
@@ -35,6 +38,10 @@ local queue, prio, tagstr = ARGV[10], tonumber(ARGV[11]), ARGV[12]
 local reopen_ms, dir, ident, kind = tonumber(ARGV[13]), ARGV[14], ARGV[15], ARGV[16]
 local thread = ARGV[17] or ''
 local linkh = ARGV[18] or ''
+local erasures = ARGV[19] or ''
+if erasures ~= '' and (redis.call('GET', "{{SUBJECT_ERASURES}}") or '0') ~= erasures then
+  return {4, ''}
+end
 
 {{INCLUDE:merge_fn}}
 

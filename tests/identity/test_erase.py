@@ -96,3 +96,24 @@ def test_erase_takes_merged_customers_and_only_their_own_files(hub, client, admi
     r = client.get(f"/api/v1/conversations/{conv}/messages/{msg['id']}/attachments/{n}",
                    headers=auth(admin_token))
     assert r.status_code == 200 and r.data == logo
+
+
+def test_a_worker_with_cached_keys_never_seals_new_data_with_an_erased_key(hub, redis_url,
+                                                                           config_file):
+    """Another process erases the customer while this worker still caches their key: the
+    worker's next batch is refused by the ingest script, drops its cache and runs again, so
+    the returning customer's name is readable (not sealed with the destroyed key)."""
+    from core import store
+    from core.privacy import erase_customer
+    from tests.test_key_rotation import OLD, hub_with
+
+    feed(hub, tg_text(7001, "lần đầu", name="Vũ Thị Hạnh"))
+    first = customer_of(hub, "tg-test", "7001")
+    feed(hub, tg_text(7002, "someone else"))  # this worker has read the erasure counter
+    other_process = hub_with(OLD, redis_url, config_file)
+    erase_customer(other_process, first, "dpo")
+    feed(hub, tg_text(7001, "tôi quay lại", name="Vũ Thị Hạnh"))  # cached key: destroyed
+    again = customer_of(hub, "tg-test", "7001")
+    assert again not in (None, first)
+    fresh = hub_with(OLD, redis_url, config_file)  # nothing cached: what anyone reads later
+    assert store.get_customer(fresh, again).name == "Vũ Thị Hạnh"
