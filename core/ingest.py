@@ -142,6 +142,7 @@ class _Batch:
             route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
             mail.thread_arg(hub, ev.thread), link, self.erasures,
+            "1" if hub.adapters[ch].acknowledgement() else "",
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:
@@ -287,21 +288,33 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
     if result.profiles or result.acks:
         _enqueue_platform_calls(hub, result.profiles, result.acks)
     for ch, conv in result.opened:
-        _acknowledge(hub, ch, conv)
+        acknowledge(hub, ch, conv)
     return result
 
 
-def _acknowledge(hub: Hub, channel_id: str, conv_id: str) -> None:
+def acknowledge(hub: Hub, channel_id: str, conv_id: str) -> None:
     """The channel's automatic acknowledgement of a new conversation: once per conversation
-    (its idempotency key), marked as automatic so other robots do not answer it."""
+    (its idempotency key), marked as automatic so other robots do not answer it. Due since
+    the ingest script stored the message (``td:ack:due``); no longer due once queued."""
     from core.outbound import create_reply
 
-    text = hub.adapters[channel_id].acknowledgement().replace("{ticket}", conv_id)
+    adapter = hub.adapters.get(channel_id)
     try:
-        create_reply(hub, conv_id, text, "auto-acknowledgement", f"ack:{conv_id}", "system",
-                     channel_id=channel_id, author_kind=AuthorKind.BOT)
-    except Exception:  # never lose the batch over a courtesy mail
+        if adapter is not None and adapter.acknowledgement():
+            text = adapter.acknowledgement().replace("{ticket}", conv_id)
+            create_reply(hub, conv_id, text, "auto-acknowledgement", f"ack:{conv_id}",
+                         "system", channel_id=channel_id, author_kind=AuthorKind.BOT)
+        hub.redis.hdel(hub.keys.acknowledgements_due(), conv_id)
+    except Exception:  # never lose the batch over a courtesy mail; the scheduler retries
         log.exception("acknowledging conversation %s on %s failed", conv_id, channel_id)
+
+
+def acknowledge_due(hub: Hub) -> int:
+    """Queue acknowledgements a crashed worker left due (the scheduler calls this)."""
+    due = hub.redis.hgetall(hub.keys.acknowledgements_due())
+    for conv, ch in due.items():
+        acknowledge(hub, ch.decode(), conv.decode())
+    return len(due)
 
 
 PROFILE_JOB = "worker.jobs.fetch_profile"

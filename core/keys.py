@@ -137,6 +137,9 @@ class Keys:
     def conversations_by_status(self, status: str) -> str:
         return self._k("convs", status)
 
+    def acknowledgements_due(self) -> str:
+        return self._k("ack", "due")
+
     def events_channel(self) -> str:
         return self._k("events")
 
@@ -190,6 +193,7 @@ class Keys:
             "LINK_CODE": t.link_code("%s"),
             "LINK_CODE_QUOTA": t.link_code_quota("%s"),
             "SUBJECT_ERASURES": t.subject_erasures(),
+            "ACKS_DUE": t.acknowledgements_due(),
         }
 
 

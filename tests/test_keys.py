@@ -30,6 +30,7 @@ def test_key_formats():
     assert k.subject_ids() == "td:subjects"
     assert k.subject_keys() == "td:subject_keys"
     assert k.subject_erasures() == "td:subject_erasures"
+    assert k.acknowledgements_due() == "td:ack:due"
     assert k.link_code_quota("tg:5") == "td:linkcode:quota:tg:5"
     assert k.conversation("9") == "td:conv:9"
     assert k.conversation_tags("9") == "td:conv:9:tags"

@@ -8,7 +8,7 @@ import time
 
 from rq import Queue, Worker
 
-from core import rawlog
+from core import ingest, rawlog
 from core.hub import Hub
 from core.keys import INGEST_QUEUE, OUTBOUND_QUEUE
 from worker import jobs
@@ -43,12 +43,16 @@ def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> 
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    last_trim = 0.0
+    last_trim = last_ack = 0.0
+    ack_every = 10.0
     while not stop:
         try:
             started = rawlog.ensure_ingest_loops(hub)
             if started:
                 log.info("enqueued %d ingest loop(s) for empty slots", started)
+            if time.monotonic() - last_ack > ack_every:  # what a crashed worker left
+                ingest.acknowledge_due(hub)
+                last_ack = time.monotonic()
             if time.monotonic() - last_trim > trim_every:
                 removed = rawlog.trim(hub)
                 if removed:

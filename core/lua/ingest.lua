@@ -28,6 +28,8 @@
 -- ARGV[19] the erasure counter the worker's cached identity keys are valid for, or "": when
 --          customers were erased since, nothing is written ({4}): the worker drops its key
 --          cache and runs the event again, so no new data is sealed with a destroyed key
+-- ARGV[20] "1" when this channel acknowledges new conversations automatically: opening one
+--          records the acknowledgement as due, atomically with the message (crash-safe)
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
 --         | {2, ""} notice with no conversation to join
@@ -39,6 +41,7 @@ local reopen_ms, dir, ident, kind = tonumber(ARGV[13]), ARGV[14], ARGV[15], ARGV
 local thread = ARGV[17] or ''
 local linkh = ARGV[18] or ''
 local erasures = ARGV[19] or ''
+local acks = ARGV[20] or ''
 if erasures ~= '' and (redis.call('GET', "{{SUBJECT_ERASURES}}") or '0') ~= erasures then
   return {4, ''}
 end
@@ -204,6 +207,9 @@ if not conv then
   redis.call('HSET', ck, 'conv', conv)
   redis.call('ZADD', string.format("{{CUSTOMER_CONVS}}", cust), now, conv)
   opened = 1
+  if acks == '1' and kind == 'message' and dir == 'in' then
+    redis.call('HSET', "{{ACKS_DUE}}", conv, ch)
+  end
 end
 
 -- The platform's echo of a reply we queued may arrive before our send job records the id

@@ -357,3 +357,22 @@ def test_a_report_about_a_mail_we_never_sent_blocks_nobody(hub, client, admin_to
     (state,) = client.get(f"/api/v1/conversations/{conv['id']}/channels",
                           headers=auth(admin_token)).json["items"]
     assert state["reachable"] is True
+
+
+def test_acknowledgement_survives_a_worker_dying_before_sending_it(hub, listener, relay,
+                                                                    monkeypatch):
+    """The worker stores the mail, then dies before queueing the acknowledgement: the
+    scheduler's sweep sends it, once (review finding, 2026-11-23)."""
+    from core import ingest
+
+    monkeypatch.setattr(ingest, "acknowledge", lambda *a: None)  # dies right after storing
+    send_to(listener.port, customer_mail("Cho mình hỏi đơn #77"))
+    assert drain_all(hub)["stored"] == 1
+    monkeypatch.undo()
+    run_outbound(hub)
+    assert relay.received == []
+    assert ingest.acknowledge_due(hub) == 1  # the scheduler's sweep
+    assert ingest.acknowledge_due(hub) == 0
+    run_outbound(hub)
+    (ack,) = relay.received
+    assert ack.message["Auto-Submitted"] == "auto-replied"
