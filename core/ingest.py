@@ -84,7 +84,7 @@ def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list
         reply_to=ev.reply_to,
         payload=ev.payload,
         edited_ts_ms=ev.platform_ts_ms if ev.kind == EventKind.EDIT else None,
-        subject=ev.subject,
+        subject=store.seal_text(hub, ev.subject, subject, b"subject"),
         identity=None if out else
         f"{channel_id}|{store.stored_user(hub, channel_id, ev.external_user_id)}",
     ).to_blob()

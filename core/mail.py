@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 
-from core import rawlog
+from core import rawlog, store
 from core.hub import Hub
 from core.models import Direction, Message, RawEvent
 
@@ -58,7 +58,7 @@ def thread_context(hub: Hub, conv_id: str, channel_id: str) -> dict[str, object]
     for mid, blob in zip(ids, blobs):  # newest first
         if not blob:
             continue
-        m = Message.from_blob(mid.decode(), conv_id, blob)
+        m = store.reveal(hub, Message.from_blob(mid.decode(), conv_id, blob))
         if m.channel_id != channel_id or not m.external_id:
             continue
         refs.append(m.external_id)

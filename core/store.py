@@ -126,11 +126,13 @@ def get_message(hub: Hub, conv_id: str, msg_id: str) -> Message:
     return reveal(hub, Message.from_blob(msg_id, conv_id, blob))
 
 
-def seal_text(hub: Hub, text: str | None, subject: SubjectKey = None) -> str | None:
-    """Message text as stored: encrypted when ``security.encrypt_message_text`` is on (with
-    the customer identity's own key, so erasing them makes it unreadable everywhere)."""
+def seal_text(hub: Hub, text: str | None, subject: SubjectKey = None,
+              purpose: bytes = b"text") -> str | None:
+    """Message text (or a mail's subject) as stored: encrypted when
+    ``security.encrypt_message_text`` is on (with the customer identity's own key, so erasing
+    them makes it unreadable everywhere)."""
     if text and hub.config.hub.security.encrypt_message_text:
-        return hub.keyring.encrypt_text(text, b"text", subject)
+        return hub.keyring.encrypt_text(text, purpose, subject)
     return text
 
 
@@ -138,10 +140,15 @@ def seal_attachments(hub: Hub, attachments: list[Attachment],
                      subject: SubjectKey = None) -> list[Attachment]:
     """Attachments as stored: contact cards carry phones, names and addresses, encrypted."""
     out = []
+    names = hub.config.hub.security.encrypt_message_text  # file names say as much as text
     for a in attachments:
         if a.kind == "contact" and a.meta:
             sealed = hub.keyring.encrypt_text(orjson.dumps(a.meta).decode(), b"contact", subject)
             a = Attachment(a.kind, a.url, a.file_id, a.name, a.mime, a.size, {"enc": sealed})
+        if names and a.name:
+            a = Attachment(a.kind, a.url, a.file_id,
+                           hub.keyring.encrypt_text(a.name, b"filename", subject), a.mime,
+                           a.size, a.meta, a.data)
         out.append(a)
     return out
 
@@ -197,7 +204,11 @@ def reveal(hub: Hub, msg: Message) -> Message:
     k = hub.keyring
     if msg.text and msg.text.startswith(TEXT_PREFIX):
         msg.text = k.decrypt_text(msg.text, b"text")
+    if msg.subject and msg.subject.startswith(TEXT_PREFIX):
+        msg.subject = k.decrypt_text(msg.subject, b"subject")
     for a in msg.attachments:
+        if a.name and a.name.startswith(TEXT_PREFIX):
+            a.name = k.decrypt_text(a.name, b"filename")
         if a.kind == "contact" and "enc" in a.meta:
             card = k.decrypt_text(a.meta["enc"], b"contact")
             a.meta = orjson.loads(card) if card else {"erased": True}
