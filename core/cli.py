@@ -138,11 +138,12 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
     specs += [(f"worker-{i + 1}", [py, "-m", "core.cli", "worker", "--queues", "ingest"])
               for i in range(workers)]
     specs.append(("sender", [py, "-m", "core.cli", "worker", "--queues", "outbound"]))
-    inbound = [getattr(a.settings, "inbound", None) for a in hub.adapters.values()
-               if a.name == "email"]
-    if any(i.smtp for i in inbound):
+    from webhooks.smtp import listeners
+    from worker.imap import channels as imap_channels
+
+    if listeners(hub):  # the mail processes the configured email channels need
         specs.append(("smtp", [py, "-m", "core.cli", "smtp"]))
-    if any(i.imap for i in inbound):
+    if imap_channels(hub):
         specs.append(("imap", [py, "-m", "core.cli", "imap"]))
     if workers < config.hub.ingest.consumers:
         click.echo(f"note: ingest.consumers is {config.hub.ingest.consumers} but only {workers} "

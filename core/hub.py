@@ -102,5 +102,14 @@ class Hub:
         return BlobStore(root if root.is_absolute() else data_dir() / root, self.keyring)
 
     @cached_property
+    def own_addresses(self) -> frozenset[str]:
+        """The hub's own mail addresses (every email channel's address and aliases), in
+        canonical form: typed into a message they say nothing about the customer."""
+        from core.identifiers import email
+
+        return frozenset(email(a) or a for ad in self.adapters.values() if ad.name == "email"
+                         for a in (ad.settings.address, *ad.settings.aliases))
+
+    @cached_property
     def shards(self) -> int:
         return self.config.hub.ingest.shards

@@ -44,7 +44,7 @@ def claims_of(hub: Hub, ev: InboundEvent) -> tuple[list[Claim], str]:
         shown = canonical if i.kind == "phone" else i.value.strip().lower()
         out.append((i.kind, canonical, shown, i.verified, i.source))
     if cfg.typed_claims and ev.text:
-        ours = _own_addresses(hub)
+        ours = hub.own_addresses
         for kind, value in identifiers.typed_claims(ev.text, regions):
             if value in ours:  # "mail support@ our shop": says nothing about the customer
                 continue
@@ -52,17 +52,6 @@ def claims_of(hub: Hub, ev: InboundEvent) -> tuple[list[Claim], str]:
                 out.append((kind, value, value, False, "typed"))
     code = CODE_RE.search(ev.text or "") if ev.text and "-" in ev.text else None
     return out, code_hash(hub, code.group(1)) if code else ""
-
-
-def _own_addresses(hub: Hub) -> frozenset[str]:
-    """The hub's own mail addresses (every email channel's address and aliases)."""
-    own = getattr(hub, "_own_addresses", None)
-    if own is None:
-        own = frozenset(identifiers.email(a) or a for ad in hub.adapters.values()
-                        if ad.name == "email"
-                        for a in (ad.settings.address, *ad.settings.aliases))
-        hub._own_addresses = own
-    return own
 
 
 def code_hash(hub: Hub, code: str) -> str:

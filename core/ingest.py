@@ -29,6 +29,7 @@ from core.models import (
     Message,
     RawEvent,
 )
+from core.subjects import COMMANDS_PER_NEW_KEY
 
 log = logging.getLogger(__name__)
 SEP = "\x1f"
@@ -57,7 +58,7 @@ class IngestResult:
 
 
 def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str],
-          subject: SubjectKey) -> bytes:
+          subject: SubjectKey, identity: str) -> bytes:
     notice = ev.kind in NOTICE_KINDS
     text = ev.text
     if ev.kind in _NOTICE_TEXT:  # the same words for every platform, for agents
@@ -85,8 +86,7 @@ def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list
         payload=ev.payload,
         edited_ts_ms=ev.platform_ts_ms if ev.kind == EventKind.EDIT else None,
         subject=store.seal_text(hub, ev.subject, subject, b"subject"),
-        identity=None if out else
-        f"{channel_id}|{store.stored_user(hub, channel_id, ev.external_user_id)}",
+        identity=None if out else identity,
     ).to_blob()
 
 
@@ -100,22 +100,35 @@ class _Batch:
         self.now = rawlog.now_ms()
         self.reopen_ms = int(hub.config.hub.conversations.reopen_window * 1000)
         self.subjects: dict[str, tuple] = {}  # identity → its own key (core/subjects.py)
+        self.users: dict[tuple[str, str], str] = {}  # (channel, sender) → user id as stored
         self.erasures = hub.subjects.valid_for()
 
+    def user(self, ev: InboundEvent, ch: str) -> str:
+        """The sender's user id as stored (a blind index where ids are addresses), worked
+        out once per sender and batch."""
+        key = (ch, ev.external_user_id)
+        if key not in self.users:
+            self.users[key] = store.stored_user(self.hub, ch, ev.external_user_id)
+        return self.users[key]
+
+    def sender(self, ev: InboundEvent, ch: str) -> str:
+        """The sender's identity, "channel|user": what its own key and messages name."""
+        return f"{ch}|{self.user(ev, ch)}"
+
     def subject(self, ev: InboundEvent, ch: str) -> SubjectKey:
-        return self.subjects.get(f"{ch}|{store.stored_user(self.hub, ch, ev.external_user_id)}")
+        return self.subjects.get(self.sender(ev, ch))
 
     def prepare(self, items: list[tuple[RawEvent, InboundEvent, str]]) -> None:
         """Fetch (or create) the keys of every sender in the batch: two round trips."""
         hub = self.hub
         before = len(self.pipe)
         self.subjects = hub.subjects.keys_for([
-            f"{ch}|{store.stored_user(hub, ch, ev.external_user_id)}" for _, ev, ch in items
+            self.sender(ev, ch) for _, ev, ch in items
             if ev.kind in TIMELINE_KINDS or ev.kind in NOTICE_KINDS or ev.kind == EventKind.EDIT],
             pipe=self.pipe)
         # new keys ride in this batch's pipeline: HSET key, HSETNX identity → key (replies
         # checked in ``process``: a lost HSETNX means another worker's key won)
-        for _ in range((len(self.pipe) - before) // 2):
+        for _ in range((len(self.pipe) - before) // COMMANDS_PER_NEW_KEY):
             self.ops.append(("key", None, None, ""))
             self.ops.append(("key-id", None, None, ""))
 
@@ -133,11 +146,12 @@ class _Batch:
                                   source, k.encrypt_text(shown, b"identifier", subject)))
                         for kind, value, shown, verified, source in claims)
         name = ev.profile.get("name", "")
-        user, address = store.identity_of(hub, ch, ev.external_user_id, ev.address, subject)
+        user, address = store.identity_of(hub, ch, ev.external_user_id, ev.address, subject,
+                                          stored=self.user(ev, ch))
         hub.scripts.ingest(args=[
             ch, dedupe_key or ev.dedupe_key, user, address,
             k.encrypt_text(name, b"name", subject) if name else "",
-            ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags, subject), mode,
+            ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags, subject, self.sender(ev, ch)), mode,
             route.queue,
             route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
@@ -231,7 +245,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         pairs = [(o, rp) for o, rp in pairs if id(o[1]) not in stale]
 
     fallback = _Batch(hub)
-    fallback.subjects = batch.subjects
+    fallback.subjects, fallback.users = batch.subjects, batch.users
     for (op, raw, ev, ch), reply in pairs:
         if op == "key-id" and reply == 0:  # another worker created this identity's key first
             hub.subjects.reset_cache()

@@ -47,12 +47,17 @@ def _cas(hub: Hub, key: str, field: bytes | str, old: bytes, new: str | bytes) -
     return bool(hub.scripts.cas_hset(keys=[key], args=[field, old, new]))
 
 
+def _reseal_field(hub: Hub, key: str, field: str | bytes, value: bytes | None,
+                  purpose: bytes) -> int:
+    """Re-encrypt one sealed hash field when it is under an older key (compare-and-set)."""
+    if not _needs(hub, value):
+        return 0
+    return int(_cas(hub, key, field, value, _reseal(hub, value.decode(), purpose)))
+
+
 def _customer(hub: Hub, cid: str) -> int:
-    n = 0
     key = hub.keys.customer(cid)
-    name = hub.redis.hget(key, "name")
-    if _needs(hub, name):
-        n += _cas(hub, key, "name", name, _reseal(hub, name.decode(), b"name"))
+    n = _reseal_field(hub, key, "name", hub.redis.hget(key, "name"), b"name")
     ikey = hub.keys.customer_identifiers(cid)
     for field, val in hub.redis.hgetall(ikey).items():
         head, _, sealed = val.decode().rpartition("|")
@@ -60,8 +65,7 @@ def _customer(hub: Hub, cid: str) -> int:
             n += _cas(hub, ikey, field, val, f"{head}|{_reseal(hub, sealed, b'identifier')}")
     akey = hub.keys.customer_identities(cid)  # reply addresses that are personal data (mail)
     for field, addr in hub.redis.hgetall(akey).items():
-        if _needs(hub, addr):
-            n += _cas(hub, akey, field, addr, _reseal(hub, addr.decode(), b"address"))
+        n += _reseal_field(hub, akey, field, addr, b"address")
     return n
 
 
@@ -81,11 +85,8 @@ def _message_blob(hub: Hub, blob: bytes) -> bytes | None:
 
 
 def _conversation(hub: Hub, conv_id: str) -> int:
-    n = 0
     ckey = hub.keys.conversation(conv_id)
-    addr = hub.redis.hget(ckey, "address")
-    if _needs(hub, addr):
-        n += _cas(hub, ckey, "address", addr, _reseal(hub, addr.decode(), b"address"))
+    n = _reseal_field(hub, ckey, "address", hub.redis.hget(ckey, "address"), b"address")
     key = hub.keys.messages(conv_id)
     for mid, blob in hub.redis.hscan_iter(key, count=500):
         for _ in range(3):  # a concurrent patch changed it: read again

@@ -163,10 +163,11 @@ def stored_user(hub: Hub, channel_id: str, user: str) -> str:
 
 
 def identity_of(hub: Hub, channel_id: str, user: str, address: str | None,
-                subject: SubjectKey = None) -> tuple[str, str]:
+                subject: SubjectKey = None, stored: str | None = None) -> tuple[str, str]:
     """(user, reply address) as stored for an event's sender: on channels whose user ids are
-    personal data the address is encrypted (with the identity's own key when given)."""
-    stored = stored_user(hub, channel_id, user)
+    personal data the address is encrypted (with the identity's own key when given).
+    ``stored``: the user id as stored, when the caller worked it out already."""
+    stored = stored if stored is not None else stored_user(hub, channel_id, user)
     if stored != user:
         return stored, hub.keyring.encrypt_text(address or user, b"address", subject)
     return user, address or user

@@ -21,6 +21,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from core.crypto import SUBJECT_PREFIX
 
 _WRAP = b"subject-key"
+# What ``keys_for(pipe=...)`` queues per new key (HSET key, HSETNX identity → key id): the
+# ingest batch counts on it to match the pipeline's replies.
+COMMANDS_PER_NEW_KEY = 2
 # Keys are reused this long per process. An erase bumps a counter; every ingest script checks
 # it against the value the worker's cache is valid for and refuses to write when it moved
 # (the worker drops its cache and runs the events again): no new data under a destroyed key.

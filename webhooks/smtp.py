@@ -62,8 +62,8 @@ def listeners(hub: Hub) -> dict[tuple[str, int], list[str]]:
     """(host, port) → the email channels listening there."""
     out: dict[tuple[str, int], list[str]] = defaultdict(list)
     for cid, adapter in hub.adapters.items():
-        smtp = getattr(getattr(adapter.settings, "inbound", None), "smtp", None)
-        if adapter.name == "email" and smtp is not None:
+        if adapter.name == "email" and adapter.settings.inbound.smtp is not None:
+            smtp = adapter.settings.inbound.smtp
             out[(smtp.host, smtp.port)].append(cid)
     return dict(out)
 

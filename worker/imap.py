@@ -11,20 +11,23 @@ import logging
 import signal
 import threading
 
-from adapters.email.imap import ImapPoller
+from adapters.email.imap import ImapPoller, ImapSettings
 from core import mail
 from core.hub import Hub
 
 log = logging.getLogger(__name__)
 
 
+def channels(hub: Hub) -> dict[str, ImapSettings]:
+    """The email channels that read an IMAP folder, with their folder's settings."""
+    return {cid: a.settings.inbound.imap for cid, a in hub.adapters.items()
+            if a.name == "email" and a.settings.inbound.imap is not None}
+
+
 def pollers(hub: Hub) -> list[ImapPoller]:
     """A poller for every email channel that reads an IMAP folder."""
     out = []
-    for cid, adapter in hub.adapters.items():
-        imap = getattr(getattr(adapter.settings, "inbound", None), "imap", None)
-        if adapter.name != "email" or imap is None:
-            continue
+    for cid, imap in channels(hub).items():
 
         def deliver(mime: bytes, _cid: str = cid) -> None:
             mail.store_raw_mail(hub, _cid, mime, "imap")

@@ -14,16 +14,26 @@ import time
 from collections.abc import Mapping
 from email import policy
 from email.parser import BytesParser
+from functools import lru_cache
+from types import MappingProxyType
 from urllib.parse import parse_qsl
 
 from adapters.base import constant_time_equal, header
 from core.errors import PayloadError, SignatureError
 
 
-def form(headers: Mapping[str, str], body: bytes) -> dict[str, str | bytes]:
+def form(headers: Mapping[str, str], body: bytes) -> Mapping[str, str | bytes]:
     """The posted fields, ``body-mime`` (and files) as the bytes sent: an 8-bit GB2312 mail
-    must reach the parser undecoded (a form library would read it as UTF-8)."""
-    ctype = header(headers, "content-type") or ""
+    must reach the parser undecoded (a form library would read it as UTF-8).
+
+    The webhook asks three times per request (signature, one-time token, what to store): the
+    last few parses are kept, read-only, so a request's form is parsed once.
+    """
+    return _parse(header(headers, "content-type") or "", body)
+
+
+@lru_cache(maxsize=4)
+def _parse(ctype: str, body: bytes) -> Mapping[str, str | bytes]:
     out: dict[str, str | bytes] = {}
     if ctype.lower().startswith("multipart/form-data"):
         msg = BytesParser(policy=policy.HTTP).parsebytes(
@@ -36,12 +46,12 @@ def form(headers: Mapping[str, str], body: bytes) -> dict[str, str | bytes]:
             if name:
                 raw = name == "body-mime" or part.get_filename() is not None
                 out[name] = data if raw else data.decode("utf-8", "replace")
-        return out
+        return MappingProxyType(out)
     # latin-1 maps each byte to one character and back: the percent-decoded bytes survive
     for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1"):
         data = v.encode("latin-1")
         out[k] = data if k == "body-mime" else data.decode("utf-8", "replace")
-    return out
+    return MappingProxyType(out)
 
 
 def verify(fields: Mapping[str, str | bytes], signing_key: str, max_age_s: float,

@@ -179,3 +179,11 @@ def test_split_gives_each_customer_what_they_wrote_while_merged(hub):
     identity.split(hub, m["id"], "alice", "hai người khác nhau")
     assert _texts(hub, b) == {"B trước", "B trong lúc gộp"}
     assert _texts(hub, a) == {"A trước", "A: nhà tôi ở 99 Trần Hưng Đạo"}
+
+
+def test_the_shops_own_address_typed_by_customers_links_nobody(hub):
+    feed(hub, tg_text(1401, "mình đã gửi mail tới support@shop.example.vn rồi"),
+         zalo_text("z-1401", "đã mail Support@Shop.Example.vn hôm qua"))
+    a, b = customer_of(hub, "tg-test", "1401"), customer_of(hub, "zalo-test", "z-1401")
+    assert a != b and identity.suggestions(hub, a) == []
+    assert store.get_customer(hub, a).identifiers == []
