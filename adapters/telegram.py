@@ -185,6 +185,10 @@ def _message(msg: JSON, received_ms: int, what: str = "message") -> InboundEvent
         reply_to=f"m:{chat_id}:{reply['message_id']}" if reply else None,
         platform_type="message",
     )
+    # In a forum supergroup: the topic it was posted in (message_thread_id alone also marks
+    # plain reply threads, so only ``is_topic_message`` counts).
+    if msg.get("is_topic_message") and msg.get("message_thread_id") is not None:
+        ev.topic_id = str(msg["message_thread_id"])
     if ev.text is not None or ev.attachments:
         return ev
     if "contact" in msg:
@@ -368,6 +372,30 @@ class TelegramAdapter(Adapter):
         if resp.status_code == 200 and answer.get("ok"):
             return answer
         raise _delivery_error(method, resp.status_code, answer, token)
+
+    @property
+    def bot_id(self) -> str:
+        """The bot's own Telegram user id (the token's first part; not a secret)."""
+        return self.settings.bot_token.get_secret_value().partition(":")[0]
+
+    def send_message(self, chat_id: int | str, text: str, message_thread_id: int | None = None,
+                     reply_to: int | None = None) -> JSON:
+        """``sendMessage`` as plain text (no parse mode: customer text needs no escaping),
+        into a forum topic when ``message_thread_id`` is given. Returns the sent Message."""
+        params: JSON = {"chat_id": chat_id, "text": text,
+                        "link_preview_options": {"is_disabled": True}}
+        if message_thread_id is not None:
+            params["message_thread_id"] = message_thread_id
+        if reply_to is not None:
+            params["reply_parameters"] = {"message_id": reply_to,
+                                          "allow_sending_without_reply": True}
+        return self.call("sendMessage", params)["result"]
+
+    def create_forum_topic(self, chat_id: int | str, name: str) -> int:
+        """``createForumTopic`` (the bot needs the can_manage_topics admin right); returns the
+        new topic's ``message_thread_id``. Names are 1-128 characters."""
+        result = self.call("createForumTopic", {"chat_id": chat_id, "name": name[:128]})["result"]
+        return int(result["message_thread_id"])
 
     def set_webhook(self, url: str) -> JSON:
         """Point Telegram at ``url`` with this channel's secret token and update types."""

@@ -134,10 +134,13 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
     # gthread: a request waiting for Redis's fsync does not idle the whole process.
     specs = [("web", [py, "-m", "gunicorn", "-k", "gthread", "--threads", "8",
                       "-w", str(web_workers), "-b", f"{host}:{port}", "webhooks.wsgi:app"]),
-             ("scheduler", [py, "-m", "core.cli", "scheduler"])]
+             ("scheduler", [py, "-m", "core.cli", "scheduler"]),
+             ("reactor", [py, "-m", "core.cli", "reactor"])]
     specs += [(f"worker-{i + 1}", [py, "-m", "core.cli", "worker", "--queues", "ingest"])
               for i in range(workers)]
     specs.append(("sender", [py, "-m", "core.cli", "worker", "--queues", "outbound"]))
+    # integrators' webhooks: a slow receiver never holds up a reply (core/hooks.py)
+    specs.append(("hooks", [py, "-m", "core.cli", "worker", "--queues", "hooks"]))
     from webhooks.smtp import listeners
     from worker.imap import channels as imap_channels
 
@@ -190,7 +193,7 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
 
 @main.command()
 @click.option("--queues", default="ingest", show_default=True,
-              help="ingest, outbound, or both (comma-separated)")
+              help="ingest, outbound, hooks (outgoing webhooks), comma-separated")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 def worker(queues: str, burst: bool) -> None:
     """An RQ worker. Needs REDIS_URL or a running `tongdai up`."""
@@ -222,6 +225,16 @@ def imap() -> None:
     setup_logging()
     with _hub() as hub:
         pollers.serve(hub)
+
+
+@main.command()
+def reactor() -> None:
+    """Runs the change feed's reactors: auto-assignment, outgoing webhooks, the Telegram staff
+    group, agents' mail (run one or more)."""
+    from core.hub import Hub
+    from worker.reactors import run_reactors
+
+    run_reactors(Hub.from_env())
 
 
 @main.command()
@@ -373,13 +386,80 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--name", required=True)
-@click.option("--role", type=click.Choice(["admin", "agent"]), default="agent", show_default=True)
-def token_create(name: str, role: str) -> None:
+@click.option("--role", type=click.Choice(["agent", "supervisor", "admin"]), default="agent",
+              show_default=True)
+@click.option("--team", "teams", multiple=True, help="a team it may see (repeat); admins see all")
+def token_create(name: str, role: str, teams: tuple[str, ...]) -> None:
     """Print a new bearer token (alone on stdout); only its hash is stored."""
     from core import tokens
 
     with _hub() as hub:
-        click.echo(tokens.create(hub, name, role))
+        try:
+            click.echo(tokens.create(hub, name, role, teams))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def users() -> None:
+    """Agents, supervisors and admins who log in to the console."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["agent", "supervisor", "admin"]), default="agent",
+              show_default=True)
+@click.option("--team", "teams", multiple=True, help="a team of teams: in the config (repeat)")
+@click.option("--display-name", default="", help="shown to colleagues (default: NAME)")
+@click.option("--email", default=None, help="assignment notifications; replies from it count")
+@click.option("--telegram-id", type=int, default=None, help="their Telegram user id (staff group)")
+@click.option("--capacity", type=int, default=None, help="open conversations at once")
+@click.password_option(prompt="Password", help="prompted for when not given")
+def users_add(name: str, role: str, teams: tuple[str, ...], display_name: str, email: str | None,
+              telegram_id: int | None, capacity: int | None, password: str) -> None:
+    """Add a user (the first admin: tongdai users add NAME --role admin)."""
+    from core import audit
+    from core import users as u
+    from core.errors import TongdaiError
+
+    with _hub() as hub:
+        try:
+            u.create(hub, u.User(name=name, role=role, display_name=display_name,
+                                 teams=list(teams), email=email, telegram_user_id=telegram_id,
+                                 capacity=capacity), password)
+        except TongdaiError as exc:
+            raise click.ClickException(str(exc)) from None
+        audit.record(hub, os.environ.get("USER", "cli"), "user.created", name, {"role": role})
+        click.echo(f"user {name} ({role}) added")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Every user with role, teams and whether they can log in."""
+    from core import users as u
+
+    with _hub() as hub:
+        for user in u.all_users(hub):
+            state = "disabled" if user.disabled else "active"
+            click.echo(f"{user.name}\t{user.role}\t{','.join(user.teams) or '-'}\t{state}")
+
+
+@users.command("passwd")
+@click.argument("name")
+@click.password_option(prompt="New password")
+def users_passwd(name: str, password: str) -> None:
+    """Set a user's password (ends their console sessions)."""
+    from core import audit
+    from core import users as u
+    from core.errors import TongdaiError
+
+    with _hub() as hub:
+        try:
+            u.set_password(hub, name, password)
+        except TongdaiError as exc:
+            raise click.ClickException(str(exc)) from None
+        audit.record(hub, os.environ.get("USER", "cli"), "user.password", name)
+        click.echo(f"password of {name} changed; their sessions ended")
 
 
 # -- trying it out ------------------------------------------------------------------------------
@@ -514,6 +594,21 @@ def zalo_authorize(channel_id: str, code: str) -> None:
         except TongdaiError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"{channel_id}: authorized; the token pair is stored and rotates by itself")
+
+
+@main.group()
+def agentmail() -> None:
+    """Agents' mail: assignment notifications, replies by mail, digests."""
+
+
+@agentmail.command("digest")
+@click.option("--day", default=None, help="YYYY-MM-DD (default: today); each agent gets one a day")
+def agentmail_digest(day: str | None) -> None:
+    """Mail every agent with an address their conversations waiting for a reply, now."""
+    from core import agentmail as mails
+
+    with _hub() as hub:
+        click.echo(f"{mails.send_digests(hub, day)} digest(s) sent")
 
 
 @main.command()

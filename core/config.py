@@ -93,6 +93,8 @@ class RoutingSection(_Section):
     default_queue: str = "general"
     queues: list[str] = ["general"]
     rules: list[RouteRule] = []
+    # An escalated conversation's priority is raised to at least this (core/workflow.py).
+    escalation_priority: int = Field(90, ge=0, le=99)
 
 
 class SecuritySection(_Section):
@@ -133,6 +135,89 @@ class StorageSection(_Section):
     max_blob_bytes: int = Field(25 * 1024 * 1024, ge=1024)
 
 
+class StaffGroup(_Section):
+    # A Telegram supergroup with topics where the team answers customers (docs/workspace.md).
+    channel: str            # a telegram channel instance whose bot is an admin of the group
+    chat_id: int            # the supergroup's id (-100...)
+
+
+class TeamSection(_Section):
+    id: str
+    name: str = ""
+    queues: list[str] = []          # conversations of these queues belong to the team
+    # Auto-assignment: off, round_robin or least_loaded; only to online agents with room.
+    auto_assign: str = "off"
+    capacity: int = Field(5, ge=1, le=1000)  # open conversations per agent (default)
+    # An agent going offline hands their open conversations back to the queue.
+    release_on_offline: bool = True
+    staff_group: StaffGroup | None = None
+
+    @field_validator("auto_assign")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v not in ("off", "round_robin", "least_loaded"):
+            raise ValueError("auto_assign must be off, round_robin or least_loaded")
+        return v
+
+
+class ConsoleSection(_Section):
+    session_ttl: float = 12 * 3600.0   # a console session ends after this long without use
+    login_attempts: int = Field(5, ge=1)  # failed log-ins per user (and per address) ...
+    lockout: float = 900.0             # ... within this time lock further tries for it
+    default_language: str = "vi"      # vi or en; each agent can choose
+    away_after: float = 600.0          # no activity this long: online -> away
+    offline_after: float = 1800.0      # ... and this long: offline (assignments released)
+    # Mark console cookies Secure even when the request reached us over plain HTTP (a proxy
+    # terminates TLS in front); they are Secure anyway on HTTPS requests.
+    secure_cookies: bool = False
+
+    _durations = field_validator("session_ttl", "lockout", "away_after", "offline_after",
+                                 mode="before")(classmethod(lambda cls, v: parse_duration(v)))
+
+    @field_validator("default_language")
+    @classmethod
+    def _lang(cls, v: str) -> str:
+        if v not in ("vi", "en"):
+            raise ValueError("default_language must be vi or en")
+        return v
+
+
+class SlaTargets(_Section):
+    first_response: float | None = None   # customer's first message -> first agent reply
+    next_response: float | None = None    # each later customer message -> the next reply
+
+    _durations = field_validator("first_response", "next_response", mode="before")(
+        classmethod(lambda cls, v: None if v is None else parse_duration(v)))
+
+
+class SlaSection(SlaTargets):
+    # Defaults for every queue; `queues:` overrides them per queue.
+    first_response: float | None = 900.0
+    next_response: float | None = 3600.0
+    queues: dict[str, SlaTargets] = {}
+
+
+class NotificationsSection(_Section):
+    # Agents' mail (core/agentmail.py): assignment notifications, replies by mail, digests.
+    email: bool = True                 # mail agents (those with an email) when assigned
+    email_channel: str | None = None   # the email channel that sends them; None: the first
+    console_url: str = ""              # links in mails, e.g. https://hub.example.vn
+    recent_messages: int = Field(5, ge=1, le=50)  # the customer's latest messages shown
+    digest_hour: int | None = Field(None, ge=0, le=23)  # daily digest at this hour; None: off
+    timezone: str = "Asia/Ho_Chi_Minh"  # of digest_hour and the times shown in mails
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
+        return v
+
+
 class ChannelSection(_Section):
     id: str
     adapter: str
@@ -148,6 +233,10 @@ class HubConfig(_Section):
     security: SecuritySection = SecuritySection()
     storage: StorageSection = StorageSection()
     identity: IdentitySection = IdentitySection()
+    teams: list[TeamSection] = []
+    console: ConsoleSection = ConsoleSection()
+    sla: SlaSection = SlaSection()
+    notifications: NotificationsSection = NotificationsSection()
     channels: list[ChannelSection] = []
 
 
@@ -312,6 +401,37 @@ def load_config(path: str | None = None) -> LoadedConfig:
             errors.append(ConfigError(path, f"routing.rules[{i}].queue",
                                       f"queue {rule.queue!r} is not in routing.queues",
                                       "add it to routing.queues or fix the name"))
+    team_ids: set[str] = set()
+    for team in hub.teams:
+        where = f"teams[{team.id}]"
+        if not _CHANNEL_ID.match(team.id) or team.id in team_ids:
+            errors.append(ConfigError(path, f"{where}.id", "a team id must be unique, 1-63 "
+                                      "lower-case letters, digits, - or _", "rename the team"))
+        team_ids.add(team.id)
+        for q in team.queues:
+            if q not in queues:
+                errors.append(ConfigError(path, f"{where}.queues", f"queue {q!r} is not in "
+                                          "routing.queues", "add it to routing.queues or fix "
+                                          "the name"))
+        sg = team.staff_group
+        if sg is not None and channel_settings.get(sg.channel, (None,))[0] is None:
+            errors.append(ConfigError(path, f"{where}.staff_group.channel",
+                                      f"no channel {sg.channel!r}", "name a telegram channel "
+                                      "instance from channels"))
+        elif sg is not None and getattr(channel_settings[sg.channel][0], "name", "") != "telegram":
+            errors.append(ConfigError(path, f"{where}.staff_group.channel",
+                                      f"channel {sg.channel!r} is not a telegram channel",
+                                      "a staff group needs a telegram bot channel"))
+    for q in hub.sla.queues:
+        if q not in queues:
+            errors.append(ConfigError(path, f"sla.queues.{q}", f"queue {q!r} is not in "
+                                      "routing.queues", "fix the queue name"))
+    mailer = hub.notifications.email_channel
+    if mailer is not None and getattr(channel_settings.get(mailer, (None,))[0], "name",
+                                      "") != "email":
+        errors.append(ConfigError(path, "notifications.email_channel",
+                                  f"{mailer!r} is not an email channel",
+                                  "name an email channel instance from channels"))
     if errors:
         raise ConfigInvalid(errors)
     return LoadedConfig(path, hub, channel_settings)

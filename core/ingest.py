@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from adapters.base import Adapter
-from core import identity, mail, rawlog, store
+from core import agentmail, identity, mail, rawlog, sla, staffgroup, store
 from core.crypto import SubjectKey
 from core.errors import PayloadError
 from core.hub import Hub
@@ -102,6 +102,7 @@ class _Batch:
         self.subjects: dict[str, tuple] = {}  # identity → its own key (core/subjects.py)
         self.users: dict[tuple[str, str], str] = {}  # (channel, sender) → user id as stored
         self.erasures = hub.subjects.valid_for()
+        self.sla = sla.lua_targets(hub.config.hub.sla)  # the script's SLA targets (core/sla.py)
 
     def user(self, ev: InboundEvent, ch: str) -> str:
         """The sender's user id as stored (a blind index where ids are addresses), worked
@@ -156,7 +157,7 @@ class _Batch:
             route.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
             mail.thread_arg(hub, ev.thread), link, self.erasures,
-            "1" if hub.adapters[ch].acknowledgement() else "",
+            "1" if hub.adapters[ch].acknowledgement() else "", self.sla,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:
@@ -209,6 +210,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
     batch = _Batch(hub)
     dead: dict[int, tuple[RawEvent, str]] = {}
     items: list[tuple[RawEvent, InboundEvent, str]] = []
+    staff = staffgroup.chats(hub)  # (channel, chat) of Telegram staff groups: agents, not customers
     for raw in raws:
         events, error = _parse(hub.adapters.get(raw.channel_id), raw)
         if error:
@@ -221,6 +223,21 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
                            "then replay this dead letter")
                 dead[id(raw)] = (raw, problem)
                 continue
+            if staff and (ch, ev.address) in staff:  # an agent in a staff group: never a customer
+                try:
+                    staffgroup.handle(hub, ch, ev)
+                except Exception as exc:  # kept for replay; replies and commands act once
+                    log.exception("staff group update in raw event %s failed", raw.id)
+                    dead[id(raw)] = (raw, f"staff group: {type(exc).__name__}")
+                continue
+            if agentmail.addressed_to_agent(ev):  # an agent answering by mail?
+                try:
+                    if agentmail.handle_reply(hub, raw, ev, ch):
+                        continue
+                except Exception as exc:  # kept for replay; the reply is sent once either way
+                    log.exception("agent mail in raw event %s failed", raw.id)
+                    dead[id(raw)] = (raw, f"agent mail: {type(exc).__name__}")
+                    continue
             items.append((raw, ev, ch))
     batch.prepare(items)
     for raw, ev, ch in items:

@@ -16,7 +16,11 @@ import re
 # RQ queue names (RQ keeps its own keys under ``rq:``).
 INGEST_QUEUE = "tongdai-ingest"
 OUTBOUND_QUEUE = "tongdai-outbound"
+HOOKS_QUEUE = "tongdai-hooks"  # outgoing webhooks: a slow receiver never delays replies
 RAW_GROUP = "ingest"  # consumer group of the raw streams
+# The change feed keeps about this many events (live clients catch up from it, reactors
+# read it); XADD trims it approximately (MAXLEN ~).
+FEED_MAXLEN = 100_000
 
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 
@@ -140,8 +144,8 @@ class Keys:
     def acknowledgements_due(self) -> str:
         return self._k("ack", "due")
 
-    def events_channel(self) -> str:
-        return self._k("events")
+    def feed(self) -> str:
+        return self._k("feed")
 
     def key_rotation(self) -> str:
         return self._k("keys", "rotation")
@@ -149,6 +153,38 @@ class Keys:
     # -- agents' API --------------------------------------------------------------------------
     def tokens(self) -> str:
         return self._k("tokens")
+
+    # -- people: users (agents, supervisors, admins), console sessions, log-in failures, audit --
+    def user(self, name: str) -> str:
+        return self._k("user", name)
+
+    def users(self) -> str:
+        return self._k("users")
+
+    def user_by_telegram(self) -> str:
+        return self._k("users", "telegram")
+
+    def user_by_email(self) -> str:
+        return self._k("users", "email")
+
+    def session(self, digest: str) -> str:
+        return self._k("session", digest)
+
+    def user_sessions(self, name: str) -> str:
+        return self._k("user", name, "sessions")
+
+    def login_failures(self, scope: str) -> str:
+        return self._k("login", "fail", scope)
+
+    def audit(self) -> str:
+        return self._k("audit")
+
+    # -- inbox: unread counts and SLA due times (core/inbox.py, core/sla.py) ---------------
+    def unread(self) -> str:
+        return self._k("unread")
+
+    def sla_due(self) -> str:
+        return self._k("sla", "due")
 
     def idempotency(self, scope: str, key: str) -> str:
         return self._k("idem", scope, key)
@@ -158,6 +194,83 @@ class Keys:
 
     def rate(self, scope: str) -> str:
         return self._k("rate", scope)
+
+    # -- conversation workflow (core/workflow.py, core/canned.py): mentions, snoozes, canned --
+    def mentions(self, name: str) -> str:
+        return self._k("user", name, "mentions")
+
+    def snoozes(self) -> str:
+        return self._k("snoozes")
+
+    def canned(self, canned_id: str) -> str:
+        return self._k("canned", canned_id)
+
+    def canned_index(self) -> str:
+        return self._k("canned")
+
+    def canned_shortcuts(self) -> str:
+        return self._k("canned", "shortcuts")
+
+    # -- assignment and presence (core/assignment.py, core/presence.py) -----------------------
+    def user_load(self, name: str) -> str:
+        return self._k("user", name, "load")
+
+    def presence(self) -> str:
+        return self._k("presence")
+
+    def presence_seen(self) -> str:
+        return self._k("presence", "seen")
+
+    def team_pointer(self, team_id: str) -> str:
+        return self._k("team", team_id, "rr")
+
+    # -- agents' mail (core/agentmail.py): each mail to an agent sent once --------------------
+    def agent_mail_sent(self, marker: str) -> str:
+        return self._k("agentmail", "sent", marker)
+
+    # -- outgoing webhooks for integrators (core/hooks.py) --------------------------------------
+    def hooks(self) -> str:
+        return self._k("hooks")
+
+    def hook(self, sub_id: str) -> str:
+        return self._k("hooks", "sub", sub_id)
+
+    def hook_log(self, sub_id: str) -> str:
+        return self._k("hooks", "log", sub_id)
+
+    def hook_delivery(self, delivery_id: str) -> str:
+        return self._k("hooks", "delivery", delivery_id)
+
+    def hook_seen(self, delivery_id: str) -> str:
+        return self._k("hooks", "seen", delivery_id)
+
+    def hook_lock(self, delivery_id: str) -> str:
+        return self._k("hooks", "lock", delivery_id)
+
+    def hooks_due(self) -> str:
+        return self._k("hooks", "due")
+
+    # -- the Telegram staff group (core/staffgroup.py): one forum topic per conversation ------
+    def staff_topics(self, conv_id: str) -> str:
+        return self._k("sg", "conv", conv_id)
+
+    def staff_topic(self, chat_id: str, thread_id: str) -> str:
+        return self._k("sg", "topic", chat_id, thread_id)
+
+    def staff_topic_claim(self, chat_id: str, conv_id: str) -> str:
+        return self._k("sg", "claim", chat_id, conv_id)
+
+    def staff_posted(self, chat_id: str, item: str) -> str:
+        return self._k("sg", "posted", chat_id, item)
+
+    def staff_echoes(self, conv_id: str) -> str:
+        return self._k("sg", "echo", conv_id)
+
+    def staff_update(self, chat_id: str, message_id: str) -> str:
+        return self._k("sg", "done", chat_id, message_id)
+
+    def staff_pause(self, chat_id: str) -> str:
+        return self._k("sg", "pause", chat_id)
 
     # -- for the Lua scripts ------------------------------------------------------------------
     def lua_templates(self) -> dict[str, str]:
@@ -182,7 +295,8 @@ class Keys:
             "DEDUPE": t.dedupe("%s"),
             "QUEUE": t.queue("%s"),
             "CONVS": t.conversations_by_status("%s"),
-            "EVENTS": t.events_channel(),
+            "FEED": t.feed(),
+            "FEED_MAXLEN": str(FEED_MAXLEN),
             "SEQ_MERGE": t.seq("merge"),
             "IDENTIFIER_HOLDERS": t.identifier_holders("%s", "%s"),
             "MERGE": t.merge("%s"),
@@ -194,6 +308,9 @@ class Keys:
             "LINK_CODE_QUOTA": t.link_code_quota("%s"),
             "SUBJECT_ERASURES": t.subject_erasures(),
             "ACKS_DUE": t.acknowledgements_due(),
+            "UNREAD": t.unread(),
+            "SLA_DUE": t.sla_due(),
+            "USER_LOAD": t.user_load("%s"),
         }
 
 

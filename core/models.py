@@ -34,6 +34,7 @@ class EventKind(StrEnum):
 class Direction(StrEnum):
     IN = "in"
     OUT = "out"
+    INTERNAL = "internal"  # private notes and system lines: never sent to the customer
 
 
 class AuthorKind(StrEnum):
@@ -160,6 +161,9 @@ class InboundEvent:
     # Delivery reports: "failed" / "delayed" with the server's reason (DELIVERY events).
     delivery_status: str | None = None
     status_reason: str | None = None
+    # Telegram forum topic (message_thread_id) a group message was posted in; the staff group
+    # (core/staffgroup.py) maps topics to conversations. None outside forum topics.
+    topic_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -297,6 +301,8 @@ class Conversation:
     updated_ts_ms: int
     last_inbound_ts_ms: int | None
     resolved_ts_ms: int | None = None
+    escalated: bool = False  # core/workflow.py escalate
+    snoozed_until_ts_ms: int | None = None  # while pending: core/workflow.py snooze
 
     @classmethod
     def from_hash(cls, conv_id: str, h: dict[str, str], tags: list[str]) -> Conversation:
@@ -318,6 +324,9 @@ class Conversation:
             updated_ts_ms=int(h["updated"]),
             last_inbound_ts_ms=opt_int("last_in"),
             resolved_ts_ms=opt_int("resolved_at"),
+            escalated=h.get("escalated") == "1",
+            snoozed_until_ts_ms=(opt_int("snoozed_until")
+                                 if h["status"] == ConversationStatus.PENDING.value else None),
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -334,6 +343,8 @@ class Conversation:
             "updated_ts": self.updated_ts_ms,
             "last_inbound_ts": self.last_inbound_ts_ms,
             "resolved_ts": self.resolved_ts_ms,
+            "escalated": self.escalated,
+            "snoozed_until_ts": self.snoozed_until_ts_ms,
         }
 
 

@@ -131,16 +131,14 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
     code, mid = hub.scripts.create_outbound(
         keys=[hub.keys.idempotency(scope, digest), hub.keys.messages(conv_id),
               hub.keys.timeline(conv_id), hub.keys.conversation(conv_id)],
-        args=[msg.to_blob(), now, now, IDEMPOTENCY_TTL_S, hub.keys.seq("message")])
+        args=[msg.to_blob(), now, now, IDEMPOTENCY_TTL_S, hub.keys.seq("message"), conv_id,
+              author_id])
     mid = mid.decode()
     created = int(code) == 1
     if created:
         Queue(OUTBOUND_QUEUE, connection=hub.redis).enqueue(
             SEND_JOB, conv_id, mid, 1, job_id=f"send-{mid}", result_ttl=3600,
             failure_ttl=7 * 86400, description=f"send message {mid}")
-        hub.redis.publish(hub.keys.events_channel(), orjson.dumps(
-            {"type": "message.created", "conversation_id": conv_id, "message_id": mid,
-             "ts": now}))
     return store.get_message(hub, conv_id, mid), created
 
 
@@ -200,6 +198,8 @@ def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
     try:
         while True:
             msg = store.get_message(hub, conv_id, mid)
+            if msg.direction != Direction.OUT:  # a private note or system line: never sent
+                return f"not sent: a {msg.direction.value} {msg.kind}"
             if msg.status != DeliveryStatus.QUEUED:
                 return f"already {msg.status.value}"
             adapter = hub.adapter(msg.channel_id)

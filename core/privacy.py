@@ -83,6 +83,8 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
             pipe.zrem(k.queue(queue), conv)
         for status in ("open", "pending", "resolved"):
             pipe.zrem(k.conversations_by_status(status), conv)
+        pipe.zrem(k.unread(), conv)
+        pipe.zrem(k.sla_due(), conv)
         pipe.delete(k.conversation(conv), k.conversation_tags(conv), k.timeline(conv),
                     k.messages(conv))
     for ident in identities:

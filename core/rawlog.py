@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -31,6 +32,7 @@ from core.keys import INGEST_QUEUE, RAW_GROUP
 from core.models import RawEvent
 
 log = logging.getLogger(__name__)
+STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")  # a Redis stream entry id
 INGEST_JOB = "worker.jobs.ingest_loop"
 SLOT_TTL_S = 5  # refreshed every read (≤ 0.5 s); a killed loop frees its slot within this
 BLOCK_MS = 500
@@ -247,6 +249,8 @@ def dead_letters(hub: Hub, count: int = 100) -> list[tuple[str, RawEvent, str, i
 
 
 def dead_letter_get(hub: Hub, dl_id: str) -> tuple[RawEvent, str] | None:
+    if not STREAM_ID.fullmatch(dl_id):
+        return None
     entries = hub.redis.xrange(hub.keys.deadletter(), min=dl_id, max=dl_id)
     if not entries:
         return None

@@ -10,7 +10,8 @@ import redis
 from core.keys import Keys
 
 _NAMES = ("ingest", "patch_message", "watermark", "create_outbound", "release_lock",
-          "rate_slot", "cas_hset", "merge", "split", "subject_keys")
+          "rate_slot", "cas_hset", "merge", "split", "subject_keys",
+          "create_note", "claim", "presence", "sync_load")
 _INCLUDE = re.compile(r"\{\{INCLUDE:([a-z_]+)\}\}")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from core import feed
 from core.crypto import TEXT_PREFIX, SubjectKey
 from core.errors import BadRequest, NotFound
 from core.hub import Hub
@@ -258,12 +259,18 @@ def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversati
         pipe.hset(k.conversation(conv_id), mapping={"status": status.value, "resolved_at": now,
                                                     "updated": now})
         pipe.zrem(k.queue(conv.queue), conv_id)
+        # nothing is owed on a resolved conversation: no unread badge, no SLA wait (core/sla.py)
+        pipe.zrem(k.unread(), conv_id)
+        pipe.zrem(k.sla_due(), conv_id)
+        pipe.hdel(k.conversation(conv_id), "sla_due", "sla_breached")
     else:
         pipe.hset(k.conversation(conv_id), mapping={"status": status.value, "updated": now})
         pipe.hdel(k.conversation(conv_id), "resolved_at")
         # the queue's order: priority first, then age (as core/lua/ingest.lua files it)
         pipe.zadd(k.queue(conv.queue), {conv_id: (100 - conv.priority) * 1e13 + conv.created_ts_ms})
-    pipe.publish(k.events_channel(), orjson.dumps({"type": f"conversation.{status.value}",
-                                                   "conversation_id": conv_id, "ts": now}))
+    # the assignee's load (core/assignment.py): in this MULTI, so it sees the assignee of now
+    hub.scripts.sync_load(keys=[k.conversation(conv_id)], args=[conv_id], client=pipe)
+    feed.publish(hub, {"type": f"conversation.{status.value}", "conversation_id": conv_id,
+                       "ts": now}, pipe)
     pipe.execute()
     return get_conversation(hub, conv_id)

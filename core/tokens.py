@@ -10,19 +10,25 @@ import orjson
 
 from core.hub import Hub
 
-ROLES = ("admin", "agent")
+ROLES = ("agent", "supervisor", "admin")
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(hub: Hub, name: str, role: str) -> str:
-    """A new token for ``name`` with ``role``; returns the token (not stored in clear)."""
+def create(hub: Hub, name: str, role: str, teams: list[str] | tuple[str, ...] = ()) -> str:
+    """A new token for ``name`` with ``role`` and ``teams`` (what it may see, like a user's);
+    returns the token (not stored in clear)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    known = {t.id for t in hub.config.hub.teams}
+    bad = [t for t in teams if t not in known]
+    if bad:
+        raise ValueError(f"unknown team(s) {', '.join(bad)}; teams are in {hub.config.path}")
     token = "td_" + secrets.token_urlsafe(32)
-    record = {"name": name, "role": role, "created": int(time.time())}
+    record = {"name": name, "role": role, "teams": sorted(set(teams)),
+              "created": int(time.time())}
     hub.redis.hset(hub.keys.tokens(), _digest(token), orjson.dumps(record))
     return token
 

@@ -31,5 +31,12 @@ def drain_all(hub: Hub) -> dict:
     return {"stored": r.stored, "duplicates": r.duplicates, "updated": r.updated, "dead": r.dead}
 
 
-def auth(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
+def auth(token: str, idempotency_key: str | None = None) -> dict:
+    """Bearer headers; with ``idempotency_key`` ("new" = a fresh one) for creates."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if idempotency_key:
+        import uuid
+
+        headers["Idempotency-Key"] = (uuid.uuid4().hex if idempotency_key == "new"
+                                      else idempotency_key)
+    return headers

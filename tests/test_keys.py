@@ -39,12 +39,38 @@ def test_key_formats():
     assert k.dedupe("tg-main") == "td:dedupe:tg-main"
     assert k.queue("billing") == "td:queue:billing"
     assert k.conversations_by_status("open") == "td:convs:open"
-    assert k.events_channel() == "td:events"
+    assert k.feed() == "td:feed"
     assert k.tokens() == "td:tokens"
     assert k.idempotency("alice", "ab12") == "td:idem:alice:ab12"
     assert k.send_lock("42") == "td:send:42:lock"
     assert k.key_rotation() == "td:keys:rotation"
     assert k.rate("tg-main:555") == "td:rate:tg-main:555"
+    assert k.hooks() == "td:hooks"
+    assert k.hook("wh_1a2b") == "td:hooks:sub:wh_1a2b"
+    assert k.hook_log("wh_1a2b") == "td:hooks:log:wh_1a2b"
+    assert k.hook_delivery("dl_9f") == "td:hooks:delivery:dl_9f"
+    assert k.hook_seen("dl_9f") == "td:hooks:seen:dl_9f"
+    assert k.hook_lock("dl_9f") == "td:hooks:lock:dl_9f"
+    assert k.hooks_due() == "td:hooks:due"
+    assert k.mentions("an") == "td:user:an:mentions"
+    assert k.snoozes() == "td:snoozes"
+    assert k.canned("4") == "td:canned:4"
+    assert k.canned_index() == "td:canned"
+    assert k.canned_shortcuts() == "td:canned:shortcuts"
+    assert k.user_load("an") == "td:user:an:load"
+    assert k.presence() == "td:presence"
+    assert k.presence_seen() == "td:presence:seen"
+    assert k.team_pointer("support") == "td:team:support:rr"
+    assert k.agent_mail_sent("assign:1-0:an") == "td:agentmail:sent:assign:1-0:an"
+    assert k.staff_topics("9") == "td:sg:conv:9"
+    assert k.staff_topic("-1001", "5") == "td:sg:topic:-1001:5"
+    assert k.staff_topic_claim("-1001", "9") == "td:sg:claim:-1001:9"
+    assert k.staff_posted("-1001", "m:42") == "td:sg:posted:-1001:m:42"
+    assert k.staff_echoes("9") == "td:sg:echo:9"
+    assert k.staff_update("-1001", "77") == "td:sg:done:-1001:77"
+    assert k.staff_pause("-1001") == "td:sg:pause:-1001"
+    assert k.unread() == "td:unread"
+    assert k.sla_due() == "td:sla:due"
 
 
 def test_prefix_is_configurable_and_reaches_lua():
@@ -64,7 +90,8 @@ def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
     patterns = [r"td:raw:\d+", r"td:seq:(customer|conversation|message)", r"td:identity:[\w-]+",
                 r"td:customer:\d+", r"td:customer:\d+:(identities|last_in|convs)", r"td:conv:\d+",
                 r"td:conv:\d+:(tags|timeline|messages)", r"td:dedupe:[\w-]+",
-                r"td:queue:\w+", r"td:convs:\w+", r"td:subjects", r"td:subject_keys",
+                r"td:queue:\w+", r"td:convs:\w+", r"td:subjects", r"td:subject_keys", r"td:feed",
+                r"td:unread", r"td:sla:due",
                 r"rq:.*"]
     keys = [k.decode() for k in hub.redis.scan_iter("*")]
     assert keys

@@ -22,12 +22,14 @@ def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask
         app.config.update(test_config)
     app.extensions["tongdai"] = hub or Hub.from_env()
 
-    from webhooks import api, health, inbound
+    from webhooks import api, console, health, inbound
 
     app.register_blueprint(inbound.bp)
     app.wsgi_app = inbound.FastWebhooks(app.wsgi_app, app.extensions["tongdai"], MAX_BODY_BYTES)
     app.register_blueprint(api.bp)
+    api.spec.register(app)  # /api/v1/openapi.json, generated from the routes
     app.register_blueprint(health.bp)
+    app.register_blueprint(console.bp)  # /login, /logout, /console (docs/workspace.md)
 
     @app.errorhandler(TongdaiError)
     def _tongdai_error(exc: TongdaiError):
@@ -35,8 +37,10 @@ def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        # keep the exception's own headers (Allow on 405, Retry-After, ...), JSON body
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return jsonify({"error": {"code": exc.name.replace(" ", ""),
-                                  "message": exc.description}}), exc.code
+                                  "message": exc.description}}), exc.code, headers
 
     return app
 

@@ -108,3 +108,11 @@ def acknowledge(channel_id: str, token: str) -> str:
     """Answer an event the platform wants acknowledged (a pressed Telegram button)."""
     hub().adapter(channel_id).acknowledge(token)
     return "acknowledged"
+
+
+def deliver_hook(delivery_id: str) -> str:
+    """One attempt at an outgoing webhook delivery (core/hooks.py; the zset keeps the
+    schedule, so a duplicate or late job does nothing)."""
+    from core import hooks
+
+    return hooks.attempt(hub(), delivery_id)

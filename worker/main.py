@@ -8,15 +8,15 @@ import time
 
 from rq import Queue, Worker
 
-from core import ingest, rawlog
+from core import feed, ingest, rawlog
 from core.hub import Hub
-from core.keys import INGEST_QUEUE, OUTBOUND_QUEUE
+from core.keys import HOOKS_QUEUE, INGEST_QUEUE, OUTBOUND_QUEUE
 from worker import jobs
 
 log = logging.getLogger(__name__)
 
 
-QUEUES = {"ingest": INGEST_QUEUE, "outbound": OUTBOUND_QUEUE}
+QUEUES = {"ingest": INGEST_QUEUE, "outbound": OUTBOUND_QUEUE, "hooks": HOOKS_QUEUE}
 
 
 def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = False,
@@ -45,7 +45,16 @@ def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> 
     signal.signal(signal.SIGINT, _stop)
     last_trim = last_ack = 0.0
     ack_every = 10.0
+    ticks_due: dict[str, float] = {}
+    feed.load_reactors()
     while not stop:
+        for name, (fn, every) in feed.TICKS.items():
+            if time.monotonic() >= ticks_due.get(name, 0.0):
+                ticks_due[name] = time.monotonic() + every
+                try:
+                    fn(hub)
+                except Exception:
+                    log.exception("periodic task %s failed", name)
         try:
             started = rawlog.ensure_ingest_loops(hub)
             if started:

@@ -78,8 +78,9 @@ def _tidy(lines: list[str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
 
 
-def strip_quoted(text: str) -> str:
-    """The new part of ``text``: quoted thread, attributions and signature removed."""
+def new_text(text: str) -> str:
+    """The new part of ``text``, or "" when the mail only quotes or forwards (an agent's
+    reply by mail must then send nothing: see core/agentmail.py)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     kept: list[str] = []
     i = 0
@@ -94,9 +95,15 @@ def strip_quoted(text: str) -> str:
             continue
         kept.append(lines[i])
         i += 1
-    new = _tidy(kept)
+    return _tidy(kept)
+
+
+def strip_quoted(text: str) -> str:
+    """The new part of ``text``: quoted thread, attributions and signature removed."""
+    new = new_text(text)
     if new:
         return new
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     # Nothing new (a bare forward or a whole-quote mail): keep it all but the signature.
     cut = next((n for n, line in enumerate(lines) if _is_signature(line)), len(lines))
     return _tidy(lines[:cut]) or _tidy(lines)

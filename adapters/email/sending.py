@@ -8,6 +8,7 @@ import html
 import smtplib
 import ssl
 import time
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, localtime
 
@@ -39,12 +40,22 @@ def subject(message: OutboundMessage) -> str:
     return f"{base} {tag}".strip() if tag and tag not in base else base
 
 
+def set_subject(mail: EmailMessage, subject: str) -> None:
+    """Set Subject so that it reads back exactly: the stdlib's folder drops the space where it
+    splits a long non-ASCII subject between two encoded words ("của bạn" → "củabạn"), so
+    such subjects are encoded here, split inside the words (RFC 2047)."""
+    if subject.isascii():
+        mail["Subject"] = subject
+    else:
+        mail.set_raw("Subject", Header(subject, "utf-8", header_name="Subject").encode())
+
+
 def build(settings: EmailSettings, message: OutboundMessage) -> EmailMessage:
     """The reply as a MIME message."""
     m = EmailMessage()
     m["From"] = formataddr((settings.name, settings.address)) if settings.name else settings.address
     m["To"] = message.address
-    m["Subject"] = subject(message)
+    set_subject(m, subject(message))
     m["Date"] = format_datetime(localtime())
     m["Message-ID"] = f"<{message_id(settings, message.idempotency_key)}>"
     if message.reply_token:
@@ -93,10 +104,14 @@ def _refused(code: int, reason: bytes | str, what: str) -> DeliveryError:
 
 def send(settings: EmailSettings, message: OutboundMessage) -> Receipt:
     """Send through the configured relay; DeliveryError says whether to retry."""
+    return send_mail(settings, build(settings, message))
+
+
+def send_mail(settings: EmailSettings, mail: EmailMessage) -> Receipt:
+    """Hand a built mail to the channel's relay (replies, and the hub's own mail to agents)."""
     if settings.outbound is None:
         raise DeliveryError("this mail channel has no outbound.smtp: add the relay replies go "
                             "through to its settings", retryable=False, code="not_configured")
-    mail = build(settings, message)
     relay = settings.outbound.smtp
     try:
         with _connect(relay) as conn:

@@ -4,6 +4,7 @@
 -- KEYS[3] its timeline       KEYS[4] the conversation hash
 -- ARGV[1] message blob (JSON, without ids)   ARGV[2] timeline score (ms)   ARGV[3] now (ms)
 -- ARGV[4] idempotency key lifetime (s)       ARGV[5] message id sequence key
+-- ARGV[6] conversation id                     ARGV[7] author (agent) id, for the feed
 -- Returns {0, msg} when the key was already used (the earlier message) | {1, msg} created
 
 local prev = redis.call('GET', KEYS[1])
@@ -13,4 +14,16 @@ redis.call('HSET', KEYS[2], mid, ARGV[1])
 redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), mid)
 redis.call('HSET', KEYS[4], 'updated', ARGV[3])
 redis.call('SET', KEYS[1], mid, 'EX', tonumber(ARGV[4]))
+-- inbox (core/inbox.py, core/sla.py): an agent's reply (not a bot's acknowledgement, not a
+-- note) reads the conversation and answers what the customer waited for
+local sent = cjson.decode(ARGV[1])
+if sent.a == 'agent' and sent.d == 'out' then
+  redis.call('ZREM', "{{UNREAD}}", ARGV[6])
+  redis.call('ZREM', "{{SLA_DUE}}", ARGV[6])
+  redis.call('HDEL', KEYS[4], 'sla_due', 'sla_breached')
+  redis.call('HSET', KEYS[4], 'agent_reply', ARGV[3])
+end
+redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({
+  type = 'message.created', conversation_id = ARGV[6], message_id = mid, author_id = ARGV[7],
+  ts = tonumber(ARGV[3])}))
 return {1, mid}

@@ -30,6 +30,8 @@
 --          cache and runs the event again, so no new data is sealed with a destroyed key
 -- ARGV[20] "1" when this channel acknowledges new conversations automatically: opening one
 --          records the acknowledgement as due, atomically with the message (crash-safe)
+-- ARGV[21] SLA targets in ms (core/sla.py lua_targets): "first\31next" for every queue, then
+--          "\30queue\31first\31next" per queue override; an empty target is none; "" = off
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
 --         | {2, ""} notice with no conversation to join
@@ -42,6 +44,7 @@ local thread = ARGV[17] or ''
 local linkh = ARGV[18] or ''
 local erasures = ARGV[19] or ''
 local acks = ARGV[20] or ''
+local sla_t = ARGV[21] or ''
 if erasures ~= '' and (redis.call('GET', "{{SUBJECT_ERASURES}}") or '0') ~= erasures then
   return {4, ''}
 end
@@ -188,10 +191,19 @@ if conv then
       redis.call('HSET', convk, 'status', 'open')
       redis.call('HDEL', convk, 'resolved_at')
       redis.call('ZREM', string.format("{{CONVS}}", 'resolved'), conv)
+      -- back in its agent's load (core/assignment.py; the assign reactor may release it)
+      local who = redis.call('HGET', convk, 'assignee')
+      if who and who ~= '' then redis.call('SADD', string.format("{{USER_LOAD}}", who), conv) end
       opened = 2
     else
       conv = nil
     end
+  end
+  -- a snoozed (pending) conversation wakes when the customer writes; routing below queues
+  -- it again (core/workflow.py; the snooze tick drops its stale entry)
+  if redis.call('HGET', convk, 'status') == 'pending' and mode == 'timeline' and dir == 'in' then
+    redis.call('HSET', convk, 'status', 'open')
+    redis.call('ZREM', string.format("{{CONVS}}", 'pending'), conv)
   end
 end
 if not conv then
@@ -265,6 +277,26 @@ else
 end
 redis.call('ZADD', string.format("{{CONVS}}", status), now, conv)
 
-redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'message.created', conversation_id = conv,
+-- inbox (core/inbox.py, core/sla.py): a customer's message counts as unread until an agent
+-- reads or answers, and starts the wait for an agent (the SLA due time) unless one runs.
+-- Per message: one ZINCRBY and one HMGET; HSET + ZADD only when a wait starts.
+if dir == 'in' and mode == 'timeline' then
+  redis.call('ZINCRBY', "{{UNREAD}}", 1, conv)
+  local w = redis.call('HMGET', convk, 'sla_due', 'agent_reply', 'queue')
+  if not w[1] and sla_t ~= '' then
+    local first, later = string.match(sla_t, '^([^\30\31]*)\31([^\30]*)')
+    for q, f, l in string.gmatch(sla_t, '\30([^\31]*)\31([^\31]*)\31([^\30]*)') do
+      if q == w[3] then first, later = f, l end
+    end
+    local target = tonumber((w[2] and later) or first)  -- answered before: the next reply
+    if target then
+      local due = math.min(ts, now) + target  -- a future-dated mail does not buy time
+      redis.call('HSET', convk, 'sla_due', due)
+      redis.call('ZADD', "{{SLA_DUE}}", due, conv)
+    end
+  end
+end
+
+redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({type = 'message.created', conversation_id = conv,
   message_id = mid, customer_id = cust, opened = opened, ts = now}))
 return {1, loc, cust, opened, needs_profile, merged}

@@ -145,7 +145,7 @@ local function merge_customers(target, source, why, actor, now)
     'source_conv', sconv or '', 'name_moved', name_moved)
   redis.call('ZADD', string.format("{{CUSTOMER_MERGES}}", target), now, mid)
   redis.call('ZADD', string.format("{{CUSTOMER_MERGES}}", source), now, mid)
-  redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'customer.merged', merge_id = mid,
+  redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({type = 'customer.merged', merge_id = mid,
     customer_id = target, merged_customer_id = source, ts = now}))
   return mid
 end

@@ -58,6 +58,6 @@ local out = cjson.encode(m)
 redis.call('HSET', mk, mid, out)
 if dd and ukey ~= '' then redis.call('HSET', dd, ukey, loc) end
 redis.call('HSET', string.format("{{CONV}}", conv), 'updated', now)
-redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'message.updated', conversation_id = conv,
+redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({type = 'message.updated', conversation_id = conv,
   message_id = mid, op = op, ts = now}))
 return {1, loc, out}

@@ -124,6 +124,6 @@ local sugk = string.format("{{SUGGESTION}}", a .. ':' .. b)
 redis.call('HSET', sugk, 'a', a, 'b', b, 'status', 'split', 'updated', now)
 redis.call('HSETNX', sugk, 'created', now)
 redis.call('ZADD', string.format("{{CUSTOMER_MERGES}}", target), now, mid)
-redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'customer.split', merge_id = mid,
+redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({type = 'customer.split', merge_id = mid,
   customer_id = target, restored_customer_id = source, ts = now}))
 return {1, source}

@@ -36,7 +36,7 @@ if wm > prev then
 end
 redis.call('HSET', dd, ukey, conv)
 if n > 0 then
-  redis.call('PUBLISH', "{{EVENTS}}", cjson.encode({type = 'message.updated', conversation_id = conv,
+  redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({type = 'message.updated', conversation_id = conv,
     op = 'watermark', status = status, count = n, ts = now}))
 end
 return {1, n}

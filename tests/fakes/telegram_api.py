@@ -5,6 +5,12 @@ Tests point an adapter's ``api_base`` at it and read back what was sent::
     with FakeTelegramAPI(token) as fake:
         adapter = TelegramAdapter("tg", settings(api_base=fake.base_url))
         fake.fail_next("sendMessage", 429, retry_after=3)
+
+Forum supergroups (the staff group) are declared with ``make_forum(chat_id)``; then
+``createForumTopic`` / ``editForumTopic`` / ``closeForumTopic`` / ``reopenForumTopic`` /
+``deleteForumTopic`` work on them, and ``sendMessage`` with ``message_thread_id`` checks the
+topic like Telegram does ("message thread not found", "TOPIC_CLOSED"). Without
+``message_thread_id`` any chat id is accepted, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from tests.fakes.server import FakeHandler, LocalHTTPServer
 
 DEFAULT_TOKEN = "123456789:AAHfakeTokenForTestsOnly-abcdefghijk"
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
+TOPIC_METHODS = frozenset({"createForumTopic", "editForumTopic", "closeForumTopic",
+                           "reopenForumTopic", "deleteForumTopic"})
 
 
 class FakeTelegramAPI(LocalHTTPServer):
@@ -33,6 +41,8 @@ class FakeTelegramAPI(LocalHTTPServer):
         self._sent: list[tuple[str, dict[str, Any]]] = []
         self._failures: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
         self._next_message_id = 1
+        # forum supergroups: chat id -> topic id -> {"name", "closed"}
+        self._forums: dict[int, dict[int, dict[str, Any]]] = {}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -68,6 +78,22 @@ class FakeTelegramAPI(LocalHTTPServer):
         with self._lock:
             return [params for m, params in self._sent if m == method]
 
+    def make_forum(self, chat_id: int) -> None:
+        """Declare ``chat_id`` a supergroup with topics enabled (the bot an admin there)."""
+        with self._lock:
+            self._forums.setdefault(int(chat_id), {})
+
+    def topics(self, chat_id: int) -> dict[int, dict[str, Any]]:
+        """The forum's topics: thread id -> {"name", "closed"}."""
+        with self._lock:
+            return {t: dict(v) for t, v in self._forums.get(int(chat_id), {}).items()}
+
+    def posts(self, chat_id: int, thread_id: int | None = None) -> list[str]:
+        """Texts sent to ``chat_id`` (into topic ``thread_id`` when given), in order."""
+        return [p.get("text") or p.get("caption") or "" for p in self.sent()
+                if str(p.get("chat_id")) == str(chat_id)
+                and (thread_id is None or p.get("message_thread_id") == thread_id)]
+
     # -- answering ----------------------------------------------------------------------------
     def answer(self, token: str, method: str, params: dict[str, Any]) -> tuple[int, dict]:
         """The (status, JSON body) the real API would give, give or take."""
@@ -81,12 +107,19 @@ class FakeTelegramAPI(LocalHTTPServer):
             result = self._result(method, params)
             if result is None:
                 return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+            if isinstance(result, _Failure):
+                return result
             self._sent.append((method, params))
             return 200, {"ok": True, "result": result} | (
                 {"description": "Webhook was set"} if method == "setWebhook" else {}
             )
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
+        if method in TOPIC_METHODS:
+            return self._topic(method, params)
+        if (method in SEND_METHODS and params.get("message_thread_id") is not None
+                and (error := self._thread_error(params))):
+            return error
         if method in SEND_METHODS:
             message_id, self._next_message_id = self._next_message_id, self._next_message_id + 1
             chat_id = params.get("chat_id")
@@ -98,6 +131,12 @@ class FakeTelegramAPI(LocalHTTPServer):
                 },
                 "date": int(time.time()),
             }
+            forum = _int(chat_id) in self._forums
+            if forum:
+                result["chat"].update(type="supergroup", is_forum=True)
+            if forum and params.get("message_thread_id") is not None:
+                result.update(message_thread_id=int(params["message_thread_id"]),
+                              is_topic_message=True)
             if "text" in params:
                 result["text"] = params["text"]
             if "caption" in params:
@@ -107,6 +146,60 @@ class FakeTelegramAPI(LocalHTTPServer):
             return True
         if method == "getMe":
             return {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Fake"}
+        return None
+
+    # -- forum topics (Bot API 6.3+) ------------------------------------------------------------
+    def _thread_error(self, params: dict[str, Any]) -> _Failure | None:
+        """What Telegram says about a ``message_thread_id`` that names no open topic."""
+        topics = self._forums.get(_int(params.get("chat_id")))
+        topic = (topics or {}).get(_int(params["message_thread_id"]))
+        if topic is None:  # deleted topic, or a chat without topics
+            return _bad("Bad Request: message thread not found")
+        if topic["closed"]:
+            return _bad("Bad Request: TOPIC_CLOSED")
+        return None
+
+    def _topic(self, method: str, params: dict[str, Any]) -> Any:
+        topics = self._forums.get(_int(params.get("chat_id")))
+        if topics is None:
+            return _bad("Bad Request: chat not found" if params.get("chat_id") is None
+                        else "Bad Request: the chat is not a forum")
+        if method == "createForumTopic":
+            name = str(params.get("name") or "")
+            if not 1 <= len(name) <= 128:  # wording not verified against the real API
+                return _bad("Bad Request: invalid forum topic name (1-128 characters)")
+            # a topic's id is the id of the service message that opened it
+            thread, self._next_message_id = self._next_message_id, self._next_message_id + 1
+            topics[thread] = {"name": name, "closed": False}
+            return {"message_thread_id": thread, "name": name, "icon_color": 7322096}
+        topic = topics.get(_int(params.get("message_thread_id")))
+        if topic is None:
+            return _bad("Bad Request: message thread not found")
+        if method == "deleteForumTopic":
+            del topics[_int(params["message_thread_id"])]
+        elif method == "editForumTopic":
+            if params.get("name"):
+                topic["name"] = str(params["name"])
+        else:
+            closed = method == "closeForumTopic"
+            if topic["closed"] == closed:
+                return _bad("Bad Request: TOPIC_NOT_MODIFIED")
+            topic["closed"] = closed
+        return True
+
+
+class _Failure(tuple):
+    """(status, body) of an error answer, told apart from a method's result."""
+
+
+def _bad(description: str, status: int = 400) -> _Failure:
+    return _Failure((status, {"ok": False, "error_code": status, "description": description}))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
         return None
 
 

@@ -133,7 +133,7 @@ def test_agent_merge_and_split_through_the_api(hub, client, admin_token):
 def test_link_code_links_two_channels_once(hub, client, admin_token):
     feed(hub, tg_text(1101, "Chào shop"))
     a = customer_of(hub, "tg-test", "1101")
-    r = client.post(f"/api/v1/customers/{a}/link-code", headers=auth(admin_token))
+    r = client.post(f"/api/v1/customers/{a}/link-code", headers=auth(admin_token, "new"))
     assert r.status_code == 201, r.json
     code = r.json["code"]
     feed(hub, zalo_text("z-1101", f"mã của mình: {code.lower()}"))
@@ -148,16 +148,16 @@ def test_link_code_links_two_channels_once(hub, client, admin_token):
 def test_link_codes_resist_guessing_and_are_rate_limited(hub, client, admin_token):
     feed(hub, tg_text(1201, "Chào"))
     a = customer_of(hub, "tg-test", "1201")
-    code = client.post(f"/api/v1/customers/{a}/link-code", headers=auth(admin_token)).json["code"]
+    code = client.post(f"/api/v1/customers/{a}/link-code", headers=auth(admin_token, "new")).json["code"]
     for guess in ("TD-AAAAAA", "TD-BBBBBB", "TD-CCCCCC", "TD-DDDDDD", "TD-EEEEEE"):
         feed(hub, zalo_text("z-guess", guess))
     feed(hub, zalo_text("z-guess", code))  # the 6th try, even right, is refused
     assert customer_of(hub, "zalo-test", "z-guess") != a
     for _ in range(4):
         assert client.post(f"/api/v1/customers/{a}/link-code",
-                           headers=auth(admin_token)).status_code == 201
+                           headers=auth(admin_token, "new")).status_code == 201
     assert client.post(f"/api/v1/customers/{a}/link-code",
-                       headers=auth(admin_token)).status_code == 403
+                       headers=auth(admin_token, "new")).status_code == 403
 
 
 def _texts(hub, customer_id: str) -> set[str]:

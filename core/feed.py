@@ -1,0 +1,150 @@
+"""The change feed: one Redis stream of everything that happens to conversations.
+
+Every change (a message stored or updated, a status, an assignment, a note, a merge) is one
+entry ``{"e": json}`` on ``td:feed``, written in the same script or transaction as the change
+itself, so the feed never misses or invents one. Two kinds of readers:
+
+- live clients (the console's Server-Sent Events) read from an entry id onwards: a client that
+  reconnects with ``Last-Event-ID`` gets everything it missed, as long as the feed still holds it
+  (``FEED_MAXLEN`` entries);
+- reactors (auto-assignment, outgoing webhooks, the Telegram staff group, agents' mail) each
+  read through their own consumer group: at-least-once, resumed after a crash, one reactor's
+  failure never holds back another. Reactors must be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from core.hub import Hub
+from core.keys import FEED_MAXLEN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    id: str  # the stream entry id: what SSE sends as ``id:`` and takes back as Last-Event-ID
+    data: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.data.get("type", "")
+
+
+def publish(hub: Hub, event: dict[str, Any], pipe: redis.client.Pipeline | None = None) -> None:
+    """Append one event (inside ``pipe`` when given, so it lands with the change it reports)."""
+    event.setdefault("ts", time.time_ns() // 1_000_000)
+    target = pipe if pipe is not None else hub.redis
+    target.xadd(hub.keys.feed(), {"e": orjson.dumps(event)}, maxlen=FEED_MAXLEN,
+                approximate=True)
+
+
+def _decode(entries: Iterable) -> list[FeedEvent]:
+    out = []
+    for eid, fields in entries:
+        try:
+            data = orjson.loads(fields[b"e"])
+        except (KeyError, orjson.JSONDecodeError):
+            continue
+        out.append(FeedEvent(eid.decode() if isinstance(eid, bytes) else eid, data))
+    return out
+
+
+def last_id(hub: Hub) -> str:
+    """The newest entry's id ("0-0" for an empty feed): where a new client starts."""
+    info = hub.redis.xrevrange(hub.keys.feed(), count=1)
+    return info[0][0].decode() if info else "0-0"
+
+
+def read_after(hub: Hub, after: str, count: int = 200, block_ms: int | None = None
+               ) -> list[FeedEvent]:
+    """Events after entry id ``after`` (oldest first), waiting up to ``block_ms`` for one."""
+    res = hub.redis.xread({hub.keys.feed(): after}, count=count, block=block_ms)
+    return _decode(res[0][1]) if res else []
+
+
+def oldest_id(hub: Hub) -> str | None:
+    first = hub.redis.xrange(hub.keys.feed(), count=1)
+    return first[0][0].decode() if first else None
+
+
+# -- reactors ---------------------------------------------------------------------------------
+Handler = Callable[[Hub, list[FeedEvent]], None]
+REACTORS: dict[str, Handler] = {}
+# Periodic work (snoozes waking up, presence timing out, ...): name -> (function, seconds).
+# ``tongdai scheduler`` runs each when due; they must be idempotent (several schedulers may run).
+TICKS: dict[str, tuple[Callable[[Hub], object], float]] = {}
+# Modules whose ``@reactor`` / ``@tick`` functions the reactor and scheduler processes run
+# (imported by ``load_reactors``). Add a module here to plug a new reactor in.
+REACTOR_MODULES: tuple[str, ...] = ("core.workflow", "core.assignment", "core.hooks",
+                                   "core.agentmail", "core.sla", "core.staffgroup")
+
+
+def tick(name: str, every_s: float) -> Callable:
+    """Register ``fn(hub)`` to run every ``every_s`` seconds in ``tongdai scheduler``."""
+    def wrap(fn: Callable[[Hub], object]) -> Callable[[Hub], object]:
+        TICKS[name] = (fn, every_s)
+        return fn
+    return wrap
+
+
+def load_reactors() -> dict[str, Handler]:
+    import importlib
+
+    for mod in REACTOR_MODULES:
+        importlib.import_module(mod)
+    return REACTORS
+
+
+def reactor(name: str) -> Callable[[Handler], Handler]:
+    """Register a function that handles batches of feed events in consumer group ``name``."""
+    def wrap(fn: Handler) -> Handler:
+        REACTORS[name] = fn
+        return fn
+    return wrap
+
+
+def ensure_group(hub: Hub, name: str) -> None:
+    """Create reactor ``name``'s consumer group; a new reactor starts at the feed's end."""
+    try:
+        hub.redis.xgroup_create(hub.keys.feed(), name, id="$", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def run_once(hub: Hub, name: str, handler: Handler, consumer: str, count: int = 200,
+             block_ms: int | None = None, claim_idle_ms: int = 30_000) -> int:
+    """One round for reactor ``name``: events a dead consumer left (idle ``claim_idle_ms``),
+    then new ones; acknowledged only after ``handler`` returns. Returns events handled."""
+    k = hub.keys.feed()
+    # [next, entries] on Redis 6.2 (the embedded server), [next, entries, deleted] on 7+
+    claimed = hub.redis.xautoclaim(k, name, consumer, claim_idle_ms, "0-0", count=count)[1]
+    events = _decode(claimed)
+    if not events:
+        res = hub.redis.xreadgroup(name, consumer, {k: ">"}, count=count, block=block_ms)
+        events = _decode(res[0][1]) if res else []
+    if not events:
+        return 0
+    handler(hub, events)
+    hub.redis.xack(k, name, *[e.id for e in events])
+    return len(events)
+
+
+def run_pending(hub: Hub, names: Iterable[str] | None = None, consumer: str = "once") -> int:
+    """Let every (or the named) reactor handle everything waiting now (tests, one-off runs)."""
+    total = 0
+    load_reactors()
+    for name in list(names or REACTORS):
+        ensure_group(hub, name)
+        while n := run_once(hub, name, REACTORS[name], consumer, claim_idle_ms=0):
+            total += n
+    return total

@@ -1,0 +1,212 @@
+"""The console in a real browser: Debian's chromium, headless, driven by Playwright.
+
+An agent logs in through the form, a customer writes on Telegram and the message appears in
+the open page by itself (Server-Sent Events, no reload); the agent opens it, replies, the send
+job runs and the fake Telegram Bot API receives the reply. Skips when /usr/bin/chromium is
+missing (``apt-get install chromium``; ``.ci/run`` does).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from rq import Queue, SimpleWorker
+from werkzeug.serving import make_server
+
+from core import users
+from core.keys import OUTBOUND_QUEUE
+from tests.conftest import SECRET, write_config
+from tests.console.conftest import PASSWORD, TEAMS
+from tests.helpers import drain_all, tg_update
+from worker import jobs
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TEXT_IN = "Mình muốn nạp thẻ 100k"
+NAME = "Nguyễn Thị Lan 阮氏兰"  # Vietnamese and Chinese in one name
+TEXT_OUT = "Dạ shop kiểm tra ngay ạ, anh/chị chờ chút nhé"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no {CHROMIUM}: install Debian's chromium "
+                                       "(apt-get install chromium; .ci/run does)")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="the playwright Python package is not installed")
+
+
+@pytest.fixture
+def config_file(tmp_path, tg_fake):
+    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=TEAMS)
+
+
+@pytest.fixture
+def server(app):
+    """The app on a real threaded HTTP server (one thread per request, like gunicorn's)."""
+    app.config.update(SSE_HEARTBEAT_SECONDS=2, SSE_MAX_SECONDS=60)
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    srv.daemon_threads = False  # server_close() waits for the request threads (the streams
+    # end at their next heartbeat once the browser is gone)
+    thread = threading.Thread(target=srv.serve_forever, name="console-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    srv.server_close()
+    thread.join(10)
+
+
+def run_outbound(hub) -> None:
+    """The sender: a real RQ worker in this process until the outbound queue is empty."""
+    jobs.set_hub(hub)
+    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
+        burst=True, logging_level="WARNING")
+
+
+def test_agent_sees_a_telegram_message_live_and_replies(hub, server, tg_fake):
+    started = time.monotonic()
+    users.create(hub, users.User(name="lan", role="agent", teams=["billing"],
+                                 display_name="Lan Nguyễn"), PASSWORD)
+    expect = playwright_api.expect
+    problems: list[str] = []
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="vi-VN")
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type == "error" else None)
+            page.set_default_timeout(20_000)
+
+            # log in through the form
+            page.goto(server + "/console")
+            assert page.url.endswith("/login")
+            page.fill("#login-name", "lan")
+            page.fill("#login-password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(server + "/console")
+            expect(page.locator("body")).to_have_attribute("data-live", "1")  # stream open
+            page.evaluate("window.__sameDocument = true")
+            expect(page.locator("#conv-list")).to_contain_text("Không có hội thoại nào.")
+
+            # a customer writes on Telegram; the worker ingests it
+            update = tg_update(1, 777001, 1, TEXT_IN, date=int(time.time()), first_name=NAME)
+            r = httpx.post(server + "/webhooks/tg-test", content=update,
+                           headers={"Content-Type": "application/json",
+                                    "X-Telegram-Bot-Api-Secret-Token": SECRET})
+            assert r.status_code == 200
+            assert drain_all(hub)["stored"] == 1
+
+            # it appears in the open inbox by itself
+            row = page.locator("#conv-list li.conv").first
+            expect(row).to_contain_text(TEXT_IN)
+            expect(row.locator(".conv-name")).to_have_text(NAME)
+            assert page.evaluate("window.__sameDocument") is True  # no reload happened
+
+            # open it: the timeline shows the Vietnamese text exactly
+            row.click()
+            incoming = page.locator("#timeline li.msg.in .msg-text")
+            expect(incoming).to_have_text(TEXT_IN)
+            assert incoming.text_content() == TEXT_IN
+            expect(page.locator("#channel-pick")).to_have_value("tg-test")
+            expect(page.locator("#conv-title")).to_have_text(NAME)
+            expect(page.locator("#customer-body .customer-name")).to_have_text(NAME)
+
+            # reply; a double click still sends once (one Idempotency-Key per draft)
+            page.fill("#draft", TEXT_OUT)
+            page.dblclick("#send")
+            outgoing = page.locator("#timeline li.msg.out")
+            expect(outgoing).to_have_count(1)
+            expect(outgoing.locator(".msg-text")).to_have_text(TEXT_OUT)
+            expect(page.locator("#draft")).to_have_value("")
+
+            # the sender delivers it to Telegram; the tick turns to "sent" live
+            run_outbound(hub)
+            sent = tg_fake.sent("sendMessage")
+            assert [(str(s["chat_id"]), s["text"]) for s in sent] == [("777001", TEXT_OUT)]
+            expect(outgoing).to_have_attribute("data-status", "sent")
+            expect(outgoing.locator(".tick")).to_have_text("✓")
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "console-reply.png"
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"\nscreenshot: {shot}  (browser test took {time.monotonic() - started:.1f} s)")
+        finally:
+            browser.close()
+    assert problems == []
+
+
+def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(hub, server):
+    """Shortcuts (j, c, n, e, ?), a note with an @mention, English; /inbox is made to answer
+    404 so the console falls back to GET /conversations (a server without the inbox)."""
+    for name, shown in (("lan", "Lan Nguyễn"), ("minh", "Minh Trần")):
+        users.create(hub, users.User(name=name, role="agent", teams=["billing"],
+                                     display_name=shown), PASSWORD)
+    from tests.helpers import post
+    from webhooks import create_app
+
+    assert post(create_app(hub).test_client(), tg_update(
+        5, 777005, 5, "充值100元没到账", date=int(time.time()), first_name=NAME)).status_code == 200
+    drain_all(hub)
+    expect = playwright_api.expect
+    problems: list[str] = []
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.set_default_timeout(20_000)
+            page.route("**/api/v1/inbox?*", lambda route: route.fulfill(
+                status=404, content_type="application/json",
+                body='{"error": {"code": "NotFound", "message": '
+                     '"The requested URL was not found on the server."}}'))
+            page.goto(server + "/login")
+            page.fill("#login-name", "lan")
+            page.fill("#login-password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.locator("body")).to_have_attribute("data-live", "1")
+
+            row = page.locator("#conv-list li.conv").first
+            expect(row.locator(".conv-preview")).to_have_text("充值100元没到账")
+            expect(page.locator("#search")).to_be_hidden()  # no search without /inbox
+
+            page.keyboard.press("j")
+            expect(page.locator("#conv-title")).to_have_text(NAME)
+            page.keyboard.press("c")
+            expect(page.locator("#conv-meta .assignee")).to_have_text("@lan")
+            expect(page.locator("#conv-actions [data-action=claim]")).to_be_hidden()
+
+            page.keyboard.press("n")
+            expect(page.locator("#draft")).to_be_focused()
+            page.keyboard.type("Khách nạp 100 tệ, nhờ @mi")
+            page.locator("#mention-list li", has_text="@minh").dispatch_event("mousedown")
+            expect(page.locator("#draft")).to_have_value("Khách nạp 100 tệ, nhờ @minh ")
+            page.keyboard.type("kiểm tra giúp")
+            page.keyboard.press("Control+Enter")
+            note = page.locator("#timeline li.msg.note .msg-text")
+            expect(note).to_have_text("Khách nạp 100 tệ, nhờ @minh kiểm tra giúp")
+
+            page.keyboard.press("Escape")
+            page.keyboard.press("e")
+            expect(page.locator("#conv-meta .status")).to_have_text("đã xử lý")
+            expect(page.locator("#conv-actions [data-action=reopen]")).to_be_visible()
+
+            page.keyboard.press("?")
+            expect(page.locator("#help")).to_be_visible()
+            page.keyboard.press("Escape")
+            expect(page.locator("#help")).to_be_hidden()
+
+            with page.expect_navigation():
+                page.select_option("#language", "en")  # saved, then the page reloads
+            expect(page.locator("html")).to_have_attribute("lang", "en")
+            expect(page.locator("body")).to_have_attribute("data-live", "1")
+            expect(page.locator("#language")).to_have_value("en")
+            expect(page.locator("#logout")).to_have_text("Log out")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "console-english.png"))
+        finally:
+            browser.close()
+    assert problems == []
+    assert users.get(hub, "lan").language == "en"

@@ -1,0 +1,175 @@
+"""Every /api/v1 route, called by every role: who gets through, who is refused, and how.
+
+Roles: nobody (no credentials), a bad token, ``an`` (agent, team support → queue general),
+``bich`` (agent, team billing), ``cuong`` (supervisor, support), ``admin``. The conversation
+used lives in queue ``general``: ``an`` and ``cuong`` see it, ``bich`` must not (404, not 403:
+its existence is not told). The table below must name every route the app has, so a new route
+without a decided policy fails this test.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from core import tokens, users
+from tests.conftest import write_config
+from tests.helpers import drain_all, post, tg_update
+
+TEAMS = """
+teams:
+  - {id: support, queues: [general]}
+  - {id: billing, queues: [billing]}
+"""
+ROLES = {"an": ("agent", ["support"]), "bich": ("agent", ["billing"]),
+         "cuong": ("supervisor", ["support"]), "admin": ("admin", [])}
+
+# policy: public | any (signed in) | conv (sees the conversation) | supervisor | admin
+# path values: {conv}, {customer}, {canned}, {x} (an id that does not exist)
+ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
+    ("GET", "/api/v1/openapi.json"): ("public", None),
+    ("GET", "/api/v1/users"): ("any", None),
+    ("GET", "/api/v1/users/me"): ("any", None),
+    ("POST", "/api/v1/users"): ("admin", {"name": "newbie", "role": "agent"}),
+    ("PATCH", "/api/v1/users/<name>"): ("admin", {"display_name": "Khoa"}),  # others' record
+    ("POST", "/api/v1/tokens"): ("admin", {"name": "bot", "role": "agent"}),
+    ("GET", "/api/v1/audit"): ("admin", None),
+    ("GET", "/api/v1/deadletters"): ("admin", None),
+    ("POST", "/api/v1/deadletters/<dl_id>/replay"): ("admin", None),
+    ("GET", "/api/v1/conversations"): ("any", None),
+    ("GET", "/api/v1/inbox"): ("any", None),
+    ("GET", "/api/v1/mentions"): ("any", None),
+    ("GET", "/api/v1/presence"): ("any", None),
+    ("PUT", "/api/v1/presence"): ("any", {"status": "online"}),
+    ("GET", "/api/v1/teams"): ("any", None),
+    ("GET", "/api/v1/events/stream"): ("any", None),
+    ("GET", "/api/v1/conversations/<conv_id>"): ("conv", None),
+    ("GET", "/api/v1/conversations/<conv_id>/channels"): ("conv", None),
+    ("GET", "/api/v1/conversations/<conv_id>/messages"): ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/messages"): ("conv", {"text": "Dạ vâng ạ"}),
+    ("GET", "/api/v1/conversations/<conv_id>/messages/<msg_id>/attachments/<int:n>"):
+        ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/notes"): ("conv", {"text": "ghi chú"}),
+    ("POST", "/api/v1/conversations/<conv_id>/read"): ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/claim"): ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/assign"): ("conv", {"assignee": None}),
+    ("POST", "/api/v1/conversations/<conv_id>/escalate"): ("conv", {"why": "khách VIP"}),
+    ("POST", "/api/v1/conversations/<conv_id>/snooze"): ("conv", {"until_ts": 0}),
+    ("POST", "/api/v1/conversations/<conv_id>/resolve"): ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/reopen"): ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/canned/<canned_id>/render"): ("conv", None),
+    ("GET", "/api/v1/customers/<customer_id>"): ("conv", None),
+    ("GET", "/api/v1/customers/<customer_id>/suggestions"): ("conv", None),
+    ("GET", "/api/v1/customers/<customer_id>/merges"): ("conv", None),
+    ("POST", "/api/v1/customers/<customer_id>/link-code"): ("conv", None),
+    ("POST", "/api/v1/customers/<customer_id>/merge"):
+        ("conv", {"source_customer_id": "{customer}", "why": "test"}),
+    ("GET", "/api/v1/customers/<customer_id>/export"): ("admin", None),
+    ("DELETE", "/api/v1/customers/<customer_id>"): ("admin", None),
+    ("GET", "/api/v1/merges/<merge_id>"): ("any", None),
+    ("POST", "/api/v1/merges/<merge_id>/split"): ("any", {"why": "test"}),
+    ("GET", "/api/v1/suggestions"): ("supervisor", None),
+    ("POST", "/api/v1/suggestions/<pair>/dismiss"): ("any", None),
+    ("GET", "/api/v1/canned"): ("any", None),
+    ("POST", "/api/v1/canned"): ("supervisor", {"shortcut": "/chao", "text": "Chào {{customer.name}}"}),
+    ("GET", "/api/v1/canned/<canned_id>"): ("any", None),
+    ("PATCH", "/api/v1/canned/<canned_id>"): ("supervisor", {"title": "Chào hỏi"}),
+    ("DELETE", "/api/v1/canned/<canned_id>"): ("supervisor", None),
+    ("GET", "/api/v1/webhooks"): ("admin", None),
+    ("POST", "/api/v1/webhooks"): ("admin", {"url": "http://127.0.0.1:9/hook"}),
+    ("GET", "/api/v1/webhooks/<sub_id>"): ("admin", None),
+    ("PATCH", "/api/v1/webhooks/<sub_id>"): ("admin", {"description": "x"}),
+    ("DELETE", "/api/v1/webhooks/<sub_id>"): ("admin", None),
+    ("GET", "/api/v1/webhooks/<sub_id>/deliveries"): ("admin", None),
+    ("GET", "/api/v1/webhooks/<sub_id>/deliveries/<delivery_id>"): ("admin", None),
+    ("POST", "/api/v1/webhooks/<sub_id>/deliveries/<delivery_id>/redeliver"): ("admin", None),
+    ("POST", "/api/v1/webhooks/<sub_id>/ping"): ("admin", None),
+}
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    return write_config(tmp_path / "tongdai.yaml", extra=TEAMS)
+
+
+@pytest.fixture
+def world(hub, client):
+    post(client, tg_update(1, 6001, 1, "Cho mình hỏi đơn hàng #A12"))
+    drain_all(hub)
+    (conv,) = [c.decode() for c in hub.redis.zrange(hub.keys.queue("general"), 0, -1)]
+    customer = hub.redis.hget(hub.keys.conversation(conv), "customer").decode()
+    users.create(hub, users.User(name="dung", role="agent", teams=["support"]), None)
+    toks = {}
+    for name, (role, teams) in ROLES.items():
+        users.create(hub, users.User(name=name, role=role, teams=teams), None)
+        toks[name] = tokens.create(hub, name, role, teams)
+    from core import canned
+    from core.access import Principal
+
+    c = canned.create(hub, Principal("admin", "admin"), "/xin-chao", "Xin chào {{customer.name}}")
+    return {"conv": conv, "customer": customer, "canned": c.id, "tokens": toks}
+
+
+def _url(rule: str, w: dict) -> str:
+    values = {"conv_id": w["conv"], "customer_id": w["customer"], "canned_id": w["canned"],
+              "msg_id": "999999", "int:n": "0", "name": "dung", "dl_id": "1-1", "merge_id": "999",
+              "pair": "1:2", "sub_id": "x404", "delivery_id": "x404"}
+    for k, v in values.items():
+        rule = rule.replace(f"<{k}>", v)
+    return rule
+
+
+def _call(client, method: str, url: str, body, token: str | None):
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    kwargs = {"headers": headers, "buffered": False}
+    if body is not None:
+        kwargs["json"] = body
+    r = client.open(url, method=method, **kwargs)
+    status = r.status_code
+    r.close()
+    return status
+
+
+def test_the_table_names_every_route(app):
+    rules = {(m, str(r)) for r in app.url_map.iter_rules() if str(r).startswith("/api/v1/")
+             and not str(r).startswith("/api/v1/openapi/")
+             for m in r.methods - {"HEAD", "OPTIONS"}}
+    assert rules - set(ROUTES) == set(), "decide who may call these routes (add them above)"
+    assert set(ROUTES) - rules == set(), "routes in the table the app no longer has"
+
+
+@pytest.mark.parametrize(("method", "rule"), sorted(ROUTES), ids=lambda v: str(v))
+def test_every_role_on(method, rule, client, world):
+    policy, body = ROUTES[(method, rule)]
+    url = _url(rule, world)
+    if isinstance(body, dict):
+        body = {k: (_url(v, world).replace("{customer}", world["customer"])
+                    if isinstance(v, str) else v) for k, v in body.items()}
+        if "until_ts" in body:
+            body["until_ts"] = int(time.time() * 1000) + 3_600_000
+    toks = world["tokens"]
+
+    anon = _call(client, method, url, body, None)
+    bad = _call(client, method, url, body, "td_not-a-real-token")
+    if policy == "public":
+        assert anon == 200
+        return
+    assert anon == 401 and bad == 401
+
+    allowed = {"any": {"an", "bich", "cuong", "admin"}, "conv": {"an", "cuong", "admin"},
+               "supervisor": {"cuong", "admin"}, "admin": {"admin"}}[policy]
+    # the refused first (an admin's DELETE would leave nothing for the others to try)
+    for who in sorted(ROLES, key=lambda n: (n in allowed, n == "admin")):
+        status = _call(client, method, url, body, toks[who])
+        if who in allowed:
+            assert status not in (401, 403), f"{who} refused ({status}) on {method} {rule}"
+            if policy == "conv" and "attachments" not in rule:
+                assert status != 404, f"{who} cannot see the conversation on {method} {rule}"
+        elif policy == "conv":
+            assert status == 404, f"{who} of another team got {status} on {method} {rule}"
+        else:
+            assert status == 403, f"{who} got {status} on {method} {rule} (wants 403)"

@@ -1,0 +1,147 @@
+"""Conversations: lists, the timeline, replies, files, resolve/reopen."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Response, jsonify, request
+from spectree import Response as Resp
+
+from core import access, audit, outbound, store
+from core.errors import BadRequest, NotFound
+from core.models import Attachment, ConversationStatus
+from webhooks.api import bp, hub, idempotency_key, limit_arg, principal, spec
+from webhooks.api.schemas import (
+    ERRORS,
+    ChannelStatePage,
+    ConversationOut,
+    ConversationPage,
+    MessageOut,
+    MessagePage,
+    ReplyIn,
+    Strict,
+)
+
+TAG = "conversations"
+
+
+class ConversationListQuery(Strict):
+    queue: str | None = None
+    status: str | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@bp.get("/conversations")
+@spec.validate(query=ConversationListQuery, resp=Resp(HTTP_200=ConversationPage, **ERRORS),
+               tags=[TAG])
+def list_conversations():
+    """Conversations of a queue (priority order) or a status (latest first): ``?queue=&status=``.
+
+    Only conversations the caller may see (their teams' queues, their own assignments)."""
+    h, p = hub(), principal()
+    queue, status = request.args.get("queue"), request.args.get("status")
+    if status is not None and status not in {s.value for s in ConversationStatus}:
+        raise BadRequest(f"status must be one of {', '.join(s.value for s in ConversationStatus)}")
+    visible = access.visible_queues(h, p)
+    if queue is not None and visible is not None and queue not in visible:
+        raise NotFound(f"no queue {queue!r} among yours")
+    page = store.list_conversations(h, queue, status, request.args.get("cursor"), limit_arg())
+    items = [c for c in page.items if access.can_see(h, p, c)]
+    return jsonify({"items": [c.to_api() for c in items], "next_cursor": page.next_cursor})
+
+
+@bp.get("/conversations/<conv_id>")
+@spec.validate(resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
+def get_conversation(conv_id: str):
+    """One conversation."""
+    return jsonify(access.conversation(hub(), principal(), conv_id).to_api())
+
+
+@bp.get("/conversations/<conv_id>/channels")
+@spec.validate(resp=Resp(HTTP_200=ChannelStatePage, **ERRORS), tags=[TAG])
+def conversation_channels(conv_id: str):
+    """The customer's channels, reachable first, each with whether a reply can go out now and
+    why not (the platforms' window rules, blocks): what a reply's channel picker shows."""
+    conv = access.conversation(hub(), principal(), conv_id)
+    states = outbound.channel_states(hub(), conv.customer_id)
+    return jsonify({"items": [c.to_api() for c in states], "next_cursor": None})
+
+
+class TimelineQuery(Strict):
+    before: str | None = None
+    limit: int = 50
+
+
+@bp.get("/conversations/<conv_id>/messages")
+@spec.validate(query=TimelineQuery, resp=Resp(HTTP_200=MessagePage, **ERRORS), tags=[TAG])
+def list_messages(conv_id: str):
+    """The timeline, newest first; ``next_cursor`` goes into ``before`` for older ones."""
+    access.conversation(hub(), principal(), conv_id)
+    page = store.message_page(hub(), conv_id, request.args.get("before"), limit_arg())
+    return jsonify({"items": [m.to_api() for m in page.items], "next_cursor": page.next_cursor})
+
+
+@bp.post("/conversations/<conv_id>/messages")
+@spec.validate(json=ReplyIn, resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS),
+               tags=[TAG])
+def post_message(conv_id: str, json: ReplyIn):
+    """An agent's reply: ``{"text", "attachments": [{"kind": "image", "url"}], "channel_id"}``.
+
+    Needs an ``Idempotency-Key`` header: a retried request never sends twice (200 with the
+    first message). Refused (409, with the reachable channels) when the channel's window is
+    closed. Without ``channel_id``: the channel the customer last wrote on while it is open,
+    else their most recent reachable one."""
+    key = idempotency_key()
+    p = principal()
+    access.conversation(hub(), p, conv_id)
+    attachments = [Attachment(kind=a.kind, url=a.url, name=a.name) for a in json.attachments]
+    if any(not a.url for a in attachments):
+        raise BadRequest("each attachment needs a kind and a url")
+    text = json.text
+    if not (text and text.strip()) and not attachments:
+        raise BadRequest("a reply needs text or an attachment")
+    msg, created = outbound.create_reply(
+        hub(), conv_id, text, author_id=p.name, idempotency_key=key, scope=p.name,
+        attachments=attachments, channel_id=json.channel_id)
+    return jsonify(msg.to_api()), 201 if created else 200
+
+
+@bp.get("/conversations/<conv_id>/messages/<msg_id>/attachments/<int:n>")
+@spec.validate(resp=Resp(HTTP_200=None, **ERRORS), tags=[TAG])
+def download_attachment(conv_id: str, msg_id: str, n: int):
+    """The bytes of a file a customer sent by mail (attachments, the original .eml)."""
+    access.conversation(hub(), principal(), conv_id)
+    msg = store.get_message(hub(), conv_id, msg_id)
+    if not 0 <= n < len(msg.attachments) or not (msg.attachments[n].file_id or "").startswith(
+            "blob:"):
+        raise NotFound(f"message {msg_id} has no stored file number {n}")
+    a = msg.attachments[n]
+    data = hub().blobs.get(a.file_id)
+    name = (a.name or f"attachment-{n}").replace('"', "")
+    return Response(data, 200, mimetype=a.mime or "application/octet-stream", headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        "X-Content-Type-Options": "nosniff"})
+
+
+def _set_status(conv_id: str, status: ConversationStatus):
+    p = principal()
+    access.conversation(hub(), p, conv_id)
+    conv = store.set_status(hub(), conv_id, status)
+    audit.record(hub(), p.name, f"conversation.{status.value}", conv_id)
+    return jsonify(conv.to_api())
+
+
+@bp.post("/conversations/<conv_id>/resolve")
+@spec.validate(resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
+def resolve_conversation(conv_id: str):
+    """Mark a conversation resolved: it leaves its queue; the customer's next message within
+    ``conversations.reopen_window`` reopens it (automatic mail never does)."""
+    return _set_status(conv_id, ConversationStatus.RESOLVED)
+
+
+@bp.post("/conversations/<conv_id>/reopen")
+@spec.validate(resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
+def reopen_conversation(conv_id: str):
+    """Put a resolved conversation back in its queue."""
+    return _set_status(conv_id, ConversationStatus.OPEN)

@@ -1,0 +1,153 @@
+"""The API's JSON shapes as pydantic models: spectree validates requests and answers with
+them and writes them into ``/api/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are a mistake worth telling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Model):
+    code: str
+    message: str
+
+
+class Error(Model):
+    error: ErrorDetail
+
+
+ERRORS = {"HTTP_400": Error, "HTTP_401": Error, "HTTP_403": Error, "HTTP_404": Error,
+          "HTTP_409": Error}
+
+
+class ListQuery(Strict):
+    cursor: str | None = None
+    limit: int = Field(50, ge=1, le=200)
+
+
+class Author(Model):
+    kind: str
+    id: str | None
+
+
+class AttachmentOut(Model):
+    kind: str
+    url: str | None = None
+    file_id: str | None = None
+    name: str | None = None
+    mime: str | None = None
+    size: int | None = None
+
+
+class MessageOut(Model):
+    id: str
+    conversation_id: str
+    direction: str
+    author: Author
+    channel_id: str
+    kind: str
+    text: str | None
+    attachments: list[AttachmentOut]
+    status: str
+    status_reason: str | None
+    external_id: str | None
+    reply_to: str | None
+    tags: list[str]
+    reactions: dict[str, str]
+    payload: str | None
+    subject: str | None
+    platform_ts: int
+    received_ts: int
+    edited_ts: int | None
+
+
+class MessagePage(Model):
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+class ConversationOut(Model):
+    id: str
+    customer_id: str
+    channel_id: str
+    status: str
+    queue: str
+    assignee: str | None
+    tags: list[str]
+    priority: int
+    created_ts: int
+    updated_ts: int
+    last_inbound_ts: int | None
+    resolved_ts: int | None
+    escalated: bool = False
+    snoozed_until_ts: int | None = None  # while snoozed (status pending)
+
+
+class ConversationPage(Model):
+    items: list[ConversationOut]
+    next_cursor: str | None
+
+
+class ChannelStateOut(Model):
+    channel_id: str
+    address: str
+    last_inbound_ts: int | None
+    reachable: bool
+    reason: str
+
+
+class ChannelStatePage(Model):
+    items: list[ChannelStateOut]
+    next_cursor: str | None
+
+
+class IdentityOut(Model):
+    channel_id: str
+    external_user_id: str
+    address: str
+
+
+class CustomerOut(Model):
+    id: str
+    name: str | None
+    picture: str | None
+    created_ts: int
+    merged_into: str | None
+    erased_ts: int | None
+    current_conversation_id: str | None
+    identities: list[IdentityOut]
+    identifiers: list[dict[str, Any]]
+
+
+class AnyObject(Model):
+    """An object whose fields the route's description lists."""
+
+
+class AnyPage(Model):
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class ReplyIn(Strict):
+    text: str | None = Field(None, max_length=20_000)
+    attachments: list[AttachmentOut] = Field(default_factory=list, max_length=1)
+    channel_id: str | None = None
+
+
+class WhyIn(Strict):
+    why: str = Field("", max_length=2000)
+
+
+class MergeIn(WhyIn):
+    source_customer_id: str = Field(min_length=1, max_length=40)

@@ -1,0 +1,197 @@
+// The console's entry point: reads the boot data the page embeds, wires the inbox, the
+// conversation and the customer panel together, keeps the live stream (EventSource) open and
+// handles keyboard shortcuts, presence and the language choice.
+import { ApiError, api, get, has, loadRoutes } from './api.js';
+import { createConversation } from './conversation.js';
+import { createCustomerPanel } from './customer.js';
+import { createInbox } from './inbox.js';
+import { $, isTyping, setLanguage, t, toast } from './ui.js';
+
+const boot = JSON.parse(document.getElementById('boot').textContent);
+setLanguage(boot.language, boot.strings);
+
+let usersCache = null;
+const ctx = {
+  me: boot.me,
+  teams: boot.teams,
+  queues: boot.queues,
+  toast: (text) => toast(text),
+  error: (e) => {
+    if (e instanceof ApiError && e.status === 401) return;
+    toast(e && e.message ? e.message : String(e), 'error');
+  },
+  users: () => {
+    usersCache = usersCache || get('/users').then((p) => p.items).catch(() => []);
+    return usersCache;
+  },
+};
+
+async function start() {
+  await loadRoutes();
+  const customer = createCustomerPanel({ ...ctx, open: (id) => openConversation(id) });
+  const conversation = createConversation({
+    ...ctx, customer,
+    changed: () => inbox.soon(),
+    read: (id) => inbox.markRead(id),
+  });
+  const inbox = createInbox({ ...ctx, open: (id) => conversation.open(id) });
+  function openConversation(id) {
+    inbox.select(id);
+    conversation.open(id);
+  }
+
+  setupPresence();
+  setupLanguage();
+  setupShortcuts({ inbox, conversation });
+  live({ inbox, conversation, customer, open: openConversation });
+}
+
+// -- live updates ---------------------------------------------------------------------------
+function live({ inbox, conversation, customer, open }) {
+  const dot = $('#live');
+  let es = null;
+  let lastId = '';
+  let loaded = false;
+  let retry = null;
+
+  const firstLoad = () => {
+    if (!loaded) { loaded = true; inbox.load(); }
+  };
+  // Lists load once the stream has its position, so nothing falls between the two; if the
+  // stream cannot open, load anyway after a moment.
+  const fallback = setTimeout(firstLoad, 3000);
+
+  function setLive(on) {
+    dot.classList.toggle('on', on);
+    dot.title = t(on ? 'live.on' : 'live.off');
+    document.body.dataset.live = on ? '1' : '0';
+  }
+
+  function handle(type, e) {
+    if (e.lastEventId) lastId = e.lastEventId;
+    let data = {};
+    try { data = JSON.parse(e.data || '{}'); } catch { return; }
+    if (type === 'ready') {
+      setLive(true);
+      clearTimeout(fallback);
+      firstLoad();
+      return;
+    }
+    if (type === 'reset') {
+      setLive(true);
+      clearTimeout(fallback);
+      loaded = true;
+      inbox.load();
+      conversation.reload();
+      customer.reload();
+      return;
+    }
+    if (type === 'ended') {
+      es.close();
+      window.location.assign('/login');
+      return;
+    }
+    if (type === 'presence.changed') {
+      if (data.user === boot.me.name) $('#presence').value = data.status;
+      return;
+    }
+    if (type.startsWith('customer.')) {
+      customer.onEvent(type, data);
+      inbox.soon();
+      return;
+    }
+    if (type === 'note.created' && (data.mentions || []).includes(boot.me.name) &&
+        data.author_id !== boot.me.name) {
+      toast(t('note.mentioned', { id: data.conversation_id, by: data.author_id || '' }), 'info',
+        () => open(String(data.conversation_id)));
+    }
+    conversation.onEvent(type, data);
+    inbox.soon();
+  }
+
+  const TYPES = ['ready', 'reset', 'ended', 'message.created', 'message.updated',
+    'conversation.open', 'conversation.pending', 'conversation.resolved', 'conversation.assigned',
+    'conversation.escalated', 'conversation.snoozed', 'conversation.unsnoozed',
+    'conversation.created', 'conversation.read', 'conversation.sla_breached', 'note.created', 'presence.changed', 'customer.merged', 'customer.split'];
+
+  function connect() {
+    const url = '/api/v1/events/stream' + (lastId ? '?last_event_id=' + encodeURIComponent(lastId) : '');
+    es = new EventSource(url);
+    for (const type of TYPES) es.addEventListener(type, (e) => handle(type, e));
+    es.onerror = () => {
+      setLive(false);
+      // EventSource retries by itself (sending Last-Event-ID) unless the server refused the
+      // stream; then check the session and open a new one.
+      if (es.readyState === EventSource.CLOSED) {
+        clearTimeout(retry);
+        retry = setTimeout(async () => {
+          try { await get('/users/me'); } catch { return; }
+          connect();
+        }, 5000);
+      }
+    };
+  }
+  connect();
+}
+
+// -- presence and language ------------------------------------------------------------------
+async function setupPresence() {
+  const sel = $('#presence');
+  if (!has('PUT', '/presence')) { sel.closest('label').hidden = true; return; }
+  if (has('GET', '/presence')) {
+    try {
+      const p = await get('/presence');
+      const mine = p.status ? p : (p.items || []).find((x) => (x.user || x.name) === boot.me.name);
+      if (mine && mine.status) sel.value = mine.status;
+    } catch { /* keep the default */ }
+  }
+  sel.addEventListener('change', async () => {
+    try {
+      await api('PUT', '/presence', { status: sel.value });
+    } catch (e) { ctx.error(e); }
+  });
+}
+
+function setupLanguage() {
+  const sel = $('#language');
+  sel.value = boot.language;
+  sel.addEventListener('change', async () => {
+    try {
+      await api('PATCH', '/users/' + encodeURIComponent(boot.me.name), { language: sel.value });
+      window.location.reload();
+    } catch (e) {
+      ctx.error(e);
+      sel.value = boot.language;
+    }
+  });
+}
+
+// -- keyboard -------------------------------------------------------------------------------
+function setupShortcuts({ inbox, conversation }) {
+  const help = $('#help');
+  $('#help-btn').addEventListener('click', () => help.showModal());
+  $('#help-close').addEventListener('click', () => help.close());
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || document.querySelector('dialog[open]')) return;
+    if (isTyping(e.target)) return;
+    const keys = {
+      j: () => inbox.next(),
+      k: () => inbox.prev(),
+      r: () => conversation.current() && conversation.setMode('reply'),
+      n: () => conversation.current() && conversation.setMode('note'),
+      e: () => conversation.act('resolve'),
+      c: () => conversation.act('claim'),
+      a: () => conversation.act('assign'),
+      s: () => conversation.act('snooze'),
+      '/': () => inbox.focusSearch(),
+      '?': () => help.showModal(),
+    };
+    const fn = keys[e.key];
+    if (fn) {
+      e.preventDefault();
+      fn();
+    }
+  });
+}
+
+start();

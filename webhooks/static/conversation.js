@@ -1,0 +1,437 @@
+// The open conversation: header with actions, one timeline across the customer's channels,
+// and the reply / note composer (channel picker, canned replies, @mentions).
+import { ApiError, get, has, post, query } from './api.js';
+import { $, ask, clear, el, fmtFull, fmtTime, t, uuid } from './ui.js';
+
+const TICKS = { queued: '🕓', sent: '✓', delayed: '⏳', delivered: '✓✓', read: '✓✓', failed: '⚠' };
+const SAFE_URL = /^https?:\/\//i;
+
+export function createConversation(ctx) {
+  const view = $('#conv-view');
+  const empty = $('#conv-empty');
+  const timeline = $('#timeline');
+  const olderBtn = $('#older');
+  const draft = $('#draft');
+  const picker = $('#channel-pick');
+  const sendBtn = $('#send');
+  const composerError = $('#composer-error');
+  const mentionList = $('#mention-list');
+  const cannedPanel = $('#canned-panel');
+  let conv = null;
+  let customerName = '';
+  let msgs = [];          // newest first, as the API gives them
+  let olderCursor = null;
+  let mode = 'reply';
+  let sending = false;
+  let currentKey = null;   // the Idempotency-Key of the draft being written
+  const drafts = new Map(); // conversation id -> {text, key, mode}: a draft survives switching
+
+  // -- opening and refreshing ---------------------------------------------------------------
+  async function open(id) {
+    saveDraft();
+    let c;
+    try {
+      c = await get('/conversations/' + id);
+    } catch (e) {
+      ctx.error(e);
+      return;
+    }
+    conv = c;
+    msgs = [];
+    olderCursor = null;
+    customerName = '';
+    empty.hidden = true;
+    view.hidden = false;
+    restoreDraft();
+    renderHeader();
+    clear(timeline);
+    ctx.customer.load(c.customer_id, c).then((cust) => {
+      customerName = (cust && cust.name) || '';
+      renderHeader();
+      renderTimeline(false);
+    });
+    await Promise.all([loadTimeline(false, true), loadChannels()]);
+    markRead();
+  }
+
+  async function refreshHeader() {
+    if (!conv) return;
+    try {
+      conv = await get('/conversations/' + conv.id);
+      renderHeader();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) close(); // no longer ours to see
+    }
+  }
+
+  function close() {
+    conv = null;
+    view.hidden = true;
+    empty.hidden = false;
+    ctx.customer.clear();
+  }
+
+  async function loadTimeline(older, scrollDown) {
+    if (!conv) return;
+    const id = conv.id;
+    let page;
+    try {
+      page = await get(`/conversations/${id}/messages` + query({ limit: 50,
+        before: older ? olderCursor : undefined }));
+    } catch (e) {
+      ctx.error(e);
+      return;
+    }
+    if (!conv || conv.id !== id) return;
+    if (older) {
+      msgs = msgs.concat(page.items.filter((m) => !msgs.some((x) => x.id === m.id)));
+      olderCursor = page.next_cursor;
+    } else {
+      // The newest page replaces what we had of it; anything else we hold is older.
+      const fresh = new Set(page.items.map((m) => m.id));
+      msgs = page.items.concat(msgs.filter((m) => !fresh.has(m.id)));
+      if (olderCursor === null || scrollDown) olderCursor = page.next_cursor;
+    }
+    renderTimeline(scrollDown);
+  }
+
+  async function loadChannels() {
+    clear(picker);
+    if (!conv) return;
+    let items = [];
+    try {
+      items = (await get(`/conversations/${conv.id}/channels`)).items;
+    } catch (e) {
+      if (!(e instanceof ApiError && e.missingRoute)) ctx.error(e);
+    }
+    let chosen = null;
+    for (const c of items) {
+      const label = c.reachable ? `${c.channel_id} · ${c.address}`
+        : `${c.channel_id} · ${c.address} — ${c.reason}`;
+      picker.append(el('option', { value: c.channel_id, disabled: !c.reachable,
+        title: c.reason || '', text: label }));
+      if (c.reachable && chosen === null) chosen = c.channel_id;
+    }
+    picker.hidden = items.length === 0;
+    if (chosen !== null) picker.value = chosen;
+    picker.dataset.none = items.length > 0 && chosen === null ? '1' : '';
+    updateComposer();
+  }
+
+  // -- rendering ------------------------------------------------------------------------------
+  function renderHeader() {
+    if (!conv) return;
+    $('#conv-title').textContent = customerName || t('customer.unnamed', { id: conv.customer_id });
+    const meta = clear($('#conv-meta'));
+    meta.append(
+      el('span', { class: 'conv-id', text: '#' + conv.id }),
+      el('span', { class: 'status status-' + conv.status, text: t('status.' + conv.status) }),
+      el('span', { class: 'queue', text: conv.queue }),
+      el('span', { class: 'assignee', text: conv.assignee ? '@' + conv.assignee : t('inbox.unassigned') }),
+      conv.priority ? el('span', { class: 'priority', text: 'P' + conv.priority }) : null,
+      ...(conv.tags || []).map((g) => el('span', { class: 'tag', text: g })));
+    const resolved = conv.status === 'resolved';
+    const show = {
+      claim: has('POST', '/conversations/{}/claim') && !resolved && conv.assignee !== ctx.me.name,
+      assign: has('POST', '/conversations/{}/assign'),
+      escalate: has('POST', '/conversations/{}/escalate') && !resolved,
+      snooze: has('POST', '/conversations/{}/snooze') && !resolved,
+      resolve: has('POST', '/conversations/{}/resolve') && !resolved,
+      reopen: has('POST', '/conversations/{}/reopen') && resolved,
+    };
+    for (const b of document.querySelectorAll('#conv-actions [data-action]')) {
+      b.hidden = !show[b.dataset.action];
+    }
+  }
+
+  function renderTimeline(scrollDown) {
+    const box = timeline.parentElement;
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+    clear(timeline);
+    for (let i = msgs.length - 1; i >= 0; i--) timeline.append(message(msgs[i]));
+    olderBtn.hidden = !olderCursor;
+    if (scrollDown || atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  function author(m) {
+    const a = m.author || {};
+    if (m.direction === 'in') return customerName || t('author.customer');
+    if (a.kind === 'agent') return a.id || t('author.agent');
+    return t('author.' + (a.kind || 'system'));
+  }
+
+  function message(m) {
+    const note = m.direction === 'internal' || m.kind === 'note';
+    const cls = note ? 'note' : (m.direction === 'in' ? 'in' : 'out');
+    return el('li', { class: `msg ${cls} kind-${m.kind}`, dataset: { id: m.id, status: m.status } },
+      el('div', { class: 'msg-head' },
+        note ? el('span', { class: 'badge note-badge', text: t('msg.note') })
+          : el('span', { class: 'badge channel', text: m.channel_id }),
+        el('span', { class: 'msg-author', text: author(m) }),
+        el('time', { class: 'msg-time', title: fmtFull(m.platform_ts || m.received_ts),
+          text: fmtTime(m.platform_ts || m.received_ts) }),
+        m.edited_ts ? el('span', { class: 'edited', title: fmtFull(m.edited_ts), text: t('msg.edited') }) : null),
+      m.subject ? el('div', { class: 'msg-subject', text: m.subject }) : null,
+      m.text ? el('div', { class: 'msg-text', text: m.text }) : null,
+      !m.text && !m.attachments.length && m.kind !== 'message'
+        ? el('div', { class: 'msg-kind', text: t('kind.' + m.kind) }) : null,
+      m.attachments.length ? el('div', { class: 'attachments' },
+        m.attachments.map((a, n) => attachment(m, a, n))) : null,
+      el('div', { class: 'msg-foot' }, reactions(m.reactions), m.direction === 'out' ? tick(m) : null));
+  }
+
+  function attachment(m, a, n) {
+    const label = a.name || t('attachment.' + a.kind);
+    const stored = (a.file_id || '').startsWith('blob:');
+    const href = stored ? `/api/v1/conversations/${conv.id}/messages/${m.id}/attachments/${n}`
+      : (SAFE_URL.test(a.url || '') ? a.url : null);
+    const isImage = a.kind === 'image' || a.kind === 'sticker' || (a.mime || '').startsWith('image/');
+    if (isImage && href) {
+      return el('a', { class: 'attachment image', href, target: '_blank', rel: 'noopener noreferrer' },
+        el('img', { src: href, alt: label, loading: 'lazy' }));
+    }
+    const size = a.size ? ` (${Math.max(1, Math.round(a.size / 1024))} KB)` : '';
+    if (href) {
+      return el('a', { class: 'attachment file', href, download: stored ? (a.name || '') : null,
+        target: stored ? null : '_blank', rel: 'noopener noreferrer' }, '📎 ' + label + size);
+    }
+    return el('span', { class: 'attachment missing', title: t('attachment.not_stored') }, '📎 ' + label + size);
+  }
+
+  function reactions(r) {
+    const counts = {};
+    for (const emoji of Object.values(r || {})) counts[emoji] = (counts[emoji] || 0) + 1;
+    const keys = Object.keys(counts);
+    if (!keys.length) return null;
+    return el('span', { class: 'reactions' },
+      keys.map((e) => el('span', { class: 'reaction', text: counts[e] > 1 ? `${e} ${counts[e]}` : e })));
+  }
+
+  function tick(m) {
+    const reason = m.status_reason || '';
+    const label = t('status.' + m.status) + (reason ? ': ' + reason : '');
+    return el('span', { class: 'tick-box' },
+      el('span', { class: 'tick tick-' + m.status, title: label, 'aria-label': label, text: TICKS[m.status] || '' }),
+      m.status === 'failed' || m.status === 'delayed'
+        ? el('span', { class: 'tick-reason', text: label }) : null);
+  }
+
+  // -- composer -------------------------------------------------------------------------------
+  function saveDraft() {
+    if (conv) drafts.set(conv.id, { text: draft.value, key: currentKey, mode });
+  }
+
+  function restoreDraft() {
+    const d = drafts.get(conv.id) || { text: '', key: null, mode: 'reply' };
+    draft.value = d.text;
+    setMode(d.mode, false);
+    currentKey = d.key;
+    composerError.textContent = '';
+    cannedPanel.hidden = true;
+    mentionList.hidden = true;
+  }
+
+  function setMode(m, focus = true) {
+    if (m === 'note' && !has('POST', '/conversations/{}/notes')) m = 'reply';
+    if (m !== mode) currentKey = null; // a note and a reply are different creates
+    mode = m;
+    $('#composer').classList.toggle('note-mode', m === 'note');
+    for (const b of document.querySelectorAll('#composer [data-mode]')) {
+      b.classList.toggle('active', b.dataset.mode === m);
+      b.setAttribute('aria-pressed', b.dataset.mode === m ? 'true' : 'false');
+    }
+    draft.placeholder = t(m === 'note' ? 'composer.note_placeholder' : 'composer.reply_placeholder');
+    updateComposer();
+    if (focus) draft.focus();
+  }
+
+  function updateComposer() {
+    picker.disabled = mode === 'note';
+    $('#channel-row').classList.toggle('dim', mode === 'note');
+    const blocked = mode === 'reply' && picker.dataset.none === '1';
+    sendBtn.disabled = sending || blocked;
+    sendBtn.textContent = t(mode === 'note' ? 'composer.add_note' : 'composer.send');
+    composerError.textContent = blocked ? t('composer.unreachable') : composerError.textContent;
+  }
+
+  async function send() {
+    if (sending || !conv) return;
+    const text = draft.value;
+    if (!text.trim()) return;
+    // One key per draft: a double click or a retry after a lost answer never sends twice.
+    currentKey = currentKey || uuid();
+    const id = conv.id;
+    sending = true;
+    sendBtn.disabled = true;
+    composerError.textContent = '';
+    try {
+      if (mode === 'note') {
+        await post(`/conversations/${id}/notes`, { text }, currentKey);
+      } else {
+        const body = { text };
+        if (picker.value && !picker.hidden) body.channel_id = picker.value;
+        await post(`/conversations/${id}/messages`, body, currentKey);
+      }
+      drafts.delete(id);
+      if (conv && conv.id === id) {
+        draft.value = '';
+        currentKey = null;
+        await loadTimeline(false, true);
+      }
+    } catch (e) {
+      composerError.textContent = e.message || String(e);
+    } finally {
+      sending = false;
+      updateComposer();
+    }
+  }
+
+  // @mentions in notes: the word being typed after "@" offers user names.
+  async function mentions() {
+    if (mode !== 'note') { mentionList.hidden = true; return; }
+    const before = draft.value.slice(0, draft.selectionStart);
+    const m = /(^|\s)@([\w.-]*)$/.exec(before);
+    if (!m) { mentionList.hidden = true; return; }
+    const prefix = m[2].toLowerCase();
+    const people = (await ctx.users()).filter((u) => u.name.startsWith(prefix) ||
+      (u.display_name || '').toLowerCase().startsWith(prefix)).slice(0, 8);
+    clear(mentionList);
+    for (const u of people) {
+      mentionList.append(el('li', { tabindex: 0, onmousedown: (e) => { e.preventDefault(); insertMention(u.name, m[2].length); } },
+        el('strong', { text: '@' + u.name }), ' ', el('span', { text: u.display_name || '' })));
+    }
+    mentionList.hidden = people.length === 0;
+  }
+
+  function insertMention(name, typed) {
+    const pos = draft.selectionStart;
+    draft.value = draft.value.slice(0, pos - typed) + name + ' ' + draft.value.slice(pos);
+    const at = pos - typed + name.length + 1;
+    draft.setSelectionRange(at, at);
+    mentionList.hidden = true;
+    draft.focus();
+  }
+
+  // Canned replies: search, then the server renders the variables for this conversation.
+  async function loadCanned() {
+    const list = clear($('#canned-list'));
+    let items = [];
+    try {
+      items = (await get('/canned' + query({ q: $('#canned-q').value.trim() }))).items;
+    } catch (e) {
+      ctx.error(e);
+      return;
+    }
+    if (!items.length) list.append(el('li', { class: 'empty', text: t('canned.none') }));
+    for (const c of items) {
+      list.append(el('li', { tabindex: 0, onclick: () => useCanned(c),
+        onkeydown: (e) => { if (e.key === 'Enter') { e.preventDefault(); useCanned(c); } } },
+      el('strong', { text: '/' + (c.shortcut || '') }), ' ', el('span', { text: c.text || '' })));
+    }
+  }
+
+  async function useCanned(c) {
+    let text = c.text || '';
+    if (has('POST', '/conversations/{}/canned/{}/render')) {
+      try {
+        text = (await post(`/conversations/${conv.id}/canned/${encodeURIComponent(c.id)}/render`)).text;
+      } catch (e) { ctx.error(e); }
+    }
+    const pos = draft.selectionStart ?? draft.value.length;
+    draft.value = draft.value.slice(0, pos) + text + draft.value.slice(pos);
+    cannedPanel.hidden = true;
+    draft.focus();
+  }
+
+  // -- actions -------------------------------------------------------------------------------
+  async function act(name) {
+    if (!conv) return;
+    const id = conv.id;
+    const path = `/conversations/${id}/${name}`;
+    if (!has('POST', path.replace(/\/conversations\/[^/]+/, '/conversations/{}'))) return;
+    let body = {};
+    if (name === 'assign') {
+      const people = await ctx.users();
+      const v = await ask(t('action.assign'), [
+        { name: 'assignee', label: t('assign.agent'), type: 'select', value: conv.assignee || '',
+          options: [{ value: '', label: t('assign.nobody') }].concat(people.filter((u) => !u.disabled)
+            .map((u) => ({ value: u.name, label: `${u.display_name || u.name} (@${u.name})` }))) },
+        { name: 'team', label: t('assign.team'), type: 'select', value: '',
+          options: [{ value: '', label: t('assign.same_team') }].concat(ctx.teams.map((x) => ({ value: x.id, label: x.name }))) },
+        { name: 'why', label: t('why'), type: 'text' },
+      ], t('action.assign'));
+      if (!v) return;
+      body = { assignee: v.assignee || null, team: v.team || null, why: v.why };
+    } else if (name === 'escalate') {
+      const v = await ask(t('action.escalate'), [{ name: 'why', label: t('escalate.why'), type: 'textarea', required: true }],
+        t('action.escalate'));
+      if (!v) return;
+      body = { why: v.why };
+    } else if (name === 'snooze') {
+      const inAnHour = new Date(Date.now() + 3600e3 - new Date().getTimezoneOffset() * 60e3);
+      const v = await ask(t('action.snooze'), [{ name: 'until', label: t('snooze.until'), type: 'datetime',
+        value: inAnHour.toISOString().slice(0, 16), required: true }], t('action.snooze'));
+      if (!v) return;
+      const until = new Date(v.until).getTime();
+      if (!until || until <= Date.now()) { ctx.error(new Error(t('snooze.future'))); return; }
+      body = { until_ts: until };
+    }
+    try {
+      conv = await post(path, body);
+      renderHeader();
+      ctx.changed();
+      if (name === 'claim') ctx.toast(t('claim.done'));
+    } catch (e) {
+      ctx.error(e);
+      refreshHeader();
+    }
+  }
+
+  async function markRead() {
+    if (!conv || document.visibilityState !== 'visible' || !has('POST', '/conversations/{}/read')) return;
+    const id = conv.id;
+    try {
+      await post(`/conversations/${id}/read`);
+      ctx.read(id);
+    } catch { /* unread counts are a hint; never bother the agent */ }
+  }
+
+  // -- live events ---------------------------------------------------------------------------
+  function onEvent(type, data) {
+    if (!conv || String(data.conversation_id) !== String(conv.id)) return;
+    if (type.startsWith('message.') || type === 'note.created') {
+      loadTimeline(false, false);
+      if (type === 'message.created' && !data.author_id) markRead();
+    } else if (type.startsWith('conversation.')) {
+      refreshHeader();
+    }
+  }
+
+  // -- wiring --------------------------------------------------------------------------------
+  $('#composer').addEventListener('submit', (e) => { e.preventDefault(); send(); });
+  draft.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); send(); }
+    if (e.key === 'Escape') { mentionList.hidden = true; draft.blur(); }
+  });
+  draft.addEventListener('input', () => { composerError.textContent = ''; mentions(); updateComposer(); });
+  for (const b of document.querySelectorAll('#composer [data-mode]')) {
+    b.addEventListener('click', () => setMode(b.dataset.mode));
+  }
+  $('#mode-note').hidden = !has('POST', '/conversations/{}/notes');
+  const cannedBtn = $('#canned-btn');
+  cannedBtn.hidden = !has('GET', '/canned');
+  cannedBtn.addEventListener('click', () => {
+    cannedPanel.hidden = !cannedPanel.hidden;
+    if (!cannedPanel.hidden) { $('#canned-q').focus(); loadCanned(); }
+  });
+  let cannedTimer = null;
+  $('#canned-q').addEventListener('input', () => { clearTimeout(cannedTimer); cannedTimer = setTimeout(loadCanned, 250); });
+  olderBtn.addEventListener('click', () => loadTimeline(true, false));
+  for (const b of document.querySelectorAll('#conv-actions [data-action]')) {
+    b.addEventListener('click', () => act(b.dataset.action));
+  }
+  picker.addEventListener('change', updateComposer);
+  document.addEventListener('visibilitychange', markRead);
+
+  return { open, onEvent, act, setMode, current: () => conv, reload: () => { refreshHeader(); loadTimeline(false, false); } };
+}
