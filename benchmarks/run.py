@@ -480,6 +480,7 @@ def bench_latency(env: BenchEnv, p: Params) -> dict:
 # -- 4. memory per message ----------------------------------------------------------------------
 def bench_memory(env: BenchEnv, p: Params) -> dict:
     from core import ingest, rawlog
+    from core.keys import FEED_MAXLEN
 
     env.reset()
     hub, r = env.hub, env.redis
@@ -507,14 +508,21 @@ def bench_memory(env: BenchEnv, p: Params) -> dict:
         raise RuntimeError(f"memory run: stored {stored} of {p.mem_n}")
     for s in range(hub.shards):
         r.execute_command("XTRIM", hub.keys.raw(s), "MAXLEN", "0")
+    # The change feed is a bounded buffer (keys.FEED_MAXLEN entries), like the raw log with
+    # its retention: measured on its own, not per stored message.
+    with_feed = used()
+    r.execute_command("XTRIM", hub.keys.feed(), "MAXLEN", "0")
     after = used()
+    feed_per_event = (with_feed - after) / p.mem_n
     total = (after - before) / p.mem_n
     raw_per_event = (with_raw - before) / p.mem_n
     log(f"  memory: {total:.0f} B/message stored (text {text_avg:.0f} B), raw log "
-        f"{raw_per_event:.0f} B/event (body {body_avg:.0f} B)")
+        f"{raw_per_event:.0f} B/event (body {body_avg:.0f} B), change feed "
+        f"{feed_per_event:.0f} B/event (at most {FEED_MAXLEN:,} events)")
     return {
         "redis_bytes_per_message": total - text_avg,
         "raw_log_bytes_per_event": raw_per_event,
+        "feed_bytes_per_event": feed_per_event,
         "_memory": {"messages": p.mem_n, "conversations": convs,
                     "bytes_per_message_total": total, "avg_text_bytes": text_avg,
                     "avg_raw_body_bytes": body_avg},
@@ -694,7 +702,8 @@ def table(res: dict, errors: dict, meta: dict) -> str:
         ("latency_p99_ms", g("latency_p99_ms"),
          f"max {_fmt(res.get('_latency', {}).get('max_ms'))} ms"),
         ("redis_bytes_per_message", g("redis_bytes_per_message"),
-         f"beyond text; raw log {_fmt(g('raw_log_bytes_per_event'))} B/event"),
+         (f"beyond text; raw log {_fmt(g('raw_log_bytes_per_event'))} B/event, change feed "
+          f"{_fmt(g('feed_bytes_per_event'))} B/event (bounded)")),
         ("history_read_ratio", g("history_read_ratio"),
          "newest 50: 100k-msg ÷ 100-msg conversation"),
     ]

@@ -331,25 +331,41 @@ def handle_reply(hub: Hub, raw: RawEvent, ev: InboundEvent, channel_id: str) -> 
         audit.record(hub, name, "reply.email_refused", conv_id, {"why": "disabled"})
         return True
     ref = _digest(f"{channel_id}|{ev.dedupe_key}")
+    # The send idempotency below lasts 24 h; a copy of this mail delivered again later (a
+    # DKIM signature stays valid) must not answer the customer again, nor a refused one late.
+    # Marked once handled (a crash before that leaves a redelivery to the idempotency).
+    handled = hub.keys.agent_mail_reply(ref)
+    if hub.redis.exists(handled):
+        log.warning("raw %s: %s's mail about conversation %s was handled before; a copy "
+                    "delivered again is dropped", raw.id, name, conv_id)
+        return True
+    done = _answer(hub, conv_id, user, ref, pm.message_id, pm.full_text, ev)
+    hub.redis.set(handled, "1", ex=KEEP_S)
+    return done
+
+
+def _answer(hub: Hub, conv_id: str, user: users.User, ref: str, message_id: str | None,
+            full_text: str, ev: InboundEvent) -> bool:
+    """Send a genuine agent's mail reply to the customer, or refuse it and say why."""
+    name = user.name
     t = _REASONS.get(user.language or hub.config.hub.console.default_language, _REASONS["en"])
     try:
         conv = store.get_conversation(hub, conv_id)
     except NotFound:
-        return _refuse(hub, conv_id, name, t["gone"], ref, pm.message_id)
+        return _refuse(hub, conv_id, name, t["gone"], ref, message_id)
     if not access.can_see(hub, _principal(user), conv):
-        return _refuse(hub, conv_id, name, t["access"], ref, pm.message_id)
-    text = reply_text(pm.full_text)
+        return _refuse(hub, conv_id, name, t["access"], ref, message_id)
+    text = reply_text(full_text)
     if not text:
-        return _refuse(hub, conv_id, name, t["empty"], ref, pm.message_id)
+        return _refuse(hub, conv_id, name, t["empty"], ref, message_id)
     try:
         msg, created = outbound.create_reply(
-            hub, conv_id, text, name, f"mail:{pm.message_id or ev.dedupe_key}", "agentmail")
+            hub, conv_id, text, name, f"mail:{message_id or ev.dedupe_key}", "agentmail")
     except WindowClosed as exc:
-        return _refuse(hub, conv_id, name, str(exc), ref, pm.message_id)
+        return _refuse(hub, conv_id, name, str(exc), ref, message_id)
     if created:
         audit.record(hub, name, "reply.email", conv_id, {"message_id": msg.id})
-        log.info("raw %s: %s answered conversation %s by mail (message %s)", raw.id, name,
-                 conv_id, msg.id)
+        log.info("%s answered conversation %s by mail (message %s)", name, conv_id, msg.id)
     return True
 
 

@@ -360,6 +360,11 @@ def on_feed(hub: Hub, events: list[feed.FeedEvent]) -> None:
             crews.clear()  # who is online changed: read the teams again
             u = users.find(hub, d.get("user", "")) if d.get("status") == "online" else None
             to_fill.update(u.teams if u else ())
+            # the toggle and the tick release at once; this finishes what a crash between
+            # their two steps left (nothing to do otherwise), if they are still offline
+            name = d.get("user", "")
+            if d.get("status") == "offline" and presence.get(hub, name).status == "offline":
+                release_all(hub, name, by=SYSTEM)  # (its events fill the teams next round)
         elif e.type == "conversation.resolved" or (
                 e.type == "conversation.assigned" and d.get("assignee") is None):
             q = d.get("queue") or hub.redis.hget(hub.keys.conversation(

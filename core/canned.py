@@ -133,18 +133,25 @@ def create(hub: Hub, principal: Principal, shortcut: str, text: str, title: str 
         raise BadRequest("a canned reply needs text")
     k, now = hub.keys, now_ms()
     cid = str(hub.redis.incr(k.seq("canned")))
-    if not hub.redis.hsetnx(k.canned_shortcuts(), _shortcut_field(team, shortcut), cid):
-        raise Conflict(f"the shortcut {shortcut} is taken"
-                       + (f" in team {team}" if team else " (global)"))
     c = Canned(cid, shortcut, title.strip(), text, team, principal.name, now, now)
-    pipe = hub.redis.pipeline(transaction=True)
-    pipe.hset(k.canned(cid), mapping={"shortcut": shortcut, "title": c.title, "text": text,
-                                      "team": team, "by": principal.name, "created": now,
-                                      "updated": now})
-    pipe.zadd(k.canned_index(), {cid: int(cid)})
-    audit.record(hub, principal.name, "canned.created", cid,
-                 {"shortcut": shortcut, "team": team or None}, pipe)
-    pipe.execute()
+    field = _shortcut_field(team, shortcut)
+
+    # the shortcut and the reply together (WATCH): a crash between them would keep the
+    # shortcut taken by a reply that does not exist, with no way to free it
+    def write(pipe) -> None:
+        if pipe.hexists(k.canned_shortcuts(), field):
+            raise Conflict(f"the shortcut {shortcut} is taken"
+                           + (f" in team {team}" if team else " (global)"))
+        pipe.multi()
+        pipe.hset(k.canned_shortcuts(), field, cid)
+        pipe.hset(k.canned(cid), mapping={"shortcut": shortcut, "title": c.title, "text": text,
+                                          "team": team, "by": principal.name, "created": now,
+                                          "updated": now})
+        pipe.zadd(k.canned_index(), {cid: int(cid)})
+        audit.record(hub, principal.name, "canned.created", cid,
+                     {"shortcut": shortcut, "team": team or None}, pipe)
+
+    hub.redis.transaction(write, k.canned_shortcuts())
     return c
 
 
@@ -168,21 +175,31 @@ def update(hub: Hub, principal: Principal, canned_id: str, changes: dict[str, An
     old_field, new_field = (_shortcut_field(c.team, c.shortcut),
                             _shortcut_field(new_team, new_short))
     if new_field != old_field:
-        if not hub.redis.hsetnx(k.canned_shortcuts(), new_field, canned_id):
-            raise Conflict(f"the shortcut {new_short} is taken"
-                           + (f" in team {new_team}" if new_team else " (global)"))
         fields.update(shortcut=new_short, team=new_team)
-        c.shortcut, c.team = new_short, new_team
     if not fields:
         raise BadRequest("nothing to change")
-    c.updated_ts_ms = fields["updated"] = now_ms()
-    pipe = hub.redis.pipeline(transaction=True)
-    pipe.hset(k.canned(canned_id), mapping=fields)
-    if new_field != old_field:
-        pipe.hdel(k.canned_shortcuts(), old_field)
-    audit.record(hub, principal.name, "canned.updated", canned_id,
-                 {"fields": sorted(set(fields) - {"updated"})}, pipe)
-    pipe.execute()
+    ck = k.canned(canned_id)
+
+    # WATCHed: a concurrent delete (or change of shortcut) must not be undone by a half
+    # reply written back, nor leave a shortcut taken by nothing
+    def write(pipe) -> None:
+        if pipe.hmget(ck, ["shortcut", "team"]) != [c.shortcut.encode(), c.team.encode()]:
+            raise Conflict(f"canned reply {canned_id} changed or was deleted meanwhile; "
+                           "reload and retry")
+        if new_field != old_field and pipe.hexists(k.canned_shortcuts(), new_field):
+            raise Conflict(f"the shortcut {new_short} is taken"
+                           + (f" in team {new_team}" if new_team else " (global)"))
+        pipe.multi()
+        pipe.hset(ck, mapping=fields)
+        if new_field != old_field:
+            pipe.hset(k.canned_shortcuts(), new_field, canned_id)
+            pipe.hdel(k.canned_shortcuts(), old_field)
+        audit.record(hub, principal.name, "canned.updated", canned_id,
+                     {"fields": sorted(set(fields) - {"updated"})}, pipe)
+
+    fields["updated"] = now_ms()
+    hub.redis.transaction(write, ck, k.canned_shortcuts())
+    c.shortcut, c.team, c.updated_ts_ms = new_short, new_team, fields["updated"]
     return c
 
 

@@ -153,8 +153,14 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
                    "ingest worker(s) run; the extra loops wait for a free worker", err=True)
     procs = {name: subprocess.Popen(cmd) for name, cmd in specs}
     base = f"http://{host}:{port}"
-    click.echo(f"tongdai is up:\n  webhooks  {base}/webhooks/<channel-id>\n"
-               f"  API       {base}/api/v1/conversations\n  health    {base}/healthz\n"
+    from core import users as _users
+
+    who = ("" if _users.all_users(hub) else
+           "  (first user: tongdai users add NAME --role admin)")
+    click.echo(f"tongdai is up:\n  console   {base}/console{who}\n"
+               f"  webhooks  {base}/webhooks/<channel-id>\n"
+               f"  API       {base}/api/v1 (OpenAPI: {base}/api/v1/openapi.json)\n"
+               f"  health    {base}/healthz\n"
                f"  channels  {', '.join(hub.adapters) or '(none configured)'}\nCtrl-C stops.")
     stopping = False
 
@@ -398,6 +404,19 @@ def token_create(name: str, role: str, teams: tuple[str, ...]) -> None:
             click.echo(tokens.create(hub, name, role, teams))
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+@token.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke every API token named NAME (they stop working at once)."""
+    from core import audit, tokens
+
+    with _hub() as hub:
+        n = tokens.revoke(hub, name)
+        if n:
+            audit.record(hub, os.environ.get("USER", "cli"), "token.revoked", name, {"count": n})
+        click.echo(f"revoked {n} token(s) named {name}")
 
 
 @main.group()

@@ -79,6 +79,9 @@ def oldest_id(hub: Hub) -> str | None:
 # -- reactors ---------------------------------------------------------------------------------
 Handler = Callable[[Hub, list[FeedEvent]], None]
 REACTORS: dict[str, Handler] = {}
+# A failed batch is retried one event at a time (run_once); this many failures in a row end
+# that round: an outage, not one bad event, and each try may wait for a timeout.
+FAILURES_IN_A_ROW = 3
 # Periodic work (snoozes waking up, presence timing out, ...): name -> (function, seconds).
 # ``tongdai scheduler`` runs each when due; they must be idempotent (several schedulers may run).
 TICKS: dict[str, tuple[Callable[[Hub], object], float]] = {}
@@ -124,19 +127,62 @@ def ensure_group(hub: Hub, name: str) -> None:
 def run_once(hub: Hub, name: str, handler: Handler, consumer: str, count: int = 200,
              block_ms: int | None = None, claim_idle_ms: int = 30_000) -> int:
     """One round for reactor ``name``: events a dead consumer left (idle ``claim_idle_ms``),
-    then new ones; acknowledged only after ``handler`` returns. Returns events handled."""
+    then new ones; acknowledged only after ``handler`` returns (a redelivered batch that fails
+    again, one event at a time). Returns events handled."""
     k = hub.keys.feed()
-    # [next, entries] on Redis 6.2 (the embedded server), [next, entries, deleted] on 7+
-    claimed = hub.redis.xautoclaim(k, name, consumer, claim_idle_ms, "0-0", count=count)[1]
-    events = _decode(claimed)
+    events = _claim(hub, k, name, consumer, claim_idle_ms, count)
+    again = bool(events)  # (a batch failing for the first time simply stays pending)
     if not events:
         res = hub.redis.xreadgroup(name, consumer, {k: ">"}, count=count, block=block_ms)
         events = _decode(res[0][1]) if res else []
     if not events:
         return 0
-    handler(hub, events)
+    try:
+        handler(hub, events)
+    except Exception:
+        if len(events) == 1 or not again:
+            raise
+        # one bad event must not hold back its batch (retried together, failing together,
+        # forever): failing again, one at a time, each acknowledged once handled; the bad one
+        # stays pending.
+        # Several failures in a row look like an outage (a relay, an API): the rest wait too.
+        failed, in_a_row = None, 0
+        for e in events:
+            if in_a_row == FAILURES_IN_A_ROW:
+                break
+            try:
+                handler(hub, [e])
+            except Exception as exc:
+                log.exception("reactor %s failed on feed entry %s (%s)", name, e.id, e.type)
+                failed, in_a_row = failed or exc, in_a_row + 1
+                continue
+            in_a_row = 0
+            hub.redis.xack(k, name, e.id)
+        if failed is not None:
+            raise failed
+        return len(events)
     hub.redis.xack(k, name, *[e.id for e in events])
     return len(events)
+
+
+def _claim(hub: Hub, k: str, name: str, consumer: str, idle_ms: int, count: int
+           ) -> list[FeedEvent]:
+    """Pending events a dead (or failed) consumer left idle ``idle_ms``, now ours. Entries the
+    feed trimmed meanwhile are acknowledged and skipped: Redis 6.2 keeps them pending and
+    XAUTOCLAIM answers them as nil entries without their ids (so JUSTID, then the entries)."""
+    ids = hub.redis.xautoclaim(k, name, consumer, idle_ms, "0-0", count=count, justid=True)
+    if not ids:
+        return []
+    pipe = hub.redis.pipeline(transaction=False)
+    for i in ids:
+        pipe.xrange(k, i, i)
+    found = pipe.execute()
+    gone = [i for i, rows in zip(ids, found, strict=True) if not rows]
+    if gone:
+        log.warning("reactor %s: %d feed entries were trimmed before it handled them",
+                    name, len(gone))
+        hub.redis.xack(k, name, *gone)
+    return _decode([rows[0] for rows in found if rows])
 
 
 def run_pending(hub: Hub, names: Iterable[str] | None = None, consumer: str = "once") -> int:

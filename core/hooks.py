@@ -17,6 +17,14 @@ A request carries ``X-Tongdai-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}
 keyed with the subscription's secret (``verify`` below is the receiver's side). 2xx delivers;
 410 disables the subscription; anything else is retried ``RETRY_DELAYS_S`` later (with jitter,
 or after the receiver's ``Retry-After`` on 429/503), then fails.
+
+Receivers may be on the hub's own network (``http://`` is allowed for that), but never at a
+link-local address: 169.254.0.0/16 holds the cloud metadata services (169.254.169.254 hands out
+the host's credentials), so a subscription must not make the hub fetch them. An IP literal
+there is refused when subscribing; a host name is resolved before each attempt and refused if
+any of its addresses is one (``BLOCKED_NETWORKS``). The request then resolves the name again, so
+a DNS server that answers differently the second time (rebinding) is not stopped by this; block
+169.254.169.254 for the hub's processes on the host too if admins are not fully trusted.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +72,11 @@ DELIVER_JOB = "worker.jobs.deliver_hook"
 _SECRET = b"hook-secret"   # encryption purposes (associated data)
 _PAYLOAD = b"hook-payload"
 _SHOWN = b"hook-secret-shown"
+# Never a webhook's destination: link-local v4/v6 (cloud metadata services), AWS's IPv6
+# metadata address, "this host" and multicast.
+BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "0.0.0.0/8", "::/128", "224.0.0.0/4",
+    "ff00::/8"))
 
 
 def now_ms() -> int:
@@ -88,6 +103,34 @@ class Subscription:
                 "disabled_reason": self.disabled_reason}
 
 
+def blocked_address(ip: str) -> bool:
+    """Whether ``ip`` (an address, not a name) is one webhooks never go to."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return any(a in net for net in BLOCKED_NETWORKS)
+
+
+def _refused_destination(url: str) -> str | None:
+    """Why ``url`` must not be requested (its host resolves to a blocked address), or None.
+    A name that does not resolve is left to the request, which reports it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        return None
+    for info in infos:
+        if blocked_address(str(info[4][0])):
+            return (f"refused: {host} resolves to {info[4][0]}, a link-local/metadata address "
+                    "webhooks never go to")
+    return None
+
+
 def check_url(url: str) -> str:
     """http(s) URLs with a host and no user:password (the signature is the credential)."""
     url = (url or "").strip()
@@ -109,6 +152,9 @@ def check_url(url: str) -> str:
                          "X-Tongdai-Signature header instead")
     if parts.fragment:
         raise BadRequest("url must not have a #fragment")
+    if blocked_address(parts.hostname):
+        raise BadRequest(f"url must not point at {parts.hostname}: link-local and metadata "
+                         "addresses (169.254.0.0/16, fe80::/10) are refused")
     return url
 
 
@@ -441,6 +487,9 @@ def _post(url: str, secret: str, event: str, did: str, body: bytes) -> Outcome:
                "X-Tongdai-Signature": sign(secret, ts, body)}
     started = time.monotonic()
     code, error, retry_after = None, None, None
+    refused = _refused_destination(url)
+    if refused:
+        return Outcome(None, refused, int((time.monotonic() - started) * 1000))
     try:  # streamed: the receiver's answer body is never read (nor kept)
         with httpx.stream("POST", url, content=body, headers=headers, timeout=TIMEOUT_S,
                           follow_redirects=False) as r:

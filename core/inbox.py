@@ -137,9 +137,10 @@ def _beyond(score: float, member: str, after: tuple[float, str], desc: bool) -> 
 
 
 def _walk(hub: Hub, key: str, after: tuple[float, str] | None, desc: bool,
-          bound: float | None) -> Iterator[list[tuple[str, float]]]:
+          bound: float | None, first: int | None = None) -> Iterator[list[tuple[str, float]]]:
     """Chunks of (member, score) strictly after ``after``, in the sorted set's order (score,
-    then member; both reversed when ``desc``), up to score ``bound`` (ascending only).
+    then member; both reversed when ``desc``), up to score ``bound`` (ascending only); the
+    first chunk of ``first`` rows (a page's worth), the others of ``CHUNK``.
 
     Each chunk restarts at the last score seen, skipping the rows of that score already
     passed (OFFSET), so equal scores — a batch's messages share one timestamp — neither
@@ -149,8 +150,9 @@ def _walk(hub: Hub, key: str, after: tuple[float, str] | None, desc: bool,
     end: float | str = "-inf" if desc else (bound if bound is not None else "+inf")
     ties = 0
     last = after
+    num = first or CHUNK
     while True:
-        rows = r.zrange(key, start, end, desc=desc, byscore=True, offset=ties, num=CHUNK,
+        rows = r.zrange(key, start, end, desc=desc, byscore=True, offset=ties, num=num,
                         withscores=True)
         out = []
         for m, s in rows:
@@ -159,8 +161,9 @@ def _walk(hub: Hub, key: str, after: tuple[float, str] | None, desc: bool,
                 out.append((member, s))
         if out:
             yield out
-        if len(rows) < CHUNK:
+        if len(rows) < num:
             return
+        num = CHUNK
         top = rows[-1][1]
         same = sum(1 for _, s in rows if s == top)
         ties = ties + same if (isinstance(start, float) and top == start) else same
@@ -189,7 +192,7 @@ def _source(hub: Hub, f: Filters, now: int) -> tuple[str, bool, float | None]:
     k = hub.keys
     if f.sla:
         return k.sla_due(), False, (now if f.sla == "breached" else None)
-    if f.queue and f.status in (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value):
+    if f.queue and f.status == ConversationStatus.OPEN.value:  # snoozed ones are not queued
         return k.queue(f.queue), False, None
     return k.conversations_by_status(f.status), True, None
 
@@ -248,7 +251,9 @@ def _list(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None, l
     visible = access.visible_queues(hub, p)
     out: list[Row] = []
     scanned = 0
-    for chunk in _walk(hub, key, after, desc, bound):
+    # the first chunk is one page (and one more, to know whether more follow): a page of 50
+    # loads 51 conversations when most match, not a whole chunk
+    for chunk in _walk(hub, key, after, desc, bound, first=limit + 1):
         for (m, s), row in zip(chunk, _load(hub, chunk)):
             if len(out) == limit:  # full, and more follow
                 return out, _cursor(out[-1].score, out[-1].id)

@@ -228,6 +228,9 @@ class Keys:
     def agent_mail_sent(self, marker: str) -> str:
         return self._k("agentmail", "sent", marker)
 
+    def agent_mail_reply(self, ref: str) -> str:
+        return self._k("agentmail", "reply", ref)
+
     # -- outgoing webhooks for integrators (core/hooks.py) --------------------------------------
     def hooks(self) -> str:
         return self._k("hooks")

@@ -249,28 +249,38 @@ def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversati
     conv = get_conversation(hub, conv_id)
     if conv.status == status:
         return conv
-    k, now = hub.keys, time.time_ns() // 1_000_000
-    pipe = hub.redis.pipeline(transaction=True)
-    for s in ConversationStatus:
-        if s != status:
-            pipe.zrem(k.conversations_by_status(s.value), conv_id)
-    pipe.zadd(k.conversations_by_status(status.value), {conv_id: now})
-    if status == ConversationStatus.RESOLVED:
-        pipe.hset(k.conversation(conv_id), mapping={"status": status.value, "resolved_at": now,
-                                                    "updated": now})
-        pipe.zrem(k.queue(conv.queue), conv_id)
-        # nothing is owed on a resolved conversation: no unread badge, no SLA wait (core/sla.py)
-        pipe.zrem(k.unread(), conv_id)
-        pipe.zrem(k.sla_due(), conv_id)
-        pipe.hdel(k.conversation(conv_id), "sla_due", "sla_breached")
-    else:
-        pipe.hset(k.conversation(conv_id), mapping={"status": status.value, "updated": now})
-        pipe.hdel(k.conversation(conv_id), "resolved_at")
-        # the queue's order: priority first, then age (as core/lua/ingest.lua files it)
-        pipe.zadd(k.queue(conv.queue), {conv_id: (100 - conv.priority) * 1e13 + conv.created_ts_ms})
-    # the assignee's load (core/assignment.py): in this MULTI, so it sees the assignee of now
-    hub.scripts.sync_load(keys=[k.conversation(conv_id)], args=[conv_id], client=pipe)
-    feed.publish(hub, {"type": f"conversation.{status.value}", "conversation_id": conv_id,
-                       "ts": now}, pipe)
-    pipe.execute()
+    k, ck = hub.keys, hub.keys.conversation(conv_id)
+
+    # WATCHed: a transfer moving the queue, or a second resolve, between our read and write
+    # would otherwise leave it queued where it no longer is, or report the change twice
+    def change(pipe) -> None:
+        cur, queue, prio, created = pipe.hmget(ck, ["status", "queue", "priority", "created"])
+        if cur is None or cur.decode() == status.value:
+            return
+        queue = queue.decode()
+        now = time.time_ns() // 1_000_000
+        pipe.multi()
+        for s in ConversationStatus:
+            if s != status:
+                pipe.zrem(k.conversations_by_status(s.value), conv_id)
+        pipe.zadd(k.conversations_by_status(status.value), {conv_id: now})
+        if status == ConversationStatus.RESOLVED:
+            pipe.hset(ck, mapping={"status": status.value, "resolved_at": now, "updated": now})
+            pipe.zrem(k.queue(queue), conv_id)
+            # nothing is owed on a resolved conversation: no unread badge, no SLA wait
+            # (core/sla.py)
+            pipe.zrem(k.unread(), conv_id)
+            pipe.zrem(k.sla_due(), conv_id)
+            pipe.hdel(ck, "sla_due", "sla_breached")
+        else:
+            pipe.hset(ck, mapping={"status": status.value, "updated": now})
+            pipe.hdel(ck, "resolved_at")
+            # the queue's order: priority first, then age (as core/lua/ingest.lua files it)
+            pipe.zadd(k.queue(queue), {conv_id: (100 - int(prio or 0)) * 1e13 + int(created)})
+        # the assignee's load (core/assignment.py): in this MULTI, so it sees the assignee of now
+        hub.scripts.sync_load(keys=[ck], args=[conv_id], client=pipe)
+        feed.publish(hub, {"type": f"conversation.{status.value}", "conversation_id": conv_id,
+                           "ts": now}, pipe)
+
+    hub.redis.transaction(change, ck)
     return get_conversation(hub, conv_id)

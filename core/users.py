@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -59,7 +60,7 @@ class User:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name or ""):
+    if not _NAME.fullmatch(name or ""):  # fullmatch: "an\n" is not a second "an"
         raise BadRequest("a user name is 1-63 lower-case letters, digits, '.', '_' or '-'")
     return name
 
@@ -109,6 +110,7 @@ def create(hub: Hub, user: User, password: str | None) -> User:
     user.teams = check_teams(hub, user.teams)
     if password is not None:
         _check_password(password)
+    _check_telegram_free(hub, user)
     k = hub.keys
     fields = _fields(user)
     if password is not None:
@@ -120,6 +122,16 @@ def create(hub: Hub, user: User, password: str | None) -> User:
     _index(pipe, hub, user, None)
     pipe.execute()
     return user
+
+
+def _check_telegram_free(hub: Hub, user: User) -> None:
+    """A Telegram account links one user: the staff group acts as whoever it is linked to."""
+    if user.telegram_user_id is None:
+        return
+    holder = hub.redis.hget(hub.keys.user_by_telegram(), str(user.telegram_user_id))
+    if holder is not None and holder.decode() != user.name:
+        raise Conflict(f"Telegram user {user.telegram_user_id} is linked to {holder.decode()!r} "
+                       "already; unlink it there first")
 
 
 def _index(pipe, hub: Hub, new: User, old: User | None) -> None:
@@ -135,7 +147,7 @@ def _index(pipe, hub: Hub, new: User, old: User | None) -> None:
 
 
 def get(hub: Hub, name: str) -> User:
-    h = hub.redis.hgetall(hub.keys.user(name)) if _NAME.match(name or "") else {}
+    h = hub.redis.hgetall(hub.keys.user(name)) if _NAME.fullmatch(name or "") else {}
     if not h:
         raise NotFound(f"no user {name!r}")
     return _from_hash(name, h)
@@ -168,20 +180,32 @@ def by_email(hub: Hub, address: str) -> User | None:
 
 UPDATABLE = ("role", "display_name", "teams", "capacity", "telegram_user_id", "email",
              "language", "disabled")
+NULLABLE = ("capacity", "telegram_user_id", "email")
+
+
+def _is_active_admin(u: User) -> bool:
+    return u.role == "admin" and not u.disabled
 
 
 def update(hub: Hub, name: str, changes: dict[str, Any]) -> User:
-    """Change some of a user's fields (``UPDATABLE``); disabling ends their sessions."""
+    """Change some of a user's fields (``UPDATABLE``); disabling ends their sessions. The last
+    enabled admin cannot be disabled or demoted (nobody could manage users any more)."""
     old = get(hub, name)
     new = User(**asdict(old))
     for key, value in changes.items():
         if key not in UPDATABLE:
             raise BadRequest(f"cannot change {key!r}; changeable: {', '.join(UPDATABLE)}")
+        if value is None and key not in NULLABLE:
+            raise BadRequest(f"{key} cannot be null")
         setattr(new, key, value)
     check_role(new.role)
     new.teams = check_teams(hub, list(new.teams))
     if new.language not in ("", "vi", "en"):
         raise BadRequest("language must be vi or en")
+    _check_telegram_free(hub, new)
+    if _is_active_admin(old) and not _is_active_admin(new) and not any(
+            _is_active_admin(u) for u in all_users(hub) if u.name != name):
+        raise Conflict(f"{name} is the last enabled admin: make someone else admin first")
     pipe = hub.redis.pipeline(transaction=True)
     pipe.hset(hub.keys.user(name), mapping=_fields(new))
     _index(pipe, hub, new, old)
@@ -199,28 +223,47 @@ def set_password(hub: Hub, name: str, password: str) -> None:
 
 
 # -- log-in ---------------------------------------------------------------------------------
-def _locked(hub: Hub, scopes: list[str]) -> int:
+def _reserve(hub: Hub, scopes: list[str]) -> int:
+    """Count this attempt against every scope *before* the password is checked, in one
+    transaction: parallel guesses cannot all pass a check made before any of them failed.
+    Returns how long to wait when a scope is over ``console.login_attempts`` (0: go on)."""
     cfg = hub.config.hub.console
-    pipe = hub.redis.pipeline(transaction=False)
-    for s in scopes:
-        pipe.get(hub.keys.login_failures(s))
+    pipe = hub.redis.pipeline(transaction=True)
+    for s in scopes:  # the window starts at the first attempt (Redis 6.2: no EXPIRE NX)
+        pipe.set(hub.keys.login_failures(s), 0, ex=int(cfg.lockout), nx=True)
+        pipe.incr(hub.keys.login_failures(s))
         pipe.ttl(hub.keys.login_failures(s))
     res = pipe.execute()
-    waits = [max(int(ttl), 1) for n, ttl in zip(res[::2], res[1::2], strict=True)
-             if n is not None and int(n) >= cfg.login_attempts]
+    waits = [max(int(ttl), 1) for n, ttl in zip(res[1::3], res[2::3], strict=True)
+             if int(n) > cfg.login_attempts]
     return max(waits, default=0)
+
+
+def _refund(hub: Hub, scope: str) -> None:
+    """Take back a successful attempt's count (only failures lock), unless the window has
+    ended meanwhile (a DECR then would make a key without expiry) or another attempt raced."""
+    key = hub.keys.login_failures(scope)
+    with hub.redis.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(key)
+            if int(pipe.get(key) or 0) > 0:
+                pipe.multi()
+                pipe.decr(key)
+                pipe.execute()
+        except redis.WatchError:
+            pass  # counted: stricter, never looser
 
 
 def authenticate(hub: Hub, name: str, password: str, client: str) -> User:
     """The user whose name and password these are, or Unauthorized (same answer and time for
     an unknown user and a wrong password). After ``console.login_attempts`` failures within
     ``console.lockout`` the name and the client address are locked: LockedOut."""
-    cfg = hub.config.hub.console
     scopes = [f"user:{(name or '').lower()[:64]}", f"addr:{client}"]
-    wait = _locked(hub, scopes)
+    wait = _reserve(hub, scopes)
     if wait:
         raise LockedOut(wait)
-    stored = hub.redis.hget(hub.keys.user(name), "password") if _NAME.match(name or "") else None
+    stored = (hub.redis.hget(hub.keys.user(name), "password") if _NAME.fullmatch(name or "")
+              else None)
     ok = False
     try:
         ok = _hasher.verify(stored.decode() if stored else _DUMMY, password or "") and bool(stored)
@@ -230,15 +273,11 @@ def authenticate(hub: Hub, name: str, password: str, client: str) -> User:
         user = get(hub, name)
         if not user.disabled:
             hub.redis.delete(hub.keys.login_failures(scopes[0]))
+            _refund(hub, scopes[1])
             if _hasher.check_needs_rehash(stored.decode()):
                 hub.redis.hset(hub.keys.user(name), "password", _hasher.hash(password))
             return user
-    pipe = hub.redis.pipeline(transaction=False)
-    for s in scopes:  # the window starts at the first failure (Redis 6.2: no EXPIRE NX)
-        pipe.set(hub.keys.login_failures(s), 0, ex=int(cfg.lockout), nx=True)
-        pipe.incr(hub.keys.login_failures(s))
-    pipe.execute()
-    raise Unauthorized("wrong user name or password")
+    raise Unauthorized("wrong user name or password")  # the attempt stays counted
 
 
 # -- console sessions ------------------------------------------------------------------------

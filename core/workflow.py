@@ -8,6 +8,9 @@
   conversation, re-scores it in its queue and writes a system line into the timeline.
 - **Snooze** sets the conversation *pending* until a time and takes it out of its queue; the
   ``snooze`` tick wakes it then, and a customer message wakes it at once (core/lua/ingest.lua).
+  A snooze is a reminder, not an answer: the assignee keeps it (it counts in their load), its
+  unread count stays, and a running SLA wait keeps running (only an agent's reply or resolving
+  ends one), so a breach while snoozed is reported.
 
 Every change lands in one MULTI (or one script) with its feed event; conversations the caller
 may not see answer 404 (core/access.py).

@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/users"): ("admin", {"name": "newbie", "role": "agent"}),
     ("PATCH", "/api/v1/users/<name>"): ("admin", {"display_name": "Khoa"}),  # others' record
     ("POST", "/api/v1/tokens"): ("admin", {"name": "bot", "role": "agent"}),
+    ("DELETE", "/api/v1/tokens/<name>"): ("admin", None),
     ("GET", "/api/v1/audit"): ("admin", None),
     ("GET", "/api/v1/deadletters"): ("admin", None),
     ("POST", "/api/v1/deadletters/<dl_id>/replay"): ("admin", None),

@@ -62,6 +62,7 @@ def test_key_formats():
     assert k.presence_seen() == "td:presence:seen"
     assert k.team_pointer("support") == "td:team:support:rr"
     assert k.agent_mail_sent("assign:1-0:an") == "td:agentmail:sent:assign:1-0:an"
+    assert k.agent_mail_reply("0af3") == "td:agentmail:reply:0af3"
     assert k.staff_topics("9") == "td:sg:conv:9"
     assert k.staff_topic("-1001", "5") == "td:sg:topic:-1001:5"
     assert k.staff_topic_claim("-1001", "9") == "td:sg:claim:-1001:9"

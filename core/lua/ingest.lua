@@ -33,7 +33,8 @@
 -- ARGV[21] SLA targets in ms (core/sla.py lua_targets): "first\31next" for every queue, then
 --          "\30queue\31first\31next" per queue override; an empty target is none; "" = off
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
---         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened), needs_profile(0|1)}
+--         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened or woken from a
+--           snooze), needs_profile(0|1)}
 --         | {2, ""} notice with no conversation to join
 
 local ch, dkey, user, addr, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -185,7 +186,8 @@ end
 local convk
 if conv then
   convk = string.format("{{CONV}}", conv)
-  if redis.call('HGET', convk, 'status') == 'resolved' and mode == 'timeline' and dir == 'in' then
+  local was = redis.call('HGET', convk, 'status')
+  if was == 'resolved' and mode == 'timeline' and dir == 'in' then
     local rat = tonumber(redis.call('HGET', convk, 'resolved_at') or '0')
     if now - rat <= reopen_ms then
       redis.call('HSET', convk, 'status', 'open')
@@ -200,10 +202,12 @@ if conv then
     end
   end
   -- a snoozed (pending) conversation wakes when the customer writes; routing below queues
-  -- it again (core/workflow.py; the snooze tick drops its stale entry)
-  if redis.call('HGET', convk, 'status') == 'pending' and mode == 'timeline' and dir == 'in' then
+  -- it again (core/workflow.py; the snooze tick drops its stale entry). Reported as reopened,
+  -- like the tick's wake-up: the assign reactor hands it out
+  if was == 'pending' and mode == 'timeline' and dir == 'in' then
     redis.call('HSET', convk, 'status', 'open')
     redis.call('ZREM', string.format("{{CONVS}}", 'pending'), conv)
+    opened = 2
   end
 end
 if not conv then

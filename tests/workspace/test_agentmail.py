@@ -376,3 +376,23 @@ def test_a_sender_that_died_mid_send_is_replaced_once_its_marker_expires(hub, cl
     run_agentmail(hub)
     run_agentmail(hub)
     assert [r.rcpt_tos for r in relay.received] == [[AN]]
+
+
+def test_a_copy_of_an_answer_delivered_days_later_is_not_sent_again(hub, client, an, listener,
+                                                                     relay, tg_fake):
+    """The send idempotency lasts 24 h; a DKIM-signed mail stays valid for longer. Someone who
+    got hold of a copy of an's answer and delivers it again later must not make the hub
+    answer the customer twice."""
+    conv = telegram_conversation(client, hub)
+    answer = agent_reply(notify(hub, conv, relay)["Reply-To"], ANSWER)
+    send_to(listener.port, answer)
+    drain_all(hub)
+    run_outbound(hub)
+    assert len(tg_fake.sent("sendMessage")) == 1
+    for k in hub.redis.scan_iter(hub.keys.idempotency("agentmail", "*")):
+        hub.redis.delete(k)  # as 24 h later
+    send_to(listener.port, answer)
+    drain_all(hub)
+    run_outbound(hub)
+    assert len(tg_fake.sent("sendMessage")) == 1
+    assert [m["text"] for m in timeline(client, an["admin"], conv)] == [CUSTOMER_TEXT, ANSWER]

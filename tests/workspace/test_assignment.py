@@ -492,3 +492,92 @@ def test_feed_events_are_json_with_the_agreed_fields(client, hub, crew):
     ev = orjson.loads(raw)
     assert ev["type"] == "conversation.assigned"
     assert {"conversation_id", "assignee", "team", "by", "ts"} <= set(ev)
+
+
+# -- status changes racing assignment changes ------------------------------------------------
+def _meanwhile(monkeypatch, action):
+    """Run ``action`` once, right after ``store.set_status`` has read the conversation."""
+    from core import store
+
+    real, done = store.get_conversation, []
+
+    def read_then_race(hub_, cid):
+        conv_ = real(hub_, cid)
+        if not done:
+            done.append(True)
+            action()
+        return conv_
+    monkeypatch.setattr(store, "get_conversation", read_then_race)
+
+
+def test_a_resolve_racing_a_transfer_leaves_no_queue_entry_behind(client, hub, crew,
+                                                                    monkeypatch):
+    from core import store
+    from core.models import ConversationStatus
+
+    cid = new_conversation(client, hub)
+    _meanwhile(monkeypatch, lambda: assert_ok(
+        assign(client, crew["cuong"], cid, assignee=None, team="billing")))
+    store.set_status(hub, cid, ConversationStatus.RESOLVED)
+    assert (conv(hub, cid)["status"], conv(hub, cid)["queue"]) == ("resolved", "billing")
+    assert hub.redis.zscore(hub.keys.queue("billing"), cid) is None  # not waiting anywhere
+    assert hub.redis.zscore(hub.keys.queue("general"), cid) is None
+
+
+def test_two_resolves_at_once_report_it_once(client, hub, crew, monkeypatch):
+    from core import store
+    from core.models import ConversationStatus
+
+    cid = new_conversation(client, hub)
+    assert claim(client, crew["an"], cid).status_code == 200
+    _meanwhile(monkeypatch, lambda: store.set_status(hub, cid, ConversationStatus.RESOLVED))
+    store.set_status(hub, cid, ConversationStatus.RESOLVED)
+    assert [e["conversation_id"] for e in events(hub, "conversation.resolved")] == [cid]
+    assert assignment.load(hub, "an") == 0
+
+
+def assert_ok(r) -> None:
+    assert r.status_code == 200, r.get_json()
+
+
+def test_a_crash_between_going_offline_and_the_release_is_made_good(client, hub, crew):
+    """The presence change is written, then the process dies before handing the
+    conversations back: the assign reactor does it from the feed event, unless the agent is
+    back online by then."""
+    a, b = new_conversation(client, hub), new_conversation(client, hub)
+    set_presence(client, crew["an"], "online")
+    set_presence(client, crew["dung"], "online")
+    assert claim(client, crew["an"], a).status_code == 200
+    assert claim(client, crew["dung"], b).status_code == 200
+    feed.run_pending(hub, ["assign"])
+    presence.set_status(hub, "an", "offline")  # ...and no release_all: the crash
+    presence.set_status(hub, "dung", "offline")
+    presence.set_status(hub, "dung", "online")  # dung is back before the reactor runs
+    assert conv(hub, a)["assignee"] == "an"
+    feed.run_pending(hub, ["assign"])
+    assert "assignee" not in conv(hub, a) and assignment.load(hub, "an") == 0
+    assert conv(hub, b)["assignee"] == "dung"
+
+
+@auto("round_robin")
+def test_a_snoozed_conversation_woken_by_the_customer_is_handed_out(client, hub, crew):
+    """Woken by the customer's message as by the snooze tick: an auto-assigning team's
+    online agent gets it at once (not at the next safety-net tick)."""
+    cid = new_conversation(client, hub)  # nobody online: it waits
+    feed.run_pending(hub, ["assign"])
+    until = presence.now_ms() + 3_600_000
+    r = client.post(f"/api/v1/conversations/{cid}/snooze", json={"until_ts": until},
+                    headers=auth(crew["cuong"]))
+    assert r.status_code == 200, r.get_json()
+    set_presence(client, crew["an"], "online")
+    feed.run_pending(hub, ["assign"])
+    assert "assignee" not in conv(hub, cid)  # asleep: not handed out
+    customer = conv(hub, cid)["customer"]
+    uid = next(u for u, c in hub.redis.hgetall(hub.keys.identity_index("tg-test")).items()
+               if c.decode() == customer).decode()
+    n = next(_ids)
+    assert post(client, tg_update(n, int(uid), 2, "còn ai không?")).status_code == 200
+    drain_all(hub)
+    assert conv(hub, cid)["status"] == "open"
+    feed.run_pending(hub, ["assign"])
+    assert conv(hub, cid)["assignee"] == "an"

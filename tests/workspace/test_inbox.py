@@ -316,3 +316,54 @@ def test_pages_return_every_match_exactly_once(client, hub, people, monkeypatch,
 def test_ingest_passes_the_sla_targets_once_per_batch(hub):
     batch = ingest._Batch(hub)
     assert batch.sla == sla.lua_targets(hub.config.hub.sla)
+
+
+def test_snoozed_conversations_of_a_queue(client, hub, people):
+    """Snoozing takes a conversation out of its queue's waiting line, not out of the inbox:
+    status=pending with queue= lists it."""
+    say(client, 801, "alo shop", name="Mai")
+    say(client, 802, "hỏi đơn", name="Vy")
+    drain_all(hub)
+    sleeping, awake = conv_of(hub, 801), conv_of(hub, 802)
+    until = int(time.time() * 1000) + 3_600_000
+    r = client.post(f"/api/v1/conversations/{sleeping}/snooze", json={"until_ts": until},
+                    headers=auth(people["an"]))
+    assert r.status_code == 200, r.get_json()
+    admin = people["admin"]
+    assert ids(get_inbox(client, admin, status="pending", queue="general")) == {sleeping}
+    assert ids(get_inbox(client, admin, status="pending")) == {sleeping}
+    assert ids(get_inbox(client, admin, queue="general")) == {awake}
+
+
+def test_a_snooze_keeps_the_agent_the_wait_and_the_unread(client, hub, people):
+    """A snooze is a reminder, not an answer (core/workflow.py): the conversation stays in
+    its agent's load, still unread, and its wait keeps running and is reported."""
+    from core import assignment
+
+    say(client, 811, "alo, có ai không", name="Mai", date=OLD_S)
+    drain_all(hub)
+    cid = conv_of(hub, 811)
+    an = people["an"]
+    assert client.post(f"/api/v1/conversations/{cid}/claim", headers=auth(an)).status_code == 200
+    until = int(time.time() * 1000) + 3_600_000
+    assert client.post(f"/api/v1/conversations/{cid}/snooze", json={"until_ts": until},
+                       headers=auth(an)).status_code == 200
+    assert assignment.load(hub, "an") == 1
+    snoozed = item(get_inbox(client, an, status="pending", sla="breached"), cid)
+    assert snoozed["unread"] == 1 and snoozed["sla_breached"] is True
+    assert sla.report_breaches(hub) == 1
+
+
+def test_a_page_loads_about_a_page_of_conversations(client, hub, people, monkeypatch):
+    """Cost: a page of 5 where everything matches reads 6 conversations, not a whole chunk."""
+    for n in range(12):
+        say(client, 900 + n, f"hỏi đơn {n}", name=f"Khách {n}", date=NOW_S - n)
+    drain_all(hub)
+    loaded: list[int] = []
+    real = inbox._load
+    monkeypatch.setattr(inbox, "_load", lambda h, rows: loaded.append(len(rows)) or real(h, rows))
+    page = get_inbox(client, people["admin"], limit=5)
+    assert len(page["items"]) == 5 and page["next_cursor"]
+    assert sum(loaded) == 6
+    rest = get_inbox(client, people["admin"], limit=50, cursor=page["next_cursor"])
+    assert len(rest["items"]) == 7 and rest["next_cursor"] is None

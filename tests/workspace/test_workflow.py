@@ -345,3 +345,40 @@ def test_snoozing_again_for_later_keeps_it_asleep(client, hub, people, conv):
     assert client.get(f"/api/v1/conversations/{cid}", headers=auth(an)).json["status"] == \
         "pending"
     assert workflow.wake_snoozed(hub, now=t0 + 3600_000) == 1
+
+
+def test_a_canned_create_failing_half_way_leaves_the_shortcut_free(client, hub, people,
+                                                                    monkeypatch):
+    from core import canned
+    from core.access import Principal
+
+    def crash(*a, **kw):
+        raise ConnectionError("the process died here")
+    monkeypatch.setattr(canned.audit, "record", crash)
+    with pytest.raises(ConnectionError):
+        canned.create(hub, Principal("cuong", "supervisor", frozenset({"support"})),
+                      "/camon", "Cảm ơn anh/chị")
+    monkeypatch.undo()
+    assert make_canned(client, people["cuong"], "/camon", "Cảm ơn anh/chị").status_code == 201
+
+
+def test_a_canned_change_racing_its_deletion_does_not_bring_it_back(client, hub, people,
+                                                                    monkeypatch):
+    from core import canned
+
+    cid = make_canned(client, people["cuong"], "/camon", "Cảm ơn").json["id"]
+    real_get, done = canned.get, []
+
+    def get_then_deleted(hub_, p, canned_id):
+        c = real_get(hub_, p, canned_id)
+        if not done:
+            done.append(True)
+            canned.delete(hub_, p, canned_id)  # another supervisor, meanwhile
+        return c
+    monkeypatch.setattr(canned, "get", get_then_deleted)
+    r = client.patch(f"/api/v1/canned/{cid}", json={"shortcut": "/thanks"},
+                     headers=auth(people["cuong"]))
+    assert r.status_code == 409
+    monkeypatch.undo()
+    assert client.get(f"/api/v1/canned/{cid}", headers=auth(people["cuong"])).status_code == 404
+    assert make_canned(client, people["cuong"], "/thanks", "Thanks").status_code == 201

@@ -29,6 +29,7 @@ CSRF_HEADER = "X-CSRF-Token"
 MAX_LIMIT = 200
 PUBLIC = {"/api/v1/openapi.json"}
 IDEMPOTENCY_TTL_S = 24 * 3600
+PENDING_TTL_S = 60
 
 
 def _validation_error(req, resp, req_validation_error, instance, model_adapter=None) -> None:
@@ -161,11 +162,13 @@ def idempotency_key() -> str:
 
 def idempotent(name: str, create: Callable[[], tuple[Any, int]]) -> tuple[Any, int]:
     """Run ``create`` once per (principal, ``name``, Idempotency-Key) for 24 h: a retry gets
-    the first answer again; a retry while the first is still running gets 409."""
+    the first answer again; a retry while the first is still running gets 409. The "running"
+    mark lasts ``PENDING_TTL_S``: a process that died mid-create blocks its key that long, not
+    a day (a create that had finished but not been recorded may then run again)."""
     h = hub()
     digest = hashlib.sha256(idempotency_key().encode()).hexdigest()[:32]
     k = h.keys.idempotency(f"api:{principal().name}:{name}", digest)
-    if not h.redis.set(k, b"pending", nx=True, ex=IDEMPOTENCY_TTL_S):
+    if not h.redis.set(k, b"pending", nx=True, ex=PENDING_TTL_S):
         stored = h.redis.get(k)
         if stored is None or stored == b"pending":
             raise Conflict("a request with this Idempotency-Key is still running; retry later")

@@ -59,8 +59,16 @@ class UserPatch(Strict):
 @bp.get("/users")
 @spec.validate(resp=Resp(HTTP_200=UserPage, **ERRORS), tags=[TAG])
 def list_users():
-    """Every user (any signed-in user: assignment pickers and @mentions need the names)."""
-    return jsonify({"items": [u.to_api() for u in users.all_users(hub())], "next_cursor": None})
+    """Every user (any signed-in user: assignment pickers and @mentions need the names).
+    ``email`` and ``telegram_user_id`` are shown to admins and to the user themself only."""
+    p = principal()
+    items = []
+    for u in users.all_users(hub()):
+        item = u.to_api()
+        if not p.is_admin and u.name != p.name:
+            item["email"] = item["telegram_user_id"] = None  # colleagues' contact details
+        items.append(item)
+    return jsonify({"items": items, "next_cursor": None})
 
 
 @bp.get("/users/me")
@@ -97,11 +105,13 @@ def create_user(json: UserIn):
 @bp.patch("/users/<name>")
 @spec.validate(json=UserPatch, resp=Resp(HTTP_200=UserOut, **ERRORS), tags=[TAG])
 def update_user(name: str, json: UserPatch):
-    """Change a user (admin), or your own display name, language and password."""
+    """Change a user (admin), or your own display name and language; your own password only
+    from your console session (a token named like you is not you)."""
     p = principal()
     changes = json.model_dump(exclude_unset=True)
     password = changes.pop("password", None)
-    if p.name != name or set(changes) - {"display_name", "language"}:
+    if (p.name != name or set(changes) - {"display_name", "language"}
+            or (password is not None and p.via != "session")):
         require(p, "admin")
     if not changes and password is None:
         raise BadRequest("nothing to change")
@@ -133,10 +143,25 @@ def create_token(json: TokenIn):
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         audit.record(hub(), p.name, "token.created", json.name, {"role": json.role})
-        return {"name": json.name, "role": json.role, "teams": json.teams, "token": token}, 201
+        # kept for Idempotency-Key replays: encrypted (only the token's hash is kept otherwise)
+        return {"name": json.name, "role": json.role, "teams": json.teams,
+                "token": tokens.seal_shown(hub(), token)}, 201
 
     body, status = idempotent("token", create)
-    return jsonify(body), status
+    return jsonify({**body, "token": tokens.reveal_shown(hub(), body["token"])}), status
+
+
+@bp.delete("/tokens/<name>")
+@spec.validate(resp=Resp(HTTP_200=AnyObject, **ERRORS), tags=[TAG])
+def revoke_tokens(name: str):
+    """Revoke every API token named ``name`` (admin): they stop working at once."""
+    p = principal()
+    require(p, "admin")
+    n = tokens.revoke(hub(), name)
+    if not n:
+        raise NotFound(f"no token named {name!r}")
+    audit.record(hub(), p.name, "token.revoked", name, {"count": n})
+    return jsonify({"name": name, "revoked": n})
 
 
 class AuditQuery(ListQuery):

@@ -6,7 +6,8 @@ from flask import jsonify
 from spectree import Response as Resp
 
 from core import access, audit, identity, privacy, store
-from core.access import require
+from core.access import Principal, require
+from core.errors import NotFound
 from webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
 from webhooks.api.schemas import ERRORS, AnyObject, AnyPage, CustomerOut, ListQuery, MergeIn, WhyIn
 
@@ -16,9 +17,28 @@ TAG = "customers"
 @bp.get("/customers/<customer_id>")
 @spec.validate(resp=Resp(HTTP_200=CustomerOut, **ERRORS), tags=[TAG])
 def get_customer(customer_id: str):
-    """A customer: name, identities per channel, shared identifiers, current conversation."""
-    access.customer(hub(), principal(), customer_id)
-    return jsonify(store.get_customer(hub(), customer_id).to_api())
+    """A customer: name, identities per channel, shared identifiers, current conversation,
+    and their past conversations (newest first, the 50 newest the caller may see), so nobody
+    asks the customer to repeat themselves."""
+    h, p = hub(), principal()
+    access.customer(h, p, customer_id)
+    body = store.get_customer(h, customer_id).to_api()
+    ids = [c.decode() for c in h.redis.zrevrange(h.keys.customer_conversations(customer_id),
+                                                  0, 199)]
+    past = []
+    for cid in ids:
+        try:
+            conv = store.get_conversation(h, cid)
+        except NotFound:
+            continue
+        if access.can_see(h, p, conv):
+            past.append({"id": conv.id, "status": conv.status.value, "channel_id": conv.channel_id,
+                         "queue": conv.queue, "created_ts": conv.created_ts_ms,
+                         "updated_ts": conv.updated_ts_ms})
+        if len(past) == 50:
+            break
+    body["conversations"] = past
+    return jsonify(body)
 
 
 @bp.delete("/customers/<customer_id>")
@@ -47,17 +67,34 @@ def export_customer(customer_id: str):
 @bp.get("/customers/<customer_id>/suggestions")
 @spec.validate(resp=Resp(HTTP_200=AnyPage, **ERRORS), tags=[TAG])
 def customer_suggestions(customer_id: str):
-    """Customers who may be the same person, with the evidence (never merged by itself)."""
-    access.customer(hub(), principal(), customer_id)
-    return jsonify({"items": identity.suggestions(hub(), customer_id), "next_cursor": None})
+    """Customers who may be the same person, with the evidence (never merged by itself):
+    those the caller sees (another team's customers are not told)."""
+    p = principal()
+    access.customer(hub(), p, customer_id)
+    items = [s for s in identity.suggestions(hub(), customer_id)
+             if p.is_admin or all(_sees(p, c) for c in s["customer_ids"] if c != customer_id)]
+    return jsonify({"items": items, "next_cursor": None})
 
 
 @bp.get("/suggestions")
 @spec.validate(query=ListQuery, resp=Resp(HTTP_200=AnyPage, **ERRORS), tags=[TAG])
 def all_suggestions():
-    """The newest open merge suggestions, for a review queue (supervisors and admins)."""
-    require(principal(), "supervisor")
-    return jsonify({"items": identity.suggestions(hub(), None, limit_arg()), "next_cursor": None})
+    """The newest open merge suggestions, for a review queue (supervisors and admins; a
+    supervisor gets those whose customers they both see, as a merge needs)."""
+    p = principal()
+    require(p, "supervisor")
+    items = identity.suggestions(hub(), None, limit_arg())
+    if not p.is_admin:
+        items = [s for s in items if all(_sees(p, c) for c in s["customer_ids"])]
+    return jsonify({"items": items, "next_cursor": None})
+
+
+def _sees(p: Principal, customer_id: str) -> bool:
+    try:
+        access.customer(hub(), p, customer_id)
+        return True
+    except NotFound:
+        return False
 
 
 @bp.post("/suggestions/<pair>/dismiss")
@@ -98,9 +135,16 @@ def customer_merges(customer_id: str):
 @spec.validate(resp=Resp(HTTP_200=AnyObject, **ERRORS), tags=[TAG])
 def get_merge(merge_id: str):
     """One merge: who, when, why, what moved."""
+    return jsonify(_merge(principal(), merge_id))
+
+
+def _merge(p: Principal, merge_id: str) -> dict:
+    """The merge, if the caller sees its customer; else the same 404 as for no merge (the
+    answer must not name a customer they may not see)."""
     m = identity.get_merge(hub(), merge_id)
-    access.customer(hub(), principal(), m["target_customer_id"])
-    return jsonify(m)
+    if not _sees(p, m["target_customer_id"]):
+        raise NotFound(f"no merge {merge_id}")
+    return m
 
 
 @bp.post("/merges/<merge_id>/split")
@@ -109,8 +153,7 @@ def split_merge(merge_id: str, json: WhyIn):
     """Undo a merge ``{"why"}``: both customers back with their identities, identifiers and
     conversations; the same evidence will not merge them again by itself."""
     p = principal()
-    m = identity.get_merge(hub(), merge_id)
-    access.customer(hub(), p, m["target_customer_id"])
+    m = _merge(p, merge_id)
     result = identity.split(hub(), merge_id, p.name, json.why)
     audit.record(hub(), p.name, "customer.split", m["target_customer_id"], {"merge_id": merge_id})
     return jsonify(result)

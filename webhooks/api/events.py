@@ -10,7 +10,8 @@ them, presence changes, and merges/splits of customers they see.
 A stream holds one web thread (gunicorn gthread) and one Redis connection, so it is bounded:
 it ends after ``STREAM_MAX_S`` and the browser reconnects where it left off. A comment line
 every ``HEARTBEAT_S`` keeps proxies from closing an idle stream, and each heartbeat checks that
-the session or token is still valid (a disabled user's stream ends with an ``ended`` event).
+the session or token is still valid (a disabled user's stream ends with an ``ended`` event) and
+takes up the user's current role and teams (a user moved out of a team stops seeing its events).
 """
 
 from __future__ import annotations
@@ -73,13 +74,17 @@ def _start(h: Hub, after: str | None) -> tuple[str, bool]:
     return after, False
 
 
-def _still_allowed(h: Hub, p: Principal) -> Callable[[], bool]:
-    """A check that the credentials this stream was opened with are still good."""
+def _still_allowed(h: Hub, p: Principal) -> Callable[[], Principal | None]:
+    """The principal the credentials this stream was opened with stand for now (None: ended)."""
     if p.via == "session":
         cookie = request.cookies.get(SESSION_COOKIE, "")
-        return lambda: principal_from_session(h, cookie) is not None
+
+        def by_session() -> Principal | None:
+            found = principal_from_session(h, cookie)
+            return found[0] if found else None
+        return by_session
     token = request.headers.get("Authorization", "").partition(" ")[2].strip()
-    return lambda: principal_from_token(h, token) is not None
+    return lambda: principal_from_token(h, token)
 
 
 def visible(h: Hub, p: Principal, events: list[feed.FeedEvent]) -> list[feed.FeedEvent]:
@@ -130,7 +135,8 @@ def _frame(entry_id: str, event_type: str, data: dict) -> str:
     return f"id: {entry_id}\nevent: {kind}\ndata: {orjson.dumps(data).decode()}\n\n"
 
 
-def _stream(h: Hub, p: Principal, start: str, reset: bool, allowed: Callable[[], bool],
+def _stream(h: Hub, p: Principal, start: str, reset: bool,
+            allowed: Callable[[], Principal | None],
             max_s: float, heartbeat_s: float) -> Iterator[str]:
     yield f"retry: {RETRY_MS}\n"
     # The first event carries the start position as its id, so even a client that saw no
@@ -138,15 +144,22 @@ def _stream(h: Hub, p: Principal, start: str, reset: bool, allowed: Callable[[],
     yield _frame(start, "reset" if reset else "ready", {"user": p.name})
     cursor, sent = start, start
     deadline = time.monotonic() + max_s
-    beat = time.monotonic() + heartbeat_s
+    beat = recheck = time.monotonic() + heartbeat_s
     while (left := deadline - time.monotonic()) > 0:
-        wait = max(1, int(min(left, beat - time.monotonic()) * 1000))
+        wait = max(1, int(min(left, beat - time.monotonic(), recheck - time.monotonic()) * 1000))
         try:
             events = feed.read_after(h, cursor, count=200, block_ms=wait)
         except redis.RedisError as exc:
             # End the stream; the browser reconnects from its Last-Event-ID when Redis is back.
             log.warning("event stream for %s ended: Redis error %s", p.name, type(exc).__name__)
             return
+        if time.monotonic() >= recheck:  # busy or idle: the credentials are checked as often
+            now_as = allowed()
+            if now_as is None:
+                yield _frame(cursor, "ended", {})
+                return
+            p = now_as  # role or teams changed meanwhile: from here on, what they are now
+            recheck = time.monotonic() + heartbeat_s
         if events:
             cursor = events[-1].id
             shown = visible(h, p, events)
@@ -154,9 +167,6 @@ def _stream(h: Hub, p: Principal, start: str, reset: bool, allowed: Callable[[],
                 yield "".join(_frame(e.id, e.type, e.data) for e in shown)
                 sent, beat = shown[-1].id, time.monotonic() + heartbeat_s
         if time.monotonic() >= beat:
-            if not allowed():
-                yield _frame(cursor, "ended", {})
-                return
             # An id-only frame moves the client's Last-Event-ID past events it may not see.
             yield (f"id: {cursor}\n" if cursor != sent else "") + ": keep-alive\n\n"
             sent, beat = cursor, time.monotonic() + heartbeat_s

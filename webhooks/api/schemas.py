@@ -118,6 +118,15 @@ class IdentityOut(Model):
     address: str
 
 
+class CustomerConversationOut(Model):
+    id: str
+    status: str
+    channel_id: str
+    queue: str
+    created_ts: int
+    updated_ts: int
+
+
 class CustomerOut(Model):
     id: str
     name: str | None
@@ -128,6 +137,7 @@ class CustomerOut(Model):
     current_conversation_id: str | None
     identities: list[IdentityOut]
     identifiers: list[dict[str, Any]]
+    conversations: list[CustomerConversationOut] = Field(default_factory=list)
 
 
 class AnyObject(Model):
