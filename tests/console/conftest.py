@@ -12,22 +12,17 @@ import re
 
 import pytest
 
-from core import users
 from core.hub import Hub
 from tests.conftest import write_config
+from tests.staff import PASSWORD, PEOPLE, cheap_argon2, create_people
+from tests.staff import TEAMS as STAFF_TEAMS
 
-PASSWORD = "correct-horse-1"
-TEAMS = """
-teams:
-  - {id: support, name: "Hỗ trợ", queues: [general], auto_assign: "off", capacity: 3}
-  - {id: billing, name: "Thanh toán", queues: [billing], auto_assign: "off", capacity: 3}
+TEAMS = STAFF_TEAMS + """
 console:
   login_attempts: 3
   lockout: 60s
   default_language: vi
 """
-PEOPLE = [("an", "agent", ["support"]), ("bich", "agent", ["billing"]),
-          ("cuong", "supervisor", ["support"]), ("admin", "admin", [])]
 
 
 @pytest.fixture
@@ -36,20 +31,13 @@ def config_file(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def cheap_argon2(monkeypatch):
-    """argon2id with small parameters: the same code path, a fraction of the CPU (the machine
-    runs several suites at once). Production parameters are argon2-cffi's defaults."""
-    from argon2 import PasswordHasher
-
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
-                                                         parallelism=1))
+def _cheap_argon2(monkeypatch):
+    cheap_argon2(monkeypatch)
 
 
 @pytest.fixture
 def people(hub: Hub) -> list[str]:
-    for name, role, teams in PEOPLE:
-        users.create(hub, users.User(name=name, role=role, teams=teams,
-                                     display_name=name.title()), PASSWORD)
+    create_people(hub)
     return [p[0] for p in PEOPLE]
 
 

@@ -65,6 +65,17 @@ def run_outbound(hub) -> None:
         burst=True, logging_level="WARNING")
 
 
+def open_browser(p, problems: list[str]):
+    """Headless chromium; page errors and console errors are collected into ``problems``."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="vi-VN")
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.set_default_timeout(20_000)
+    return browser, page
+
+
 def test_agent_sees_a_telegram_message_live_and_replies(hub, server, tg_fake):
     started = time.monotonic()
     users.create(hub, users.User(name="lan", role="agent", teams=["billing"],
@@ -72,13 +83,8 @@ def test_agent_sees_a_telegram_message_live_and_replies(hub, server, tg_fake):
     expect = playwright_api.expect
     problems: list[str] = []
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        browser, page = open_browser(p, problems)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="vi-VN")
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type == "error" else None)
-            page.set_default_timeout(20_000)
 
             # log in through the form
             page.goto(server + "/console")

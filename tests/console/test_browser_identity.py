@@ -17,7 +17,7 @@ import pytest
 from core import identity, store, users
 from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, server  # noqa: F401  (fixture)
+from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401  (fixture)
 from tests.identity.people import feed, tg_contact, tg_text
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -43,13 +43,8 @@ def test_agent_merges_a_suggested_customer_and_splits_it_again(hub, server):  # 
     expect = playwright_api.expect
     problems: list[str] = []
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        browser, page = open_browser(p, problems)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="vi-VN")
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type == "error" else None)
-            page.set_default_timeout(20_000)
             page.goto(server + "/login")
             page.fill("#login-name", "an")
             page.fill("#login-password", PASSWORD)

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import pytest
 
-from core import tokens, users
 from core.hub import Hub
 from tests.conftest import write_config
+from tests.staff import PASSWORD, PEOPLE, cheap_argon2, create_people  # noqa: F401
+from tests.staff import TEAMS as STAFF_TEAMS
 
-PASSWORD = "correct-horse-1"
-TEAMS = """
-teams:
-  - {id: support, name: "Hỗ trợ", queues: [general], auto_assign: "off", capacity: 3}
-  - {id: billing, name: "Thanh toán", queues: [billing], auto_assign: "off", capacity: 3}
+TEAMS = STAFF_TEAMS + """
 console:
   login_attempts: 3
   lockout: 60s
 """
-PEOPLE = [("an", "agent", ["support"]), ("bich", "agent", ["billing"]),
-          ("cuong", "supervisor", ["support"]), ("admin", "admin", [])]
 
 
 @pytest.fixture
@@ -33,20 +28,11 @@ def config_file(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def cheap_argon2(monkeypatch):
-    """argon2id with small parameters (same code path, a fraction of the CPU)."""
-    from argon2 import PasswordHasher
-
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
-                                                         parallelism=1))
+def _cheap_argon2(monkeypatch):
+    cheap_argon2(monkeypatch)
 
 
 @pytest.fixture
 def people(hub: Hub) -> dict[str, str]:
-    """The users above; returns name -> an API token carrying that user's role and teams."""
-    out = {}
-    for name, role, teams in PEOPLE:
-        users.create(hub, users.User(name=name, role=role, teams=teams,
-                                     display_name=name.title()), PASSWORD)
-        out[name] = tokens.create(hub, name, role, teams)
-    return out
+    """name -> an API token carrying that user's role and teams."""
+    return create_people(hub)

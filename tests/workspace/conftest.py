@@ -1,26 +1,12 @@
-"""Workspace tests: a hub with two teams and users of every role.
-
-Teams: ``support`` works queue ``general``; ``billing`` works queue ``billing`` (where the
-``payment`` tag routes, e.g. "nạp thẻ"). Users (password ``correct-horse-1``):
-an (agent, support), bich (agent, billing), cuong (supervisor, support), admin (admin).
-"""
+"""Workspace tests: a hub with two teams and users of every role (tests/staff.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from core import tokens, users
 from core.hub import Hub
 from tests.conftest import write_config
-
-PASSWORD = "correct-horse-1"
-TEAMS = """
-teams:
-  - {id: support, name: "Hỗ trợ", queues: [general], auto_assign: "off", capacity: 3}
-  - {id: billing, name: "Thanh toán", queues: [billing], auto_assign: "off", capacity: 3}
-"""
-PEOPLE = [("an", "agent", ["support"]), ("bich", "agent", ["billing"]),
-          ("cuong", "supervisor", ["support"]), ("admin", "admin", [])]
+from tests.staff import PASSWORD, PEOPLE, TEAMS, cheap_argon2, create_people  # noqa: F401
 
 
 @pytest.fixture
@@ -28,12 +14,12 @@ def config_file(tmp_path):
     return write_config(tmp_path / "tongdai.yaml", extra=TEAMS)
 
 
+@pytest.fixture(autouse=True)
+def _cheap_argon2(monkeypatch):
+    cheap_argon2(monkeypatch)
+
+
 @pytest.fixture
 def people(hub: Hub) -> dict[str, str]:
-    """The users above; returns name -> an API token carrying that user's role and teams."""
-    out = {}
-    for name, role, teams in PEOPLE:
-        users.create(hub, users.User(name=name, role=role, teams=teams,
-                                     display_name=name.title()), PASSWORD)
-        out[name] = tokens.create(hub, name, role, teams)
-    return out
+    """name -> an API token carrying that user's role and teams."""
+    return create_people(hub)
