@@ -305,7 +305,8 @@ def _add(hub: Hub, sub_id: str, did: str, event: str, data: dict[str, Any], crea
     """Write a pending delivery, once per delivery id (False: it existed already)."""
     k = hub.keys
     body = orjson.dumps({"id": did, "type": event, "created_ts": created_ts, "data": data})
-    fields = {"sub": sub_id, "type": event, "source": source, "created": due_ms,
+    conv = (data.get("conversation") or {}).get("id", "")  # an id: erasure finds its bodies
+    fields = {"sub": sub_id, "type": event, "source": source, "created": due_ms, "conv": conv,
               "payload": hub.keyring.encrypt_text(body.decode(), _PAYLOAD), "status": "pending",
               "attempts": 0, "round": 0, "next": due_ms, "history": "[]"}
 
@@ -338,6 +339,27 @@ def _trim_log(hub: Hub, sub_id: str) -> None:
     pipe.zrem(k.hooks_due(), *old)
     pipe.delete(*[k.hook_delivery(i) for i in old])
     pipe.execute()
+
+
+def forget_conversations(hub: Hub, conv_ids: set[str]) -> int:
+    """Delete every delivery (with its body, which holds message text) about these
+    conversations, sent or not: a customer's erasure reaches the integrators' log too."""
+    k, gone = hub.keys, []
+    for sub in all_subscriptions(hub):
+        ids = [i.decode() for i in hub.redis.zrange(k.hook_log(sub.id), 0, -1)]
+        pipe = hub.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hget(k.hook_delivery(i), "conv")
+        gone += [(sub.id, i) for i, c in zip(ids, pipe.execute(), strict=True)
+                 if c is not None and c.decode() in conv_ids]
+    if gone:
+        pipe = hub.redis.pipeline(transaction=True)
+        for sub_id, i in gone:
+            pipe.zrem(k.hook_log(sub_id), i)
+            pipe.zrem(k.hooks_due(), i)
+            pipe.delete(k.hook_delivery(i))
+        pipe.execute()
+    return len(gone)
 
 
 def _record(hub: Hub, did: str) -> dict[str, str] | None:

@@ -85,6 +85,12 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
             pipe.zrem(k.conversations_by_status(status), conv)
         pipe.zrem(k.unread(), conv)
         pipe.zrem(k.sla_due(), conv)
+        pipe.zrem(k.snoozes(), conv)
+        if ch.get(b"assignee"):  # no longer part of anyone's load
+            pipe.srem(k.user_load(ch[b"assignee"].decode()), conv)
+        for chat, thread in r.hgetall(k.staff_topics(conv)).items():  # staff-group topic
+            pipe.delete(k.staff_topic(chat.decode(), thread.decode()))
+        pipe.delete(k.staff_topics(conv))
         pipe.delete(k.conversation(conv), k.conversation_tags(conv), k.timeline(conv),
                     k.messages(conv))
     for ident in identities:
@@ -118,6 +124,9 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     pipe.hincrby(k.stats(), "erased:customers", 1)
     pipe.hincrby(k.stats(), "erased:messages", messages)
     pipe.execute()
+    from core import hooks
+
+    counts["webhook_deliveries"] = hooks.forget_conversations(hub, set(convs))
     keys = hub.subjects.erase(identities)  # every copy anywhere is unreadable from now on
     raw_events = _erase_raw_events(hub, set(identities))
     try:

@@ -52,13 +52,19 @@ def shard_of(hub: Hub, body: bytes) -> int:
 
 
 def ensure_groups(hub: Hub) -> None:
-    """Create every shard's stream and consumer group (idempotent)."""
+    """Create every shard's stream and consumer group, and the change feed's reactor groups
+    (idempotent). Every process runs this at start, so a reactor's group exists before the
+    first event it must see — not only once the reactor process gets going."""
     for s in range(hub.shards):
         try:
             hub.redis.xgroup_create(hub.keys.raw(s), RAW_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+    from core import feed
+
+    for name in feed.load_reactors():
+        feed.ensure_group(hub, name)
 
 
 def _sealed_fields(hub: Hub, raw: RawEvent) -> dict[str, bytes | str | int]:

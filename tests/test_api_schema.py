@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -35,18 +35,30 @@ def api_schema(app, client, hub):
     return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+def test_api_answers_match_the_document(api_schema, app):
+    """Each operation in turn, its own Hypothesis run (public schemathesis API only: the
+    pytest plugin's fixture loader reaches into pytest internals that change between
+    releases)."""
+    token = app.config["SCHEMA_TOKEN"]
+    operations = [r.ok() for r in api_schema.get_all_operations()]
+    assert len(operations) > 40
+    for op in operations:
+        # derandomize: CI runs the same examples every time (a failure reproduces); run with
+        # a higher MAX_EXAMPLES by hand to explore further
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy())
+        def check(case):
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+            # The issue's bar: no 5xx, and every answer as documented (status, headers,
+            # content type, body schema). Not run: "schema-valid request rejected" (our
+            # models accept more than the routes do, e.g. unknown ids: the answer is a
+            # documented 400/404) and ignored_auth (it spoils the generated session cookie
+            # while our valid bearer header stays: a false alarm; tests/test_api_access.py
+            # checks every route refuses missing or bad credentials).
+            case.call_and_validate(checks=CHECKS)
 
-
-@schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None,
-          suppress_health_check=list(HealthCheck))
-def test_api_answers_match_the_document(case, app):
-    case.headers = {**(case.headers or {}),
-                    "Authorization": f"Bearer {app.config['SCHEMA_TOKEN']}"}
-    # The issue's bar: no 5xx, and every answer as documented (status, headers, content type,
-    # body schema). Not run: "schema-valid request rejected" (our models accept more than the
-    # routes do, e.g. unknown ids: the answer is a documented 400/404) and ignored_auth (it
-    # spoils the generated session cookie while our valid bearer header stays: a false alarm;
-    # tests/test_api_access.py checks every route refuses missing or bad credentials).
-    case.call_and_validate(checks=CHECKS)
+        try:
+            check()
+        except Exception as exc:
+            raise AssertionError(f"{op.method.upper()} {op.path}: {exc}") from exc

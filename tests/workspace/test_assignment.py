@@ -444,6 +444,8 @@ def test_the_assign_tick_drops_ghost_load_and_hands_out_waiting_work(client, hub
         assert claim(client, crew["an"], cid).status_code == 200
     waiting = new_conversation(client, hub)
     privacy.erase_customer(hub, conv(hub, cids[0])["customer"], actor="admin")
+    assert assignment.load(hub, "an") == 2  # erasing frees her load at once
+    hub.redis.sadd(hub.keys.user_load("an"), "999999")  # a ghost (a conversation long gone)
     assert assignment.load(hub, "an") == 3  # a ghost still counts...
     assert assignment.assign_tick(hub) == 1  # ...until the tick; then she has room again
     assert assignment.load(hub, "an") == 3
