@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 
 from rq import Queue, Worker
@@ -32,29 +33,38 @@ def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = Fa
         burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
 
 
-def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> None:
-    """Keep the ingest slots filled every ``interval`` s; trim the raw log by retention."""
-    rawlog.ensure_groups(hub)
-    stop = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    last_trim = last_ack = 0.0
-    ack_every = 10.0
-    ticks_due: dict[str, float] = {}
+def run_ticks(hub: Hub, stop: threading.Event, interval: float = 1.0) -> None:
+    """Run the registered periodic tasks (``@feed.tick``) when due, until ``stop`` is set."""
+    due: dict[str, float] = {}
     feed.load_reactors()
-    while not stop:
+    while not stop.is_set():
         for name, (fn, every) in feed.TICKS.items():
-            if time.monotonic() >= ticks_due.get(name, 0.0):
-                ticks_due[name] = time.monotonic() + every
+            if time.monotonic() >= due.get(name, 0.0):
+                due[name] = time.monotonic() + every
                 try:
                     fn(hub)
                 except Exception:
                     log.exception("periodic task %s failed", name)
+        stop.wait(interval)
+
+
+def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> None:
+    """Keep the ingest slots filled every ``interval`` s; trim the raw log by retention. The
+    workspace's periodic tasks (snoozes, presence, SLA breaches, digests, webhook retries) run
+    in a thread of their own, so a slow one (a digest mail) never delays refilling a slot."""
+    rawlog.ensure_groups(hub)
+    stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    ticks = threading.Thread(target=run_ticks, args=(hub, stop), name="ticks", daemon=True)
+    ticks.start()
+    last_trim = last_ack = 0.0
+    ack_every = 10.0
+    while not stop.is_set():
         try:
             started = rawlog.ensure_ingest_loops(hub)
             if started:
@@ -69,4 +79,5 @@ def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> 
                 last_trim = time.monotonic()
         except Exception:  # keep the janitor alive across a Redis restart
             log.exception("scheduler tick failed")
-        time.sleep(interval)
+        stop.wait(interval)
+    ticks.join(timeout=5)

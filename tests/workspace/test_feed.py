@@ -67,3 +67,31 @@ def test_an_outage_is_not_retried_event_by_event(hub):
         feed.run_once(hub, "t", down, "alive", claim_idle_ms=0)
     assert tries == [10] + [1] * feed.FAILURES_IN_A_ROW
     assert _pending(hub, "t") == 10
+
+
+def test_periodic_tasks_run_when_due_and_a_failing_one_does_not_stop_the_others(hub,
+                                                                               monkeypatch):
+    import threading
+
+    from core import feed
+    from worker.main import run_ticks
+
+    calls: list[str] = []
+    stop = threading.Event()
+
+    def boom(h):
+        calls.append("boom")
+        raise RuntimeError("a task that fails")
+
+    def count(h):
+        calls.append("count")
+        if calls.count("count") == 3:
+            stop.set()
+
+    monkeypatch.setattr(feed, "TICKS", {"boom": (boom, 0.0), "count": (count, 0.0)})
+    monkeypatch.setattr(feed, "REACTOR_MODULES", ())
+    t = threading.Thread(target=run_ticks, args=(hub, stop, 0.01))
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
+    assert calls.count("count") == 3 and calls.count("boom") == 3
