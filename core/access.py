@@ -11,6 +11,7 @@ Conversations a principal may not see answer 404, not 403: their existence is no
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from core.errors import Forbidden, NotFound
@@ -72,18 +73,26 @@ def conversation(hub: Hub, principal: Principal, conv_id: str) -> Conversation:
     return conv
 
 
-def customer(hub: Hub, principal: Principal, customer_id: str) -> None:
-    """NotFound unless the principal sees at least one of the customer's conversations."""
-    if principal.is_admin:
-        return
+def conversations_of(hub: Hub, principal: Principal, customer_id: str
+                     ) -> Iterator[Conversation]:
+    """The customer's conversations the principal may see, newest first (among the newest
+    200), read one by one as the caller asks for them."""
     from core import store
 
     ids = [c.decode() for c in hub.redis.zrevrange(
         hub.keys.customer_conversations(customer_id), 0, 199)]
     for cid in ids:
         try:
-            if can_see(hub, principal, store.get_conversation(hub, cid)):
-                return
+            conv = store.get_conversation(hub, cid)
         except NotFound:
             continue
-    raise NotFound(f"no customer {customer_id}")
+        if can_see(hub, principal, conv):
+            yield conv
+
+
+def customer(hub: Hub, principal: Principal, customer_id: str) -> None:
+    """NotFound unless the principal sees at least one of the customer's conversations."""
+    if principal.is_admin:
+        return
+    if next(conversations_of(hub, principal, customer_id), None) is None:
+        raise NotFound(f"no customer {customer_id}")

@@ -7,14 +7,13 @@ An entry is ``{actor, action, target, details}``; details never hold customer da
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
 from core.errors import BadRequest
 from core.hub import Hub
-from core.rawlog import STREAM_ID
+from core.rawlog import STREAM_ID, now_ms
 
 AUDIT_MAXLEN = 1_000_000
 
@@ -23,7 +22,7 @@ def record(hub: Hub, actor: str, action: str, target: str = "",
            details: dict[str, Any] | None = None, pipe=None) -> None:
     """Append an entry (inside ``pipe`` when given, so it lands with the change)."""
     entry = {"actor": actor, "action": action, "target": target,
-             "ts": time.time_ns() // 1_000_000,
+             "ts": now_ms(),
              "details": orjson.dumps(details or {})}
     (pipe if pipe is not None else hub.redis).xadd(hub.keys.audit(), entry,
                                                    maxlen=AUDIT_MAXLEN, approximate=True)

@@ -15,7 +15,6 @@ itself, so the feed never misses or invents one. Two kinds of readers:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import redis
 
 from core.hub import Hub
 from core.keys import FEED_MAXLEN
+from core.rawlog import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class FeedEvent:
 
 def publish(hub: Hub, event: dict[str, Any], pipe: redis.client.Pipeline | None = None) -> None:
     """Append one event (inside ``pipe`` when given, so it lands with the change it reports)."""
-    event.setdefault("ts", time.time_ns() // 1_000_000)
+    event.setdefault("ts", now_ms())
     target = pipe if pipe is not None else hub.redis
     target.xadd(hub.keys.feed(), {"e": orjson.dumps(event)}, maxlen=FEED_MAXLEN,
                 approximate=True)

@@ -51,6 +51,7 @@ from core.errors import BadRequest, Conflict, NotFound
 from core.hub import Hub
 from core.keys import HOOKS_QUEUE
 from core.models import Direction
+from core.rawlog import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,6 @@ _SHOWN = b"hook-secret-shown"
 BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
     "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "0.0.0.0/8", "::/128", "224.0.0.0/4",
     "ff00::/8"))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # -- subscriptions ----------------------------------------------------------------------------

@@ -13,12 +13,12 @@ away/offline) and ``td:presence:seen`` (user -> last activity, ms). Every change
 
 from __future__ import annotations
 
-import time
 import weakref
 from dataclasses import dataclass
 
 from core.errors import BadRequest, NotFound
 from core.hub import Hub
+from core.rawlog import now_ms
 
 STATUSES = ("online", "away", "offline")
 # Activity is written at most this often per user and process: a console polling every few
@@ -38,10 +38,6 @@ class Presence:
     def to_api(self) -> dict:
         return {"user": self.user, "status": self.status, "manual": self.manual,
                 "since_ts": self.since_ms, "last_seen_ts": self.last_seen_ms}
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _parse(raw: bytes | None) -> tuple[str, str, int | None]:

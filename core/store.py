@@ -7,7 +7,6 @@ Writes that must be atomic go through the Lua scripts (``core/ingest.py``,
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 
 import orjson
@@ -24,6 +23,7 @@ from core.models import (
     Identity,
     Message,
 )
+from core.rawlog import now_ms
 
 
 @dataclass(slots=True)
@@ -258,7 +258,7 @@ def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversati
         if cur is None or cur.decode() == status.value:
             return
         queue = queue.decode()
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         pipe.multi()
         for s in ConversationStatus:
             if s != status:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from core.errors import BadRequest, Conflict, NotFound, TongdaiError, Unauthorized
 from core.hub import Hub
+from core.rawlog import now_ms
 
 ROLES = ("agent", "supervisor", "admin")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -295,7 +295,7 @@ def _digest(token: str) -> str:
 def start_session(hub: Hub, name: str) -> tuple[str, Session]:
     """A new session for ``name``: (cookie token, session). Only the token's hash is stored."""
     token = secrets.token_urlsafe(32)
-    s = Session(name, secrets.token_urlsafe(24), time.time_ns() // 1_000_000)
+    s = Session(name, secrets.token_urlsafe(24), now_ms())
     ttl = int(hub.config.hub.console.session_ttl)
     d = _digest(token)
     pipe = hub.redis.pipeline(transaction=True)
