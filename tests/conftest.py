@@ -18,6 +18,9 @@ import redis
 from core.hub import Hub
 from core.redis_server import redis_server_binary
 
+# relay / listen_port / listener: the email channel's peers (aiosmtpd), for any test that
+# configures an email channel
+pytest_plugins = ["tests.mailpeers"]
 FIXTURES = Path(__file__).parent / "fixtures"
 # Customer-data keys for every process the tests start (fixed: tests are reproducible).
 os.environ.setdefault("TONGDAI_DATA_KEYS", "ktest:dG9uZ2RhaS10ZXN0LWRhdGEta2V5LTMyLWJ5dGVzISE=")
@@ -105,9 +108,10 @@ def config_file(tmp_path) -> Path:
 
 
 @pytest.fixture
-def hub(redis_client, redis_url, config_file, monkeypatch) -> Hub:
+def hub(redis_client, redis_url, config_file, monkeypatch, tmp_path) -> Hub:
     monkeypatch.setenv("TONGDAI_CONFIG", str(config_file))
     monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "var"))  # files: the test's own
     h = Hub.from_env()
     from core import rawlog
 

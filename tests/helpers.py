@@ -31,6 +31,17 @@ def drain_all(hub: Hub) -> dict:
     return {"stored": r.stored, "duplicates": r.duplicates, "updated": r.updated, "dead": r.dead}
 
 
+def run_outbound(hub: Hub) -> None:
+    """The sender: a real RQ worker, in this process, until the outbound queue is empty."""
+    from rq import Queue, SimpleWorker
+
+    from core.keys import OUTBOUND_QUEUE
+
+    jobs.set_hub(hub)
+    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
+        burst=True, logging_level="WARNING")
+
+
 def auth(token: str, idempotency_key: str | None = None) -> dict:
     """Bearer headers; with ``idempotency_key`` ("new" = a fresh one) for creates."""
     headers = {"Authorization": f"Bearer {token}"}

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from rq import Queue, SimpleWorker
 
-from core.keys import OUTBOUND_QUEUE
 from tests.conftest import write_config
 from tests.fakes import echo_adapter
-from tests.helpers import auth, drain_all
-from worker import jobs
+from tests.helpers import auth, drain_all, run_outbound
 
 ECHO = """
   - id: echo-1
@@ -47,9 +44,7 @@ def test_module_path_adapter_receives_and_sends(client, hub, admin_token):
     r = client.post(f"/api/v1/conversations/{c['id']}/messages", json={"text": "好的"},
                     headers={**auth(admin_token), "Idempotency-Key": "e1"})
     assert r.status_code == 201
-    jobs.set_hub(hub)
-    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
-        burst=True, logging_level="WARNING")
+    run_outbound(hub)
     assert [(m.address, m.text) for m in echo_adapter.SENT] == [("u1", "好的")]
 
 

@@ -8,16 +8,13 @@ import hmac
 
 import orjson
 import pytest
-from rq import Queue, SimpleWorker
 
 from core.credentials import RedisTokenStore
-from core.keys import OUTBOUND_QUEUE
 from core.rawlog import now_ms
 from tests.conftest import write_config
 from tests.fakes import facebook_graph as fbg
 from tests.fakes import zalo_api as zapi
-from tests.helpers import auth, drain_all
-from worker import jobs
+from tests.helpers import auth, drain_all, run_outbound
 
 PAGE_ID = "1122334455"
 PSID = "7012345678"
@@ -72,12 +69,6 @@ def config_file(tmp_path, graph, zalo):
 """)
 
 
-def run_senders(hub) -> None:
-    jobs.set_hub(hub)
-    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
-        burst=True, logging_level="WARNING")
-
-
 # -- Messenger ------------------------------------------------------------------------------
 def fb_post(client, items: list[dict], secret: str = fbg.DEFAULT_APP_SECRET):
     """A page webhook as Meta sends it: signed over the raw bytes."""
@@ -125,14 +116,14 @@ def test_messenger_in_reply_echo_and_read(client, hub, admin_token, graph):
     conv = only_conv(client, admin_token, "fb-test")
     assert [m["text"] for m in timeline(client, admin_token, conv["id"])] == [text]
 
-    run_senders(hub)  # the profile job: name and picture fetched off the request path
+    run_outbound(hub)  # the profile job: name and picture fetched off the request path
     cust = client.get(f"/api/v1/customers/{conv['customer_id']}", headers=auth(admin_token)).json
     assert cust["name"] == "Lan Nguyễn" and cust["picture"] == "https://cdn.example/lan.jpg"
 
     r = client.post(f"/api/v1/conversations/{conv['id']}/messages", json={"text": "Dạ còn ạ"},
                     headers={**auth(admin_token), "Idempotency-Key": "fb1"})
     assert r.status_code == 201
-    run_senders(hub)
+    run_outbound(hub)
     (sent,) = graph.sent()
     assert sent["messaging_type"] == "RESPONSE" and sent["message"]["text"] == "Dạ còn ạ"
     ours = next(m for m in timeline(client, admin_token, conv["id"]) if m["direction"] == "out")
@@ -158,7 +149,7 @@ def test_messenger_human_agent_tag_then_window_closed(client, hub, admin_token, 
     r = client.post(f"/api/v1/conversations/{conv['id']}/messages", json={"text": "sorry!"},
                     headers={**auth(admin_token), "Idempotency-Key": "fb2"})
     assert r.status_code == 201
-    run_senders(hub)
+    run_outbound(hub)
     (sent,) = graph.sent()
     assert (sent["messaging_type"], sent.get("tag")) == ("MESSAGE_TAG", "HUMAN_AGENT")
 
@@ -198,7 +189,7 @@ def test_zalo_in_reply_rotation_seen_and_verified_phone(client, hub, admin_token
                     json={"text": "Dạ 100k giá 98k ạ"},
                     headers={**auth(admin_token), "Idempotency-Key": "z1"})
     assert r.status_code == 201
-    run_senders(hub)
+    run_outbound(hub)
     assert [s["message"]["text"] for s in zalo.sent()] == ["Dạ 100k giá 98k ạ"]
     assert zalo.refreshes == 1 and zalo.burnt_refresh_uses == 0
     stored = RedisTokenStore(hub, "zalo-test").current()
@@ -229,7 +220,7 @@ def test_zalo_window_closed_after_48h_without_calling_zalo(client, hub, admin_to
     r = client.post(f"/api/v1/conversations/{conv['id']}/messages", json={"text": "x"},
                     headers={**auth(admin_token), "Idempotency-Key": "z9"})
     assert r.status_code == 409 and "48 h" in r.json["error"]["message"]
-    run_senders(hub)
+    run_outbound(hub)
     assert zalo.sent() == []
 
 

@@ -5,24 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from rq import Queue, SimpleWorker
 
-from core.keys import OUTBOUND_QUEUE
 from tests.conftest import write_config
-from tests.helpers import auth, drain_all, post, tg_update
+from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 from worker import jobs
 
 
 @pytest.fixture
 def config_file(tmp_path, tg_fake):
     return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url)
-
-
-def run_outbound(hub) -> None:
-    """A real RQ worker, in this process, until the outbound queue is empty."""
-    jobs.set_hub(hub)
-    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
-        burst=True, logging_level="WARNING")
 
 
 @pytest.fixture

@@ -15,15 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from rq import Queue, SimpleWorker
 from werkzeug.serving import make_server
 
 from core import users
-from core.keys import OUTBOUND_QUEUE
 from tests.conftest import SECRET, write_config
 from tests.console.conftest import PASSWORD, TEAMS
-from tests.helpers import drain_all, tg_update
-from worker import jobs
+from tests.helpers import drain_all, run_outbound, tg_update
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -56,13 +53,6 @@ def server(app):
     srv.shutdown()
     srv.server_close()
     thread.join(10)
-
-
-def run_outbound(hub) -> None:
-    """The sender: a real RQ worker in this process until the outbound queue is empty."""
-    jobs.set_hub(hub)
-    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
-        burst=True, logging_level="WARNING")
 
 
 def open_browser(p, problems: list[str]):

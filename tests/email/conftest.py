@@ -9,23 +9,10 @@ from email.utils import make_msgid
 
 import pytest
 
-from core.hub import Hub
-from tests.conftest import free_port, write_config
-from tests.fakes.smtp_peer import SmtpPeer
+from tests.conftest import write_config
 
 SIGNING_KEY = "key-mailgun-test-0123456789"
 SUPPORT = "support@shop.example.vn"
-
-
-@pytest.fixture
-def relay():
-    with SmtpPeer() as peer:
-        yield peer
-
-
-@pytest.fixture
-def listen_port() -> int:
-    return free_port()
 
 
 @pytest.fixture
@@ -44,29 +31,6 @@ def config_file(tmp_path, relay, listen_port):
       trusted_authserv_id: mx.shop.example.vn
       acknowledge: "Chúng tôi đã nhận được yêu cầu #{{ticket}} của bạn."
 """)
-
-
-@pytest.fixture
-def hub(redis_client, redis_url, config_file, monkeypatch, tmp_path) -> Hub:
-    monkeypatch.setenv("TONGDAI_CONFIG", str(config_file))
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "var"))
-    h = Hub.from_env()
-    from core import rawlog
-
-    rawlog.ensure_groups(h)
-    return h
-
-
-@pytest.fixture
-def listener(hub):
-    """The hub's SMTP listener (``tongdai smtp``), in this process."""
-    from webhooks import smtp
-
-    controllers = smtp.start(hub)
-    yield controllers[0]
-    for c in controllers:
-        c.stop()
 
 
 def customer_mail(text: str, subject: str = "Đơn hàng #123 chưa nhận được",

@@ -12,8 +12,7 @@ import smtplib
 import pytest
 
 from tests.email.conftest import SUPPORT, customer_mail, send_to
-from tests.helpers import auth, drain_all
-from tests.test_outbound import run_outbound
+from tests.helpers import auth, drain_all, run_outbound
 
 
 def conversations(client, token) -> list[dict]:

@@ -7,9 +7,8 @@ import pytest
 
 from tests.email.conftest import customer_mail, send_to
 from tests.email.test_email_channel import conversations, timeline
-from tests.helpers import drain_all
+from tests.helpers import drain_all, run_outbound
 from tests.test_encryption_at_rest import _values
-from tests.test_outbound import run_outbound
 
 
 @pytest.fixture

@@ -19,12 +19,9 @@ import pytest
 from core import agentmail, assignment, feed, users
 from core.access import Principal
 from core.errors import DeliveryError
-from core.hub import Hub
-from tests.conftest import free_port, write_config
+from tests.conftest import write_config
 from tests.fakes import echo_adapter
-from tests.fakes.smtp_peer import SmtpPeer
-from tests.helpers import auth, drain_all, post, tg_update
-from tests.test_outbound import run_outbound
+from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 from tests.workspace.conftest import TEAMS
 
 SUPPORT = "support@shop.example.vn"
@@ -33,17 +30,6 @@ MX = "mx.shop.example.vn"
 CUSTOMER_TEXT = "Chào shop, mình nạp tiền điện thoại 100k từ sáng mà chưa thấy vào tài khoản ạ"
 ANSWER = "Dạ shop đã nạp lại thẻ cho bạn rồi ạ"
 SUPERVISOR = Principal("cuong", "supervisor", frozenset({"support"}))
-
-
-@pytest.fixture
-def relay():
-    with SmtpPeer() as peer:
-        yield peer
-
-
-@pytest.fixture
-def listen_port() -> int:
-    return free_port()
 
 
 @pytest.fixture
@@ -67,30 +53,6 @@ def config_file(tmp_path, tg_fake, relay, listen_port):
 notifications:
   console_url: https://hub.shop.example.vn/
 """)
-
-
-@pytest.fixture
-def hub(redis_client, redis_url, config_file, monkeypatch, tmp_path) -> Hub:
-    monkeypatch.setenv("TONGDAI_CONFIG", str(config_file))
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "var"))
-    h = Hub.from_env()
-    from core import rawlog
-
-    rawlog.ensure_groups(h)
-    feed.ensure_group(h, "agentmail")  # a new group starts at the feed's end: before any event
-    return h
-
-
-@pytest.fixture
-def listener(hub):
-    """The hub's SMTP listener (``tongdai smtp``), in this process."""
-    from webhooks import smtp
-
-    controllers = smtp.start(hub)
-    yield controllers[0]
-    for c in controllers:
-        c.stop()
 
 
 @pytest.fixture

@@ -50,7 +50,6 @@ def crew(hub, people) -> dict[str, str]:
         users.create(hub, users.User(name=name, role="agent", teams=["support"],
                                      display_name=name.title()), None)  # API only: fast
         people[name] = tokens.create(hub, name, "agent", ["support"])
-    feed.ensure_group(hub, "assign")  # the reactor exists before the traffic, as in production
     return people
 
 

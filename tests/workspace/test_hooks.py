@@ -81,14 +81,6 @@ def receiver():
     r.server.server_close()
 
 
-@pytest.fixture
-def reactor_ready(hub):
-    """The hooks reactor's consumer group exists before traffic (a new group starts at the
-    feed's end, as in production)."""
-    feed.load_reactors()
-    feed.ensure_group(hub, "hooks")
-
-
 def subscribe(client, token: str, url: str, **fields) -> dict:
     r = client.post("/api/v1/webhooks", json={"url": url, **fields},
                     headers=auth(token, idempotency_key="new"))
@@ -111,7 +103,7 @@ def log_of(client, token: str, sub_id: str, **query) -> list[dict]:
 
 # -- signing ----------------------------------------------------------------------------------
 def test_signature_verifies_with_the_shown_secret_and_not_another(client, hub, admin_token,
-                                                                  receiver, reactor_ready):
+                                                                  receiver):
     sub = subscribe(client, admin_token, receiver.url, description="CRM")
     assert sub["secret"].startswith("whsec_") and sub["events"] == list(hooks.EVENTS)
     r = client.post(f"/api/v1/webhooks/{sub['id']}/ping", headers=auth(admin_token, "new"))
@@ -193,7 +185,7 @@ def test_a_secret_under_a_retired_data_key_is_resealed_when_used(client, hub, ad
 
 # -- events -----------------------------------------------------------------------------------
 def test_new_telegram_conversation_sends_created_then_message_in_utf8(client, hub, admin_token,
-                                                                     receiver, reactor_ready):
+                                                                     receiver):
     sub = subscribe(client, admin_token, receiver.url)
     text = "Chào shop, em nạp thẻ 100k mà chưa nhận được ạ 🙏"
     customer_writes(client, hub, text)
@@ -216,7 +208,7 @@ def test_new_telegram_conversation_sends_created_then_message_in_utf8(client, hu
 
 
 def test_assigned_and_resolved_reach_only_subscribers_of_them(client, hub, admin_token,
-                                                              receiver, reactor_ready):
+                                                              receiver):
     subscribe(client, admin_token, receiver.url,
               events=["conversation.assigned", "conversation.resolved"])
     customer_writes(client, hub, "xin chào")
@@ -235,7 +227,7 @@ def test_assigned_and_resolved_reach_only_subscribers_of_them(client, hub, admin
     assert resolved["data"]["conversation"]["status"] == "resolved"
 
 
-def test_private_notes_are_never_sent(client, hub, admin_token, receiver, reactor_ready):
+def test_private_notes_are_never_sent(client, hub, admin_token, receiver):
     subscribe(client, admin_token, receiver.url)
     customer_writes(client, hub, "tài khoản bị khoá")
     conv_id = store.get_customer(hub, "1").current_conversation_id
@@ -251,8 +243,7 @@ def test_private_notes_are_never_sent(client, hub, admin_token, receiver, reacto
     assert all("cẩn thận".encode() not in body for _, body in receiver.requests)
 
 
-def test_a_feed_entry_read_again_is_not_delivered_twice(client, hub, admin_token, receiver,
-                                                        reactor_ready):
+def test_a_feed_entry_read_again_is_not_delivered_twice(client, hub, admin_token, receiver):
     sub = subscribe(client, admin_token, receiver.url)
     customer_writes(client, hub, "hello")
     hooks.deliver_due(hub)
@@ -270,7 +261,7 @@ def test_a_feed_entry_read_again_is_not_delivered_twice(client, hub, admin_token
 
 # -- retries ----------------------------------------------------------------------------------
 def test_a_500_is_retried_with_backoff_and_the_log_shows_both_attempts(client, hub, admin_token,
-                                                                      receiver, reactor_ready):
+                                                                      receiver):
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
     receiver.script = [(500, {})]
     customer_writes(client, hub, "có ai không")
@@ -294,7 +285,7 @@ def test_a_500_is_retried_with_backoff_and_the_log_shows_both_attempts(client, h
     assert b1 == b2 and h1["X-Tongdai-Delivery"] == h2["X-Tongdai-Delivery"]
 
 
-def test_429_retry_after_is_honoured(client, hub, admin_token, receiver, reactor_ready):
+def test_429_retry_after_is_honoured(client, hub, admin_token, receiver):
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
     receiver.script = [(429, {"Retry-After": "120"})]
     customer_writes(client, hub, "hi")
@@ -307,8 +298,7 @@ def test_429_retry_after_is_honoured(client, hub, admin_token, receiver, reactor
     assert log_of(client, admin_token, sub["id"])[0]["status"] == "delivered"
 
 
-def test_retries_give_up_and_redeliver_starts_a_fresh_round(client, hub, admin_token, receiver,
-                                                            reactor_ready):
+def test_retries_give_up_and_redeliver_starts_a_fresh_round(client, hub, admin_token, receiver):
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
     tries = len(hooks.RETRY_DELAYS_S) + 1
     receiver.script = [(503, {})] * tries
@@ -331,7 +321,7 @@ def test_retries_give_up_and_redeliver_starts_a_fresh_round(client, hub, admin_t
 
 
 def test_a_slow_receiver_times_out_and_is_retried(client, hub, admin_token, receiver,
-                                                  reactor_ready, monkeypatch):
+                                                  monkeypatch):
     monkeypatch.setattr(hooks, "TIMEOUT_S", 0.3)
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
     receiver.script = ["slow"]
@@ -343,7 +333,7 @@ def test_a_slow_receiver_times_out_and_is_retried(client, hub, admin_token, rece
     assert d["last_error"] == "no answer within 0.3 s"
 
 
-def test_410_disables_the_subscription(client, hub, admin_token, receiver, reactor_ready):
+def test_410_disables_the_subscription(client, hub, admin_token, receiver):
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
     receiver.script = [(410, {})]
     customer_writes(client, hub, "hi")
@@ -372,7 +362,7 @@ def test_410_disables_the_subscription(client, hub, admin_token, receiver, react
 
 
 def test_the_scheduler_hands_due_deliveries_to_the_hooks_worker(client, hub, admin_token,
-                                                                receiver, reactor_ready):
+                                                                receiver):
     sub = subscribe(client, admin_token, receiver.url)
     customer_writes(client, hub, "hi")
     queue = Queue(HOOKS_QUEUE, connection=hub.redis)

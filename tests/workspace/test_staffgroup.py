@@ -9,14 +9,11 @@ import logging
 
 import orjson
 import pytest
-from rq import Queue, SimpleWorker
 
 from core import audit, feed, store, users
 from core.errors import DeliveryError
-from core.keys import OUTBOUND_QUEUE
 from tests.conftest import TOKEN, write_config
-from tests.helpers import auth, drain_all, post, tg_update
-from worker import jobs
+from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 
 STAFF_CHAT = -1001234567890
 CUSTOMER = 4242
@@ -40,13 +37,12 @@ def config_file(tmp_path, tg_fake):
 
 @pytest.fixture(autouse=True)
 def staff(hub):
-    """an (support) and bich (billing), linked to their Telegram ids; the reactor's group
-    exists before any traffic (as it does once ``tongdai reactor`` has started)."""
+    """an (support) and bich (billing), linked to their Telegram ids (the reactor's group
+    exists before any traffic: every process creates it at start, rawlog.ensure_groups)."""
     users.create(hub, users.User(name="an", role="agent", teams=["support"],
                                  display_name="An Nguyễn", telegram_user_id=AN), None)
     users.create(hub, users.User(name="bich", role="agent", teams=["billing"],
                                  telegram_user_id=BICH), None)
-    feed.ensure_group(hub, "staffgroup")
 
 
 _update_ids = iter(range(500, 10_000))
@@ -70,12 +66,6 @@ def staff_update(user_id: int, message_id: int, text: str, thread: int | None,
 
 def mirror(hub) -> None:
     feed.run_pending(hub, ["staffgroup"])
-
-
-def run_outbound(hub) -> None:
-    jobs.set_hub(hub)
-    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
-        burst=True, logging_level="WARNING")
 
 
 def only_conversation(hub) -> str:

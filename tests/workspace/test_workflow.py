@@ -8,14 +8,13 @@ billing), cuong (supervisor, support), admin. Telegram customers land in queue `
 from __future__ import annotations
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from core import feed, outbound, workflow
 from core.keys import OUTBOUND_QUEUE
 from tests.conftest import write_config
-from tests.helpers import auth, drain_all, post, tg_update
+from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 from tests.workspace.conftest import TEAMS
-from worker import jobs
 
 ENCRYPTED = "security:\n  encrypt_message_text: true\n"
 
@@ -63,12 +62,6 @@ def note(client, token: str, conv_id: str, text: str, key: str = "new"):
 
 def events(hub, type_: str) -> list[dict]:
     return [e.data for e in feed.read_after(hub, "0-0", count=10_000) if e.type == type_]
-
-
-def run_outbound(hub) -> None:
-    jobs.set_hub(hub)
-    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
-        burst=True, logging_level="WARNING")
 
 
 @pytest.fixture
