@@ -153,25 +153,15 @@ def send_once(hub: Hub, settings: EmailSettings, marker: str, mail: EmailMessage
     releases the marker and raises, so the reactor's redelivery tries again; a permanent one
     is remembered and logged. Returns True when this call sent it."""
     key = hub.keys.agent_mail_sent(marker)
-    if not hub.redis.set(key, "sending", nx=True, ex=SENDING_TTL_S):
-        if hub.redis.get(key) == b"sending":  # another sender is on it, or died mid-send:
-            raise DeliveryError(f"agent mail {marker} is being sent", retryable=True,
-                                code="agentmail_busy")  # ask again once the marker is gone
-        return False
     try:
-        sending.send_mail(settings, mail)
+        return feed.act_once(hub, key, lambda: sending.send_mail(settings, mail),
+                             f"agent mail {marker}", SENDING_TTL_S * 1000, KEEP_S)
     except DeliveryError as exc:
         if exc.retryable:
-            hub.redis.delete(key)
             raise
         hub.redis.set(key, "failed", ex=KEEP_S)
         log.warning("agent mail %s not sent: %s", marker, exc.code)
         return False
-    except Exception:
-        hub.redis.delete(key)
-        raise
-    hub.redis.set(key, "sent", ex=KEEP_S)
-    return True
 
 
 def _compose(settings: EmailSettings, to: str, to_name: str, subject: str, text: str,

@@ -15,6 +15,7 @@ itself, so the feed never misses or invents one. Two kinds of readers:
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,33 @@ def tick(name: str, every_s: float) -> Callable:
         TICKS[name] = (fn, every_s)
         return fn
     return wrap
+
+
+def act_once(hub: Hub, key: str, act: Callable[[], object], what: str, hold_ms: int,
+             keep_s: int) -> bool:
+    """Run ``act`` (a send to the outside world) unless marker ``key`` says it ran: reactors
+    see an event at least once, a customer or an agent must get its mail or post once.
+    Returns False when it had run.
+
+    The marker reads ``sending:<owner>`` while one consumer acts (another consumer that
+    reclaimed the same event gets a retryable DeliveryError and tries again later) and
+    ``sent`` for ``keep_s`` once ``act`` returned. When ``act`` raises, the owner's marker is
+    released and the error goes on; a crash leaves it to expire after ``hold_ms``, and the
+    event, still pending, is acted on then."""
+    from core.errors import DeliveryError
+
+    owner = f"sending:{secrets.token_hex(8)}"
+    if not hub.redis.set(key, owner, nx=True, px=hold_ms):
+        if (hub.redis.get(key) or b"").startswith(b"sending"):
+            raise DeliveryError(f"{what} is being sent", retryable=True, code="busy")
+        return False
+    try:
+        act()
+    except BaseException:
+        hub.scripts.release_lock(keys=[key], args=[owner])
+        raise
+    hub.redis.set(key, "sent", ex=keep_s)
+    return True
 
 
 def load_reactors() -> dict[str, Handler]:

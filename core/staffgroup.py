@@ -132,27 +132,14 @@ def _thread_gone(exc: DeliveryError) -> bool:
 
 def _post_once(hub: Hub, group: StaffGroup, thread: int, item: str, text: str | Callable[[], str],
                reply_to: int | None = None) -> bool:
-    """Post ``text`` into the topic unless ``item`` was posted already (False then).
-
-    The item's marker says ``sending:<owner>`` while one reactor posts it (another reactor
-    that reclaimed the same feed event backs off and retries later instead of posting it
-    too), and ``sent`` once Telegram accepted it. A failure removes the owner's marker; a
-    crash leaves it to expire, and the event, still pending, is posted then."""
-    marker = hub.keys.staff_posted(str(group.chat_id), item)
-    owner = f"sending:{secrets.token_hex(8)}"
-    if not hub.redis.set(marker, owner, nx=True, px=HOLD_MS):
-        if (hub.redis.get(marker) or b"").startswith(b"sending:"):
-            raise DeliveryError(f"another reactor is posting {item}", retryable=True,
-                                code="busy")
-        return False
-    try:
+    """Post ``text`` into the topic unless ``item`` was posted already (False then): once,
+    however often the feed hands the event over (core/feed.py act_once)."""
+    def post() -> None:
         body = text() if callable(text) else text
         _call(hub, group, lambda a: a.send_message(group.chat_id, body, thread, reply_to))
-    except BaseException:
-        hub.scripts.release_lock(keys=[marker], args=[owner])
-        raise
-    hub.redis.set(marker, "sent", ex=POSTED_TTL_S)
-    return True
+
+    return feed.act_once(hub, hub.keys.staff_posted(str(group.chat_id), item), post,
+                         f"staff-group post {item}", HOLD_MS, POSTED_TTL_S)
 
 
 # -- topics -------------------------------------------------------------------------------------
