@@ -20,8 +20,8 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from core.errors import PayloadError
-from core.models import Attachment, AuthorKind, InboundEvent, RawEvent
+from tongdai.core.errors import PayloadError
+from tongdai.core.models import Attachment, AuthorKind, InboundEvent, RawEvent
 
 
 class ChannelSettings(BaseModel):
@@ -198,7 +198,7 @@ class Adapter(ABC):
     # -- inbound ------------------------------------------------------------------------------
     @abstractmethod
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Raise :class:`core.errors.SignatureError` unless the request is authentic.
+        """Raise :class:`tongdai.core.errors.SignatureError` unless the request is authentic.
 
         Constant-time comparisons only (:func:`constant_time_equal`).
         """

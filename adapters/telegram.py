@@ -17,7 +17,7 @@ import httpx
 import orjson
 from pydantic import ConfigDict, SecretStr
 
-from adapters.base import (
+from tongdai.adapters.base import (
     Adapter,
     ChannelFacts,
     ChannelSettings,
@@ -30,8 +30,8 @@ from adapters.base import (
     load_json_object,
     must_match,
 )
-from core.errors import DeliveryError, PayloadError, SignatureError
-from core.models import Attachment, EventKind, IdentifierClaim, InboundEvent, RawEvent
+from tongdai.core.errors import DeliveryError, PayloadError, SignatureError
+from tongdai.core.models import Attachment, EventKind, IdentifierClaim, InboundEvent, RawEvent
 
 JSON = dict[str, Any]
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"

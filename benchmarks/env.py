@@ -161,8 +161,8 @@ class BenchEnv:
         self.close()
 
     def _start(self) -> None:
-        from core.config import load_config
-        from core.redis_server import EmbeddedRedis
+        from tongdai.core.config import load_config
+        from tongdai.core.redis_server import EmbeddedRedis
 
         cfg_path = self.dir / "tongdai.yaml"
         cfg_path.write_text(CONFIG, encoding="utf-8")
@@ -184,8 +184,8 @@ class BenchEnv:
         self._saved_env = {k: os.environ.get(k) for k in ("TONGDAI_CONFIG", "REDIS_URL")}
         os.environ["TONGDAI_CONFIG"] = str(cfg_path)
         os.environ["REDIS_URL"] = self.url
-        from core.crypto import load_keyring
-        from core.hub import Hub
+        from tongdai.core.crypto import load_keyring
+        from tongdai.core.hub import Hub
 
         # Customer data is encrypted in the benchmark as in production: the children find the
         # same key file through TONGDAI_DATA_DIR (or the same TONGDAI_DATA_KEYS from the env).
@@ -254,7 +254,7 @@ class BenchEnv:
                     or info.get("rdb_bgsave_in_progress")):
                 break
             time.sleep(0.05)
-        from core import rawlog
+        from tongdai.core.pipeline import rawlog
 
         rawlog.ensure_groups(self.hub)
 

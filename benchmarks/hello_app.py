@@ -1,6 +1,6 @@
 """The baseline web app: bare Flask answering "ok" to a POST.
 
-``gunicorn benchmarks.hello_app:app``.
+``gunicorn tongdai.benchmarks.hello_app:app``.
 
 It gets the very same requests as the webhook (same path, headers and bodies) and serves them
 under the same gunicorn settings, so the only difference measured is our request path.

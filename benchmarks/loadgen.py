@@ -9,7 +9,7 @@ Two modes, both loopback only and bounded by request count and time:
 Keep-alive is used when the server allows it; gunicorn's sync workers answer
 ``Connection: close`` and the client then reconnects for every request, as a platform would.
 
-Run as ``python -m benchmarks.loadgen '<json options>'``; prints one JSON result line.
+Run as ``python -m tongdai.benchmarks.loadgen '<json options>'``; prints one JSON result line.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 
 import orjson
 
-from benchmarks.corpus import SECRET_HEADER, Traffic
+from tongdai.benchmarks.corpus import SECRET_HEADER, Traffic
 
 _CONNECTING, _SENDING, _READING = 0, 1, 2
 

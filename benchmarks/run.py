@@ -25,8 +25,9 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from benchmarks.corpus import Traffic
-from benchmarks.env import CHANNEL, REPO, SECRET, BenchEnv, Child, free_port, log
+from tongdai.benchmarks.corpus import Traffic
+from tongdai.benchmarks.env import CHANNEL, REPO, SECRET, BenchEnv, Child, free_port, log
+from tongdai.core import clock
 
 # The web server for the throughput comparison, identical for both apps: the worker class
 # `tongdai up` and the Procfile run (gthread: a request waiting on Redis's fsync does not idle
@@ -98,7 +99,7 @@ def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
     import os
 
-    from benchmarks.env import stat_fields
+    from tongdai.benchmarks.env import stat_fields
 
     rest = stat_fields(pid)
     if rest is None:
@@ -110,7 +111,7 @@ def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process, its live descendants and the children they have reaped."""
     import os
 
-    from benchmarks.env import _children, stat_fields
+    from tongdai.benchmarks.env import _children, stat_fields
 
     total = 0.0
     for q in [pid, *_children(pid)]:
@@ -120,7 +121,7 @@ def tree_cpu_s(pid: int) -> float:
 
 
 def gunicorn_worker_pid(child: Child, timeout: float = 10.0) -> int:
-    from benchmarks.env import _children
+    from tongdai.benchmarks.env import _children
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,7 +138,7 @@ def loadgen(env: BenchEnv, name: str, port: int, n: int, duration: float, *,
     opts = {"port": port, "path": f"/webhooks/{CHANNEL}", "secret": SECRET, "n": n,
             "duration": duration, "concurrency": concurrency, "rate": rate, "seed": seed,
             "users": users, "base_update": base_update}
-    return env.run_json(name, ["-m", "benchmarks.loadgen", json.dumps(opts)],
+    return env.run_json(name, ["-m", "tongdai.benchmarks.loadgen", json.dumps(opts)],
                         timeout=duration + 60)
 
 
@@ -150,8 +151,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def prefill_raw_log(env: BenchEnv, bodies: list[bytes], wake: bool) -> None:
     """Append raw events exactly as ``rawlog.append`` stores them, pipelined; then, when
     ``wake``, enqueue one ingest loop for the worker to run."""
-    from core import rawlog
-    from core.models import RawEvent
+    from tongdai.core.models import RawEvent
+    from tongdai.core.pipeline import rawlog
 
     hub = env.hub
     for i in range(0, len(bodies), 1000):
@@ -159,7 +160,7 @@ def prefill_raw_log(env: BenchEnv, bodies: list[bytes], wake: bool) -> None:
         for body in bodies[i:i + 1000]:  # stored as the webhook stores them (encrypted)
             pipe.execute_command(*rawlog._xadd_args(
                 hub, RawEvent(CHANNEL, body, {"content-type": "application/json"},
-                              rawlog.now_ms())))
+                              clock.now_ms())))
         pipe.execute()
     if wake:
         rawlog.enqueue_ingest_loops(hub, 1)
@@ -195,7 +196,7 @@ def bench_webhook(env: BenchEnv, p: Params) -> dict:
 def _webhook_vs_flask(env: BenchEnv, p: Params, server: list[str], seconds: float,
                       tag: str) -> dict:
     env.reset()
-    apps = {"flask": "benchmarks.hello_app:app", "webhook": "webhooks.wsgi:app"}
+    apps = {"flask": "tongdai.benchmarks.hello_app:app", "webhook": "tongdai.webhooks.wsgi:app"}
     servers: dict[str, tuple[Child, int]] = {}
     try:
         for name, app in apps.items():
@@ -246,7 +247,7 @@ def _webhook_vs_flask(env: BenchEnv, p: Params, server: list[str], seconds: floa
             "server": "gunicorn " + " ".join(server),
             "runs_acks_per_s": rates,
             "server_cpu_us_per_req": {k: min(v) for k, v in cpu.items()},
-            "client": f"benchmarks.loadgen, closed loop, {p.web_concurrency} in flight, "
+            "client": f"tongdai.benchmarks.loadgen, closed loop, {p.web_concurrency} in flight, "
                       "keep-alive when the server allows it (sync workers do not)",
             "client_cpu_share": max(client_cpu),
         },
@@ -257,7 +258,7 @@ def _webhook_vs_flask(env: BenchEnv, p: Params, server: list[str], seconds: floa
 def bench_ingest(env: BenchEnv, p: Params) -> dict:
     from rq import Queue
 
-    from benchmarks.noop import noop
+    from tongdai.benchmarks.noop import noop
 
     hub, r = env.hub, env.redis
     # Both sides of this ratio run with appendfsync everysec: with `always`, every one of RQ's
@@ -278,7 +279,7 @@ def _ingest_vs_noop(env, p, hub, r, Queue, noop) -> dict:
     bodies = traffic.bodies(p.ingest_n)
     prefill_raw_log(env, bodies, wake=True)
     seq_key = hub.keys.seq("message")
-    child = env.python("worker-ingest", "-m", "benchmarks.workerproc", "ingest")
+    child = env.python("worker-ingest", "-m", "tongdai.benchmarks.workerproc", "ingest")
     try:
         t0 = wait_stamp(env, "bench:t0", child)
         deadline = time.monotonic() + 120
@@ -308,7 +309,7 @@ def _ingest_vs_noop(env, p, hub, r, Queue, noop) -> dict:
     for i in range(0, p.rq_n, 500):
         q.enqueue_many([Queue.prepare_data(noop, timeout=600, result_ttl=0, failure_ttl=86400)
                         for _ in range(min(500, p.rq_n - i))])
-    child = env.python("worker-rq", "-m", "benchmarks.workerproc", "rq", "bench-noop")
+    child = env.python("worker-rq", "-m", "tongdai.benchmarks.workerproc", "rq", "bench-noop")
     try:
         t0 = wait_stamp(env, "bench:t0", child)
         child.proc.wait(timeout=300)
@@ -339,7 +340,7 @@ class Subscriber(threading.Thread):
 
     def __init__(self, env: BenchEnv) -> None:
         super().__init__(daemon=True, name="bench-subscriber")
-        from core import feed
+        from tongdai.core.pipeline import feed
 
         self.feed = feed
         self.hub = env.hub
@@ -365,16 +366,16 @@ class Subscriber(threading.Thread):
 def _latency_run(env: BenchEnv, p: Params, rate: float, seconds: float) -> dict:
     from rq import Worker
 
-    from core.models import Message
+    from tongdai.core.models import Message
 
     env.reset()
     hub, r = env.hub, env.redis
     port = free_port()
     children = [env.python("gunicorn-up", "-m", "gunicorn", *GUNICORN_UP,
-                           "-b", f"127.0.0.1:{port}", "webhooks.wsgi:app")]
-    children += [env.python(f"worker-{i + 1}", "-m", "core.cli", "worker", "--queues", "ingest")
+                           "-b", f"127.0.0.1:{port}", "tongdai.webhooks.wsgi:app")]
+    children += [env.python(f"worker-{i + 1}", "-m", "tongdai.core.cli", "worker", "--queues", "ingest")
                  for i in range(p.lat_workers)]
-    children.append(env.python("scheduler", "-m", "core.cli", "scheduler"))
+    children.append(env.python("scheduler", "-m", "tongdai.core.cli", "scheduler"))
     sub = None
     try:
         wait_port(children[0], port)
@@ -479,8 +480,8 @@ def bench_latency(env: BenchEnv, p: Params) -> dict:
 
 # -- 4. memory per message ----------------------------------------------------------------------
 def bench_memory(env: BenchEnv, p: Params) -> dict:
-    from core import ingest, rawlog
-    from core.keys import FEED_MAXLEN
+    from tongdai.core.keys import FEED_MAXLEN
+    from tongdai.core.pipeline import ingest, rawlog
 
     env.reset()
     hub, r = env.hub, env.redis
@@ -534,8 +535,8 @@ def _build_conversation(env: BenchEnv, conv_id: str, n: int, seed: int) -> None:
     """Write a conversation in the ingest's key layout (core/lua/ingest.lua), pipelined."""
     import random
 
-    from benchmarks.corpus import text
-    from core.models import AuthorKind, Direction, Message
+    from tongdai.benchmarks.corpus import text
+    from tongdai.core.models import AuthorKind, Direction, Message
 
     hub, r = env.hub, env.redis
     rng = random.Random(seed)
@@ -563,7 +564,7 @@ def _build_conversation(env: BenchEnv, conv_id: str, n: int, seed: int) -> None:
 
 
 def bench_history(env: BenchEnv, p: Params) -> dict:
-    from core.store import message_page
+    from tongdai.core.pipeline.store import message_page
 
     env.reset()
     hub = env.hub
@@ -607,9 +608,9 @@ PARSE_SETTINGS = {"email": {"address": "support@bench.example.vn", "inbound": {"
 
 
 def bench_parse(env: BenchEnv, p: Params) -> dict:
-    from core.errors import PayloadError
-    from core.models import RawEvent
-    from core.registry import BUILTIN, resolve_adapter
+    from tongdai.core.errors import PayloadError
+    from tongdai.core.models import RawEvent
+    from tongdai.core.registry import BUILTIN, resolve_adapter
 
     out: dict[str, float] = {}
     detail: dict[str, dict] = {}

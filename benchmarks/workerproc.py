@@ -1,7 +1,7 @@
 """One RQ worker process in burst mode, for the throughput comparison.
 
-``python -m benchmarks.workerproc ingest``   the hub's worker (``worker.main.run_worker``)
-``python -m benchmarks.workerproc rq QUEUE`` a plain RQ ``Worker`` on QUEUE (the baseline)
+``python -m tongdai.benchmarks.workerproc ingest``   the hub's worker (``tongdai.worker.main.run_worker``)
+``python -m tongdai.benchmarks.workerproc rq QUEUE`` a plain RQ ``Worker`` on QUEUE (the baseline)
 
 The hub's worker is the production one (``rq.Worker``, a forked work horse per job: the ingest
 loop is one long job, so the fork is paid once). The baseline is RQ at its fastest,
@@ -24,8 +24,8 @@ def main() -> None:
     mode = sys.argv[1]
     r = redis.Redis.from_url(os.environ["REDIS_URL"])
     if mode == "ingest":
-        from core.hub import Hub
-        from worker.main import run_worker
+        from tongdai.core.hub import Hub
+        from tongdai.worker.main import run_worker
 
         hub = Hub.from_env()
         r.set("bench:t0", repr(time.time()))

@@ -12,8 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from core.crypto import SUBJECT_PREFIX, Keyring, SubjectKey
-from core.errors import NotFound
+from tongdai.core.crypto import SUBJECT_PREFIX, Keyring, SubjectKey
+from tongdai.core.errors import NotFound
 
 PREFIX = "blob:"
 _PURPOSE = b"blob"

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import ConfigError, TongdaiError
+from tongdai.core.errors import ConfigError, TongdaiError
 
 DEFAULT_PATH = "config/tongdai.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -333,7 +333,7 @@ def errors_from_validation(
 
 def load_config(path: str | None = None) -> LoadedConfig:
     """Read, substitute and validate the whole configuration, adapters' settings included."""
-    from core.registry import resolve_adapter  # the registry imports adapters lazily
+    from tongdai.core.registry import resolve_adapter  # the registry imports adapters lazily
 
     path = path or config_path()
     p = Path(path)

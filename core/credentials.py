@@ -12,8 +12,10 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from core.hub import Hub
+if TYPE_CHECKING:  # the hub builds these stores: no import at run time (no cycle)
+    from tongdai.core.hub import Hub
 
 log = logging.getLogger(__name__)
 LOCK_MS = 30_000

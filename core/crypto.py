@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from core.errors import ConfigError
+from tongdai.core.errors import ConfigError
 
 TEXT_PREFIX = "enc:"
 _MAGIC = b"\x01"

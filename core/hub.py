@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 
-from adapters.base import Adapter
-from core.config import LoadedConfig, load_config
-from core.crypto import Keyring, load_keyring
-from core.errors import NotFound
-from core.keys import Keys
-from core.routing import Router
-from core.scripts import Scripts
-from core.tagging import Tagger
+from tongdai.adapters.base import Adapter
+from tongdai.core.config import LoadedConfig, load_config
+from tongdai.core.crypto import Keyring, load_keyring
+from tongdai.core.errors import NotFound
+from tongdai.core.keys import Keys
+from tongdai.core.scripts import Scripts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEFAULT_DATA_DIR = "var"
 
 
@@ -49,17 +50,16 @@ class Hub:
         self.redis = r
         self.keyring = keyring or load_keyring(data_dir())
         self.keys = Keys(config.hub.redis.prefix)
-        from core.subjects import Subjects
+        from tongdai.core.subjects import Subjects
 
         self.subjects = Subjects(self)  # per-identity keys: erase = destroy them
         self.keyring.subject_lookup = self.subjects.lookup
         self.scripts = Scripts(r, self.keys)
-        self.tagger = Tagger(config.hub.tagging)
-        self.router = Router(config.hub.routing)
+        self._memo: dict[str, object] = {}
         self.adapters: dict[str, Adapter] = {
             cid: cls(cid, settings) for cid, (cls, settings) in config.channel_settings.items()
         }
-        from core.credentials import RedisTokenStore
+        from tongdai.core.credentials import RedisTokenStore
 
         for cid, adapter in self.adapters.items():
             adapter.token_store = RedisTokenStore(self, cid)
@@ -96,19 +96,18 @@ class Hub:
     @cached_property
     def blobs(self):
         """Where files customers send are kept (``storage.blobs``)."""
-        from core.blobs import BlobStore
+        from tongdai.core.blobs import BlobStore
 
         root = Path(self.config.hub.storage.blobs)
         return BlobStore(root if root.is_absolute() else data_dir() / root, self.keyring)
 
-    @cached_property
-    def own_addresses(self) -> frozenset[str]:
-        """The hub's own mail addresses (every email channel's address and aliases), in
-        canonical form: typed into a message they say nothing about the customer."""
-        from core.identifiers import email
-
-        return frozenset(email(a) or a for ad in self.adapters.values() if ad.name == "email"
-                         for a in (ad.settings.address, *ad.settings.aliases))
+    def memo(self, name: str, build: Callable[[], T]) -> T:
+        """A value derived from this hub's config, built once (the domain layers keep their
+        tagger, router, own addresses, ... here rather than the hub knowing them)."""
+        try:
+            return self._memo[name]  # type: ignore[return-value]
+        except KeyError:
+            return self._memo.setdefault(name, build())  # type: ignore[return-value]
 
     @cached_property
     def shards(self) -> int:

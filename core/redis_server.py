@@ -2,7 +2,7 @@
 
 Used when ``REDIS_URL`` is unset. Data lives in a data directory (default ``./var``) with the
 append-only file on, so a restart keeps everything. Clients reach it over a unix socket in the
-data directory; ``core.hub`` finds it there.
+data directory; ``tongdai.core.hub`` finds it there.
 """
 
 from __future__ import annotations

@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from adapters.base import Adapter
-from core.errors import ConfigError
+from tongdai.adapters.base import Adapter
+from tongdai.core.errors import ConfigError
 
 BUILTIN = {
-    "telegram": "adapters.telegram:TelegramAdapter",
-    "facebook": "adapters.facebook:FacebookAdapter",
-    "zalo": "adapters.zalo:ZaloAdapter",
-    "email": "adapters.email:EmailAdapter",
+    "telegram": "tongdai.adapters.telegram:TelegramAdapter",
+    "facebook": "tongdai.adapters.facebook:FacebookAdapter",
+    "zalo": "tongdai.adapters.zalo:ZaloAdapter",
+    "email": "tongdai.adapters.email:EmailAdapter",
 }
 ENTRY_POINT_GROUP = "tongdai.adapters"
 
@@ -44,6 +44,6 @@ def resolve_adapter(name: str) -> type[Adapter]:
         raise ConfigError("", "adapter", f"cannot import {target!r} ({exc})",
                           "install the package that provides it or fix the path") from None
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise ConfigError("", "adapter", f"{target!r} is not an adapters.base.Adapter subclass",
+        raise ConfigError("", "adapter", f"{target!r} is not an tongdai.adapters.base.Adapter subclass",
                           "point at a class that implements the adapter contract")
     return cls

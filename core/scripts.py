@@ -7,7 +7,7 @@ from importlib import resources
 
 import redis
 
-from core.keys import Keys
+from tongdai.core.keys import Keys
 
 _NAMES = ("ingest", "patch_message", "watermark", "create_outbound", "release_lock",
           "rate_slot", "cas_hset", "merge", "split", "subject_keys",
@@ -17,7 +17,7 @@ _INCLUDE = re.compile(r"\{\{INCLUDE:([a-z_]+)\}\}")
 
 def _source(name: str) -> str:
     """A script's text with its ``{{INCLUDE:file}}`` lines replaced by those files."""
-    src = resources.files("core.lua").joinpath(f"{name}.lua").read_text("utf-8")
+    src = resources.files("tongdai.core.lua").joinpath(f"{name}.lua").read_text("utf-8")
     return _INCLUDE.sub(lambda m: _source(m.group(1)), src)
 
 

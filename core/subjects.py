@@ -18,7 +18,7 @@ import time
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from core.crypto import SUBJECT_PREFIX
+from tongdai.core.crypto import SUBJECT_PREFIX
 
 _WRAP = b"subject-key"
 # What ``keys_for(pipe=...)`` queues per new key (HSET key, HSETNX identity → key id): the

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.hub import Hub
-from core.redis_server import redis_server_binary
+from tongdai.core.hub import Hub
+from tongdai.core.redis_server import redis_server_binary
 
 # relay / listen_port / listener: the email channel's peers (aiosmtpd), for any test that
 # configures an email channel
@@ -113,7 +113,7 @@ def hub(redis_client, redis_url, config_file, monkeypatch, tmp_path) -> Hub:
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "var"))  # files: the test's own
     h = Hub.from_env()
-    from core import rawlog
+    from tongdai.core.pipeline import rawlog
 
     rawlog.ensure_groups(h)
     return h
@@ -121,7 +121,7 @@ def hub(redis_client, redis_url, config_file, monkeypatch, tmp_path) -> Hub:
 
 @pytest.fixture
 def app(hub):
-    from webhooks import create_app
+    from tongdai.webhooks import create_app
 
     return create_app(hub, {"TESTING": True})
 
@@ -133,6 +133,6 @@ def client(app):
 
 @pytest.fixture
 def admin_token(hub) -> str:
-    from core import tokens
+    from tongdai.core.workspace import tokens
 
     return tokens.create(hub, "alice", "admin")

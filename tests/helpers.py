@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from core.hub import Hub
 from tests.conftest import SECRET
-from worker import jobs
+from tongdai.core.hub import Hub
+from tongdai.worker import jobs
 
 
 def tg_update(update_id: int, chat_id: int, message_id: int, text: str, date: int = 1700000000,
@@ -35,7 +35,7 @@ def run_outbound(hub: Hub) -> None:
     """The sender: a real RQ worker, in this process, until the outbound queue is empty."""
     from rq import Queue, SimpleWorker
 
-    from core.keys import OUTBOUND_QUEUE
+    from tongdai.core.keys import OUTBOUND_QUEUE
 
     jobs.set_hub(hub)
     SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(

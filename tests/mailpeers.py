@@ -24,7 +24,7 @@ def listen_port() -> int:
 @pytest.fixture
 def listener(hub):
     """The hub's SMTP listener (``tongdai smtp``), in this process."""
-    from webhooks import smtp
+    from tongdai.webhooks import smtp
 
     controllers = smtp.start(hub)
     yield controllers[0]

@@ -7,8 +7,8 @@ support), bich (agent, billing), cuong (supervisor, support), admin (admin).
 
 from __future__ import annotations
 
-from core import tokens, users
-from core.hub import Hub
+from tongdai.core.hub import Hub
+from tongdai.core.workspace import tokens, users
 
 PASSWORD = "correct-horse-1"
 TEAMS = """

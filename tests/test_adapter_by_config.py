@@ -62,7 +62,7 @@ def _post_at(client, hub, text, ts_ms, user="u1"):
 
 
 def test_reply_outside_the_window_is_refused_before_sending(client, hub, admin_token):
-    from core.rawlog import now_ms
+    from tongdai.core.clock import now_ms
 
     _post_at(client, hub, "hello", now_ms() - 2 * 86400_000)  # two days ago; echo allows 24 h
     drain_all(hub)
@@ -78,8 +78,8 @@ def test_reply_outside_the_window_is_refused_before_sending(client, hub, admin_t
 
 
 def test_refusal_names_the_customers_reachable_channels(client, hub, admin_token):
-    from core.rawlog import now_ms
     from tests.helpers import post, tg_update
+    from tongdai.core.clock import now_ms
 
     _post_at(client, hub, "hello", now_ms() - 2 * 86400_000)
     post(client, tg_update(1, 555, 1, "I am on Telegram too"))

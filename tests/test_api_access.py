@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
-from core import tokens, users
 from tests.conftest import write_config
 from tests.helpers import drain_all, post, tg_update
+from tongdai.core.workspace import tokens, users
 
 TEAMS = """
 teams:
@@ -106,8 +106,8 @@ def world(hub, client):
     for name, (role, teams) in ROLES.items():
         users.create(hub, users.User(name=name, role=role, teams=teams), None)
         toks[name] = tokens.create(hub, name, role, teams)
-    from core import canned
-    from core.access import Principal
+    from tongdai.core.workspace import canned
+    from tongdai.core.workspace.access import Principal
 
     c = canned.create(hub, Principal("admin", "admin"), "/xin-chao", "Xin chào {{customer.name}}")
     return {"conv": conv, "customer": customer, "canned": c.id, "tokens": toks}

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from core.registry import BUILTIN
+from tongdai.core.registry import BUILTIN
 
 KEYS = ("webhook_vs_flask", "ingest_vs_rq_noop", "latency_p50_ms", "latency_p99_ms",
         "redis_bytes_per_message", "history_read_ratio", "parse_us_per_event")
@@ -19,7 +19,7 @@ KEYS = ("webhook_vs_flask", "ingest_vs_rq_noop", "latency_p50_ms", "latency_p99_
 
 def test_bench_quick_reports_every_figure(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TONGDAI_CONFIG")}
-    out = subprocess.run([sys.executable, "-m", "core.cli", "bench", "--quick", "--json"],
+    out = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "bench", "--quick", "--json"],
                          capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
                          check=False)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -9,12 +9,12 @@ import hmac
 import orjson
 import pytest
 
-from core.credentials import RedisTokenStore
-from core.rawlog import now_ms
 from tests.conftest import write_config
 from tests.fakes import facebook_graph as fbg
 from tests.fakes import zalo_api as zapi
 from tests.helpers import auth, drain_all, run_outbound
+from tongdai.core.clock import now_ms
+from tongdai.core.credentials import RedisTokenStore
 
 PAGE_ID = "1122334455"
 PSID = "7012345678"
@@ -240,7 +240,7 @@ def _cli(redis_url, config_file, *args):
     import sys
 
     env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "tongdai.core.cli", *args], env=env, text=True,
                           capture_output=True, timeout=60, check=False)
 
 

@@ -11,10 +11,12 @@ import orjson
 import pytest
 from werkzeug.serving import make_server
 
-from core import rawlog, tokens
-from core.models import RawEvent
 from tests.conftest import TOKEN, write_config
 from tests.helpers import drain_all, tg_update
+from tongdai.core import clock
+from tongdai.core.models import RawEvent
+from tongdai.core.pipeline import rawlog
+from tongdai.core.workspace import tokens
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def config_file(tmp_path, tg_fake):
 
 def cli(redis_url, config_file, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "tongdai.core.cli", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -41,7 +43,7 @@ def test_token_create_prints_token_alone_and_stores_only_its_hash(hub, redis_url
 
 def test_deadletter_list_and_replay(hub, redis_url, config_file):
     bad = orjson.dumps({"update_id": 5, "message": {"message_id": 1, "date": 1, "text": "x"}})
-    rawlog.append(hub, RawEvent("tg-test", bad, {}, rawlog.now_ms()))
+    rawlog.append(hub, RawEvent("tg-test", bad, {}, clock.now_ms()))
     drain_all(hub)
     out = cli(redis_url, config_file, "deadletter", "list")
     assert out.returncode == 0 and "PayloadError" in out.stdout and "1 dead letter(s)" in out.stdout
@@ -54,7 +56,7 @@ def test_deadletter_list_and_replay(hub, redis_url, config_file):
 def test_replay_since_runs_retained_events_idempotently(hub, redis_url, config_file):
     for i in range(3):
         rawlog.append(hub, RawEvent("tg-test", tg_update(i + 1, 900, i + 1, f"m{i}"), {},
-                                    rawlog.now_ms()))
+                                    clock.now_ms()))
     out = cli(redis_url, config_file, "replay", "--since", "1h")
     assert "replayed: 3 new, 0 already stored" in out.stdout, out.stderr
     out = cli(redis_url, config_file, "replay", "--since", "1h")
@@ -84,7 +86,7 @@ def test_simulate_posts_a_signed_update_to_a_running_hub(app, hub, redis_url, co
 
 
 def test_healthz_reports_backlog_and_queues(client, hub):
-    rawlog.append(hub, RawEvent("tg-test", tg_update(1, 1, 1, "x"), {}, rawlog.now_ms()))
+    rawlog.append(hub, RawEvent("tg-test", tg_update(1, 1, 1, "x"), {}, clock.now_ms()))
     h = client.get("/healthz").json
     assert h["ok"] is True and h["raw_events"]["undelivered"] == 1
     assert h["agent_queues"] == {"general": 0, "billing": 0}

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from core.config import ConfigInvalid, load_config
+from tongdai.core.config import ConfigInvalid, load_config
 
 GOOD_CHANNEL = """
   - id: tg-main
@@ -73,7 +73,7 @@ def test_unknown_adapter_lists_the_ways_to_name_one(tmp_path):
 
 def test_adapter_by_module_path(tmp_path):
     path = write(tmp_path, "channels:" + GOOD_CHANNEL.replace(
-        "adapter: telegram", "adapter: adapters.telegram:TelegramAdapter"))
+        "adapter: telegram", "adapter: tongdai.adapters.telegram:TelegramAdapter"))
     assert "tg-main" in load_config(path).channel_settings
 
 
@@ -98,7 +98,7 @@ def test_missing_file(tmp_path):
 
 def test_cli_config_check_exits_2_with_the_message(tmp_path):
     path = write(tmp_path, "channels:\n  - id: x1\n    adapter: whatsapp\n")
-    out = subprocess.run([sys.executable, "-m", "core.cli", "config", "check", "--file", path],
+    out = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "config", "check", "--file", path],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 2
     assert f"{path}: channels[x1].adapter: no adapter called 'whatsapp'" in out.stderr

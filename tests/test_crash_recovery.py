@@ -15,15 +15,16 @@ import time
 import orjson
 import pytest
 
-from core import rawlog
-from core.models import RawEvent
+from tongdai.core import clock
+from tongdai.core.models import RawEvent
+from tongdai.core.pipeline import rawlog
 
 USERS, PER_USER = 300, 10
 TOTAL = USERS * PER_USER
 
 
 def _spawn(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core.cli", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "tongdai.core.cli", *args], env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -45,7 +46,7 @@ def test_sigkill_mid_batch_loses_nothing_duplicates_nothing(hub, redis_url, conf
             "message_id": i + 1, "date": 1700000000 + i, "text": f"tin nhắn số {i}",
             "from": {"id": user, "is_bot": False, "first_name": "Khách"},
             "chat": {"id": user, "type": "private"}}})
-        rawlog.append(hub, RawEvent("tg-test", body, {}, rawlog.now_ms()))
+        rawlog.append(hub, RawEvent("tg-test", body, {}, clock.now_ms()))
 
     env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
     first = _spawn(["worker"], env)

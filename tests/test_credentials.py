@@ -5,8 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from core.credentials import RedisTokenStore
-from core.hub import Hub
+from tongdai.core.credentials import RedisTokenStore
+from tongdai.core.hub import Hub
 
 
 def _rotate_in_process(url: str, config: str, used: str, results) -> None:

@@ -8,11 +8,11 @@ import orjson
 import pytest
 import redis
 
-from core.config import load_config
-from core.crypto import load_keyring
-from core.hub import Hub
-from core.redis_server import EmbeddedRedis
 from tests.helpers import auth, drain_all, post, tg_update
+from tongdai.core.config import load_config
+from tongdai.core.crypto import load_keyring
+from tongdai.core.hub import Hub
+from tongdai.core.redis_server import EmbeddedRedis
 
 PHONE = "84912345678"
 NAME = "Nguyễn Thị Mai"
@@ -50,7 +50,7 @@ def disk_hub(request, tmp_path, config_file, monkeypatch):
     monkeypatch.setenv("TONGDAI_CONFIG", str(config_file))
     hub = Hub(load_config(str(config_file)), redis.Redis.from_url(server.url),
               load_keyring(tmp_path / "var"))
-    from core import rawlog
+    from tongdai.core.pipeline import rawlog
 
     rawlog.ensure_groups(hub)
     yield hub, server, request.param
@@ -58,11 +58,11 @@ def disk_hub(request, tmp_path, config_file, monkeypatch):
 
 
 def test_no_phone_or_name_in_clear_anywhere(disk_hub):
-    from webhooks import create_app
+    from tongdai.webhooks import create_app
 
     hub, server, text_encrypted = disk_hub
     client = create_app(hub, {"TESTING": True}).test_client()
-    from core import tokens
+    from tongdai.core.workspace import tokens
 
     token = tokens.create(hub, "alice", "admin")
     user = {"id": 4242, "is_bot": False, "first_name": "Nguyễn Thị", "last_name": "Mai"}
@@ -114,7 +114,7 @@ def test_customer_export_has_everything_decrypted(client, hub, redis_url, config
     post(client, tg_update(3, 9999, 1, "someone else"))
     drain_all(hub)
     env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
-    out = subprocess.run([sys.executable, "-m", "core.cli", "customer", "export", "1"], env=env,
+    out = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "customer", "export", "1"], env=env,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -124,6 +124,6 @@ def test_customer_export_has_everything_decrypted(client, hub, redis_url, config
     assert [m["kind"] for m in conv["messages"]] == ["message", "contact_shared"]  # oldest first
     assert "someone else" not in out.stdout
     assert data["channels"][0]["channel_id"] == "tg-test"
-    missing = subprocess.run([sys.executable, "-m", "core.cli", "customer", "export", "999"],
+    missing = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "customer", "export", "999"],
                              env=env, capture_output=True, text=True, timeout=60, check=False)
     assert missing.returncode == 1 and "no customer 999" in missing.stderr

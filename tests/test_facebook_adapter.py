@@ -17,12 +17,12 @@ import pytest
 from pydantic import ValidationError
 from werkzeug.datastructures import Headers, MultiDict
 
-from adapters.base import OutboundMessage
-from adapters.facebook import SIGNATURE_HEADER, FacebookAdapter
-from core.errors import DeliveryError, Forbidden, PayloadError, SignatureError, WindowClosed
-from core.models import Attachment, AuthorKind, Direction, EventKind, InboundEvent, RawEvent
-from core.registry import resolve_adapter
 from tests.fakes.facebook_graph import DEFAULT_APP_SECRET, DEFAULT_TOKEN, FakeGraphAPI
+from tongdai.adapters.base import OutboundMessage
+from tongdai.adapters.facebook import SIGNATURE_HEADER, FacebookAdapter
+from tongdai.core.errors import DeliveryError, Forbidden, PayloadError, SignatureError, WindowClosed
+from tongdai.core.models import Attachment, AuthorKind, Direction, EventKind, InboundEvent, RawEvent
+from tongdai.core.registry import resolve_adapter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "facebook"
 TOKEN, APP_SECRET = DEFAULT_TOKEN, DEFAULT_APP_SECRET

@@ -12,11 +12,12 @@ import orjson
 import pytest
 import redis
 
-from core import rotation, store
-from core.config import load_config
-from core.crypto import _parse
-from core.hub import Hub
 from tests.helpers import drain_all, post
+from tongdai.core.config import load_config
+from tongdai.core.crypto import _parse
+from tongdai.core.hub import Hub
+from tongdai.core.identity import rotation
+from tongdai.core.pipeline import store
 
 OLD = os.environ["TONGDAI_DATA_KEYS"]  # conftest's key, "ktest:..."
 INDEX = os.environ["TONGDAI_INDEX_KEY"]
@@ -55,7 +56,7 @@ def test_rotate_resumes_after_a_crash_and_old_key_can_go(client, hub, redis_url,
 
     env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file),
            "TONGDAI_DATA_KEYS": f"{NEW},{OLD}"}
-    out = subprocess.run([sys.executable, "-m", "core.cli", "keys", "rotate"], env=env,
+    out = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "keys", "rotate"], env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "resumed at customers 51" in out.stdout

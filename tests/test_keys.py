@@ -1,6 +1,6 @@
 """The Redis key schema, pinned: a rename shows up here and in docs/redis-schema.md."""
 
-from core.keys import Keys
+from tongdai.core.keys import Keys
 
 
 def test_key_formats():

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, run_outbound, tg_update
-from worker import jobs
+from tongdai.worker import jobs
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 import pytest
 
-from core.config import RoutingSection, TaggingSection
-from core.routing import Router
-from core.tagging import Tagger, detect_language, fold
+from tongdai.core.config import RoutingSection, TaggingSection
+from tongdai.core.pipeline.routing import Router
+from tongdai.core.pipeline.tagging import Tagger, detect_language, fold
 
 
 @pytest.mark.parametrize("text,lang", [

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from adapters.base import OutboundMessage
-from adapters.telegram import SECRET_HEADER, TelegramAdapter
-from core.errors import DeliveryError, PayloadError, SignatureError
-from core.models import Attachment, AuthorKind, EventKind, InboundEvent, RawEvent
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tongdai.adapters.base import OutboundMessage
+from tongdai.adapters.telegram import SECRET_HEADER, TelegramAdapter
+from tongdai.core.errors import DeliveryError, PayloadError, SignatureError
+from tongdai.core.models import Attachment, AuthorKind, EventKind, InboundEvent, RawEvent
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telegram"
 TOKEN = DEFAULT_TOKEN

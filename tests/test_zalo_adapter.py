@@ -12,11 +12,6 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from adapters.base import MemoryTokenStore, OutboundMessage
-from adapters.zalo import SIGNATURE_HEADER, ZaloAdapter, matching_variants
-from core.errors import DeliveryError, PayloadError, SignatureError, WindowClosed
-from core.models import Attachment, AuthorKind, Direction, EventKind, InboundEvent, RawEvent
-from core.registry import resolve_adapter
 from tests.fakes.zalo_api import (
     ACCESS_TOKEN,
     ANON_PATH,
@@ -27,6 +22,11 @@ from tests.fakes.zalo_api import (
     TOKEN_PATH,
     FakeZaloAPI,
 )
+from tongdai.adapters.base import MemoryTokenStore, OutboundMessage
+from tongdai.adapters.zalo import SIGNATURE_HEADER, ZaloAdapter, matching_variants
+from tongdai.core.errors import DeliveryError, PayloadError, SignatureError, WindowClosed
+from tongdai.core.models import Attachment, AuthorKind, Direction, EventKind, InboundEvent, RawEvent
+from tongdai.core.registry import resolve_adapter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zalo"
 CORPUS = Path("/work/shared/corpus/zalo")

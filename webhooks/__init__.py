@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from core.errors import TongdaiError
-from core.hub import Hub
+import tongdai.core.workspace  # noqa: F401  (registers the workspace on the pipeline's hooks)
+from tongdai.core.errors import TongdaiError
+from tongdai.core.hub import Hub
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -22,7 +23,7 @@ def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask
         app.config.update(test_config)
     app.extensions["tongdai"] = hub or Hub.from_env()
 
-    from webhooks import api, console, health, inbound
+    from tongdai.webhooks import api, console, health, inbound
 
     app.register_blueprint(inbound.bp)
     app.wsgi_app = inbound.FastWebhooks(app.wsgi_app, app.extensions["tongdai"], MAX_BODY_BYTES)

@@ -4,7 +4,7 @@ Plain HTML, one CSS file and a few vanilla JS modules from ``webhooks/static`` (
 nothing from a CDN; the Content-Security-Policy allows scripts from this origin only). The page
 talks to ``/api/v1`` with the session cookie and the session's CSRF token in ``X-CSRF-Token``.
 
-Log-in is a form post: argon2 and lock-out live in ``core.users``; the form carries a
+Log-in is a form post: argon2 and lock-out live in ``tongdai.core.workspace.users``; the form carries a
 double-submit token (a random value in a short-lived cookie and in a hidden field) so another
 site cannot log a browser in to an account of its choosing.
 """
@@ -20,10 +20,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 
-from core import access, audit, users
-from core.errors import Unauthorized
-from core.hub import Hub
-from webhooks.api import CSRF_HEADER, SESSION_COOKIE, principal_from_session
+from tongdai.core.errors import Unauthorized
+from tongdai.core.hub import Hub
+from tongdai.core.workspace import access, audit, users
+from tongdai.webhooks.api import CSRF_HEADER, SESSION_COOKIE, principal_from_session
 
 bp = Blueprint("console", __name__)
 

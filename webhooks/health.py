@@ -6,8 +6,8 @@ import redis
 from flask import Blueprint, current_app, jsonify
 from rq import Queue, Worker
 
-from core import rawlog
-from core.keys import INGEST_QUEUE, OUTBOUND_QUEUE
+from tongdai.core.keys import INGEST_QUEUE, OUTBOUND_QUEUE
+from tongdai.core.pipeline import rawlog
 
 bp = Blueprint("health", __name__)
 

@@ -13,10 +13,11 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import EnvironHeaders
 
-from adapters.base import Adapter
-from core import rawlog
-from core.errors import NotFound, SignatureError, TongdaiError
-from core.models import RawEvent
+from tongdai.adapters.base import Adapter
+from tongdai.core import clock
+from tongdai.core.errors import NotFound, SignatureError, TongdaiError
+from tongdai.core.models import RawEvent
+from tongdai.core.pipeline import rawlog
 
 bp = Blueprint("inbound", __name__)
 
@@ -48,7 +49,7 @@ def accept(hub, adapter: Adapter, headers: Mapping[str, str], body: bytes
         raise SignatureError("this signed request was received before (its token is used)")
     kept = {h: headers[h] for h in adapter.kept_headers if h in headers}
     return RawEvent(adapter.channel_id, adapter.stored_body(headers, body), kept,
-                    rawlog.now_ms()), nonce_key
+                    clock.now_ms()), nonce_key
 
 
 def used(hub, nonce_key: str | None) -> None:

@@ -16,8 +16,8 @@ from collections import defaultdict
 
 from aiosmtpd.controller import Controller
 
-from core import mail
-from core.hub import Hub
+from tongdai.core.hub import Hub
+from tongdai.core.pipeline import mail
 
 log = logging.getLogger(__name__)
 MAX_MAIL_BYTES = 40 * 1024 * 1024  # a 25 MB attachment grows by a third in base64

@@ -1,5 +1,5 @@
-"""WSGI entry for gunicorn: ``gunicorn webhooks.wsgi:app``. Config errors stop it at start-up."""
+"""WSGI entry for gunicorn: ``gunicorn tongdai.webhooks.wsgi:app``. Config errors stop it at start-up."""
 
-from webhooks import create_app
+from tongdai.webhooks import create_app
 
 app = create_app()

@@ -11,9 +11,9 @@ import logging
 import signal
 import threading
 
-from adapters.email.imap import ImapPoller, ImapSettings
-from core import mail
-from core.hub import Hub
+from tongdai.adapters.email.imap import ImapPoller, ImapSettings
+from tongdai.core.hub import Hub
+from tongdai.core.pipeline import mail
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import time
 
-from core import ingest, outbound, rawlog
-from core.hub import Hub
+from tongdai.core.hub import Hub
+from tongdai.core.pipeline import ingest, outbound, rawlog
 
 log = logging.getLogger(__name__)
 _hub: Hub | None = None
@@ -113,6 +113,6 @@ def acknowledge(channel_id: str, token: str) -> str:
 def deliver_hook(delivery_id: str) -> str:
     """One attempt at an outgoing webhook delivery (core/hooks.py; the zset keeps the
     schedule, so a duplicate or late job does nothing)."""
-    from core import hooks
+    from tongdai.core.workspace import hooks
 
     return hooks.attempt(hub(), delivery_id)

@@ -9,10 +9,10 @@ import time
 
 from rq import Queue, Worker
 
-from core import feed, ingest, rawlog
-from core.hub import Hub
-from core.keys import HOOKS_QUEUE, INGEST_QUEUE, OUTBOUND_QUEUE
-from worker import jobs
+from tongdai.core.hub import Hub
+from tongdai.core.keys import HOOKS_QUEUE, INGEST_QUEUE, OUTBOUND_QUEUE
+from tongdai.core.pipeline import feed, ingest, rawlog
+from tongdai.worker import jobs
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import socket
 import threading
 import time
 
-from core import feed
-from core.hub import Hub
+from tongdai.core.hub import Hub
+from tongdai.core.pipeline import feed
 
 log = logging.getLogger(__name__)
 CLAIM_IDLE_MS = 30_000

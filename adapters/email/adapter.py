@@ -10,17 +10,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, localtime, make_msgid
 from typing import Any
 
-from adapters.base import (
-    Adapter,
-    ChannelFacts,
-    OutboundMessage,
-    Receipt,
-)
-from adapters.email import events, mailgun, sending
-from adapters.email.mime import normalise_address, parse_mail
-from adapters.email.settings import EmailSettings
-from core.errors import SignatureError
-from core.models import InboundEvent, RawEvent
+from tongdai.adapters.base import Adapter, ChannelFacts, OutboundMessage, Receipt
+from tongdai.adapters.email import events, mailgun, sending
+from tongdai.adapters.email.mime import normalise_address, parse_mail
+from tongdai.adapters.email.settings import EmailSettings
+from tongdai.core.errors import SignatureError
+from tongdai.core.models import InboundEvent, RawEvent
 
 
 class EmailAdapter(Adapter):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from adapters.email.mime import ParsedMail, content_hash, normalise_address
-from core import identifiers
-from core.errors import PayloadError
-from core.models import Attachment, EventKind, IdentifierClaim, InboundEvent, RawEvent
+from tongdai.adapters.email.mime import ParsedMail, content_hash, normalise_address
+from tongdai.core.errors import PayloadError
+from tongdai.core.identity import identifiers
+from tongdai.core.models import Attachment, EventKind, IdentifierClaim, InboundEvent, RawEvent
 
 _TICKET = re.compile(r"\[#(\d{1,12})\]")
 _COMPLAINT_TEXT = ("The customer reported our mail as spam ({kind}): no more mail is sent to "

@@ -20,7 +20,7 @@ from typing import Protocol
 from imapclient import DELETED, SEEN, IMAPClient
 from pydantic import SecretStr, field_validator, model_validator
 
-from adapters.base import ChannelSettings
+from tongdai.adapters.base import ChannelSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import parse_qsl
 
-from adapters.base import constant_time_equal, header
-from core.errors import PayloadError, SignatureError
+from tongdai.adapters.base import constant_time_equal, header
+from tongdai.core.errors import PayloadError, SignatureError
 
 
 def form(headers: Mapping[str, str], body: bytes) -> Mapping[str, str | bytes]:

@@ -17,12 +17,12 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-from adapters.email.authres import authenticated
-from adapters.email.charsets import SURROGATES, decode_bytes, decode_words, nfc
-from adapters.email.htmltext import META_CHARSET, html_to_text, tidy
-from adapters.email.quotes import strip_quoted
-from adapters.email.reports import Report, classify, message_ids
-from core.errors import PayloadError
+from tongdai.adapters.email.authres import authenticated
+from tongdai.adapters.email.charsets import SURROGATES, decode_bytes, decode_words, nfc
+from tongdai.adapters.email.htmltext import META_CHARSET, html_to_text, tidy
+from tongdai.adapters.email.quotes import strip_quoted
+from tongdai.adapters.email.reports import Report, classify, message_ids
+from tongdai.core.errors import PayloadError
 
 __all__ = ["MailAttachment", "ParsedMail", "Report", "content_hash", "decode_bytes",
            "decode_words", "html_to_text", "normalise_address", "parse_mail"]

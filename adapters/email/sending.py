@@ -12,10 +12,10 @@ from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, localtime
 
-from adapters.base import OutboundMessage, Receipt
-from adapters.email.settings import EmailSettings, SmtpRelay
-from core.errors import DeliveryError
-from core.models import AuthorKind
+from tongdai.adapters.base import OutboundMessage, Receipt
+from tongdai.adapters.email.settings import EmailSettings, SmtpRelay
+from tongdai.core.errors import DeliveryError
+from tongdai.core.models import AuthorKind
 
 MAX_REFERENCES = 20  # long threads: the first mail and the latest ones (RFC 5322 §3.6.4)
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from adapters.base import ChannelSettings
-from adapters.email.imap import ImapSettings
+from tongdai.adapters.base import ChannelSettings
+from tongdai.adapters.email.imap import ImapSettings
 
 _ADDRESS_ADVICE = "must be a mail address such as support@example.vn"
 

@@ -20,16 +20,16 @@ Meta pages relied on (stored copies, 2026):
 - sticker attachment type: .../messenger-platform/changelog/ (Jun 1, 2026)
 """
 
-from adapters.facebook.adapter import (
+from tongdai.adapters.facebook.adapter import (
     HUMAN_AGENT_WINDOW_S,
     LEGACY_SIGNATURE_HEADER,
     REPLY_WINDOW_S,
     SIGNATURE_HEADER,
     FacebookAdapter,
 )
-from adapters.facebook.events import JSON, SUBSCRIBED_FIELDS, USER_REF, parse_body
-from adapters.facebook.send_api import TEXT_LIMIT
-from adapters.facebook.settings import FacebookSettings
+from tongdai.adapters.facebook.events import JSON, SUBSCRIBED_FIELDS, USER_REF, parse_body
+from tongdai.adapters.facebook.send_api import TEXT_LIMIT
+from tongdai.adapters.facebook.settings import FacebookSettings
 
 __all__ = [
     "HUMAN_AGENT_WINDOW_S",

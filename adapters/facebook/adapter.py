@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from adapters.base import (
+from tongdai.adapters.base import (
     Adapter,
     ChannelFacts,
     ChannelSettings,
@@ -23,12 +23,12 @@ from adapters.base import (
     constant_time_equal,
     header,
 )
-from adapters.facebook.events import JSON, _load, parse_body
-from adapters.facebook.graph_errors import _delivery_error
-from adapters.facebook.send_api import _outgoing, _recipient, _text_chunks
-from adapters.facebook.settings import FacebookSettings
-from core.errors import DeliveryError, Forbidden, PayloadError, SignatureError, WindowClosed
-from core.models import InboundEvent, RawEvent
+from tongdai.adapters.facebook.events import JSON, _load, parse_body
+from tongdai.adapters.facebook.graph_errors import _delivery_error
+from tongdai.adapters.facebook.send_api import _outgoing, _recipient, _text_chunks
+from tongdai.adapters.facebook.settings import FacebookSettings
+from tongdai.core.errors import DeliveryError, Forbidden, PayloadError, SignatureError, WindowClosed
+from tongdai.core.models import InboundEvent, RawEvent
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 LEGACY_SIGNATURE_HEADER = "X-Hub-Signature"  # sha1; only when the sha256 header is absent

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from adapters.base import load_json_object
-from core.errors import PayloadError
-from core.models import Attachment, Direction, EventKind, InboundEvent
+from tongdai.adapters.base import load_json_object
+from tongdai.core.errors import PayloadError
+from tongdai.core.models import Attachment, Direction, EventKind, InboundEvent
 
 JSON = dict[str, Any]
 # The webhook fields the hub understands (docs/connect-facebook.md subscribes these).

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import orjson
 
-from adapters.facebook.events import JSON
-from core.errors import DeliveryError
+from tongdai.adapters.facebook.events import JSON
+from tongdai.core.errors import DeliveryError
 
 # Codes from the Messenger error-codes page and the Graph API error-handling guide.
 _WINDOW_SUBCODES = {2018278, 2018065}  # "This message is sent outside of allowed window"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from adapters.facebook.events import JSON, USER_REF
-from core.errors import DeliveryError
-from core.models import Attachment
+from tongdai.adapters.facebook.events import JSON, USER_REF
+from tongdai.core.errors import DeliveryError
+from tongdai.core.models import Attachment
 
 TEXT_LIMIT = 2000  # Send API: message.text is at most 2000 characters
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ConfigDict, SecretStr, field_validator
 
-from adapters.base import ChannelSettings, http_base, must_match
+from tongdai.adapters.base import ChannelSettings, http_base, must_match
 
 
 class FacebookSettings(ChannelSettings):

@@ -18,13 +18,13 @@ signature), ``fields`` and ``events`` (reading an event), ``outbound`` (shaping 
 ``answers`` (Zalo's API answers and error codes), ``adapter`` (the adapter class).
 """
 
-from adapters.zalo.adapter import PROFILE_PATH, TOKEN_PATH, ZaloAdapter
-from adapters.zalo.answers import TOKEN_ERRORS
-from adapters.zalo.events import ANONYMOUS_MESSAGES, OA_MESSAGES, USER_MESSAGES
-from adapters.zalo.fields import JSON
-from adapters.zalo.outbound import ANON_PATH, ANON_PREFIX, CS_PATH, MAX_TEXT
-from adapters.zalo.settings import MAX_WINDOW_HOURS, ZaloSettings
-from adapters.zalo.signatures import (
+from tongdai.adapters.zalo.adapter import PROFILE_PATH, TOKEN_PATH, ZaloAdapter
+from tongdai.adapters.zalo.answers import TOKEN_ERRORS
+from tongdai.adapters.zalo.events import ANONYMOUS_MESSAGES, OA_MESSAGES, USER_MESSAGES
+from tongdai.adapters.zalo.fields import JSON
+from tongdai.adapters.zalo.outbound import ANON_PATH, ANON_PREFIX, CS_PATH, MAX_TEXT
+from tongdai.adapters.zalo.settings import MAX_WINDOW_HOURS, ZaloSettings
+from tongdai.adapters.zalo.signatures import (
     SIGNATURE_HEADER,
     SIGNATURE_VARIANTS,
     matching_variants,

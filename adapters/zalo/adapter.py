@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from adapters.base import (
+from tongdai.adapters.base import (
     Adapter,
     ChannelFacts,
     ChannelSettings,
@@ -19,14 +19,14 @@ from adapters.base import (
     RateLimit,
     Receipt,
 )
-from adapters.zalo.answers import TOKEN_ERRORS, _api_error, _json
-from adapters.zalo.events import _load, parse_event
-from adapters.zalo.fields import JSON, _int, _pick
-from adapters.zalo.outbound import ANON_PATH, ANON_PREFIX, CS_PATH, _anonymous, _plan
-from adapters.zalo.settings import ZaloSettings
-from adapters.zalo.signatures import SIGNATURE_HEADER, signature, verify_signature
-from core.errors import DeliveryError, WindowClosed
-from core.models import InboundEvent, RawEvent
+from tongdai.adapters.zalo.answers import TOKEN_ERRORS, _api_error, _json
+from tongdai.adapters.zalo.events import _load, parse_event
+from tongdai.adapters.zalo.fields import JSON, _int, _pick
+from tongdai.adapters.zalo.outbound import ANON_PATH, ANON_PREFIX, CS_PATH, _anonymous, _plan
+from tongdai.adapters.zalo.settings import ZaloSettings
+from tongdai.adapters.zalo.signatures import SIGNATURE_HEADER, signature, verify_signature
+from tongdai.core.errors import DeliveryError, WindowClosed
+from tongdai.core.models import InboundEvent, RawEvent
 
 PROFILE_PATH = "/v3.0/oa/user/detail"
 TOKEN_PATH = "/v4/oa/access_token"
@@ -220,7 +220,7 @@ class ZaloAdapter(Adapter):
     def _rotate(self, used: str) -> str:
         try:
             pair = self.token_store.rotate(used, self._refresh)  # DeliveryError passes through
-        except RuntimeError:  # the store's lock stayed taken (core.credentials.RotationBusy)
+        except RuntimeError:  # the store's lock stayed taken (tongdai.core.credentials.RotationBusy)
             raise DeliveryError(
                 "zalo: another worker is still rotating the access token",
                 retryable=True,

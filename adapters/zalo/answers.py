@@ -1,5 +1,5 @@
 """Zalo's API answers: JSON bodies, and the error codes Zalo puts inside HTTP 200, mapped to
-a :class:`core.errors.DeliveryError` that says whether to retry."""
+a :class:`tongdai.core.errors.DeliveryError` that says whether to retry."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from adapters.zalo.fields import JSON
-from core.errors import DeliveryError, WindowClosed
+from tongdai.adapters.zalo.fields import JSON
+from tongdai.core.errors import DeliveryError, WindowClosed
 
 # Codes that mean "this access token is no good": refresh and retry once.
 TOKEN_ERRORS = frozenset({-216, -220, -124})

@@ -1,13 +1,13 @@
 """Reading Zalo webhook events: one request carries one event, read into one normalised
-:class:`core.models.InboundEvent` (messages, follows, shared contact info, receipts; anything
+:class:`tongdai.core.models.InboundEvent` (messages, follows, shared contact info, receipts; anything
 else is kept as UNSUPPORTED)."""
 
 from __future__ import annotations
 
 import hashlib
 
-from adapters.base import load_json_object
-from adapters.zalo.fields import (
+from tongdai.adapters.base import load_json_object
+from tongdai.adapters.zalo.fields import (
     JSON,
     _float,
     _id_of,
@@ -18,9 +18,9 @@ from adapters.zalo.fields import (
     _plain_id,
     _ts_ms,
 )
-from adapters.zalo.outbound import ANON_PREFIX
-from core.errors import PayloadError
-from core.models import (
+from tongdai.adapters.zalo.outbound import ANON_PREFIX
+from tongdai.core.errors import PayloadError
+from tongdai.core.models import (
     Attachment,
     Direction,
     EventKind,

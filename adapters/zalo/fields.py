@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from core.errors import PayloadError
+from tongdai.core.errors import PayloadError
 
 JSON = dict[str, Any]
 

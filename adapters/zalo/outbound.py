@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import unicodedata
 
-from adapters.base import OutboundMessage
-from adapters.zalo.fields import JSON
-from core.errors import DeliveryError
+from tongdai.adapters.base import OutboundMessage
+from tongdai.adapters.zalo.fields import JSON
+from tongdai.core.errors import DeliveryError
 
 CS_PATH = "/v3.0/oa/message/cs"
 # Replies to anonymous users: ``POST /v2.0/oa/message`` with ``recipient: {anonymous_id,

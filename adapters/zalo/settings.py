@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, SecretStr, field_validator
 
-from adapters.base import ChannelSettings, http_base
+from tongdai.adapters.base import ChannelSettings, http_base
 
 MAX_WINDOW_HOURS = 168  # Zalo refuses consultation messages 7 days after the last interaction
 _DIGITS = re.compile(r"[0-9]{6,25}")

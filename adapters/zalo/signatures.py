@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 import orjson
 
-from adapters.base import constant_time_equal, header
-from adapters.zalo.settings import ZaloSettings
-from core.errors import SignatureError
+from tongdai.adapters.base import constant_time_equal, header
+from tongdai.adapters.zalo.settings import ZaloSettings
+from tongdai.core.errors import SignatureError
 
 SIGNATURE_HEADER = "X-ZEvent-Signature"
 _MAC = re.compile(r"\s*(?:mac\s*=\s*)?([0-9a-fA-F]{64})\s*", re.IGNORECASE)

@@ -12,10 +12,10 @@ import re
 
 import pytest
 
-from core.hub import Hub
 from tests.conftest import write_config
 from tests.staff import PASSWORD, PEOPLE, cheap_argon2, create_people
 from tests.staff import TEAMS as STAFF_TEAMS
+from tongdai.core.hub import Hub
 
 TEAMS = STAFF_TEAMS + """
 console:

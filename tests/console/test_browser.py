@@ -17,10 +17,10 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
-from core import users
 from tests.conftest import SECRET, write_config
 from tests.console.conftest import PASSWORD, TEAMS
 from tests.helpers import drain_all, run_outbound, tg_update
+from tongdai.core.workspace import users
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -141,7 +141,7 @@ def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(h
         users.create(hub, users.User(name=name, role="agent", teams=["billing"],
                                      display_name=shown), PASSWORD)
     from tests.helpers import post
-    from webhooks import create_app
+    from tongdai.webhooks import create_app
 
     assert post(create_app(hub).test_client(), tg_update(
         5, 777005, 5, "充值100元没到账", date=int(time.time()), first_name=NAME)).status_code == 200

@@ -14,11 +14,13 @@ import os
 
 import pytest
 
-from core import identity, store, users
 from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
 from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401  (fixture)
 from tests.identity.people import feed, tg_contact, tg_text
+from tongdai.core.identity import graph as identity
+from tongdai.core.pipeline import store
+from tongdai.core.workspace import users
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"no {CHROMIUM}: install Debian's chromium "

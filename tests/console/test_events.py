@@ -6,9 +6,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from core import feed, tokens, users
 from tests.console.conftest import log_in
 from tests.helpers import drain_all, post, tg_update
+from tongdai.core.pipeline import feed
+from tongdai.core.workspace import tokens, users
 
 
 class Stream:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core import audit, users
 from tests.console.conftest import PASSWORD, console_csrf, form_token, log_in
+from tongdai.core.workspace import audit, users
 
 
 def set_cookie_header(resp, name: str) -> str:

@@ -75,7 +75,7 @@ def test_acknowledgement_is_sent_once_and_marked_automatic(hub, opened, relay):
     assert f"#{conv['id']}" in m.get_body(("plain",)).get_content()
     # The same mail delivered again (a sender's retry) stores nothing and sends nothing.
     from tests.email.conftest import send_to as again
-    from webhooks import smtp  # noqa: F401  (listener already running)
+    from tongdai.webhooks import smtp  # noqa: F401  (listener already running)
 
     again(hub.adapters["mail"].settings.inbound.smtp.port, first)
     assert drain_all(hub)["duplicates"] == 1
@@ -328,9 +328,9 @@ def test_listener_answers_451_when_the_mail_cannot_be_stored(hub, config_file):
     """Redis unreachable: the sender keeps the mail and retries; nothing is lost."""
     import redis as redis_lib
 
-    from core.config import load_config
-    from core.hub import Hub
-    from webhooks import smtp
+    from tongdai.core.config import load_config
+    from tongdai.core.hub import Hub
+    from tongdai.webhooks import smtp
 
     broken = Hub(load_config(str(config_file)), redis_lib.Redis(port=1, socket_timeout=0.5),
                  hub.keyring)
@@ -362,7 +362,7 @@ def test_acknowledgement_survives_a_worker_dying_before_sending_it(hub, listener
                                                                     monkeypatch):
     """The worker stores the mail, then dies before queueing the acknowledgement: the
     scheduler's sweep sends it, once (review finding, 2026-11-23)."""
-    from core import ingest
+    from tongdai.core.pipeline import ingest
 
     monkeypatch.setattr(ingest, "acknowledge", lambda *a: None)  # dies right after storing
     send_to(listener.port, customer_mail("Cho mình hỏi đơn #77"))

@@ -3,10 +3,11 @@ the files on disk. Once rotated, the old key can go and everything still reads."
 
 from __future__ import annotations
 
-from core import outbound, rotation, store
 from tests.email.conftest import customer_mail, send_to
 from tests.helpers import drain_all
 from tests.test_key_rotation import NEW, OLD, hub_with
+from tongdai.core.identity import rotation
+from tongdai.core.pipeline import outbound, store
 
 
 def test_rotation_covers_addresses_and_files(hub, redis_url, config_file, listener):

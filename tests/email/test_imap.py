@@ -16,8 +16,8 @@ import pytest
 from imapclient import DELETED, SEEN
 from pydantic import ValidationError
 
-from adapters.email.imap import ImapPoller, ImapSettings, MemoryUidCursor
 from tests.fakes.dovecot import PASSWORD, USER, Dovecot, running_dovecot
+from tongdai.adapters.email.imap import ImapPoller, ImapSettings, MemoryUidCursor
 
 STORED = b"$TongdaiStored"
 SAMPLE = Path("/work/shared/corpus/email/07_quoted_printable.eml")
@@ -264,7 +264,7 @@ def halt(stop: threading.Event, thread: threading.Thread) -> None:
 
 
 def test_idle_delivers_new_mail_without_waiting_for_the_poll_interval(server, folder, caplog):
-    caplog.set_level(logging.INFO, "adapters.email.imap")
+    caplog.set_level(logging.INFO, "tongdai.adapters.email.imap")
     store = Store()
     stop, thread = start(ImapPoller(settings(server, folder), store, MemoryUidCursor()))
     first = put(server, folder)[0]
@@ -280,7 +280,7 @@ def test_a_mail_arriving_just_before_idle_is_not_left_waiting(server, folder, mo
     """Appended between the poller's last look at the folder and its IDLE command, a mail is
     not announced in that IDLE (dovecot told us after 67 s; this test failed now and then
     under load). The IDLE slice ends and the next poll takes it."""
-    from adapters.email import imap
+    from tongdai.adapters.email import imap
 
     monkeypatch.setattr(imap, "IDLE_SLICE_S", 2.0)
     looks = {"n": 0}
@@ -318,7 +318,7 @@ def test_a_mail_arriving_during_a_poll_does_not_wait_for_the_next_interval(serve
 
 @pytest.mark.parametrize("drop", ["restart", "kill_sessions"])
 def test_run_reconnects_after_the_server_drops_it(drop, caplog):
-    caplog.set_level(logging.DEBUG, "adapters.email.imap")
+    caplog.set_level(logging.DEBUG, "tongdai.adapters.email.imap")
     with running_dovecot() as server:
         store = Store()
         stop, thread = start(ImapPoller(settings(server, "INBOX"), store, MemoryUidCursor()))

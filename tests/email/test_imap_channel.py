@@ -40,7 +40,7 @@ def config_file(tmp_path, relay, listen_port, dovecot):
 
 
 def test_mailbox_mail_becomes_conversations_once(hub, dovecot, listener):
-    from worker.imap import pollers
+    from tongdai.worker.imap import pollers
 
     first = customer_mail("Mình muốn đổi size áo", subject="Đổi hàng")
     second = customer_mail("Shop có giao COD không?", subject="Hỏi COD",

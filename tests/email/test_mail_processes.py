@@ -19,7 +19,7 @@ def _env(redis_url, config_file) -> dict:
 
 def test_smtp_process_takes_a_simulated_mail(hub, redis_url, config_file, listen_port):
     env = _env(redis_url, config_file)
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "smtp"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "tongdai.core.cli", "smtp"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
@@ -31,7 +31,7 @@ def test_smtp_process_takes_a_simulated_mail(hub, redis_url, config_file, listen
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
                 time.sleep(0.1)
         out = subprocess.run(
-            [sys.executable, "-m", "core.cli", "simulate", "email", "--channel", "mail",
+            [sys.executable, "-m", "tongdai.core.cli", "simulate", "email", "--channel", "mail",
              "--from", "khach@example.vn", "--subject", "Hỏi đơn hàng",
              "--text", "Đơn #123 của mình chưa tới"],
             env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -42,7 +42,7 @@ def test_smtp_process_takes_a_simulated_mail(hub, redis_url, config_file, listen
         assert proc.wait(15) == 0
     assert drain_all(hub)["stored"] == 1
     (conv,) = hub.redis.zrange(hub.keys.conversations_by_status("open"), 0, -1)
-    from core import store
+    from tongdai.core.pipeline import store
 
     (msg,) = [m for m in store.message_page(hub, conv.decode(), None, 10).items
               if m.direction == "in"]

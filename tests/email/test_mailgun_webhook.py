@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from core import rawlog
 from tests.email.conftest import SIGNING_KEY, customer_mail
 from tests.helpers import drain_all
+from tongdai.core.pipeline import rawlog
 
 
 def _post(client, adapter, mime: bytes, **override):
@@ -39,7 +39,7 @@ def test_bad_signature_old_timestamp_and_replay_are_refused(hub, client):
     assert _post(client, adapter, mime, signature="0" * 64).status_code == 401
     old = str(int(time.time()) - 300)  # re-signed, but 5 minutes old
     headers, body = adapter.webhook_post(mime)
-    from adapters.email import mailgun
+    from tongdai.adapters.email import mailgun
 
     sig = mailgun.sign(SIGNING_KEY, old, "tok-old")
     r = client.post("/webhooks/mail", data={"timestamp": old, "token": "tok-old",
@@ -55,7 +55,7 @@ def test_bad_signature_old_timestamp_and_replay_are_refused(hub, client):
 
 def test_post_without_the_raw_mail_is_a_clear_400(hub, client):
     ts, token = str(int(time.time())), "tok-parsed"
-    from adapters.email import mailgun
+    from tongdai.adapters.email import mailgun
 
     r = client.post("/webhooks/mail", data={
         "timestamp": ts, "token": token, "signature": mailgun.sign(SIGNING_KEY, ts, token),

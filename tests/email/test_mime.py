@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.email.mime import content_hash, normalise_address, parse_mail
-from core.errors import PayloadError
+from tongdai.adapters.email.mime import content_hash, normalise_address, parse_mail
+from tongdai.core.errors import PayloadError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "email"
 TRUSTED = "mx.tongdai.test"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.email.quotes import strip_quoted
+from tongdai.adapters.email.quotes import strip_quoted
 
 CASES = [
     ("gmail English, attribution wrapped over two lines",

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import OutboundMessage
-from adapters.email.sending import send
-from adapters.email.settings import EmailSettings
-from core.errors import DeliveryError
-from core.models import AuthorKind
 from tests.fakes.smtp_peer import SmtpPeer
+from tongdai.adapters.base import OutboundMessage
+from tongdai.adapters.email.sending import send
+from tongdai.adapters.email.settings import EmailSettings
+from tongdai.core.errors import DeliveryError
+from tongdai.core.models import AuthorKind
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import orjson
 from pydantic import SecretStr
 
-from adapters.base import (
+from tongdai.adapters.base import (
     Adapter,
     ChannelFacts,
     ChannelSettings,
@@ -22,8 +22,8 @@ from adapters.base import (
     Receipt,
     constant_time_equal,
 )
-from core.errors import PayloadError, SignatureError
-from core.models import EventKind, InboundEvent, RawEvent
+from tongdai.core.errors import PayloadError, SignatureError
+from tongdai.core.models import EventKind, InboundEvent, RawEvent
 
 SENT: list[OutboundMessage] = []
 

@@ -10,9 +10,10 @@ from email.utils import make_msgid
 
 import orjson
 
-from core import ingest, rawlog
-from core.hub import Hub
-from core.models import RawEvent
+from tongdai.core import clock
+from tongdai.core.hub import Hub
+from tongdai.core.models import RawEvent
+from tongdai.core.pipeline import ingest, rawlog
 
 ZALO_OA = "388613280878808645"
 MX = "mx.shop.example.vn"
@@ -94,11 +95,11 @@ def mail(sender: str, text: str, dmarc: bool, authserv: str = MX) -> RawEvent:
     m["Subject"] = "Hỏi đơn hàng"
     m["Message-ID"] = make_msgid(domain="customer.example")
     m.set_content(text)
-    return RawEvent("mail", m.as_bytes(), {}, rawlog.now_ms())
+    return RawEvent("mail", m.as_bytes(), {}, clock.now_ms())
 
 
 def _raw(channel: str, body: dict) -> RawEvent:
-    return RawEvent(channel, orjson.dumps(body), {}, rawlog.now_ms())
+    return RawEvent(channel, orjson.dumps(body), {}, clock.now_ms())
 
 
 def feed(hub: Hub, *raws: RawEvent) -> ingest.IngestResult:
@@ -113,10 +114,10 @@ def feed(hub: Hub, *raws: RawEvent) -> ingest.IngestResult:
 
 def customer_of(hub: Hub, channel: str, user: str) -> str | None:
     """The customer an identity belongs to now."""
-    from core import store
+    from tongdai.core.pipeline import store
 
     if channel == "mail":  # the mailbox is the identity (tests/identity/test_population.py)
-        from core.identifiers import email
+        from tongdai.core.identity.identifiers import email
 
         user = email(user)
     uid, _ = store.identity_of(hub, channel, user, None)

@@ -10,12 +10,12 @@ import logging
 import pytest
 import redis
 
-from core.config import load_config
-from core.crypto import load_keyring
-from core.hub import Hub
-from core.redis_server import EmbeddedRedis
 from tests.identity.people import feed, mail, tg_contact, tg_text, zalo_submit
 from tests.test_encryption_at_rest import _values
+from tongdai.core.config import load_config
+from tongdai.core.crypto import load_keyring
+from tongdai.core.hub import Hub
+from tongdai.core.redis_server import EmbeddedRedis
 
 MAILBOX = "tran.van.binh@gmail.com"
 CONTROL = "control text meant to stay readable"
@@ -30,7 +30,7 @@ def disk_hub(tmp_path, config_file, monkeypatch):
     monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "var"))
     hub = Hub(load_config(str(config_file)), redis.Redis.from_url(server.url),
               load_keyring(tmp_path / "var"))
-    from core import rawlog
+    from tongdai.core.pipeline import rawlog
 
     rawlog.ensure_groups(hub)
     yield hub, server, tmp_path / "var"
@@ -42,8 +42,9 @@ def test_no_verified_identifier_in_clear_anywhere(disk_hub, caplog):
     caplog.set_level(logging.DEBUG)
     feed(hub, tg_text(4001, CONTROL, name="Bình"), tg_contact(4001, PHONES[0], name="Bình"),
          zalo_submit("z-binh", PHONES[2], name="Bình"), mail(MAILBOX, "xin chào", dmarc=True))
-    from core import identity, rawlog
     from tests.identity.people import customer_of
+    from tongdai.core.identity import graph as identity
+    from tongdai.core.pipeline import rawlog
 
     binh = customer_of(hub, "tg-test", "4001")
     assert binh == customer_of(hub, "zalo-test", "z-binh")  # merged on the verified number
@@ -90,8 +91,8 @@ def test_erase_makes_old_copies_unreadable(disk_hub):
     hub, server, _ = disk_hub
     feed(hub, tg_contact(4101, PHONES[0], name="Trần Văn Bình"),
          mail(MAILBOX, "xin chào", dmarc=True), tg_text(4102, "another customer", name="Cúc"))
-    from core.privacy import erase_customer
     from tests.identity.people import customer_of
+    from tongdai.core.workspace.privacy import erase_customer
 
     backup = (server.data_dir / "appendonly.aof").read_bytes()
     before = _readable(hub, backup)

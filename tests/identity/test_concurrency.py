@@ -14,15 +14,16 @@ import sys
 
 import orjson
 
-from core.models import RawEvent
 from tests.identity.people import customer_of, tg_contact, tg_text, zalo_submit
+from tongdai.core.models import RawEvent
 
 PEOPLE = 60
 WORKER = """
 import os, sys, orjson
-from core.hub import Hub
-from core import ingest
-from core.models import RawEvent
+import tongdai.core.workspace  # the process entry point loads the workspace (its interceptors)
+from tongdai.core.hub import Hub
+from tongdai.core.pipeline import ingest
+from tongdai.core.models import RawEvent
 hub = Hub.from_env()
 events = [RawEvent(e["c"], e["b"].encode("latin-1"), {}, e["t"])
           for e in orjson.loads(open(sys.argv[1], "rb").read())]

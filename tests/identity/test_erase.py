@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
-from core import rawlog
 from tests.helpers import auth
 from tests.identity.people import customer_of, feed, tg_contact, tg_text, zalo_submit, zalo_text
 from tests.test_encryption_at_rest import _values
+from tongdai.core.pipeline import rawlog
 
 
 def _append(hub, *raws):
@@ -19,8 +19,8 @@ def _append(hub, *raws):
 
 
 def test_erase_leaves_counts_and_nothing_personal(hub, client, admin_token):
-    from core import tokens
     from tests.helpers import drain_all
+    from tongdai.core.workspace import tokens
 
     # (message text rests in clear unless security.encrypt_message_text: erase must remove it)
     _append(hub, tg_text(5001, "Đơn hàng của Phạm Thu Hà"), tg_contact(5001, "0977000111"),
@@ -56,7 +56,7 @@ def test_erase_from_the_command_line(hub, redis_url, config_file):
     feed(hub, tg_text(5101, "xin chào"))
     cid = customer_of(hub, "tg-test", "5101")
     env = {**os.environ, "REDIS_URL": redis_url, "TONGDAI_CONFIG": str(config_file)}
-    out = subprocess.run([sys.executable, "-m", "core.cli", "customer", "erase", cid, "--yes"],
+    out = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "customer", "erase", cid, "--yes"],
                          env=env, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert "messages=1" in out.stdout
@@ -103,9 +103,9 @@ def test_a_worker_with_cached_keys_never_seals_new_data_with_an_erased_key(hub, 
     """Another process erases the customer while this worker still caches their key: the
     worker's next batch is refused by the ingest script, drops its cache and runs again, so
     the returning customer's name is readable (not sealed with the destroyed key)."""
-    from core import store
-    from core.privacy import erase_customer
     from tests.test_key_rotation import OLD, hub_with
+    from tongdai.core.pipeline import store
+    from tongdai.core.workspace.privacy import erase_customer
 
     feed(hub, tg_text(7001, "lần đầu", name="Vũ Thị Hạnh"))
     first = customer_of(hub, "tg-test", "7001")

@@ -3,7 +3,6 @@ adapters, the ingest script and the API."""
 
 from __future__ import annotations
 
-from core import identity, store
 from tests.helpers import auth
 from tests.identity.people import (
     customer_of,
@@ -14,6 +13,8 @@ from tests.identity.people import (
     zalo_submit,
     zalo_text,
 )
+from tongdai.core.identity import graph as identity
+from tongdai.core.pipeline import store
 
 PHONE_TG = "84912345678"  # how Telegram writes it
 PHONE_ZALO = "0912345678"  # how a Vietnamese customer types it: the same number

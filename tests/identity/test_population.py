@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core import identifiers, ingest
 from tests.identity.people import customer_of, mail, tg_contact, tg_text, zalo_submit, zalo_text
+from tongdai.core.identity import identifiers
+from tongdai.core.pipeline import ingest
 
 
 @dataclass

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.hub import Hub
 from tests.conftest import write_config
 from tests.staff import PASSWORD, PEOPLE, cheap_argon2, create_people  # noqa: F401
 from tests.staff import TEAMS as STAFF_TEAMS
+from tongdai.core.hub import Hub
 
 TEAMS = STAFF_TEAMS + """
 console:

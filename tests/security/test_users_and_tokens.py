@@ -8,11 +8,11 @@ import threading
 import pytest
 from argon2 import PasswordHasher
 
-from core import audit, tokens, users
-from core.errors import Unauthorized
 from tests.console.conftest import console_csrf, log_in
 from tests.helpers import auth
 from tests.security.conftest import PASSWORD
+from tongdai.core.errors import Unauthorized
+from tongdai.core.workspace import audit, tokens, users
 
 
 def me(client, token: str) -> int:

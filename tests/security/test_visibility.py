@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from core import feed, users
 from tests.console.conftest import log_in
 from tests.console.test_events import open_stream
 from tests.helpers import auth
 from tests.identity.people import customer_of, tg_contact, tg_text
 from tests.identity.people import feed as ingest
+from tongdai.core.pipeline import feed
+from tongdai.core.workspace import users
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from core import hooks
 from tests.helpers import auth
+from tongdai.core.workspace import hooks
 
 
 @pytest.mark.parametrize("url", [

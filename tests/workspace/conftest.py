@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.hub import Hub
 from tests.conftest import write_config
 from tests.staff import PASSWORD, PEOPLE, TEAMS, cheap_argon2, create_people  # noqa: F401
+from tongdai.core.hub import Hub
 
 
 @pytest.fixture

@@ -16,13 +16,14 @@ from email.utils import make_msgid
 import orjson
 import pytest
 
-from core import agentmail, assignment, feed, users
-from core.access import Principal
-from core.errors import DeliveryError
 from tests.conftest import write_config
 from tests.fakes import echo_adapter
 from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 from tests.workspace.conftest import TEAMS
+from tongdai.core.errors import DeliveryError
+from tongdai.core.pipeline import feed
+from tongdai.core.workspace import agentmail, assignment, users
+from tongdai.core.workspace.access import Principal
 
 SUPPORT = "support@shop.example.vn"
 AN = "an@shop.example"
@@ -276,9 +277,9 @@ def test_long_vietnamese_subjects_keep_their_spaces(hub):
     import email
     import email.policy
 
-    from adapters.base import OutboundMessage
-    from adapters.email import sending
-    from core.models import AuthorKind
+    from tongdai.adapters.base import OutboundMessage
+    from tongdai.adapters.email import sending
+    from tongdai.core.models import AuthorKind
 
     subject = "Đơn hàng #123 chưa nhận được, shop kiểm tra giúp mình với nhé, cảm ơn của bạn"
     out = OutboundMessage(address="lan@example.vn", text="Dạ", author_kind=AuthorKind.AGENT,
@@ -289,7 +290,7 @@ def test_long_vietnamese_subjects_keep_their_spaces(hub):
 
 
 def test_notifications_must_name_an_email_channel(tmp_path):
-    from core.config import ConfigInvalid, load_config
+    from tongdai.core.config import ConfigInvalid, load_config
 
     path = write_config(tmp_path / "bad.yaml", extra="notifications:\n  email_channel: tg-test\n")
     with pytest.raises(ConfigInvalid) as err:

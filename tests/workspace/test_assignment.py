@@ -14,10 +14,11 @@ import threading
 import orjson
 import pytest
 
-from core import assignment, audit, feed, presence, tokens, users
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, tg_update
 from tests.workspace.conftest import TEAMS
+from tongdai.core.pipeline import feed
+from tongdai.core.workspace import assignment, audit, presence, tokens, users
 
 _ids = itertools.count(1000)
 
@@ -435,7 +436,7 @@ def test_released_conversations_go_to_someone_else(client, hub, crew):
 def test_the_assign_tick_drops_ghost_load_and_hands_out_waiting_work(client, hub, crew):
     """Safety net: an erased customer's conversation stops counting against its agent, and
     waiting conversations go out even if the reactor missed its moment."""
-    from core import privacy
+    from tongdai.core.workspace import privacy
 
     set_presence(client, crew["an"], "online")
     cids = [new_conversation(client, hub) for _ in range(3)]
@@ -498,7 +499,7 @@ def test_feed_events_are_json_with_the_agreed_fields(client, hub, crew):
 # -- status changes racing assignment changes ------------------------------------------------
 def _meanwhile(monkeypatch, action):
     """Run ``action`` once, right after ``store.set_status`` has read the conversation."""
-    from core import store
+    from tongdai.core.pipeline import store
 
     real, done = store.get_conversation, []
 
@@ -513,8 +514,8 @@ def _meanwhile(monkeypatch, action):
 
 def test_a_resolve_racing_a_transfer_leaves_no_queue_entry_behind(client, hub, crew,
                                                                     monkeypatch):
-    from core import store
-    from core.models import ConversationStatus
+    from tongdai.core.models import ConversationStatus
+    from tongdai.core.pipeline import store
 
     cid = new_conversation(client, hub)
     _meanwhile(monkeypatch, lambda: assert_ok(
@@ -526,8 +527,8 @@ def test_a_resolve_racing_a_transfer_leaves_no_queue_entry_behind(client, hub, c
 
 
 def test_two_resolves_at_once_report_it_once(client, hub, crew, monkeypatch):
-    from core import store
-    from core.models import ConversationStatus
+    from tongdai.core.models import ConversationStatus
+    from tongdai.core.pipeline import store
 
     cid = new_conversation(client, hub)
     assert claim(client, crew["an"], cid).status_code == 200

@@ -3,9 +3,10 @@ integrators' delivery log (its bodies hold message text), the agent's load, snoo
 
 from __future__ import annotations
 
-from core import assignment, feed, hooks, privacy, store
-from core.access import Principal
 from tests.helpers import drain_all, post, tg_update
+from tongdai.core.pipeline import feed, store
+from tongdai.core.workspace import assignment, hooks, privacy
+from tongdai.core.workspace.access import Principal
 
 
 def test_erase_forgets_webhook_bodies_and_the_agents_load(client, hub, people):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import feed
+from tongdai.core.pipeline import feed
 
 
 def _pending(hub, group: str) -> int:
@@ -73,8 +73,8 @@ def test_periodic_tasks_run_when_due_and_a_failing_one_does_not_stop_the_others(
                                                                                monkeypatch):
     import threading
 
-    from core import feed
-    from worker.main import run_ticks
+    from tongdai.core.pipeline import feed
+    from tongdai.worker.main import run_ticks
 
     calls: list[str] = []
     stop = threading.Event()
@@ -89,7 +89,6 @@ def test_periodic_tasks_run_when_due_and_a_failing_one_does_not_stop_the_others(
             stop.set()
 
     monkeypatch.setattr(feed, "TICKS", {"boom": (boom, 0.0), "count": (count, 0.0)})
-    monkeypatch.setattr(feed, "REACTOR_MODULES", ())
     t = threading.Thread(target=run_ticks, args=(hub, stop, 0.01))
     t.start()
     t.join(10)

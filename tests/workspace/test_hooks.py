@@ -16,12 +16,13 @@ import orjson
 import pytest
 from rq import Queue, SimpleWorker
 
-from core import assignment, audit, feed, hooks, store, users, workflow
-from core.access import Principal
-from core.keys import HOOKS_QUEUE
-from core.models import ConversationStatus
 from tests.helpers import auth, drain_all, post, tg_update
-from worker import jobs
+from tongdai.core.keys import HOOKS_QUEUE
+from tongdai.core.models import ConversationStatus
+from tongdai.core.pipeline import feed, store
+from tongdai.core.workspace import assignment, audit, hooks, users, workflow
+from tongdai.core.workspace.access import Principal
+from tongdai.worker import jobs
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -168,7 +169,7 @@ def test_a_secret_under_a_retired_data_key_is_resealed_when_used(client, hub, ad
     import base64
     import os
 
-    from core import crypto
+    from tongdai.core import crypto
 
     sub = subscribe(client, admin_token, receiver.url)
     rotated = crypto._parse(f"knew:{base64.b64encode(os.urandom(32)).decode()},"

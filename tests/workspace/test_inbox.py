@@ -11,11 +11,12 @@ import time
 import orjson
 import pytest
 
-from core import feed, inbox, ingest, outbound, sla
-from core.models import AuthorKind
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, tg_update
 from tests.workspace.conftest import TEAMS
+from tongdai.core.models import AuthorKind
+from tongdai.core.pipeline import feed, ingest, outbound, sla
+from tongdai.core.workspace import inbox
 
 SLA = """
 sla:
@@ -338,7 +339,7 @@ def test_snoozed_conversations_of_a_queue(client, hub, people):
 def test_a_snooze_keeps_the_agent_the_wait_and_the_unread(client, hub, people):
     """A snooze is a reminder, not an answer (core/workflow.py): the conversation stays in
     its agent's load, still unread, and its wait keeps running and is reported."""
-    from core import assignment
+    from tongdai.core.workspace import assignment
 
     say(client, 811, "alo, có ai không", name="Mai", date=OLD_S)
     drain_all(hub)

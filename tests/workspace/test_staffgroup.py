@@ -10,10 +10,11 @@ import logging
 import orjson
 import pytest
 
-from core import audit, feed, store, users
-from core.errors import DeliveryError
 from tests.conftest import TOKEN, write_config
 from tests.helpers import auth, drain_all, post, run_outbound, tg_update
+from tongdai.core.errors import DeliveryError
+from tongdai.core.pipeline import feed, store
+from tongdai.core.workspace import audit, users
 
 STAFF_CHAT = -1001234567890
 CUSTOMER = 4242
@@ -137,7 +138,7 @@ def test_agent_answers_from_the_topic(client, hub, opened, tg_fake, admin_token)
 
 
 def test_console_reply_is_mirrored_with_the_agent_name(client, hub, opened, tg_fake):
-    from core import tokens
+    from tongdai.core.workspace import tokens
 
     conv, thread = opened
     token = tokens.create(hub, "an", "agent", ["support"])
@@ -162,7 +163,7 @@ def test_the_same_update_twice_sends_once(client, hub, opened, tg_fake):
 def test_strangers_and_the_bot_itself_are_ignored(client, hub, opened, tg_fake, caplog):
     _, thread = opened
     calls = len(tg_fake.calls)
-    with caplog.at_level(logging.INFO, logger="core.staffgroup"):
+    with caplog.at_level(logging.INFO, logger="tongdai.core.workspace.staffgroup"):
         post(client, staff_update(STRANGER, 902, "Tôi là ai đây?", thread, first_name="Mallory"))
         post(client, staff_update(BOT_ID, 903, "an echo of our own post", thread))
         result = drain_all(hub)
@@ -214,7 +215,7 @@ def test_note_from_the_topic_is_never_sent(client, hub, opened, tg_fake, admin_t
 
 
 def test_claim_from_the_topic(client, hub, opened, tg_fake):
-    pytest.importorskip("core.assignment", reason="core/assignment.py (claim) not written yet")
+    pytest.importorskip("tongdai.core.workspace.assignment", reason="core/assignment.py (claim) not written yet")
     conv, thread = opened
     post(client, staff_update(AN, 907, "/claim", thread))
     drain_all(hub)
@@ -266,7 +267,7 @@ def test_flood_wait_on_create_topic_is_retried_later_not_lost(client, hub, tg_fa
 
 
 def test_a_short_flood_wait_is_waited_out_in_place(client, hub, opened, tg_fake, monkeypatch):
-    from core import staffgroup
+    from tongdai.core.workspace import staffgroup
 
     _, thread = opened
     waited = []
@@ -296,7 +297,7 @@ def test_a_deleted_topic_is_replaced_on_the_next_message(client, hub, opened, tg
 def test_racing_reactors_open_one_topic_and_post_its_intro_once(client, hub, tg_fake):
     import threading
 
-    from core import staffgroup
+    from tongdai.core.workspace import staffgroup
 
     customer_says(client, hub, 1, "Xin chào")
     conv = store.get_conversation(hub, only_conversation(hub))
@@ -322,7 +323,7 @@ def test_racing_reactors_open_one_topic_and_post_its_intro_once(client, hub, tg_
 
 
 def test_only_forum_topic_messages_carry_a_topic():
-    from adapters.telegram import parse_update
+    from tongdai.adapters.telegram import parse_update
 
     def parsed(**extra) -> str | None:
         msg = {"message_id": 5, "date": 1700000000, "text": "hi", "from": {"id": AN},

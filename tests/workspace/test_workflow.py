@@ -10,11 +10,12 @@ from __future__ import annotations
 import pytest
 from rq import Queue
 
-from core import feed, outbound, workflow
-from core.keys import OUTBOUND_QUEUE
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 from tests.workspace.conftest import TEAMS
+from tongdai.core.keys import OUTBOUND_QUEUE
+from tongdai.core.pipeline import feed, outbound
+from tongdai.core.workspace import workflow
 
 ENCRYPTED = "security:\n  encrypt_message_text: true\n"
 
@@ -342,8 +343,8 @@ def test_snoozing_again_for_later_keeps_it_asleep(client, hub, people, conv):
 
 def test_a_canned_create_failing_half_way_leaves_the_shortcut_free(client, hub, people,
                                                                     monkeypatch):
-    from core import canned
-    from core.access import Principal
+    from tongdai.core.workspace import canned
+    from tongdai.core.workspace.access import Principal
 
     def crash(*a, **kw):
         raise ConnectionError("the process died here")
@@ -357,7 +358,7 @@ def test_a_canned_create_failing_half_way_leaves_the_shortcut_free(client, hub, 
 
 def test_a_canned_change_racing_its_deletion_does_not_bring_it_back(client, hub, people,
                                                                     monkeypatch):
-    from core import canned
+    from tongdai.core.workspace import canned
 
     cid = make_canned(client, people["cuong"], "/camon", "Cảm ơn").json["id"]
     real_get, done = canned.get, []

@@ -19,10 +19,10 @@ from flask import Blueprint, current_app, g, request
 from spectree import SecurityScheme, SpecTree
 from spectree.models import InType, SecureType, SecuritySchemeData
 
-from core import presence, tokens, users
-from core.access import Principal
-from core.errors import BadRequest, Conflict, Forbidden, Unauthorized
-from core.hub import Hub
+from tongdai.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from tongdai.core.hub import Hub
+from tongdai.core.workspace import presence, tokens, users
+from tongdai.core.workspace.access import Principal
 
 SESSION_COOKIE = "td_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -190,4 +190,13 @@ def json_body() -> dict[str, Any]:
     return data
 
 
-from webhooks.api import admin, assignment, conversations, customers, events, hooks, inbox, workflow  # noqa: F401  (routes)
+from tongdai.webhooks.api import (  # noqa: F401  (routes)
+    admin,
+    assignment,
+    conversations,
+    customers,
+    events,
+    hooks,
+    inbox,
+    workflow,
+)

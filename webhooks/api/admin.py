@@ -6,11 +6,12 @@ from flask import jsonify, request
 from pydantic import Field
 from spectree import Response as Resp
 
-from core import audit, ingest, rawlog, tokens, users
-from core.access import require
-from core.errors import BadRequest, NotFound
-from webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
-from webhooks.api.schemas import ERRORS, AnyObject, AnyPage, ListQuery, Model, Strict
+from tongdai.core.errors import BadRequest, NotFound
+from tongdai.core.pipeline import ingest, rawlog
+from tongdai.core.workspace import audit, tokens, users
+from tongdai.core.workspace.access import require
+from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
+from tongdai.webhooks.api.schemas import ERRORS, AnyObject, AnyPage, ListQuery, Model, Strict
 
 TAG = "admin"
 

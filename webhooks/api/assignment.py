@@ -8,10 +8,10 @@ from flask import jsonify
 from pydantic import Field
 from spectree import Response as Resp
 
-from core import assignment, presence, users
-from core.errors import Forbidden
-from webhooks.api import bp, hub, principal, spec
-from webhooks.api.schemas import ERRORS, ConversationOut, Model, Strict
+from tongdai.core.errors import Forbidden
+from tongdai.core.workspace import assignment, presence, users
+from tongdai.webhooks.api import bp, hub, principal, spec
+from tongdai.webhooks.api.schemas import ERRORS, ConversationOut, Model, Strict
 
 TAG = "assignment"
 

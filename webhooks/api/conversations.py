@@ -7,11 +7,12 @@ from urllib.parse import quote
 from flask import Response, jsonify, request
 from spectree import Response as Resp
 
-from core import access, audit, outbound, store
-from core.errors import BadRequest, NotFound
-from core.models import Attachment, ConversationStatus
-from webhooks.api import bp, hub, idempotency_key, limit_arg, principal, spec
-from webhooks.api.schemas import (
+from tongdai.core.errors import BadRequest, NotFound
+from tongdai.core.models import Attachment, ConversationStatus
+from tongdai.core.pipeline import outbound, store
+from tongdai.core.workspace import access, audit
+from tongdai.webhooks.api import bp, hub, idempotency_key, limit_arg, principal, spec
+from tongdai.webhooks.api.schemas import (
     ERRORS,
     ChannelStatePage,
     ConversationOut,

@@ -7,11 +7,21 @@ from itertools import islice
 from flask import jsonify
 from spectree import Response as Resp
 
-from core import access, audit, identity, privacy, store
-from core.access import Principal, require
-from core.errors import NotFound
-from webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
-from webhooks.api.schemas import ERRORS, AnyObject, AnyPage, CustomerOut, ListQuery, MergeIn, WhyIn
+from tongdai.core.errors import NotFound
+from tongdai.core.identity import graph as identity
+from tongdai.core.pipeline import store
+from tongdai.core.workspace import access, audit, privacy
+from tongdai.core.workspace.access import Principal, require
+from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
+from tongdai.webhooks.api.schemas import (
+    ERRORS,
+    AnyObject,
+    AnyPage,
+    CustomerOut,
+    ListQuery,
+    MergeIn,
+    WhyIn,
+)
 
 TAG = "customers"
 

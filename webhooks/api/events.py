@@ -27,11 +27,12 @@ import redis
 from flask import current_app, request
 from spectree import Response as Resp
 
-from core import access, feed
-from core.access import Principal
-from core.errors import BadRequest, NotFound
-from core.hub import Hub
-from webhooks.api import (
+from tongdai.core.errors import BadRequest, NotFound
+from tongdai.core.hub import Hub
+from tongdai.core.pipeline import feed
+from tongdai.core.workspace import access
+from tongdai.core.workspace.access import Principal
+from tongdai.webhooks.api import (
     SESSION_COOKIE,
     bp,
     hub,
@@ -40,7 +41,7 @@ from webhooks.api import (
     principal_from_token,
     spec,
 )
-from webhooks.api.schemas import ERRORS, Strict
+from tongdai.webhooks.api.schemas import ERRORS, Strict
 
 log = logging.getLogger(__name__)
 TAG = "events"

@@ -10,10 +10,10 @@ from flask import jsonify, request
 from pydantic import Field
 from spectree import Response as Resp
 
-from core import audit, hooks
-from core.access import require
-from webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
-from webhooks.api.schemas import ERRORS, ListQuery, Model, Strict
+from tongdai.core.workspace import audit, hooks
+from tongdai.core.workspace.access import require
+from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
+from tongdai.webhooks.api.schemas import ERRORS, ListQuery, Model, Strict
 
 TAG = "webhooks"
 Event = Literal["conversation.created", "message.created", "conversation.assigned",

@@ -8,9 +8,9 @@ from flask import jsonify
 from pydantic import Field
 from spectree import Response as Resp
 
-from core import access, inbox
-from webhooks.api import bp, hub, principal, spec
-from webhooks.api.schemas import ERRORS, ConversationOut, Model, Strict
+from tongdai.core.workspace import access, inbox
+from tongdai.webhooks.api import bp, hub, principal, spec
+from tongdai.webhooks.api.schemas import ERRORS, ConversationOut, Model, Strict
 
 TAG = "inbox"
 

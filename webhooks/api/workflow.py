@@ -6,10 +6,10 @@ from flask import jsonify, request
 from pydantic import Field
 from spectree import Response as Resp
 
-from core import canned, workflow
-from core.errors import BadRequest
-from webhooks.api import bp, hub, idempotency_key, idempotent, limit_arg, principal, spec
-from webhooks.api.schemas import (
+from tongdai.core.errors import BadRequest
+from tongdai.core.workspace import canned, workflow
+from tongdai.webhooks.api import bp, hub, idempotency_key, idempotent, limit_arg, principal, spec
+from tongdai.webhooks.api.schemas import (
     ERRORS,
     ConversationOut,
     ListQuery,

@@ -1,0 +1,19 @@
+"""The ``tongdai`` command: one module per command group, each registering on ``main``."""
+
+from tongdai.core.cli import (  # noqa: F401  (each registers its commands on main)
+    agentmail,
+    bench,
+    channels,
+    config,
+    customer,
+    deadletter,
+    keys,
+    processes,
+    simulate,
+    token,
+    up,
+    users,
+)
+from tongdai.core.cli.base import main
+
+__all__ = ["main"]

@@ -1,0 +1,5 @@
+"""`python -m tongdai.core.cli` = the `tongdai` command."""
+
+from tongdai.core.cli import main
+
+main()

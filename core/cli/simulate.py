@@ -1,0 +1,46 @@
+"""`tongdai simulate`: hand the hub a platform's event without the platform."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import httpx
+
+from tongdai.core.cli.base import configured_adapter, main
+
+
+@main.command()
+@click.argument("platform")
+@click.option("--channel", "channel_id", required=True)
+@click.option("--text", required=True)
+@click.option("--user-id", default="700000001", show_default=True)
+@click.option("--name", default="Khách Demo", show_default=True)
+@click.option("--from", "sender", default="khach.demo@example.vn", show_default=True,
+              help="email: the customer's address")
+@click.option("--subject", default="Hỗ trợ đơn hàng", show_default=True, help="email: subject")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the running hub")
+def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str, sender: str,
+             subject: str, url: str) -> None:
+    """Send a correctly signed inbound event to a running hub, as the platform would.
+
+    Email goes to the channel's SMTP listener when it has one, else to its webhook.
+    """
+    adapter = configured_adapter(channel_id, platform)
+    if platform == "email" and adapter.settings.inbound.smtp is not None:
+        import smtplib
+
+        listen = adapter.settings.inbound.smtp
+        mime = adapter.compose(sender, name, subject, text)
+        with smtplib.SMTP(listen.host, listen.port, timeout=30) as conn:
+            conn.sendmail(sender, [adapter.settings.address], mime)
+        click.echo(f"250 mail from {sender} handed to {listen.host}:{listen.port}")
+        return
+    if platform == "email":
+        headers, body = adapter.webhook_post(adapter.compose(sender, name, subject, text))
+    else:
+        headers, body = adapter.simulate(text, user_id, name)
+    resp = httpx.post(f"{url.rstrip('/')}/webhooks/{channel_id}", content=body, headers=headers)
+    click.echo(f"{resp.status_code} {resp.text.strip()}")
+    if resp.status_code != 200:
+        sys.exit(1)

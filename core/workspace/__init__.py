@@ -1,0 +1,15 @@
+"""The agent workspace: what agents, supervisors and admins do with the conversations.
+
+``users`` and ``tokens`` (who may log in), ``access`` (who sees what), ``audit``,
+``assignment``, ``presence``, ``inbox``, ``workflow`` (notes, escalate, snooze), ``canned``,
+``staffgroup`` (Telegram staff group), ``agentmail`` (agents answering by mail), ``hooks``
+(outgoing webhooks), ``privacy`` (export and erase a customer: it reaches every domain's data,
+so it lives at the top).
+
+May import: plumbing, ``identity`` and ``pipeline``.
+
+Importing this package registers the workspace on the pipeline's hooks (the feed's reactors,
+the ingest interceptors). Every process entry point (web app, workers, CLI) imports it.
+"""
+from tongdai.core.pipeline import sla  # noqa: F401  (its breach tick)
+from tongdai.core.workspace import agentmail, assignment, hooks, staffgroup, workflow  # noqa: F401  (registration on import)
