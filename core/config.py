@@ -12,232 +12,63 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from tongdai.core.config_sections import (
+    ChannelSection,
+    ConsoleSection,
+    ConversationsSection,
+    HubConfig,
+    IdentitySection,
+    IngestSection,
+    NotificationsSection,
+    RedisSection,
+    RouteRule,
+    RoutingSection,
+    SecuritySection,
+    SlaSection,
+    SlaTargets,
+    StaffGroup,
+    StorageSection,
+    TaggingSection,
+    TagRule,
+    TeamSection,
+    parse_duration,
+)
 from tongdai.core.errors import ConfigError, TongdaiError
+
+# The sections' models live in core/config_sections.py; callers import them from here too.
+__all__ = [
+    "DEFAULT_PATH",
+    "ChannelSection",
+    "ConfigInvalid",
+    "ConsoleSection",
+    "ConversationsSection",
+    "HubConfig",
+    "IdentitySection",
+    "IngestSection",
+    "LoadedConfig",
+    "NotificationsSection",
+    "RedisSection",
+    "RouteRule",
+    "RoutingSection",
+    "SecuritySection",
+    "SlaSection",
+    "SlaTargets",
+    "StaffGroup",
+    "StorageSection",
+    "TagRule",
+    "TaggingSection",
+    "TeamSection",
+    "config_path",
+    "errors_from_validation",
+    "load_config",
+    "parse_duration",
+]
 
 DEFAULT_PATH = "config/tongdai.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-def parse_duration(value: Any) -> float:
-    """``30s``, ``2h``, ``7d``, ``250ms`` or a number of seconds → seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration; write it like 30s, 15m, 2h or 7d")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RedisSection(_Section):
-    prefix: str = "td:"
-    # fsync policy of the embedded server's append-only file: always | everysec
-    appendfsync: str = "always"
-
-    @field_validator("appendfsync")
-    @classmethod
-    def _fsync(cls, v: str) -> str:
-        if v not in ("always", "everysec"):
-            raise ValueError("must be 'always' or 'everysec'")
-        return v
-
-
-class IngestSection(_Section):
-    shards: int = Field(4, ge=1, le=256)
-    consumers: int = Field(2, ge=1, le=256)  # ingest loops at once, one per ingest worker
-    batch_size: int = Field(500, ge=1, le=10000)
-    raw_retention: float = 3 * 86400
-    claim_idle: float = 15.0  # a batch unacknowledged this long belonged to a dead worker
-    loop_time_box: float = 10.0  # seconds one ingest job runs before a fresh job takes over
-
-    _durations = field_validator("raw_retention", "claim_idle", "loop_time_box", mode="before")(
-        classmethod(lambda cls, v: parse_duration(v))
-    )
-
-
-class ConversationsSection(_Section):
-    reopen_window: float = 7 * 86400
-
-    _durations = field_validator("reopen_window", mode="before")(
-        classmethod(lambda cls, v: parse_duration(v))
-    )
-
-
-class TagRule(_Section):
-    tag: str
-    any: list[str] = Field(min_length=1)
-
-
-class TaggingSection(_Section):
-    detect_language: bool = True
-    rules: list[TagRule] = []
-
-
-class RouteRule(_Section):
-    queue: str
-    priority: int = Field(0, ge=0, le=99)
-    tags_any: list[str] = []
-    languages: list[str] = []
-    channels: list[str] = []
-
-
-class RoutingSection(_Section):
-    default_queue: str = "general"
-    queues: list[str] = ["general"]
-    rules: list[RouteRule] = []
-    # An escalated conversation's priority is raised to at least this (core/workflow.py).
-    escalation_priority: int = Field(90, ge=0, le=99)
-
-
-class SecuritySection(_Section):
-    # Encrypt message text at rest too (names, phones, emails and the raw log always are).
-    # Costs: Lua can no longer match a platform's echo to a queued reply by its text.
-    encrypt_message_text: bool = False
-
-
-class IdentitySection(_Section):
-    # Regions whose national phone formats customers type (tried in order): "0912 345 678"
-    # is +84912345678 with VN first. Numbers written with "+" need none.
-    regions: list[str] = ["VN"]
-    # Phone numbers and addresses typed into messages become (unverified) identifier claims:
-    # evidence for merge suggestions, never a merge by themselves.
-    typed_claims: bool = True
-    link_code_ttl: float = 600.0  # a link code lives this long (and is single use)
-
-    _durations = field_validator("link_code_ttl", mode="before")(
-        classmethod(lambda cls, v: parse_duration(v))
-    )
-
-    @field_validator("regions")
-    @classmethod
-    def _regions(cls, v: list[str]) -> list[str]:
-        import phonenumbers
-
-        bad = [r for r in v if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
-        if bad:
-            raise ValueError(f"unknown region(s) {bad}: use ISO 3166 codes such as VN, CN, TW")
-        return [r.upper() for r in v]
-
-
-class StorageSection(_Section):
-    # Files customers send by mail (attachments, the original .eml), encrypted, named by hash.
-    # Relative paths are under the data directory (TONGDAI_DATA_DIR, default ./var). Several
-    # hosts need a shared path (NFS, a mounted volume).
-    blobs: str = "blobs"
-    max_blob_bytes: int = Field(25 * 1024 * 1024, ge=1024)
-
-
-class StaffGroup(_Section):
-    # A Telegram supergroup with topics where the team answers customers (docs/workspace.md).
-    channel: str            # a telegram channel instance whose bot is an admin of the group
-    chat_id: int            # the supergroup's id (-100...)
-
-
-class TeamSection(_Section):
-    id: str
-    name: str = ""
-    queues: list[str] = []          # conversations of these queues belong to the team
-    # Auto-assignment: off, round_robin or least_loaded; only to online agents with room.
-    auto_assign: str = "off"
-    capacity: int = Field(5, ge=1, le=1000)  # open conversations per agent (default)
-    # An agent going offline hands their open conversations back to the queue.
-    release_on_offline: bool = True
-    staff_group: StaffGroup | None = None
-
-    @field_validator("auto_assign")
-    @classmethod
-    def _mode(cls, v: str) -> str:
-        if v not in ("off", "round_robin", "least_loaded"):
-            raise ValueError("auto_assign must be off, round_robin or least_loaded")
-        return v
-
-
-class ConsoleSection(_Section):
-    session_ttl: float = 12 * 3600.0   # a console session ends after this long without use
-    login_attempts: int = Field(5, ge=1)  # failed log-ins per user (and per address) ...
-    lockout: float = 900.0             # ... within this time lock further tries for it
-    default_language: str = "vi"      # vi or en; each agent can choose
-    away_after: float = 600.0          # no activity this long: online -> away
-    offline_after: float = 1800.0      # ... and this long: offline (assignments released)
-    # Mark console cookies Secure even when the request reached us over plain HTTP (a proxy
-    # terminates TLS in front); they are Secure anyway on HTTPS requests.
-    secure_cookies: bool = False
-
-    _durations = field_validator("session_ttl", "lockout", "away_after", "offline_after",
-                                 mode="before")(classmethod(lambda cls, v: parse_duration(v)))
-
-    @field_validator("default_language")
-    @classmethod
-    def _lang(cls, v: str) -> str:
-        if v not in ("vi", "en"):
-            raise ValueError("default_language must be vi or en")
-        return v
-
-
-class SlaTargets(_Section):
-    first_response: float | None = None   # customer's first message -> first agent reply
-    next_response: float | None = None    # each later customer message -> the next reply
-
-    _durations = field_validator("first_response", "next_response", mode="before")(
-        classmethod(lambda cls, v: None if v is None else parse_duration(v)))
-
-
-class SlaSection(SlaTargets):
-    # Defaults for every queue; `queues:` overrides them per queue.
-    first_response: float | None = 900.0
-    next_response: float | None = 3600.0
-    queues: dict[str, SlaTargets] = {}
-
-
-class NotificationsSection(_Section):
-    # Agents' mail (core/agentmail.py): assignment notifications, replies by mail, digests.
-    email: bool = True                 # mail agents (those with an email) when assigned
-    email_channel: str | None = None   # the email channel that sends them; None: the first
-    console_url: str = ""              # links in mails, e.g. https://hub.example.vn
-    recent_messages: int = Field(5, ge=1, le=50)  # the customer's latest messages shown
-    digest_hour: int | None = Field(None, ge=0, le=23)  # daily digest at this hour; None: off
-    timezone: str = "Asia/Ho_Chi_Minh"  # of digest_hour and the times shown in mails
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
-        return v
-
-
-class ChannelSection(_Section):
-    id: str
-    adapter: str
-    settings: dict[str, Any] = {}
-
-
-class HubConfig(_Section):
-    redis: RedisSection = RedisSection()
-    ingest: IngestSection = IngestSection()
-    conversations: ConversationsSection = ConversationsSection()
-    tagging: TaggingSection = TaggingSection()
-    routing: RoutingSection = RoutingSection()
-    security: SecuritySection = SecuritySection()
-    storage: StorageSection = StorageSection()
-    identity: IdentitySection = IdentitySection()
-    teams: list[TeamSection] = []
-    console: ConsoleSection = ConsoleSection()
-    sla: SlaSection = SlaSection()
-    notifications: NotificationsSection = NotificationsSection()
-    channels: list[ChannelSection] = []
 
 
 class ConfigInvalid(TongdaiError):

@@ -179,7 +179,7 @@ class Keys:
     def audit(self) -> str:
         return self._k("audit")
 
-    # -- inbox: unread counts and SLA due times (core/inbox.py, core/sla.py) ---------------
+    # -- inbox: unread counts and SLA due times (core/workspace/inbox.py, core/sla.py) -----
     def unread(self) -> str:
         return self._k("unread")
 
@@ -211,7 +211,7 @@ class Keys:
     def canned_shortcuts(self) -> str:
         return self._k("canned", "shortcuts")
 
-    # -- assignment and presence (core/assignment.py, core/presence.py) -----------------------
+    # -- assignment and presence (core/workspace/assignment.py, autoassign.py, presence.py) ---
     def user_load(self, name: str) -> str:
         return self._k("user", name, "load")
 
@@ -231,7 +231,7 @@ class Keys:
     def agent_mail_reply(self, ref: str) -> str:
         return self._k("agentmail", "reply", ref)
 
-    # -- outgoing webhooks for integrators (core/hooks.py) --------------------------------------
+    # -- outgoing webhooks for integrators (core/workspace/hooks.py, hookdelivery.py) ---------
     def hooks(self) -> str:
         return self._k("hooks")
 

@@ -88,8 +88,8 @@ def test_imports_run_one_way():
 def test_the_check_catches_a_pipeline_module_importing_the_workspace():
     bad = ROOT / "core" / "pipeline" / "_layer_probe.py"  # not written: its text is given
     found = violations([bad], {bad: "def f():\n    from tongdai.core.workspace import users\n"})
-    assert found == ["core/pipeline/_layer_probe.py:2 imports tongdai.core.workspace.users: "
-                     "pipeline must not import workspace (offer a hook instead)"]
+    assert found == [("core/pipeline/_layer_probe.py:2 imports tongdai.core.workspace.users: "
+                      "pipeline must not import workspace (offer a hook instead)")]
 
 
 def test_the_check_catches_an_adapter_touching_the_store():

@@ -111,8 +111,8 @@ def acknowledge(channel_id: str, token: str) -> str:
 
 
 def deliver_hook(delivery_id: str) -> str:
-    """One attempt at an outgoing webhook delivery (core/hooks.py; the zset keeps the
-    schedule, so a duplicate or late job does nothing)."""
-    from tongdai.core.workspace import hooks
+    """One attempt at an outgoing webhook delivery (core/workspace/hookdelivery.py; the zset
+    keeps the schedule, so a duplicate or late job does nothing)."""
+    from tongdai.core.workspace import hookdelivery
 
-    return hooks.attempt(hub(), delivery_id)
+    return hookdelivery.attempt(hub(), delivery_id)

@@ -16,7 +16,7 @@ def agentmail() -> None:
 @click.option("--day", default=None, help="YYYY-MM-DD (default: today); each agent gets one a day")
 def agentmail_digest(day: str | None) -> None:
     """Mail every agent with an address their conversations waiting for a reply, now."""
-    from tongdai.core.workspace import agentmail as mails
+    from tongdai.core.workspace import agentmail_notices as mails
 
     with open_hub() as hub:
         click.echo(f"{mails.send_digests(hub, day)} digest(s) sent")

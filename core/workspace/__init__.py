@@ -1,7 +1,8 @@
 """The agent workspace: what agents, supervisors and admins do with the conversations.
 
 ``users`` and ``tokens`` (who may log in), ``access`` (who sees what), ``audit``,
-``assignment``, ``presence``, ``inbox``, ``workflow`` (notes, escalate, snooze), ``canned``,
+``assignment``, ``presence``, ``inbox`` (with ``inbox_index``: filters and the index walk;
+``search``), ``workflow`` (notes, escalate, snooze), ``canned``,
 ``staffgroup`` (Telegram staff group), ``agentmail`` (agents answering by mail), ``hooks``
 (outgoing webhooks), ``privacy`` (export and erase a customer: it reaches every domain's data,
 so it lives at the top).

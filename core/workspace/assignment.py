@@ -14,6 +14,9 @@ Rules (``assign``): agents act on unassigned conversations of their teams and on
 someone else's needs a supervisor of a team working its queue, or an admin. Capacity (the
 user's, else their teams' largest) stops claims and agents' transfers, not a supervisor's
 explicit assignment.
+
+Auto-assignment (handing waiting conversations to online agents) is
+``core/workspace/autoassign.py``; its ``assign`` reactor and tick are registered here.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from tongdai.core.workspace.audit import AUDIT_MAXLEN
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"        # the actor of automatic changes (auto-assignment, presence timing)
-FILL_SCAN = 500          # queue entries looked at per team and round when filling agents up
 
 
 # -- teams, capacity, load --------------------------------------------------------------------
@@ -79,9 +81,10 @@ def _name(hub: Hub, name: str) -> str:
     return (u.display_name or u.name) if u else name
 
 
-def _run(hub: Hub, conv_id: str, new: str | None, *, seen: str | None, by: str, reason: str,
-         cap: int = 0, need: str = "", queue: str = "", team_id: str = "", why: str = "",
-         released_by: str = "", pointer: str | None = None) -> tuple[int, str]:
+def run_claim(hub: Hub, conv_id: str, new: str | None, *, seen: str | None, by: str,
+              reason: str, cap: int = 0, need: str = "", queue: str = "", team_id: str = "",
+              why: str = "", released_by: str = "", pointer: str | None = None
+              ) -> tuple[int, str]:
     """core/lua/claim.lua; returns its (code, value)."""
     k = hub.keys
     res = hub.scripts.claim(
@@ -113,8 +116,8 @@ def claim(hub: Hub, principal: Principal, conv_id: str) -> Conversation:
         raise Conflict(f"already taken by {_name(hub, conv.assignee)}")
     user = _taker(hub, principal.name)
     cap = capacity(hub, user)
-    code, val = _run(hub, conv_id, user.name, seen="", by=user.name, reason="claim", cap=cap,
-                     need="active", team_id=_team_for(hub, conv.queue, user))
+    code, val = run_claim(hub, conv_id, user.name, seen="", by=user.name, reason="claim",
+                          cap=cap, need="active", team_id=_team_for(hub, conv.queue, user))
     if code == 0:
         raise Conflict(f"already taken by {_name(hub, val)}")
     if code == -1:
@@ -165,11 +168,11 @@ def assign(hub: Hub, principal: Principal, conv_id: str, assignee: str | None,
     # Capacity binds agents (taking, or handing to a colleague), not a supervisor's decision.
     cap = capacity(hub, target) if target and not principal.at_least("supervisor") else 0
     released_by = principal.name if assignee is None and conv.assignee == principal.name else ""
-    code, val = _run(hub, conv_id, assignee, seen=conv.assignee, by=principal.name,
-                     reason="assign" if assignee else "release", cap=cap,
-                     queue=queue if queue != conv.queue else "",
-                     team_id=team or _team_for(hub, queue, target), why=why,
-                     released_by=released_by)
+    code, val = run_claim(hub, conv_id, assignee, seen=conv.assignee, by=principal.name,
+                          reason="assign" if assignee else "release", cap=cap,
+                          queue=queue if queue != conv.queue else "",
+                          team_id=team or _team_for(hub, queue, target), why=why,
+                          released_by=released_by)
     if code == 0:
         now = f"assigned to {_name(hub, val)}" if val else "unassigned"
         raise Conflict(f"conversation {conv_id} changed meanwhile (now {now}); reload and retry")
@@ -197,8 +200,8 @@ def release_all(hub: Hub, name: str, by: str, reason: str = "offline") -> list[s
         mine = [t for t in teams if user is not None and t.id in user.teams] or teams
         if not any(t.release_on_offline for t in mine):
             continue
-        code, _ = _run(hub, cid, None, seen=name, by=by, reason=reason,
-                       team_id=mine[0].id if mine else "")
+        code, _ = run_claim(hub, cid, None, seen=name, by=by, reason=reason,
+                            team_id=mine[0].id if mine else "")
         if code == 1:
             released.append(cid)
     return released
@@ -245,118 +248,22 @@ def presence_tick(hub: Hub, now: int | None = None) -> list[tuple[str, str]]:
     return changes
 
 
-# -- auto-assignment --------------------------------------------------------------------------
-class _Agents:
-    """A team's online members with their load and capacity, for one round of assigning."""
-
-    def __init__(self, hub: Hub, t: TeamSection) -> None:
-        members = [u for u in users.all_users(hub) if t.id in u.teams and not u.disabled]
-        states = presence.get_many(hub, [u.name for u in members])
-        online = [u for u in members if states[u.name].status == "online"]
-        self.load = loads(hub, [u.name for u in online])
-        self.cap = {u.name: capacity(hub, u) for u in online}
-
-    def with_room(self, exclude: str | None) -> list[str]:
-        return sorted(n for n, c in self.cap.items()
-                      if n != exclude and (c == 0 or self.load[n] < c))
-
-
-def _pick(hub: Hub, t: TeamSection, names: list[str], agents: _Agents) -> str:
-    if t.auto_assign == "least_loaded":
-        return min(names, key=lambda n: (agents.load[n], n))
-    last = hub.redis.get(hub.keys.team_pointer(t.id))
-    last = last.decode() if last else ""
-    return next((n for n in names if n > last), names[0])  # the next name after the last one
-
-
-def _auto_one(hub: Hub, t: TeamSection, conv_id: str, agents: _Agents,
-              exclude: str | None) -> str | None:
-    """Give one waiting conversation to an online agent of team ``t`` with room, if any."""
-    while names := agents.with_room(exclude):
-        name = _pick(hub, t, names, agents)
-        code, val = _run(hub, conv_id, name, seen="", by=SYSTEM, reason="auto",
-                         cap=agents.cap[name], need="open", team_id=t.id,
-                         pointer=t.id if t.auto_assign == "round_robin" else None)
-        if code == 1:
-            agents.load[name] += 1
-            return name
-        if code != -1:  # taken meanwhile, no longer open: nothing to do
-            return None
-        agents.load[name] = int(val)  # full after all (a claim elsewhere): try the next one
-    return None
-
-
-def _auto_team(hub: Hub, queue: str) -> TeamSection | None:
-    return next((t for t in teams_of_queue(hub, queue) if t.auto_assign != "off"), None)
-
-
-def fill(hub: Hub, t: TeamSection) -> int:
-    """Give team ``t``'s waiting conversations (most urgent first) to its online agents with
-    room. Returns how many were assigned."""
-    if t.auto_assign == "off":
-        return 0
-    agents = _Agents(hub, t)
-    if not agents.with_room(None):
-        return 0
-    rows = []
-    for q in t.queues:
-        rows += [(s, m.decode()) for m, s in
-                 hub.redis.zrange(hub.keys.queue(q), 0, FILL_SCAN - 1, withscores=True)]
-    rows.sort()
-    pipe = hub.redis.pipeline(transaction=False)
-    for _, cid in rows:
-        pipe.hmget(hub.keys.conversation(cid), "assignee", "status", "released_by")
-    done = 0
-    for (_, cid), (assignee, status, released_by) in zip(rows, pipe.execute(), strict=True):
-        if assignee or status != b"open":
-            continue
-        if _auto_one(hub, t, cid, agents, released_by.decode() if released_by else None):
-            done += 1
-        if not agents.with_room(None):
-            break
-    return done
-
-
-def _opened(hub: Hub, conv_id: str, crews: dict[str, _Agents]) -> None:
-    """A new or reopened conversation: a reopened one whose agent is offline goes back to the
-    queue (if their team says so); an unassigned one goes to an online agent (auto teams).
-    ``crews``: the teams' agents, read once per batch of events."""
-    try:
-        conv = store.get_conversation(hub, conv_id)
-    except NotFound:
-        return
-    if conv.assignee:
-        if presence.get(hub, conv.assignee).status != "offline":
-            return
-        user = users.find(hub, conv.assignee)
-        teams = teams_of_queue(hub, conv.queue)
-        mine = [t for t in teams if user is not None and t.id in user.teams] or teams
-        if not any(t.release_on_offline for t in mine):
-            return
-        code, _ = _run(hub, conv_id, None, seen=conv.assignee, by=SYSTEM, reason="offline",
-                       team_id=mine[0].id if mine else "")
-        if code != 1:
-            return
-    t = _auto_team(hub, conv.queue)
-    if t is not None and conv.status == ConversationStatus.OPEN:
-        if t.id not in crews:
-            crews[t.id] = _Agents(hub, t)
-        _auto_one(hub, t, conv_id, crews[t.id], None)
-
-
+# -- auto-assignment: its reactor and tick (the rest is core/workspace/autoassign.py) ---------
 @feed.reactor("assign")
 def on_feed(hub: Hub, events: list[feed.FeedEvent]) -> None:
     """Auto-assignment. New and reopened conversations go to an online agent with room at
     once; when an agent comes online or gets room (a resolve, a release), the team's waiting
     conversations are handed out. Redelivered events change nothing: the script only assigns
     a conversation that is still unassigned."""
+    from tongdai.core.workspace import autoassign  # here, not at the top: it imports this module
+
     to_fill: set[str] = set()
-    crews: dict[str, _Agents] = {}
+    crews: dict[str, autoassign.Agents] = {}
     for e in events:
         d = e.data
         opened = e.type == "message.created" and d.get("opened") in (1, 2)
         if opened or e.type == "conversation.open":  # new, reopened by a message or by hand
-            _opened(hub, str(d["conversation_id"]), crews)
+            autoassign.opened(hub, str(d["conversation_id"]), crews)
         elif e.type == "presence.changed":
             crews.clear()  # who is online changed: read the teams again
             u = users.find(hub, d.get("user", "")) if d.get("status") == "online" else None
@@ -375,7 +282,7 @@ def on_feed(hub: Hub, events: list[feed.FeedEvent]) -> None:
     for tid in sorted(to_fill):
         t = find_team(hub, tid)
         if t is not None:
-            fill(hub, t)
+            autoassign.fill(hub, t)
 
 
 def reconcile_loads(hub: Hub) -> int:
@@ -399,5 +306,7 @@ def reconcile_loads(hub: Hub) -> int:
 def assign_tick(hub: Hub) -> int:
     """Safety net for the reactor: hand out what waits in every auto-assigning team (after
     clearing stale load)."""
+    from tongdai.core.workspace import autoassign  # here, not at the top: it imports this module
+
     reconcile_loads(hub)
-    return sum(fill(hub, t) for t in hub.config.hub.teams if t.auto_assign != "off")
+    return sum(autoassign.fill(hub, t) for t in hub.config.hub.teams if t.auto_assign != "off")

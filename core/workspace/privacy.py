@@ -124,9 +124,9 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     pipe.hincrby(k.stats(), "erased:customers", 1)
     pipe.hincrby(k.stats(), "erased:messages", messages)
     pipe.execute()
-    from tongdai.core.workspace import hooks
+    from tongdai.core.workspace import hookdelivery
 
-    counts["webhook_deliveries"] = hooks.forget_conversations(hub, set(convs))
+    counts["webhook_deliveries"] = hookdelivery.forget_conversations(hub, set(convs))
     keys = hub.subjects.erase(identities)  # every copy anywhere is unreadable from now on
     raw_events = _erase_raw_events(hub, set(identities))
     try:

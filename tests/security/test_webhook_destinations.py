@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import auth
-from tongdai.core.workspace import hooks
+from tongdai.core.workspace import hookdelivery, hooks
 
 
 @pytest.mark.parametrize("url", [
@@ -32,7 +32,7 @@ def test_a_name_that_resolves_to_one_is_refused_when_sending(client, hub, admin_
     assert r.status_code == 201
     sub = r.get_json()
     ping = client.post(f"/api/v1/webhooks/{sub['id']}/ping", headers=auth(admin_token, "new"))
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     d = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries/{ping.get_json()['id']}",
                    headers=auth(admin_token)).get_json()
     assert d["status"] == "pending" and d["last_status_code"] is None

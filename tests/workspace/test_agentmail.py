@@ -22,7 +22,13 @@ from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 from tests.workspace.conftest import TEAMS
 from tongdai.core.errors import DeliveryError
 from tongdai.core.pipeline import feed
-from tongdai.core.workspace import agentmail, assignment, users
+from tongdai.core.workspace import (
+    agentmail,
+    agentmail_notices,
+    agentmail_sending,
+    assignment,
+    users,
+)
 from tongdai.core.workspace.access import Principal
 
 SUPPORT = "support@shop.example.vn"
@@ -257,8 +263,8 @@ def test_disabled_agent_is_refused_and_others_are_not_notified(hub, client, an, 
 def test_daily_digest_lists_waiting_conversations_once(hub, client, an, relay):
     conv = telegram_conversation(client, hub)
     notify(hub, conv, relay)
-    assert agentmail.send_digests(hub, "2020-01-01") == 1
-    assert agentmail.send_digests(hub, "2020-01-01") == 0
+    assert agentmail_notices.send_digests(hub, "2020-01-01") == 1
+    assert agentmail_notices.send_digests(hub, "2020-01-01") == 0
     digest = relay.received[-1].message
     assert digest["Subject"] == "Các cuộc hội thoại đang chờ bạn trả lời (1)"
     body = digest.get_body(("plain",)).get_content()
@@ -266,8 +272,8 @@ def test_daily_digest_lists_waiting_conversations_once(hub, client, an, relay):
     assert f"reply+a{conv}.an." in body
     # The scheduler's tick, from digest_hour on: once a day.
     hub.config.hub.notifications.digest_hour = 0
-    assert agentmail.digest_tick(hub) == 1
-    assert agentmail.digest_tick(hub) == 0
+    assert agentmail_notices.digest_tick(hub) == 1
+    assert agentmail_notices.digest_tick(hub) == 0
     assert len(relay.received) == 3  # notification, 2020-01-01's digest, today's
 
 
@@ -331,7 +337,7 @@ def test_a_sender_that_died_mid_send_is_replaced_once_its_marker_expires(hub, cl
     assignment.assign(hub, SUPERVISOR, conv, "an")
     (event,) = [e for e in feed.read_after(hub, "0-0") if e.type == "conversation.assigned"]
     marker = hub.keys.agent_mail_sent(f"assign:{event.id}:an")
-    hub.redis.set(marker, "sending", ex=agentmail.SENDING_TTL_S)  # a reactor died here
+    hub.redis.set(marker, "sending", ex=agentmail_sending.SENDING_TTL_S)  # a reactor died here
     with pytest.raises(DeliveryError):
         run_agentmail(hub)  # not given up: the event stays pending
     assert relay.received == []

@@ -1,7 +1,7 @@
 """Outgoing webhooks for integrators, against a real HTTP receiver on 127.0.0.1.
 
 Traffic is real (a Telegram update through the webhook, the ingest, the change feed, the
-``hooks`` reactor); delivery runs with ``hooks.deliver_due(hub, now)`` so backoff needs no
+``hooks`` reactor); delivery runs with ``hookdelivery.deliver_due(hub, now)`` so backoff needs no
 sleeping: later attempts are made by passing a later ``now``.
 """
 
@@ -20,7 +20,7 @@ from tests.helpers import auth, drain_all, post, tg_update
 from tongdai.core.keys import HOOKS_QUEUE
 from tongdai.core.models import ConversationStatus
 from tongdai.core.pipeline import feed, store
-from tongdai.core.workspace import assignment, audit, hooks, users, workflow
+from tongdai.core.workspace import assignment, audit, hookdelivery, hooks, users, workflow
 from tongdai.core.workspace.access import Principal
 from tongdai.worker import jobs
 
@@ -109,7 +109,7 @@ def test_signature_verifies_with_the_shown_secret_and_not_another(client, hub, a
     assert sub["secret"].startswith("whsec_") and sub["events"] == list(hooks.EVENTS)
     r = client.post(f"/api/v1/webhooks/{sub['id']}/ping", headers=auth(admin_token, "new"))
     assert r.status_code == 202 and r.get_json()["status"] == "pending"
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
 
     [(headers, body)] = receiver.requests
     ts, sig = headers["X-Tongdai-Timestamp"], headers["X-Tongdai-Signature"]
@@ -158,7 +158,7 @@ def test_rotating_the_secret_signs_with_the_new_one(client, hub, admin_token, re
     new = r.get_json()["secret"]
     assert r.status_code == 200 and new != sub["secret"]
     client.post(f"/api/v1/webhooks/{sub['id']}/ping", headers=auth(admin_token, "new"))
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     [(headers, body)] = receiver.requests
     args = (headers["X-Tongdai-Timestamp"], body, headers["X-Tongdai-Signature"])
     assert hooks.verify(new, *args) and not hooks.verify(sub["secret"], *args)
@@ -177,7 +177,7 @@ def test_a_secret_under_a_retired_data_key_is_resealed_when_used(client, hub, ad
                             os.environ["TONGDAI_INDEX_KEY"], "test")
     monkeypatch.setattr(hub, "keyring", rotated)
     client.post(f"/api/v1/webhooks/{sub['id']}/ping", headers=auth(admin_token, "new"))
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     [(headers, body)] = receiver.requests
     assert hooks.verify(sub["secret"], headers["X-Tongdai-Timestamp"], body,
                         headers["X-Tongdai-Signature"])
@@ -190,7 +190,7 @@ def test_new_telegram_conversation_sends_created_then_message_in_utf8(client, hu
     sub = subscribe(client, admin_token, receiver.url)
     text = "Chào shop, em nạp thẻ 100k mà chưa nhận được ạ 🙏"
     customer_writes(client, hub, text)
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
 
     assert receiver.events() == ["conversation.created", "message.created"]
     created, message = receiver.payloads()
@@ -204,7 +204,7 @@ def test_new_telegram_conversation_sends_created_then_message_in_utf8(client, hu
     assert [d["status"] for d in log_of(client, admin_token, sub["id"])] == ["delivered"] * 2
 
     customer_writes(client, hub, "Alo?", update_id=2)  # the same conversation goes on
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     assert receiver.events()[2:] == ["message.created"]
 
 
@@ -218,7 +218,7 @@ def test_assigned_and_resolved_reach_only_subscribers_of_them(client, hub, admin
     assignment.claim(hub, Principal("an", "agent", frozenset({"support"})), conv_id)
     store.set_status(hub, conv_id, ConversationStatus.RESOLVED)
     feed.run_pending(hub, ["hooks"])
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
 
     assert receiver.events() == ["conversation.assigned", "conversation.resolved"]
     assigned, resolved = receiver.payloads()
@@ -238,7 +238,7 @@ def test_private_notes_are_never_sent(client, hub, admin_token, receiver):
     feed.publish(hub, {"type": "message.created", "conversation_id": conv_id,
                        "message_id": note.id, "customer_id": "1", "opened": 0})
     feed.run_pending(hub, ["hooks"])
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
 
     assert receiver.events() == ["conversation.created", "message.created"]
     assert all("cẩn thận".encode() not in body for _, body in receiver.requests)
@@ -247,14 +247,14 @@ def test_private_notes_are_never_sent(client, hub, admin_token, receiver):
 def test_a_feed_entry_read_again_is_not_delivered_twice(client, hub, admin_token, receiver):
     sub = subscribe(client, admin_token, receiver.url)
     customer_writes(client, hub, "hello")
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     assert len(receiver.requests) == 2
 
     # a crashed reactor's batch is read again (at-least-once): rewind its group
     hub.redis.xgroup_setid(hub.keys.feed(), "hooks", "0-0")
     assert feed.run_pending(hub, ["hooks"]) > 0
     hooks.react(hub, feed.read_after(hub, "0-0"))
-    hooks.deliver_due(hub, hooks.now_ms() + 24 * HOUR)
+    hookdelivery.deliver_due(hub, hooks.now_ms() + 24 * HOUR)
 
     assert len(receiver.requests) == 2
     assert len(log_of(client, admin_token, sub["id"])) == 2
@@ -267,17 +267,17 @@ def test_a_500_is_retried_with_backoff_and_the_log_shows_both_attempts(client, h
     receiver.script = [(500, {})]
     customer_writes(client, hub, "có ai không")
     t0 = hooks.now_ms() + 1000  # a moment after the reactor made the delivery due
-    assert list(hooks.deliver_due(hub, t0).values()) == ["pending"]
+    assert list(hookdelivery.deliver_due(hub, t0).values()) == ["pending"]
 
     [d] = log_of(client, admin_token, sub["id"])
     assert (d["status"], d["attempts"], d["last_status_code"], d["last_error"]) == (
         "pending", 1, 500, "HTTP 500")
-    first_retry = hooks.RETRY_DELAYS_S[0] * 1000
+    first_retry = hookdelivery.RETRY_DELAYS_S[0] * 1000
     assert t0 + first_retry * 0.8 <= d["next_attempt_ts"] <= t0 + first_retry * 1.2
 
-    assert hooks.deliver_due(hub, t0 + 1000) == {}  # not due yet: nothing sent
+    assert hookdelivery.deliver_due(hub, t0 + 1000) == {}  # not due yet: nothing sent
     assert len(receiver.requests) == 1
-    hooks.deliver_due(hub, d["next_attempt_ts"])
+    hookdelivery.deliver_due(hub, d["next_attempt_ts"])
     [d] = log_of(client, admin_token, sub["id"])
     assert (d["status"], d["attempts"], d["last_status_code"]) == ("delivered", 2, 200)
     assert [a["status_code"] for a in d["history"]] == [500, 200]
@@ -291,22 +291,22 @@ def test_429_retry_after_is_honoured(client, hub, admin_token, receiver):
     receiver.script = [(429, {"Retry-After": "120"})]
     customer_writes(client, hub, "hi")
     t0 = hooks.now_ms() + 1000  # a moment after the reactor made the delivery due
-    hooks.deliver_due(hub, t0)
+    hookdelivery.deliver_due(hub, t0)
     [d] = log_of(client, admin_token, sub["id"])
     assert d["last_status_code"] == 429 and d["next_attempt_ts"] == t0 + 120_000
-    assert hooks.deliver_due(hub, t0 + 119_000) == {}
-    assert hooks.deliver_due(hub, t0 + 120_000) != {}
+    assert hookdelivery.deliver_due(hub, t0 + 119_000) == {}
+    assert hookdelivery.deliver_due(hub, t0 + 120_000) != {}
     assert log_of(client, admin_token, sub["id"])[0]["status"] == "delivered"
 
 
 def test_retries_give_up_and_redeliver_starts_a_fresh_round(client, hub, admin_token, receiver):
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
-    tries = len(hooks.RETRY_DELAYS_S) + 1
+    tries = len(hookdelivery.RETRY_DELAYS_S) + 1
     receiver.script = [(503, {})] * tries
     customer_writes(client, hub, "hi")
     now = hooks.now_ms() + 1000
     for _ in range(tries + 2):
-        hooks.deliver_due(hub, now)
+        hookdelivery.deliver_due(hub, now)
         now += 8 * HOUR
     [d] = log_of(client, admin_token, sub["id"])
     assert (d["status"], d["attempts"], d["next_attempt_ts"]) == ("failed", tries, None)
@@ -315,7 +315,7 @@ def test_retries_give_up_and_redeliver_starts_a_fresh_round(client, hub, admin_t
     r = client.post(f"/api/v1/webhooks/{sub['id']}/deliveries/{d['id']}/redeliver",
                     headers=auth(admin_token))
     assert r.status_code == 202 and r.get_json()["status"] == "pending"
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     [d] = log_of(client, admin_token, sub["id"])
     assert (d["status"], d["attempts"]) == ("delivered", tries + 1)
     assert any(e["action"] == "webhook.redelivered" for e in audit.entries(hub)[0])
@@ -323,11 +323,11 @@ def test_retries_give_up_and_redeliver_starts_a_fresh_round(client, hub, admin_t
 
 def test_a_slow_receiver_times_out_and_is_retried(client, hub, admin_token, receiver,
                                                   monkeypatch):
-    monkeypatch.setattr(hooks, "TIMEOUT_S", 0.3)
+    monkeypatch.setattr(hookdelivery, "TIMEOUT_S", 0.3)
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
     receiver.script = ["slow"]
     customer_writes(client, hub, "hi")
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     receiver.release.set()
     [d] = log_of(client, admin_token, sub["id"])
     assert (d["status"], d["last_status_code"]) == ("pending", None)
@@ -338,7 +338,7 @@ def test_410_disables_the_subscription(client, hub, admin_token, receiver):
     sub = subscribe(client, admin_token, receiver.url, events=["message.created"])
     receiver.script = [(410, {})]
     customer_writes(client, hub, "hi")
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
 
     [d] = log_of(client, admin_token, sub["id"])
     assert d["status"] == "failed" and d["last_status_code"] == 410
@@ -347,7 +347,7 @@ def test_410_disables_the_subscription(client, hub, admin_token, receiver):
     assert any(e["action"] == "webhook.disabled" for e in audit.entries(hub)[0])
 
     customer_writes(client, hub, "còn ai không?", update_id=2)  # nothing while disabled
-    hooks.deliver_due(hub, hooks.now_ms() + HOUR)
+    hookdelivery.deliver_due(hub, hooks.now_ms() + HOUR)
     assert len(receiver.requests) == 1
     r = client.post(f"/api/v1/webhooks/{sub['id']}/deliveries/{d['id']}/redeliver",
                     headers=auth(admin_token))
@@ -358,7 +358,7 @@ def test_410_disables_the_subscription(client, hub, admin_token, receiver):
     shown = client.get(f"/api/v1/webhooks/{sub['id']}", headers=auth(admin_token)).get_json()
     assert shown["active"] is True and shown["disabled_reason"] is None
     customer_writes(client, hub, "alo", update_id=3)
-    hooks.deliver_due(hub)
+    hookdelivery.deliver_due(hub)
     assert len(receiver.requests) == 2
 
 
@@ -400,7 +400,7 @@ def test_deleting_a_subscription_drops_its_log_and_pending_deliveries(client, hu
     assert r.status_code == 200
     assert client.get(f"/api/v1/webhooks/{sub['id']}", headers=auth(admin_token)).status_code \
         == 404
-    assert hooks.deliver_due(hub) == {} and receiver.requests == []
+    assert hookdelivery.deliver_due(hub) == {} and receiver.requests == []
     assert not [k for k in hub.redis.scan_iter(hub.keys.prefix + "hooks*")]
 
 

@@ -16,7 +16,7 @@ from tests.helpers import auth, drain_all, post, tg_update
 from tests.workspace.conftest import TEAMS
 from tongdai.core.models import AuthorKind
 from tongdai.core.pipeline import feed, ingest, outbound, sla
-from tongdai.core.workspace import inbox
+from tongdai.core.workspace import inbox, inbox_index
 
 SLA = """
 sla:
@@ -286,7 +286,7 @@ def test_sla_targets_per_queue_and_off(hub):
 def test_pages_return_every_match_exactly_once(client, hub, people, monkeypatch, filters):
     """One ingest batch: the status index holds many equal scores (one timestamp per batch);
     small index chunks force the walk across chunk and tie boundaries."""
-    monkeypatch.setattr(inbox, "CHUNK", 3)
+    monkeypatch.setattr(inbox_index, "CHUNK", 3)
     for n in range(14):
         text = "nạp thẻ" if n % 3 == 0 else "hỏi đơn"
         say(client, 700 + n, f"{text} {n}", name=f"Khách {n}", date=NOW_S - n)

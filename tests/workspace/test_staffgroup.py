@@ -267,11 +267,11 @@ def test_flood_wait_on_create_topic_is_retried_later_not_lost(client, hub, tg_fa
 
 
 def test_a_short_flood_wait_is_waited_out_in_place(client, hub, opened, tg_fake, monkeypatch):
-    from tongdai.core.workspace import staffgroup
+    from tongdai.core.workspace import staffgroup_topics
 
     _, thread = opened
     waited = []
-    monkeypatch.setattr(staffgroup, "_sleep", waited.append)
+    monkeypatch.setattr(staffgroup_topics, "_sleep", waited.append)
     tg_fake.fail_next("sendMessage", 429, description="Too Many Requests: retry after 7",
                       retry_after=7)
     customer_says(client, hub, 2, "Alo?")
@@ -297,17 +297,17 @@ def test_a_deleted_topic_is_replaced_on_the_next_message(client, hub, opened, tg
 def test_racing_reactors_open_one_topic_and_post_its_intro_once(client, hub, tg_fake):
     import threading
 
-    from tongdai.core.workspace import staffgroup
+    from tongdai.core.workspace import staffgroup_topics
 
     customer_says(client, hub, 1, "Xin chào")
     conv = store.get_conversation(hub, only_conversation(hub))
-    (group,) = staffgroup.groups_of_queue(hub, conv.queue)
+    (group,) = staffgroup_topics.groups_of_queue(hub, conv.queue)
     start, results = threading.Barrier(4), []
 
     def race():
         start.wait()
         try:
-            results.append(staffgroup.ensure_topic(hub, group, conv))
+            results.append(staffgroup_topics.ensure_topic(hub, group, conv))
         except DeliveryError as exc:  # "busy": the other one is posting; retried later
             results.append(exc.code)
 

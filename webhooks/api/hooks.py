@@ -1,5 +1,5 @@
 """Outgoing webhooks for integrators (admin): subscriptions, their delivery log, redelivery,
-ping. The sending itself is core/hooks.py."""
+ping. The sending itself is core/workspace/hookdelivery.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flask import jsonify, request
 from pydantic import Field
 from spectree import Response as Resp
 
-from tongdai.core.workspace import audit, hooks
+from tongdai.core.workspace import audit, hookdelivery, hooks
 from tongdai.core.workspace.access import require
 from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
 from tongdai.webhooks.api.schemas import ERRORS, ListQuery, Model, Strict
@@ -173,7 +173,7 @@ def list_deliveries(sub_id: str):
     """The delivery log, newest first: status, attempts, last response code and error,
     duration, next attempt (the last ``LOG_KEPT`` deliveries)."""
     _admin()
-    items, nxt = hooks.deliveries(hub(), sub_id, request.args.get("cursor"), limit_arg())
+    items, nxt = hookdelivery.deliveries(hub(), sub_id, request.args.get("cursor"), limit_arg())
     return jsonify({"items": items, "next_cursor": nxt})
 
 
@@ -182,7 +182,7 @@ def list_deliveries(sub_id: str):
 def get_delivery(sub_id: str, delivery_id: str):
     """One delivery with the JSON body it sends."""
     _admin()
-    return jsonify(hooks.get_delivery(hub(), sub_id, delivery_id, with_payload=True))
+    return jsonify(hookdelivery.get_delivery(hub(), sub_id, delivery_id, with_payload=True))
 
 
 @bp.post("/webhooks/<sub_id>/deliveries/<delivery_id>/redeliver")
@@ -191,7 +191,7 @@ def redeliver(sub_id: str, delivery_id: str):
     """Send a delivery again, same id and body, with a fresh round of retries (the receiver
     dedupes by ``X-Tongdai-Delivery``)."""
     p = _admin()
-    out = hooks.redeliver(hub(), sub_id, delivery_id)
+    out = hookdelivery.redeliver(hub(), sub_id, delivery_id)
     audit.record(hub(), p.name, "webhook.redelivered", sub_id, {"delivery_id": delivery_id})
     return jsonify(out), 202
 
@@ -204,7 +204,7 @@ def ping(sub_id: str):
     p = _admin()
 
     def create():
-        out = hooks.ping(hub(), sub_id)
+        out = hookdelivery.ping(hub(), sub_id)
         audit.record(hub(), p.name, "webhook.pinged", sub_id, {"delivery_id": out["id"]})
         return out, 202
 
