@@ -94,3 +94,28 @@ class WindowClosed(DeliveryError):
         body = super().to_json()
         body["error"]["reachable_channels"] = self.reachable
         return body
+
+
+class StoreUnavailable(TongdaiError):
+    """Redis cannot take writes right now (down, restarting, loading, or its disk is full).
+    Webhooks answer 503 with Retry-After so the platform delivers again later."""
+
+    http_status = 503
+    retry_after_s = 5
+
+    @classmethod
+    def from_redis(cls, exc: Exception) -> StoreUnavailable | None:
+        """The error to answer for a Redis failure, or None when it is not about availability
+        (a script bug, a wrong type: those stay 500s that someone must look at)."""
+        import redis
+
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return cls("the hub's store is unreachable; try again shortly")
+        text = str(exc)
+        for prefix, why in (("MISCONF", "cannot write to its disk (full?)"),
+                            ("OOM", "is out of memory"), ("LOADING", "is loading its data"),
+                            ("READONLY", "is a read-only replica"),
+                            ("NOREPLICAS", "has too few replicas")):
+            if isinstance(exc, redis.ResponseError) and text.startswith(prefix):
+                return cls(f"the hub's store {why}; try again shortly")
+        return None

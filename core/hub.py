@@ -16,6 +16,7 @@ from typing import TypeVar
 import redis
 
 from tongdai.adapters.base import Adapter
+from tongdai.core import clock
 from tongdai.core.config import LoadedConfig, load_config
 from tongdai.core.crypto import Keyring, load_keyring
 from tongdai.core.errors import NotFound
@@ -50,6 +51,7 @@ class Hub:
         self.redis = r
         self.keyring = keyring or load_keyring(data_dir())
         self.keys = Keys(config.hub.redis.prefix)
+        clock.follow(r)  # every time this process stores or compares is Redis's
         from tongdai.core.subjects import Subjects
 
         self.subjects = Subjects(self)  # per-identity keys: erase = destroy them

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 import tongdai.core.workspace  # noqa: F401  (registers the workspace on the pipeline's hooks)
-from tongdai.core.errors import TongdaiError
+from tongdai.core.errors import StoreUnavailable, TongdaiError
 from tongdai.core.hub import Hub
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -34,7 +35,17 @@ def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask
 
     @app.errorhandler(TongdaiError)
     def _tongdai_error(exc: TongdaiError):
+        if isinstance(exc, StoreUnavailable):
+            return jsonify(exc.to_json()), 503, {"Retry-After": str(exc.retry_after_s)}
         return jsonify(exc.to_json()), exc.http_status
+
+    @app.errorhandler(redis.RedisError)
+    def _redis_error(exc: redis.RedisError):
+        """Redis away (restarting, disk full): 503 + Retry-After, so platforms retry."""
+        unavailable = StoreUnavailable.from_redis(exc)
+        if unavailable is None:
+            raise exc
+        return _tongdai_error(unavailable)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -2,24 +2,57 @@
 
 from __future__ import annotations
 
+import shutil
+
 import redis
 from flask import Blueprint, current_app, jsonify
 from rq import Queue, Worker
 
+from tongdai.core import clock
+from tongdai.core.hub import data_dir
 from tongdai.core.keys import INGEST_QUEUE, OUTBOUND_QUEUE
 from tongdai.core.pipeline import rawlog
 
 bp = Blueprint("health", __name__)
 
 
+LOW_DISK_BYTES = 16 * 1024 * 1024  # below this, say so before Redis fails to write
+
+
+def problems(hub) -> list[str]:
+    """What stops the hub from storing events, in words an operator can act on."""
+    found = []
+    try:
+        persistence = hub.redis.info("persistence")
+    except redis.RedisError as exc:
+        return [(f"Redis is unreachable ({type(exc).__name__}): is it running? "
+                "(`tongdai up` restarts its embedded one)")]
+    if persistence.get("loading"):
+        found.append("Redis is loading its data after a restart")
+    if persistence.get("aof_enabled") and persistence.get("aof_last_write_status") == "err":
+        found.append("Redis cannot write its append-only file (disk full?): webhooks answer "
+                     "503 until it can")
+    if persistence.get("rdb_last_bgsave_status") == "err":
+        found.append("Redis's last snapshot (BGSAVE) failed (disk full?)")
+    d = data_dir()
+    if d.exists():
+        free = shutil.disk_usage(d).free
+        if free < LOW_DISK_BYTES:
+            found.append(f"the data directory {d} has {free // 1024} KiB free")
+    return found
+
+
 @bp.get("/healthz")
 def healthz():
-    """200 when Redis answers, with backlog figures; 503 when it does not."""
+    """200 when the hub can take events, with backlog figures; 503 with what is wrong when
+    it cannot (Redis down or restarting, its disk full)."""
     hub = current_app.extensions["tongdai"]
+    wrong = problems(hub)
     try:
         hub.redis.ping()
     except redis.RedisError as exc:
-        return jsonify({"ok": False, "redis": f"unreachable: {type(exc).__name__}"}), 503
+        return jsonify({"ok": False, "redis": f"unreachable: {type(exc).__name__}",
+                        "problems": wrong}), 503
     raw = {"undelivered": 0, "pending": 0}
     for s in range(hub.shards):
         undelivered, pending, _ = rawlog.backlog(hub, s)
@@ -30,11 +63,13 @@ def healthz():
     agent_queues = {q: hub.redis.zcard(hub.keys.queue(q)) for q in hub.config.hub.routing.queues}
     workers = Worker.all(connection=hub.redis)
     return jsonify({
-        "ok": True,
+        "ok": not wrong,
+        "problems": wrong,
         "redis": "ok",
+        "clock_offset_ms": clock.offset_ms(),
         "raw_events": raw,
         "job_queues": jobs,
         "agent_queues": agent_queues,
         "workers": {"live": len(workers)},
         "dead_letters": hub.redis.xlen(hub.keys.deadletter()),
-    })
+    }), 503 if wrong else 200

@@ -10,12 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import orjson
+import redis
 from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import EnvironHeaders
 
 from tongdai.adapters.base import Adapter
 from tongdai.core import clock
-from tongdai.core.errors import NotFound, SignatureError, TongdaiError
+from tongdai.core.errors import (
+    NotFound,
+    PayloadError,
+    SignatureError,
+    StoreUnavailable,
+    TongdaiError,
+)
 from tongdai.core.models import RawEvent
 from tongdai.core.pipeline import rawlog
 
@@ -107,17 +114,30 @@ class FastWebhooks:
             return self.wsgi_app(environ, start_response)
         body = environ["wsgi.input"].read(int(length))
         try:
+            if len(body) != int(length):  # the client stopped early: never store a torso
+                raise PayloadError(f"the body ended after {len(body)} of the {length} bytes "
+                                   "its Content-Length announced")
             raw, nonce_key = accept(self.hub, adapter, EnvironHeaders(environ), body)
+            self.appender.append(raw)
+            used(self.hub, nonce_key)
+        except redis.RedisError as exc:
+            unavailable = StoreUnavailable.from_redis(exc)
+            if unavailable is None:
+                raise
+            return self._respond(start_response, 503, orjson.dumps(unavailable.to_json()),
+                                 "application/json",
+                                 [("Retry-After", str(unavailable.retry_after_s))])
         except TongdaiError as exc:
             return self._respond(start_response, exc.http_status, orjson.dumps(exc.to_json()),
                                  "application/json")
-        self.appender.append(raw)
-        used(self.hub, nonce_key)
         return self._respond(start_response, 200, b"ok", "text/plain; charset=utf-8")
 
     @staticmethod
-    def _respond(start_response, status: int, body: bytes, content_type: str):
-        reason = {200: "OK", 400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}
+    def _respond(start_response, status: int, body: bytes, content_type: str,
+                 extra: list[tuple[str, str]] = ()):
+        reason = {200: "OK", 400: "BAD REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN",
+                  503: "SERVICE UNAVAILABLE"}
         start_response(f"{status} {reason.get(status, 'ERROR')}",
-                       [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+                       [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                        *extra])
         return [body]

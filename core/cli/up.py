@@ -11,6 +11,7 @@ import time
 import click
 
 from tongdai.core.cli.base import config_or_exit, main
+from tongdai.core.cli.supervisor import Child, DataDirLock
 
 
 @main.command()
@@ -30,17 +31,21 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
     if data_dir:
         os.environ["TONGDAI_DATA_DIR"] = data_dir
     config = config_or_exit()
-    server = None
-    if not os.environ.get("REDIS_URL"):
-        from tongdai.core.hub import data_dir as dd
+    from tongdai.core.hub import data_dir as _dd
 
-        server = EmbeddedRedis(dd(), config.hub.redis.appendfsync)
-        server.start()
+    lock = DataDirLock(_dd().resolve())
+    lock.acquire()  # a second `tongdai up` on this data dir stops here, saying why
+    server = redis_child = None
+    if not os.environ.get("REDIS_URL"):
+        server = EmbeddedRedis(_dd(), config.hub.redis.appendfsync)
+        redis_child = Child("redis", lambda: _start_redis(server))
+        redis_child.step(time.monotonic(), _say)  # started and answering before the rest
+        if redis_child.proc is None:
+            raise click.ClickException(f"the embedded Redis did not start: see {_dd()}/redis.log")
         os.environ["REDIS_URL"] = server.url
         click.echo(f"embedded Redis: {server.data_dir} (append-only file, fsync "
                    f"{config.hub.redis.appendfsync})")
     from tongdai.core.crypto import load_keyring
-    from tongdai.core.hub import data_dir as _dd
 
     if not os.environ.get("TONGDAI_DATA_KEYS"):
         load_keyring(_dd(), create=True)  # var/keys.json, once: every child reads it
@@ -51,29 +56,97 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
     if tokens.count(hub) == 0:
         token = tokens.create(hub, "admin", "admin")
         click.echo(f"\nFirst start: admin API token (shown once, keep it):\n  {token}\n")
+    specs = _specs(hub, host, port, workers, web_workers)
+    if workers < config.hub.ingest.consumers:
+        click.echo(f"note: ingest.consumers is {config.hub.ingest.consumers} but only {workers} "
+                   "ingest worker(s) run; the extra loops wait for a free worker", err=True)
+    children = [Child(name, (lambda cmd=cmd: subprocess.Popen(cmd))) for name, cmd in specs]
+    for c in children:
+        c.step(time.monotonic(), _say)
+    _welcome(hub, f"http://{host}:{port}")
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stopping:
+        time.sleep(0.5)
+        if redis_child is not None:
+            redis_child.step(time.monotonic(), _say)
+            if redis_child.proc is None:
+                continue  # the others would only fail against a Redis that is not there
+        for c in children:
+            if not stopping:
+                c.step(time.monotonic(), _say)
+    click.echo("stopping...")
+    procs = [c.proc for c in children if c.proc is not None]
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if server is not None:
+        server.stop()
+    lock.release()
+    click.echo("stopped.")
+
+
+def _say(line: str) -> None:
+    click.echo(f"tongdai up: {line}", err=True)
+
+
+class _Adopted:
+    """A Redis already serving our data dir (left running by a hub that was killed): used,
+    and watched through its socket."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+
+    def poll(self) -> int | None:
+        return None if self.server.running() else 0
+
+
+def _start_redis(server):
+    """Start the embedded Redis (it replays its append-only file) and wait until it answers."""
+    if not server.start():
+        return _Adopted(server)
+    return server.proc
+
+
+def _specs(hub, host: str, port: int, workers: int, web_workers: int
+           ) -> list[tuple[str, list[str]]]:
+    """The processes of the hub: the Procfile's lines, sized for one machine."""
     py = sys.executable
+    cli = [py, "-m", "tongdai.core.cli"]
     # gthread: a request waiting for Redis's fsync does not idle the whole process.
     specs = [("web", [py, "-m", "gunicorn", "-k", "gthread", "--threads", "8",
-                      "-w", str(web_workers), "-b", f"{host}:{port}", "tongdai.webhooks.wsgi:app"]),
-             ("scheduler", [py, "-m", "tongdai.core.cli", "scheduler"]),
-             ("reactor", [py, "-m", "tongdai.core.cli", "reactor"])]
-    specs += [(f"worker-{i + 1}", [py, "-m", "tongdai.core.cli", "worker", "--queues", "ingest"])
+                      "-w", str(web_workers), "-b", f"{host}:{port}",
+                      "tongdai.webhooks.wsgi:app"]),
+             ("scheduler", [*cli, "scheduler"]),
+             ("reactor", [*cli, "reactor"])]
+    specs += [(f"worker-{i + 1}", [*cli, "worker", "--queues", "ingest"])
               for i in range(workers)]
-    specs.append(("sender", [py, "-m", "tongdai.core.cli", "worker", "--queues", "outbound"]))
-    # integrators' webhooks: a slow receiver never holds up a reply (core/hooks.py)
-    specs.append(("hooks", [py, "-m", "tongdai.core.cli", "worker", "--queues", "hooks"]))
+    specs.append(("sender", [*cli, "worker", "--queues", "outbound"]))
+    # integrators' webhooks: a slow receiver never holds up a reply (workspace/hooks.py)
+    specs.append(("hooks", [*cli, "worker", "--queues", "hooks"]))
     from tongdai.webhooks.smtp import listeners
     from tongdai.worker.imap import channels as imap_channels
 
     if listeners(hub):  # the mail processes the configured email channels need
-        specs.append(("smtp", [py, "-m", "tongdai.core.cli", "smtp"]))
+        specs.append(("smtp", [*cli, "smtp"]))
     if imap_channels(hub):
-        specs.append(("imap", [py, "-m", "tongdai.core.cli", "imap"]))
-    if workers < config.hub.ingest.consumers:
-        click.echo(f"note: ingest.consumers is {config.hub.ingest.consumers} but only {workers} "
-                   "ingest worker(s) run; the extra loops wait for a free worker", err=True)
-    procs = {name: subprocess.Popen(cmd) for name, cmd in specs}
-    base = f"http://{host}:{port}"
+        specs.append(("imap", [*cli, "imap"]))
+    return specs
+
+
+def _welcome(hub, base: str) -> None:
     from tongdai.core.workspace import users as _users
 
     who = ("" if _users.all_users(hub) else
@@ -83,36 +156,3 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
                f"  API       {base}/api/v1 (OpenAPI: {base}/api/v1/openapi.json)\n"
                f"  health    {base}/healthz\n"
                f"  channels  {', '.join(hub.adapters) or '(none configured)'}\nCtrl-C stops.")
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    restarts: dict[str, int] = {}
-    while not stopping:
-        time.sleep(0.5)
-        for name, cmd in specs:
-            if procs[name].poll() is not None and not stopping:
-                restarts[name] = restarts.get(name, 0) + 1
-                if restarts[name] > 5:
-                    click.echo(f"{name} keeps exiting; stopping", err=True)
-                    stopping = True
-                    break
-                click.echo(f"{name} exited ({procs[name].returncode}); restarting", err=True)
-                procs[name] = subprocess.Popen(cmd)
-    click.echo("stopping...")
-    for p in procs.values():
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for p in procs.values():
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-    if server is not None:
-        server.stop()
-    click.echo("stopped.")

@@ -25,6 +25,7 @@ import orjson
 import redis
 from rq import Queue
 
+from tongdai.core import clock
 from tongdai.core.clock import STREAM_ID, now_ms
 from tongdai.core.hub import Hub
 from tongdai.core.keys import INGEST_QUEUE, RAW_GROUP
@@ -210,12 +211,50 @@ def backlog(hub: Hub, shard: int) -> tuple[int, int, int]:
 
 
 def trim(hub: Hub) -> int:
-    """Drop raw entries older than ``ingest.raw_retention``. Returns how many went."""
-    min_id = now_ms() - int(hub.config.hub.ingest.raw_retention * 1000)
+    """Drop raw entries older than ``ingest.raw_retention`` that every consumer group is done
+    with. Returns how many went.
+
+    Two guards, because a trim that removes an unprocessed event loses it silently (it was
+    answered 200): the age is counted on the Redis server's clock, never this process's; and
+    the cut never passes the oldest entry a group still needs — one pending (delivered, not
+    acknowledged) or not yet delivered. Ingest stopped for longer than the retention keeps
+    its whole backlog."""
+    retention_ms = int(hub.config.hub.ingest.raw_retention * 1000)
+    by_age = (clock.server_ms(hub.redis) - retention_ms, 0)
     removed = 0
     for s in range(hub.shards):
-        removed += hub.redis.execute_command("XTRIM", hub.keys.raw(s), "MINID", str(min_id))
+        key = hub.keys.raw(s)
+        cut = min(by_age, *_still_needed(hub, key))
+        if cut <= (0, 0):
+            continue
+        removed += hub.redis.execute_command("XTRIM", key, "MINID", f"{cut[0]}-{cut[1]}")
     return removed
+
+
+def _id(value: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (value.decode() if isinstance(value, bytes) else value).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _still_needed(hub: Hub, key: str) -> list[tuple[int, int]]:
+    """For each consumer group of stream ``key``: the lowest entry id it still needs (its
+    oldest pending entry, else the one after its last delivered). A group's needs only move
+    forward, so a cut computed from these and applied a moment later is still safe."""
+    try:
+        groups = hub.redis.xinfo_groups(key)
+    except redis.ResponseError:  # no stream yet
+        return []
+    floors = []
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+        ms, seq = _id(g["last-delivered-id"])
+        floor = (ms, seq + 1)
+        if g["pending"]:
+            oldest = hub.redis.xpending(key, name)["min"]
+            if oldest is not None:
+                floor = min(floor, _id(oldest))
+        floors.append(floor)
+    return floors
 
 
 def since(hub: Hub, since_ms: int, count: int = 1000):
