@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -94,6 +94,10 @@ class SecuritySection(_Section):
     # Encrypt message text at rest too (names, phones, emails and the raw log always are).
     # Costs: Lua can no longer match a platform's echo to a queued reply by its text.
     encrypt_message_text: bool = False
+    # Outgoing webhooks go to public addresses only; list here the networks of receivers on
+    # your own network (e.g. 10.20.0.0/16, 127.0.0.1/32). Link-local and metadata addresses
+    # (169.254.0.0/16, fe80::/10, ...) stay refused whatever is listed.
+    webhook_allowed_networks: list[IPvAnyNetwork] = []
 
 
 class IdentitySection(_Section):

@@ -60,6 +60,12 @@ class BadRequest(TongdaiError):
     http_status = 400
 
 
+class DestinationRefused(BadRequest):
+    """An outgoing webhook's URL leads where the hub must not send requests: an address that
+    is not public, a metadata service, or a host name that does not resolve. The message names
+    the host and the address."""
+
+
 class DeliveryError(TongdaiError):
     """An outbound send failed.
 

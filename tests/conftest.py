@@ -93,6 +93,20 @@ channels:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_dns(monkeypatch):
+    """Webhook destinations resolve through this, never real DNS: ``localhost`` and nothing
+    else (a test that needs a name maps it with its own resolver)."""
+    from tongdai.core.workspace import hookdestinations
+
+    def resolve(host: str, port: int) -> list[str]:
+        if host == "localhost":
+            return ["127.0.0.1", "::1"]
+        raise socket.gaierror(socket.EAI_NONAME, f"{host}: no such name (tests resolve no DNS)")
+
+    monkeypatch.setattr(hookdestinations, "resolve", resolve)
+
+
 @pytest.fixture
 def tg_fake():
     """A fake Telegram Bot API over real HTTP (tests/fakes/telegram_api.py)."""

@@ -5,6 +5,9 @@ content type). Bounded examples per operation so CI stays fast."""
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -62,3 +65,44 @@ def test_api_answers_match_the_document(api_schema, app):
             check()
         except Exception as exc:
             raise AssertionError(f"{op.method.upper()} {op.path}: {exc}") from exc
+
+
+def _path_of(rule: str) -> str:
+    """A Flask rule as the document writes its path: ``<int:n>`` -> ``{n}``."""
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+def test_every_create_declares_the_idempotency_key_header(app, client):
+    """Each operation whose route reads ``Idempotency-Key`` documents it as a required header,
+    so schemathesis and generated clients send it; and no other operation claims it."""
+    doc = client.get("/api/v1/openapi.json").get_json()
+    declared = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for p in op.get("parameters", []):
+                if p["in"] == "header" and p["name"] == "Idempotency-Key":
+                    declared[(method.upper(), path)] = p
+    honoured = set()
+    for rule in app.url_map.iter_rules():
+        source = inspect.getsource(inspect.unwrap(app.view_functions[rule.endpoint]))
+        if str(rule).startswith("/api/v1/") and ("idempotency_key()" in source
+                                                 or "idempotent(" in source):
+            honoured |= {(m, _path_of(str(rule))) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert honoured == {
+        ("POST", "/api/v1/conversations/{conv_id}/messages"),
+        ("POST", "/api/v1/conversations/{conv_id}/notes"),
+        ("POST", "/api/v1/canned"), ("POST", "/api/v1/users"), ("POST", "/api/v1/tokens"),
+        ("POST", "/api/v1/webhooks"), ("POST", "/api/v1/webhooks/{sub_id}/ping"),
+        ("POST", "/api/v1/customers/{customer_id}/link-code")}
+    assert set(declared) == honoured
+    for p in declared.values():
+        assert p["required"] is True
+        assert p["schema"]["type"] == "string" and p["schema"]["maxLength"] == 200
+
+
+def test_a_create_without_the_key_is_told_why(client, hub):
+    token = tokens.create(hub, "ops", "admin")
+    r = client.post("/api/v1/canned", json={"shortcut": "/hi", "text": "Xin chào"},
+                    headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 400
+    assert r.get_json()["error"]["message"].startswith("send an Idempotency-Key header")

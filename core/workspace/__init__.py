@@ -4,7 +4,8 @@
 ``assignment``, ``presence``, ``inbox`` (with ``inbox_index``: filters and the index walk;
 ``search``), ``workflow`` (notes, escalate, snooze), ``canned``,
 ``staffgroup`` (Telegram staff group), ``agentmail`` (agents answering by mail), ``hooks``
-(outgoing webhooks), ``privacy`` (export and erase a customer: it reaches every domain's data,
+(outgoing webhooks; ``hookdelivery`` sends them, ``hookdestinations`` says where they may go),
+``privacy`` (export and erase a customer: it reaches every domain's data,
 so it lives at the top).
 
 May import: plumbing, ``identity`` and ``pipeline``.

@@ -15,6 +15,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +23,10 @@ import httpx
 import orjson
 
 from tongdai.core.clock import now_ms
-from tongdai.core.errors import Conflict, NotFound
+from tongdai.core.errors import Conflict, DestinationRefused, NotFound
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import store
-from tongdai.core.workspace import audit, hooks
+from tongdai.core.workspace import audit, hookdestinations, hooks
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ RETRY_DELAYS_S = (10, 60, 300, 1800, 7200, 21600)  # after attempt 1, 2, ...; th
 JITTER = 0.2               # ± this share of a delay, so retries of one outage spread out
 MAX_RETRY_AFTER_S = 6 * 3600
 TIMEOUT_S = 10.0
+ADDRESSES_TRIED = 3        # of a name's addresses, when the first ones refuse the connection
 LOCK_MS = 60_000           # one attempt at a time per delivery (longer than TIMEOUT_S)
 LOG_KEPT = 1000            # deliveries kept per subscription (older ones are dropped)
 RECORD_TTL_S = 30 * 86400
@@ -207,26 +209,44 @@ def _retry_after_s(value: str | None) -> float | None:
     return min(max(seconds, 1.0), MAX_RETRY_AFTER_S)
 
 
-def _post(url: str, secret: str, event: str, did: str, body: bytes) -> Outcome:
+def _post(url: str, secret: str, event: str, did: str, body: bytes,
+          allowed: Sequence[hookdestinations.Network] = ()) -> Outcome:
+    """One signed POST of ``body`` to ``url``, connecting only to an address checked here."""
     ts = str(int(time.time()))  # the receiver's clock check: real time, whatever ``now`` is
     headers = {"Content-Type": "application/json", "User-Agent": "tongdai-webhooks/1",
                "X-Tongdai-Event": event, "X-Tongdai-Delivery": did, "X-Tongdai-Timestamp": ts,
                "X-Tongdai-Signature": hooks.sign(secret, ts, body)}
     started = time.monotonic()
     code, error, retry_after = None, None, None
-    refused = hooks.refused_destination(url)
-    if refused:
-        return Outcome(None, refused, int((time.monotonic() - started) * 1000))
-    try:  # streamed: the receiver's answer body is never read (nor kept)
-        with httpx.stream("POST", url, content=body, headers=headers, timeout=TIMEOUT_S,
-                          follow_redirects=False) as r:
-            code = r.status_code
-            if code in (429, 503):
-                retry_after = _retry_after_s(r.headers.get("Retry-After"))
-    except httpx.TimeoutException:
-        error = f"no answer within {TIMEOUT_S:g} s"
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        error = f"could not connect ({type(exc).__name__})"
+    try:  # resolved once, here: the request connects to an address this checked
+        dest = hookdestinations.check(url, allowed)
+    except DestinationRefused as exc:
+        return Outcome(None, str(exc), int((time.monotonic() - started) * 1000))
+    # trust_env off: a proxy from the environment would connect on our behalf, to wherever
+    # its own lookup says; SSL_CERT_FILE / SSL_CERT_DIR still choose the CAs
+    client = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, trust_env=False,
+                          verify=httpx.create_ssl_context(trust_env=True))
+    tried = dest.addresses[:ADDRESSES_TRIED]
+    with client:
+        for n, address in enumerate(tried, 1):
+            try:  # streamed: the receiver's answer body is never read (nor kept)
+                with client.stream("POST", dest.request_url(address), content=body,
+                                   headers={**headers, **dest.headers()},
+                                   extensions=dest.extensions()) as r:
+                    code = r.status_code
+                    if code in (429, 503):
+                        retry_after = _retry_after_s(r.headers.get("Retry-After"))
+                error = None  # an earlier address's refusal is not this outcome
+                break
+            except httpx.ConnectError as exc:
+                error = f"could not connect ({type(exc).__name__})"
+                if n < len(tried):
+                    continue  # nothing was sent: the name's next address may answer
+            except httpx.TimeoutException:
+                error = f"no answer within {TIMEOUT_S:g} s"
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                error = f"could not connect ({type(exc).__name__})"
+            break
     if code is not None and not 200 <= code < 300:
         error = f"HTTP {code}"
     return Outcome(code, error, int((time.monotonic() - started) * 1000), retry_after)
@@ -318,7 +338,8 @@ def attempt(hub: Hub, did: str, now: int | None = None) -> str:
         if body is None:
             return _finish(hub, did, "failed", "the stored body cannot be decrypted "
                            "(the data key it was sealed with is no longer configured)")
-        outcome = _post(sub.url, hooks.secret_of(hub, sub.id), d["type"], did, body.encode())
+        outcome = _post(sub.url, hooks.secret_of(hub, sub.id), d["type"], did, body.encode(),
+                        hooks.allowed_networks(hub))
         return _settle(hub, sub.id, did, d, outcome, now)
     finally:
         hub.scripts.release_lock(keys=[k.hook_lock(did)], args=[owner])

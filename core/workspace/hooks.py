@@ -20,23 +20,20 @@ keyed with the subscription's secret (``verify`` below is the receiver's side). 
 410 disables the subscription; anything else is retried ``RETRY_DELAYS_S`` later (with jitter,
 or after the receiver's ``Retry-After`` on 429/503), then fails.
 
-Receivers may be on the hub's own network (``http://`` is allowed for that), but never at a
-link-local address: 169.254.0.0/16 holds the cloud metadata services (169.254.169.254 hands out
-the host's credentials), so a subscription must not make the hub fetch them. An IP literal
-there is refused when subscribing; a host name is resolved before each attempt and refused if
-any of its addresses is one (``BLOCKED_NETWORKS``). The request then resolves the name again, so
-a DNS server that answers differently the second time (rebinding) is not stopped by this; block
-169.254.169.254 for the hub's processes on the host too if admins are not fully trusted.
+Receivers must be at public addresses, or in ``security.webhook_allowed_networks`` (a receiver
+on the hub's own network); link-local and metadata addresses never (169.254.169.254 hands out
+a cloud host's credentials). ``core/workspace/hookdestinations.py`` resolves the host, checks
+every address, when subscribing and before each attempt, and the request connects to an
+address it checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
-import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +47,7 @@ from tongdai.core.hub import Hub
 from tongdai.core.keys import HOOKS_QUEUE
 from tongdai.core.models import Direction
 from tongdai.core.pipeline import feed, store
+from tongdai.core.workspace import hookdestinations
 
 EVENTS = ("conversation.created", "message.created", "conversation.assigned",
           "conversation.resolved")
@@ -57,11 +55,6 @@ LEASE_MS = 5 * 60 * 1000   # a handed-out delivery is handed out again if its jo
 DELIVER_JOB = "tongdai.worker.jobs.deliver_hook"
 _SECRET = b"hook-secret"   # encryption purposes (associated data)
 _SHOWN = b"hook-secret-shown"
-# Never a webhook's destination: link-local v4/v6 (cloud metadata services), AWS's IPv6
-# metadata address, "this host" and multicast.
-BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "0.0.0.0/8", "::/128", "224.0.0.0/4",
-    "ff00::/8"))
 
 
 # -- subscriptions ----------------------------------------------------------------------------
@@ -84,36 +77,14 @@ class Subscription:
                 "disabled_reason": self.disabled_reason}
 
 
-def blocked_address(ip: str) -> bool:
-    """Whether ``ip`` (an address, not a name) is one webhooks never go to."""
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    return any(a in net for net in BLOCKED_NETWORKS)
+def allowed_networks(hub: Hub) -> tuple[hookdestinations.Network, ...]:
+    """The non-public networks webhooks may reach: ``security.webhook_allowed_networks``."""
+    return tuple(hub.config.hub.security.webhook_allowed_networks)
 
 
-def refused_destination(url: str) -> str | None:
-    """Why ``url`` must not be requested (its host resolves to a blocked address), or None.
-    A name that does not resolve is left to the request, which reports it."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, ValueError):
-        return None
-    for info in infos:
-        if blocked_address(str(info[4][0])):
-            return (f"refused: {host} resolves to {info[4][0]}, a link-local/metadata address "
-                    "webhooks never go to")
-    return None
-
-
-def check_url(url: str) -> str:
-    """http(s) URLs with a host and no user:password (the signature is the credential)."""
+def check_url(url: str, allowed: Sequence[hookdestinations.Network] = ()) -> str:
+    """http(s) URLs with a host and no user:password (the signature is the credential), whose
+    host resolves to public addresses only, or to ``allowed`` networks (DestinationRefused)."""
     url = (url or "").strip()
     if any(c.isspace() or not c.isprintable() for c in url):
         raise BadRequest("url must not contain spaces or control characters")
@@ -133,9 +104,7 @@ def check_url(url: str) -> str:
                          "X-Tongdai-Signature header instead")
     if parts.fragment:
         raise BadRequest("url must not have a #fragment")
-    if blocked_address(parts.hostname):
-        raise BadRequest(f"url must not point at {parts.hostname}: link-local and metadata "
-                         "addresses (169.254.0.0/16, fe80::/10) are refused")
+    hookdestinations.check(url, allowed)
     return url
 
 
@@ -193,7 +162,8 @@ def reveal_shown_secret(hub: Hub, sealed: str) -> str:
 def create(hub: Hub, url: str, events: list[str] | None, description: str, active: bool,
            by: str) -> tuple[Subscription, str]:
     """A new subscription and its signing secret (the only time the secret is returned)."""
-    url, events = check_url(url), check_events(events)
+    events = check_events(events)
+    url = check_url(url, allowed_networks(hub))  # last: it may wait on DNS
     sub_id, secret, now = "wh_" + secrets.token_hex(6), _new_secret(), now_ms()
     pipe = hub.redis.pipeline(transaction=True)
     pipe.hset(hub.keys.hook(sub_id), mapping={
@@ -211,7 +181,7 @@ def update(hub: Hub, sub_id: str, changes: dict[str, Any]) -> tuple[Subscription
     get(hub, sub_id)
     fields: dict[str, Any] = {"updated": now_ms()}
     if changes.get("url") is not None:
-        fields["url"] = check_url(changes["url"])
+        fields["url"] = check_url(changes["url"], allowed_networks(hub))
     if "events" in changes:
         fields["events"] = ",".join(check_events(changes["events"]))
     if changes.get("description") is not None:

@@ -8,10 +8,16 @@ from tests.conftest import write_config
 from tests.staff import PASSWORD, PEOPLE, TEAMS, cheap_argon2, create_people  # noqa: F401
 from tongdai.core.hub import Hub
 
+# The integrators' receivers these tests run are on this machine (tests/workspace/test_hooks.py)
+LOCAL_RECEIVERS = """
+security:
+  webhook_allowed_networks: [127.0.0.0/8]
+"""
+
 
 @pytest.fixture
 def config_file(tmp_path):
-    return write_config(tmp_path / "tongdai.yaml", extra=TEAMS)
+    return write_config(tmp_path / "tongdai.yaml", extra=TEAMS + LOCAL_RECEIVERS)
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,8 @@ CSRF_HEADER = "X-CSRF-Token"
 MAX_LIMIT = 200
 PUBLIC = {"/api/v1/openapi.json"}
 IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_HELP = ("send an Idempotency-Key header (any unique string per create), so a retried "
+                    "request never creates twice")
 PENDING_TTL_S = 60
 
 
@@ -39,6 +41,9 @@ def _validation_error(req, resp, req_validation_error, instance, model_adapter=N
     problems = []
     for e in req_validation_error.errors():
         where = ".".join(str(p) for p in e.get("loc", ())) or "body"
+        if where == "Idempotency-Key" and e.get("type") != "string_too_long":
+            problems.append(IDEMPOTENCY_HELP)  # missing or blank: say why it is needed
+            continue
         problems.append(f"{where}: {e.get('msg')}")
     raise BadRequest("; ".join(problems) or "invalid request")
 
@@ -153,8 +158,7 @@ def idempotency_key() -> str:
     twice (the first answer is given again)."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
-        raise BadRequest("send an Idempotency-Key header (any unique string per create), "
-                         "so a retried request never creates twice")
+        raise BadRequest(IDEMPOTENCY_HELP)
     if len(key) > 200:
         raise BadRequest("Idempotency-Key is at most 200 characters")
     return key

@@ -11,7 +11,15 @@ from tongdai.core.pipeline import ingest, rawlog
 from tongdai.core.workspace import audit, tokens, users
 from tongdai.core.workspace.access import require
 from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
-from tongdai.webhooks.api.schemas import ERRORS, AnyObject, AnyPage, ListQuery, Model, Strict
+from tongdai.webhooks.api.schemas import (
+    ERRORS,
+    AnyObject,
+    AnyPage,
+    IdempotencyHeaders,
+    ListQuery,
+    Model,
+    Strict,
+)
 
 TAG = "admin"
 
@@ -85,7 +93,8 @@ def me():
 
 
 @bp.post("/users")
-@spec.validate(json=UserIn, resp=Resp(HTTP_200=UserOut, HTTP_201=UserOut, **ERRORS), tags=[TAG])
+@spec.validate(json=UserIn, headers=IdempotencyHeaders,
+               resp=Resp(HTTP_200=UserOut, HTTP_201=UserOut, **ERRORS), tags=[TAG])
 def create_user(json: UserIn):
     """Add a user (admin). Without ``password`` the user cannot log in to the console."""
     p = principal()
@@ -131,7 +140,8 @@ class TokenIn(Strict):
 
 
 @bp.post("/tokens")
-@spec.validate(json=TokenIn, resp=Resp(HTTP_201=AnyObject, HTTP_200=AnyObject, **ERRORS),
+@spec.validate(json=TokenIn, headers=IdempotencyHeaders,
+               resp=Resp(HTTP_201=AnyObject, HTTP_200=AnyObject, **ERRORS),
                tags=[TAG])
 def create_token(json: TokenIn):
     """A new API token (admin) with a role and teams; shown once, only its hash is kept."""

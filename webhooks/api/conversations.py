@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from urllib.parse import quote
 
 from flask import Response, jsonify, request
@@ -17,6 +19,7 @@ from tongdai.webhooks.api.schemas import (
     ChannelStatePage,
     ConversationOut,
     ConversationPage,
+    IdempotencyHeaders,
     MessageOut,
     MessagePage,
     ReplyIn,
@@ -24,6 +27,35 @@ from tongdai.webhooks.api.schemas import (
 )
 
 TAG = "conversations"
+# Path separators and what file systems refuse in a name; quotes would end filename="..."
+_NOT_IN_NAMES = re.compile(r'[\\/:*?"<>|]')
+_NAME_MAX = 150  # characters of a download's name; longer ones keep their extension
+
+
+def download_disposition(name: str, fallback: str) -> str:
+    """``Content-Disposition`` for a file a customer sent, whose name is theirs to choose:
+    ``attachment`` with the name made harmless (its last path part only, no control or
+    invisible formatting characters, no quotes or characters file systems refuse), as an ASCII
+    ``filename`` for old clients and in full as ``filename*`` (RFC 6266, RFC 5987 UTF-8), so
+    "Hóa đơn.pdf" and "发票.pdf" keep their names. ``fallback`` stands in for a name with
+    nothing left."""
+    kept = "".join(c for c in unicodedata.normalize("NFC", name)
+                   if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
+    kept = _NOT_IN_NAMES.sub("_", re.split(r"[\\/]", kept)[-1]).strip(" .")  # no ".", ".."
+    stem, dot, ext = kept.rpartition(".") if "." in kept else (kept, "", "")
+    if len(kept) > _NAME_MAX:
+        ext = ext[:16]
+        kept = stem[:_NAME_MAX - len(ext) - 1] + dot + ext
+    if not kept:
+        kept, dot, ext = fallback, "", ""
+    # the ASCII fallback: Vietnamese loses its marks ("đ" has none to lose), the rest becomes _
+    plain = unicodedata.normalize("NFKD", kept.replace("đ", "d").replace("Đ", "D"))
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    # % and ; too: some clients decode the first, split parameters at the second
+    plain = re.sub(r"[^\x20-\x7e]+|[%;]", "_", plain)
+    if not any(c.isalnum() for c in plain.rpartition(".")[0] or plain):
+        plain = fallback + (dot + ext if ext.isascii() and ext.isalnum() else "")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(kept, safe='')}"
 
 
 class ConversationListQuery(Strict):
@@ -84,7 +116,8 @@ def list_messages(conv_id: str):
 
 
 @bp.post("/conversations/<conv_id>/messages")
-@spec.validate(json=ReplyIn, resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS),
+@spec.validate(json=ReplyIn, headers=IdempotencyHeaders,
+               resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS),
                tags=[TAG])
 def post_message(conv_id: str, json: ReplyIn):
     """An agent's reply: ``{"text", "attachments": [{"kind": "image", "url"}], "channel_id"}``.
@@ -119,9 +152,8 @@ def download_attachment(conv_id: str, msg_id: str, n: int):
         raise NotFound(f"message {msg_id} has no stored file number {n}")
     a = msg.attachments[n]
     data = hub().blobs.get(a.file_id)
-    name = (a.name or f"attachment-{n}").replace('"', "")
     return Response(data, 200, mimetype=a.mime or "application/octet-stream", headers={
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        "Content-Disposition": download_disposition(a.name or "", f"attachment-{n}"),
         "X-Content-Type-Options": "nosniff"})
 
 

@@ -18,6 +18,7 @@ from tongdai.webhooks.api.schemas import (
     AnyObject,
     AnyPage,
     CustomerOut,
+    IdempotencyHeaders,
     ListQuery,
     MergeIn,
     WhyIn,
@@ -162,7 +163,8 @@ def split_merge(merge_id: str, json: WhyIn):
 
 
 @bp.post("/customers/<customer_id>/link-code")
-@spec.validate(resp=Resp(HTTP_200=AnyObject, HTTP_201=AnyObject, **ERRORS), tags=[TAG])
+@spec.validate(headers=IdempotencyHeaders,
+               resp=Resp(HTTP_200=AnyObject, HTTP_201=AnyObject, **ERRORS), tags=[TAG])
 def link_code(customer_id: str):
     """A one-time code (10 minutes) the customer sends from another channel to link it.
     Needs an ``Idempotency-Key`` (a retry gets the same code)."""

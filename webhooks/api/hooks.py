@@ -13,7 +13,7 @@ from spectree import Response as Resp
 from tongdai.core.workspace import audit, hookdelivery, hooks
 from tongdai.core.workspace.access import require
 from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
-from tongdai.webhooks.api.schemas import ERRORS, ListQuery, Model, Strict
+from tongdai.webhooks.api.schemas import ERRORS, IdempotencyHeaders, ListQuery, Model, Strict
 
 TAG = "webhooks"
 Event = Literal["conversation.created", "message.created", "conversation.assigned",
@@ -43,7 +43,8 @@ class HookPage(Model):
 
 class HookIn(Strict):
     url: str = Field(min_length=1, max_length=2000,
-                     description="https:// in production (http:// only on your own network)")
+                     description="https:// in production (http:// only on your own network, "
+                                 "listed in security.webhook_allowed_networks)")
     events: list[Event] | None = Field(None, description="default: all four")
     description: str = Field("", max_length=500)
     active: bool = True
@@ -116,7 +117,8 @@ def list_hooks():
 
 
 @bp.post("/webhooks")
-@spec.validate(json=HookIn, resp=Resp(HTTP_201=HookWithSecret, HTTP_200=HookWithSecret,
+@spec.validate(json=HookIn, headers=IdempotencyHeaders,
+               resp=Resp(HTTP_201=HookWithSecret, HTTP_200=HookWithSecret,
                                       **ERRORS), tags=[TAG])
 def create_hook(json: HookIn):
     """Subscribe a URL to events (admin; Idempotency-Key). The answer carries the signing
@@ -197,7 +199,8 @@ def redeliver(sub_id: str, delivery_id: str):
 
 
 @bp.post("/webhooks/<sub_id>/ping")
-@spec.validate(resp=Resp(HTTP_202=DeliveryOut, HTTP_200=DeliveryOut, **ERRORS), tags=[TAG])
+@spec.validate(headers=IdempotencyHeaders,
+               resp=Resp(HTTP_202=DeliveryOut, HTTP_200=DeliveryOut, **ERRORS), tags=[TAG])
 def ping(sub_id: str):
     """Queue a ``ping`` event to the receiver (Idempotency-Key); follow it in the delivery
     log. Sent even while the subscription is disabled, to check a fixed receiver."""

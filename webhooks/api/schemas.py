@@ -31,6 +31,16 @@ ERRORS = {"HTTP_400": Error, "HTTP_401": Error, "HTTP_403": Error, "HTTP_404": E
           "HTTP_409": Error}
 
 
+class IdempotencyHeaders(Model):
+    """The header every create takes (``headers=`` of its route): documented, so clients and
+    schemathesis send it; the route reads it with ``idempotency_key()``."""
+
+    idempotency_key: str = Field(
+        alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"\S",
+        description="any unique string per create (a UUID): a retry with the same key within "
+                    "24 h gets the first answer again and never creates twice")
+
+
 class ListQuery(Strict):
     cursor: str | None = None
     limit: int = Field(50, ge=1, le=200)

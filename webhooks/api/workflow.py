@@ -12,6 +12,7 @@ from tongdai.webhooks.api import bp, hub, idempotency_key, idempotent, limit_arg
 from tongdai.webhooks.api.schemas import (
     ERRORS,
     ConversationOut,
+    IdempotencyHeaders,
     ListQuery,
     MessageOut,
     Model,
@@ -89,7 +90,8 @@ class RenderedOut(Model):
 
 
 @bp.post("/conversations/<conv_id>/notes")
-@spec.validate(json=NoteIn, resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS),
+@spec.validate(json=NoteIn, headers=IdempotencyHeaders,
+               resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS),
                tags=[TAG])
 def add_note(conv_id: str, json: NoteIn):
     """A private note (``direction`` "internal", ``kind`` "note"): in the timeline, never sent
@@ -136,7 +138,8 @@ def list_canned():
 
 
 @bp.post("/canned")
-@spec.validate(json=CannedIn, resp=Resp(HTTP_200=CannedOut, HTTP_201=CannedOut, **ERRORS),
+@spec.validate(json=CannedIn, headers=IdempotencyHeaders,
+               resp=Resp(HTTP_200=CannedOut, HTTP_201=CannedOut, **ERRORS),
                tags=[TAG])
 def create_canned(json: CannedIn):
     """A canned reply (supervisor+; ``team`` one of yours, or none for everyone). ``text`` may
