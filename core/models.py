@@ -164,6 +164,10 @@ class InboundEvent:
     # Telegram forum topic (message_thread_id) a group message was posted in; the staff group
     # (core/staffgroup.py) maps topics to conversations. None outside forum topics.
     topic_id: str | None = None
+    # What this event is, for an admin, when it must not vanish if the core finds nothing to
+    # attach it to (automatic mail from a sender without a conversation, a bounce naming no
+    # mail of ours): it becomes a dead letter saying so. None: such events are skipped.
+    unmatched: str | None = None
 
 
 @dataclass(slots=True)

@@ -15,12 +15,31 @@ import threading
 from collections import defaultdict
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import mail
 
 log = logging.getLogger(__name__)
 MAX_MAIL_BYTES = 40 * 1024 * 1024  # a 25 MB attachment grows by a third in base64
+
+
+class LongLineSMTP(SMTP):
+    """aiosmtpd's server without its 1000-byte line limit (RFC 5321 §4.5.3.1.6), which it
+    enforces with a permanent ``500``: the customer's provider bounces the mail. Real mail
+    breaks it (HTML from web forms and newsletters in one line, unwrapped base64), and the
+    large MTAs take it (Postfix splits long lines, Gmail and Exchange accept them). A line may
+    be as long as a whole mail; commands keep their own 512-byte limit, checked separately."""
+
+    line_length_limit = MAX_MAIL_BYTES
+
+
+class LongLineController(Controller):
+    """aiosmtpd's threaded controller serving ``LongLineSMTP`` (its documented way to change
+    the server class: override ``factory``)."""
+
+    def factory(self) -> SMTP:
+        return LongLineSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class MailHandler:
@@ -74,7 +93,7 @@ def start(hub: Hub) -> list[Controller]:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     controllers = []
     for (host, port), channel_ids in listeners(hub).items():
-        c = Controller(MailHandler(hub, channel_ids), hostname=host, port=port,
+        c = LongLineController(MailHandler(hub, channel_ids), hostname=host, port=port,
                        data_size_limit=MAX_MAIL_BYTES, server_hostname=hub_name(hub))
         c.start()
         log.info("SMTP listener on %s:%d for %s", host, port, ", ".join(channel_ids))

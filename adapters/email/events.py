@@ -53,6 +53,20 @@ def attachments(pm: ParsedMail, raw: bytes) -> list[Attachment]:
     return out
 
 
+_WHAT = {"auto_reply": "automatic mail", "bounce": "bounce", "delayed": "delay notice",
+         "receipt": "read receipt", "complaint": "spam complaint"}
+
+
+def _unmatched(pm: ParsedMail) -> str:
+    """The dead-letter reason of an automatic mail that joins nothing (the core keeps it so:
+    docs/connect-email.md promises automatic mail is kept). Ids only, no addresses."""
+    why = ("its sender has no conversation to join, and automatic mail opens none; kept here "
+           "only (replaying it dismisses it)" if pm.kind == "auto_reply"
+           else "it names no mail of ours stored here; kept here only")
+    return (f"{_WHAT.get(pm.kind, pm.kind)} ({pm.automatic or pm.kind}), Message-ID "
+            f"{pm.message_id or 'none'}: {why}")
+
+
 def events(pm: ParsedMail, raw: RawEvent, token_prefix: str, token_suffix: str) -> list[InboundEvent]:
     """The events of one mail."""
     # Ordered by arrival: a sender's Date header is set by their clock, often wrong, and a
@@ -69,12 +83,14 @@ def events(pm: ParsedMail, raw: RawEvent, token_prefix: str, token_suffix: str) 
             return [InboundEvent(EventKind.COMPLAINT, key, who, ts, external_message_id=pm.message_id,
                                  text=_COMPLAINT_TEXT.format(kind=rep.action if rep else "abuse"),
                                  platform_type="email:complaint", target_ids=targets,
-                                 thread=[f"k:{t}" for t in targets])]
+                                 thread=[f"k:{t}" for t in targets],
+                                 unmatched=_unmatched(pm))]
         kind = EventKind.READ if pm.kind == "receipt" else EventKind.DELIVERY
         reason = " ".join(x for x in ((rep.status, rep.reason) if rep else ()) if x) or None
         return [InboundEvent(kind, key, who, ts, external_message_id=pm.message_id,
                              target_ids=targets, delivery_status=_KIND.get(pm.kind),
-                             status_reason=reason, platform_type=f"email:{pm.kind}")]
+                             status_reason=reason, platform_type=f"email:{pm.kind}",
+                             unmatched=_unmatched(pm))]
     if not pm.from_addr:
         raise PayloadError("the mail has no usable From address")
     envelope = [a for a in (normalise_address(x) for x in
@@ -96,4 +112,5 @@ def events(pm: ParsedMail, raw: RawEvent, token_prefix: str, token_suffix: str) 
                                    "email-dmarc" if pm.authenticated else "email-from"),
         platform_type=f"email:{pm.kind}" + (f" ({pm.automatic})" if automatic else ""),
         thread=thread_candidates(pm, token_prefix, token_suffix, envelope),
+        unmatched=_unmatched(pm) if automatic else None,
     )]

@@ -18,9 +18,17 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from tongdai.adapters.email.authres import authenticated
-from tongdai.adapters.email.charsets import SURROGATES, decode_bytes, decode_words, nfc
+from tongdai.adapters.email.charsets import (
+    SURROGATES,
+    decode_bytes,
+    decode_undeclared,
+    decode_words,
+    nfc,
+    reading,
+)
 from tongdai.adapters.email.htmltext import META_CHARSET, html_to_text, tidy
 from tongdai.adapters.email.quotes import strip_quoted
+from tongdai.adapters.email.repair import bare_addresses, mend_headers, raw_filename
 from tongdai.adapters.email.reports import Report, classify, message_ids
 from tongdai.core.errors import PayloadError
 
@@ -77,17 +85,32 @@ class _Headers:
         self.raw: dict[str, list[str]] = {}
         for name, value in msg.raw_items():
             self.raw.setdefault(name.lower(), []).append(str(value))
+        self._sample: bytes | None = None
+
+    def eight_bit(self, data: bytes) -> str:
+        """Raw 8-bit header bytes, which carry no charset of their own, as text.
+
+        UTF-8 first; else the charset is judged once for all of the message's 8-bit header
+        bytes together (a name alone is too short to tell GBK from Big5), the body's charset
+        favoured: a Chinese client's raw GBK subject above a body labelled ISO-8859-1 is GBK.
+        """
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        if self._sample is None:
+            values = (v.encode("utf-8", "surrogateescape") for vs in self.raw.values()
+                      for v in vs if SURROGATES.search(v))
+            self._sample = b"\n".join(v for v in values if not _utf8(v))
+        return decode_undeclared(data, reading(self._sample or data, self.hint), self.defects,
+                                 "8-bit header", sample=self._sample)
 
     def plain(self, value: str) -> str:
         """A raw value unfolded, with 8-bit bytes (kept by the parser as surrogates) decoded."""
         value = re.sub(r"\r?\n(?=[ \t])", "", value).strip()
         if not SURROGATES.search(value):
             return value
-        data = value.encode("utf-8", "surrogateescape")
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return decode_bytes(data, self.hint, self.defects)
+        return self.eight_bit(value.encode("utf-8", "surrogateescape"))
 
     def first(self, name: str) -> str:
         """The first ``name`` header, unfolded and 8-bit decoded, or ""."""
@@ -99,12 +122,25 @@ class _Headers:
 
     def addresses(self, *names: str) -> list[tuple[str, str]]:
         """(display name, lower-cased address) of every address in the ``names`` headers."""
-        values = [self.plain(v) for n in names for v in self.raw.get(n, [])]
-        out = []
-        for name, addr in getaddresses(values):
-            if (norm := normalise_address(addr)) and norm not in (a for _, a in out):
-                out.append((nfc(decode_words(name, self.defects)).strip(), norm))
+        out: list[tuple[str, str]] = []
+        for value in (self.plain(v) for n in names for v in self.raw.get(n, [])):
+            found = [(n, a) for n, a in getaddresses([value]) if normalise_address(a)]
+            if not found and "@" in value:  # "Name bare@address": no angle brackets
+                found = bare_addresses(value)
+                self.defects.append(f"{names[0]}: address without angle brackets")
+            for name, addr in found:
+                if (norm := normalise_address(addr)) and norm not in (a for _, a in out):
+                    out.append((nfc(decode_words(name, self.defects)).strip(), norm))
         return out
+
+
+def _utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def normalise_address(addr: str) -> str | None:
@@ -151,9 +187,11 @@ def _part_text(part: Message, defects: list[str]) -> str:
 
 def _file(part: Message, hint: str | None, defects: list[str]) -> MailAttachment:
     """One non-body part as an attachment; an attached mail becomes "<subject>.eml"."""
-    ctype, name = part.get_content_type(), part.get_filename()
-    if name and SURROGATES.search(name):  # raw 8-bit name the policy could not read
-        name = decode_bytes(name.encode("utf-8", "surrogateescape"), hint, defects)
+    ctype = part.get_content_type()
+    # From the raw header: the email package has already put U+FFFD in place of 8-bit bytes.
+    name = raw_filename(part, _Headers(part, hint, defects).eight_bit,
+                        lambda data, charset: decode_bytes(data, charset, defects))
+    name = name or part.get_filename()
     if ctype in ("message/rfc822", "message/global") and part.is_multipart():
         inner = part.get_payload(0)
         subject = _Headers(inner, hint, defects).text("subject")
@@ -214,9 +252,10 @@ _MAIL_HEADERS = frozenset({
 _BOUNDARY_LINE = re.compile(r'(?m)^--([^\s"\\]{1,200})[ \t]*$')
 
 
-def _read(raw: bytes) -> Message:
-    """``raw`` parsed, or PayloadError when it has no mail header block at all."""
-    raw = (raw or b"").lstrip(b"\r\n\t ")
+def _read(raw: bytes, defects: list[str]) -> Message:
+    """``raw`` parsed (its header block mended, see repair.py), or PayloadError when it has no
+    mail header block at all."""
+    raw = mend_headers((raw or b"").lstrip(b"\r\n\t "), defects)
     msg = BytesParser(policy=policy.default).parsebytes(raw)
     if not raw or not any(name.lower() in _MAIL_HEADERS for name in msg):
         raise PayloadError("not an e-mail: the bytes do not start with mail headers "
@@ -247,6 +286,17 @@ def _charset_hint(msg: Message) -> str | None:
     return next((c for p in msg.walk() if (c := p.get_content_charset())), None)
 
 
+def _sender(headers: _Headers) -> tuple[str, str | None, bool]:
+    """(name, address, from From?) of who wrote the mail: From, else Reply-To, else Sender
+    (help desks answer a mail without From where its Reply-To or Sender points)."""
+    for name in ("from", "reply-to", "sender"):
+        if found := headers.addresses(name):
+            if name != "from":
+                headers.defects.append(f"no usable From: the sender is taken from {name}")
+            return *found[0], name == "from"
+    return "", None, False
+
+
 def _ids(headers: _Headers, name: str) -> list[str]:
     """The message ids in every ``name`` header."""
     return message_ids(" ".join(headers.plain(v) for v in headers.raw.get(name, [])))
@@ -259,8 +309,8 @@ def parse_mail(raw: bytes, trusted_authserv_id: str | None = None) -> ParsedMail
     in ``defects``. ``trusted_authserv_id`` is our receiving server's id in its
     Authentication-Results headers (see authres.py).
     """
-    msg = _read(raw)
     defects: list[str] = []
+    msg = _read(raw, defects)
     hint = _charset_hint(msg)
     headers = _Headers(msg, hint, defects)
     body = _Body()
@@ -268,7 +318,7 @@ def parse_mail(raw: bytes, trusted_authserv_id: str | None = None) -> ParsedMail
     plain = tidy("\n\n".join(body.plain))
     html = "\n".join(body.html) or None
     full_text = nfc(plain or "\n\n".join(html_to_text(h) for h in body.html))
-    sender = next(iter(headers.addresses("from")), ("", None))
+    *sender, signed = _sender(headers)
     subject = headers.text("subject")
     try:
         kind, automatic, report = classify(msg, sender[1], subject, full_text)
@@ -287,7 +337,9 @@ def parse_mail(raw: bytes, trusted_authserv_id: str | None = None) -> ParsedMail
                                                       "envelope-to")],
         date_ms=_date_ms(headers.first("date")), text=strip_quoted(full_text),
         full_text=full_text, html=html, attachments=body.files, automatic=automatic,
-        report=report, authenticated=authenticated(msg, sender[1], trusted_authserv_id),
+        report=report,
+        # DMARC and DKIM vouch for the From domain: a stand-in sender is never verified
+        authenticated=signed and authenticated(msg, sender[1], trusted_authserv_id),
         defects=list(dict.fromkeys(defects)))
 
 

@@ -252,6 +252,9 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
                 continue
             if takers and _intercepted(takers, raw, ev, ch, dead):
                 continue
+            if ev.unmatched and not ev.target_ids and ev.kind not in NOTICE_KINDS:
+                dead[id(raw)] = (raw, ev.unmatched)  # a report naming nothing: kept visible
+                continue
             items.append((raw, ev, ch))
     batch.prepare(items)
     for raw, ev, ch in items:
@@ -292,6 +295,8 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         if op == "stat":
             continue
         code = int(reply[0])
+        if ev.unmatched and (code == 2 or (code == 3 and op == "status")):  # never dropped
+            dead[id(raw)] = (raw, ev.unmatched)
         if code == 0:
             result.duplicates += 1
         elif code == 1 and op == "ingest":
