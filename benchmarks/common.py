@@ -45,6 +45,9 @@ class Params:
     parse_reps: int
     web_threads: bool = False  # also compare under GUNICORN_THREADS (details only)
     lat_low_rate: float = 0.0  # also measure latency at this rate (details only)
+    streams: int = 500  # open consoles (SSE) while webhooks arrive at stream_rate
+    stream_rate: float = 200
+    stream_seconds: float = 10.0
 
 
 FULL = Params(web_rounds=2, web_seconds=5.0, web_concurrency=4, ingest_n=30_000, rq_n=600,
@@ -53,7 +56,8 @@ FULL = Params(web_rounds=2, web_seconds=5.0, web_concurrency=4, ingest_n=30_000,
               web_threads=True, lat_low_rate=300)
 QUICK = Params(web_rounds=1, web_seconds=2.0, web_concurrency=4, ingest_n=5_000, rq_n=150,
                lat_rate=1000, lat_warmup=0.5, lat_seconds=2.5, lat_workers=2, mem_n=4_000,
-               hist_big=100_000, hist_small=100, hist_reps=300, parse_reps=100)
+               hist_big=100_000, hist_small=100, hist_reps=300, parse_reps=100,
+               streams=40, stream_rate=50, stream_seconds=2.0)
 
 
 # -- helpers -----------------------------------------------------------------------------------

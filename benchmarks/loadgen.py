@@ -81,6 +81,7 @@ def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.
     done = ok = errors = 0
     statuses: dict[int, int] = {}
     lat_sum = 0.0
+    lats: list[float] = []  # every response time, for percentiles
     max_lag = 0.0
     conns_opened = 0
     t0_wall = time.time()
@@ -197,7 +198,9 @@ def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.
                     continue
                 status, keep = res
                 done += 1
-                lat_sum += time.monotonic() - c.started
+                took = time.monotonic() - c.started
+                lat_sum += took
+                lats.append(took)
                 statuses[status] = statuses.get(status, 0) + 1
                 if status == 200:
                     ok += 1
@@ -226,9 +229,17 @@ def run(port: int, requests: list[bytes], concurrency: int = 8, rate: float = 0.
         "send_rate": (next_i - 1) / send_span if rate > 0 and next_i > 1 else None,
         "max_send_lag_ms": max_lag * 1000,
         "mean_response_ms": lat_sum / done * 1000 if done else None,
+        "p50_response_ms": _pct(lats, 0.50), "p99_response_ms": _pct(lats, 0.99),
         "connections": conns_opened,
         "client_cpu_s": usage.ru_utime + usage.ru_stime,
     }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))] * 1000
 
 
 def main() -> None:

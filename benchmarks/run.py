@@ -8,6 +8,7 @@ Sections (each against its own baseline, on the same machine, in the same run):
 * redis_bytes_per_message  Redis memory per stored message, beyond its text
 * history_read_ratio    newest-50 page of a 100k-message conversation ÷ of a 100-message one
 * parse_us_per_event    every built-in adapter's parse() over its test fixtures
+* webhook_p99_with_500_streams_ms / stream_fanout_p95_ms   a whole floor of open consoles
 
 Progress goes to stderr; stdout gets a table, or one JSON object with ``--json``.
 """
@@ -26,6 +27,7 @@ from tongdai.benchmarks.common import FULL, GUNICORN, QUICK
 from tongdai.benchmarks.env import BenchEnv, log
 from tongdai.benchmarks.latency import bench_latency
 from tongdai.benchmarks.storage import bench_history, bench_memory, bench_parse
+from tongdai.benchmarks.streams import bench_streams
 from tongdai.benchmarks.throughput import bench_ingest, bench_webhook
 
 # Run sizes, helpers and the servers' settings: benchmarks/common.py; the sections:
@@ -38,6 +40,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "latency_p99_ms": ("<=", 200),
     "redis_bytes_per_message": ("<=", 400),
     "history_read_ratio": ("<=", 1.2),
+    "webhook_p99_with_500_streams_ms": ("<=", 50),
+    "stream_fanout_p95_ms": ("<=", 500),
 }
 
 
@@ -48,6 +52,7 @@ SECTIONS = [
     ("memory", bench_memory),
     ("history", bench_history),
     ("parse", bench_parse),
+    ("streams", bench_streams),
 ]
 
 

@@ -15,13 +15,18 @@ from tongdai.core.cli.supervisor import Child, DataDirLock
 
 
 @main.command()
-@click.option("--port", default=8000, show_default=True)
+@click.option("--port", default=8000, show_default=True,
+              help="the web server: console, API, live streams (and webhooks)")
+@click.option("--webhook-port", default=None, type=int,
+              help="the platforms' own server, webhooks only  [default: --port + 1]")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--workers", default=2, show_default=True,
               help="ingest worker processes (plus one sender for replies)")
-@click.option("--web-workers", default=2, show_default=True, help="gunicorn processes")
+@click.option("--web-workers", default=2, show_default=True,
+              help="web server processes (uvicorn)")
 @click.option("--data-dir", default=None, help="embedded Redis data (default ./var)")
-def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | None) -> None:
+def up(port: int, webhook_port: int | None, host: str, workers: int, web_workers: int,
+       data_dir: str | None) -> None:
     """Run everything: (embedded) Redis, web server, workers, scheduler. Ctrl-C stops it."""
     from tongdai.core.hub import Hub
     from tongdai.core.pipeline import rawlog
@@ -56,14 +61,15 @@ def up(port: int, host: str, workers: int, web_workers: int, data_dir: str | Non
     if tokens.count(hub) == 0:
         token = tokens.create(hub, "admin", "admin")
         click.echo(f"\nFirst start: admin API token (shown once, keep it):\n  {token}\n")
-    specs = _specs(hub, host, port, workers, web_workers)
+    hooks_port = webhook_port or port + 1
+    specs = _specs(hub, host, port, hooks_port, workers, web_workers)
     if workers < config.hub.ingest.consumers:
         click.echo(f"note: ingest.consumers is {config.hub.ingest.consumers} but only {workers} "
                    "ingest worker(s) run; the extra loops wait for a free worker", err=True)
     children = [Child(name, (lambda cmd=cmd: subprocess.Popen(cmd))) for name, cmd in specs]
     for c in children:
         c.step(time.monotonic(), _say)
-    _welcome(hub, f"http://{host}:{port}")
+    _welcome(hub, f"http://{host}:{port}", f"http://{host}:{hooks_port}")
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -120,15 +126,20 @@ def _start_redis(server):
     return server.proc
 
 
-def _specs(hub, host: str, port: int, workers: int, web_workers: int
+def _specs(hub, host: str, port: int, hooks_port: int, workers: int, web_workers: int
            ) -> list[tuple[str, list[str]]]:
     """The processes of the hub: the Procfile's lines, sized for one machine."""
     py = sys.executable
     cli = [py, "-m", "tongdai.core.cli"]
-    # gthread: a request waiting for Redis's fsync does not idle the whole process.
-    specs = [("web", [py, "-m", "gunicorn", "-k", "gthread", "--threads", "8",
-                      "-w", str(web_workers), "-b", f"{host}:{port}",
-                      "tongdai.webhooks.wsgi:app"]),
+    # uvicorn: webhooks, API and console on their own thread pools, live streams on the
+    # event loop (webhooks/asgi.py); one change-feed reader per process.
+    specs = [("web", [py, "-m", "uvicorn", "tongdai.webhooks.asgi:create", "--factory",
+                      "--host", host, "--port", str(port), "--workers", str(web_workers),
+                      "--timeout-keep-alive", "75", "--log-level", "warning"]),
+             # the platforms' webhooks in a process of their own (webhooks/asgi.py)
+             ("inbound", [py, "-m", "uvicorn", "tongdai.webhooks.asgi:create_inbound",
+                          "--factory", "--host", host, "--port", str(hooks_port),
+                          "--timeout-keep-alive", "75", "--log-level", "warning"]),
              ("scheduler", [*cli, "scheduler"]),
              ("reactor", [*cli, "reactor"])]
     specs += [(f"worker-{i + 1}", [*cli, "worker", "--queues", "ingest"])
@@ -146,13 +157,14 @@ def _specs(hub, host: str, port: int, workers: int, web_workers: int
     return specs
 
 
-def _welcome(hub, base: str) -> None:
+def _welcome(hub, base: str, hooks: str) -> None:
     from tongdai.core.workspace import users as _users
 
     who = ("" if _users.all_users(hub) else
            "  (first user: tongdai users add NAME --role admin)")
     click.echo(f"tongdai is up:\n  console   {base}/console{who}\n"
-               f"  webhooks  {base}/webhooks/<channel-id>\n"
+               f"  webhooks  {hooks}/webhooks/<channel-id>  (the platforms' own port; "
+               f"{base} takes them too)\n"
                f"  API       {base}/api/v1 (OpenAPI: {base}/api/v1/openapi.json)\n"
                f"  health    {base}/healthz\n"
                f"  channels  {', '.join(hub.adapters) or '(none configured)'}\nCtrl-C stops.")

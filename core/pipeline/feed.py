@@ -48,7 +48,8 @@ def publish(hub: Hub, event: dict[str, Any], pipe: redis.client.Pipeline | None 
                 approximate=True)
 
 
-def _decode(entries: Iterable) -> list[FeedEvent]:
+def decode(entries: Iterable) -> list[FeedEvent]:
+    """Feed entries as read from Redis (XREAD/XRANGE) → events; unreadable ones skipped."""
     out = []
     for eid, fields in entries:
         try:
@@ -69,7 +70,7 @@ def read_after(hub: Hub, after: str, count: int = 200, block_ms: int | None = No
                ) -> list[FeedEvent]:
     """Events after entry id ``after`` (oldest first), waiting up to ``block_ms`` for one."""
     res = hub.redis.xread({hub.keys.feed(): after}, count=count, block=block_ms)
-    return _decode(res[0][1]) if res else []
+    return decode(res[0][1]) if res else []
 
 
 def oldest_id(hub: Hub) -> str | None:
@@ -158,7 +159,7 @@ def run_once(hub: Hub, name: str, handler: Handler, consumer: str, count: int = 
     again = bool(events)  # (a batch failing for the first time simply stays pending)
     if not events:
         res = hub.redis.xreadgroup(name, consumer, {k: ">"}, count=count, block=block_ms)
-        events = _decode(res[0][1]) if res else []
+        events = decode(res[0][1]) if res else []
     if not events:
         return 0
     try:
@@ -206,7 +207,7 @@ def _claim(hub: Hub, k: str, name: str, consumer: str, idle_ms: int, count: int
         log.warning("reactor %s: %d feed entries were trimmed before it handled them",
                     name, len(gone))
         hub.redis.xack(k, name, *gone)
-    return _decode([rows[0] for rows in found if rows])
+    return decode([rows[0] for rows in found if rows])
 
 
 def run_pending(hub: Hub, names: Iterable[str] | None = None, consumer: str = "once") -> int:

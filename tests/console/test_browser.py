@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from werkzeug.serving import make_server
 
 from tests.conftest import SECRET, write_config
 from tests.console.conftest import PASSWORD, TEAMS
@@ -41,18 +40,30 @@ def config_file(tmp_path, tg_fake):
 
 
 @pytest.fixture
-def server(app):
-    """The app on a real threaded HTTP server (one thread per request, like gunicorn's)."""
-    app.config.update(SSE_HEARTBEAT_SECONDS=2, SSE_MAX_SECONDS=60)
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    srv.daemon_threads = False  # server_close() waits for the request threads (the streams
-    # end at their next heartbeat once the browser is gone)
-    thread = threading.Thread(target=srv.serve_forever, name="console-server", daemon=True)
+def server(app, hub):
+    """The web server as `tongdai up` runs it: the ASGI front (webhooks/asgi.py) under
+    uvicorn, in a thread: the console's live stream is the fan-out server's."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    from tongdai.webhooks.asgi import create
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(create(hub, heartbeat_s=2), log_level="warning",
+                                        lifespan="on"))
+    thread = threading.Thread(target=lambda: asyncio.run(srv.serve(sockets=[sock])),
+                              name="console-server", daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    srv.server_close()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    srv.should_exit = True
     thread.join(10)
+    sock.close()
 
 
 def open_browser(p, problems: list[str]):

@@ -135,6 +135,7 @@ class Up:
     def start(self) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "tongdai.core.cli", "up", "--port", str(self.port),
+             "--webhook-port", str(free_port()),
              "--workers", "1", "--web-workers", "1", "--data-dir", str(self.data)],
             env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
             start_new_session=True)

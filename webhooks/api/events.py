@@ -56,12 +56,12 @@ class StreamQuery(Strict):
     last_event_id: str | None = None
 
 
-def _order(entry_id: str) -> tuple[int, int]:
+def order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
 
-def _start(h: Hub, after: str | None) -> tuple[str, bool]:
+def start_of(h: Hub, after: str | None) -> tuple[str, bool]:
     """Where the stream starts, and whether the client missed events the feed no longer holds
     (its Last-Event-ID is older than the oldest entry): then it starts at the end."""
     if not after:
@@ -70,7 +70,7 @@ def _start(h: Hub, after: str | None) -> tuple[str, bool]:
         raise BadRequest("Last-Event-ID must be an event id this stream sent, "
                          "such as 1700000000000-0")
     oldest = feed.oldest_id(h)
-    if oldest is not None and _order(after) < _order(oldest):
+    if oldest is not None and order(after) < order(oldest):
         return feed.last_id(h), True
     return after, False
 
@@ -88,20 +88,28 @@ def _still_allowed(h: Hub, p: Principal) -> Callable[[], Principal | None]:
     return lambda: principal_from_token(h, token)
 
 
-def visible(h: Hub, p: Principal, events: list[feed.FeedEvent]) -> list[feed.FeedEvent]:
-    """The events of ``events`` that ``p`` may see (one pipelined lookup per batch)."""
-    if p.is_admin:
-        return events
+CUSTOMER_EVENTS = ("customer.merged", "customer.split")
+
+
+def places(h: Hub, events: list[feed.FeedEvent]) -> dict[str, SimpleNamespace]:
+    """Queue and assignee of the batch's conversations (one pipelined read): all
+    ``access.can_see`` reads of a conversation."""
     conv_ids = sorted({str(e.data["conversation_id"]) for e in events
                        if e.data.get("conversation_id")})
     pipe = h.redis.pipeline(transaction=False)
     for cid in conv_ids:
         pipe.hmget(h.keys.conversation(cid), "queue", "assignee")
-    place = {}
-    for cid, (queue, assignee) in zip(conv_ids, pipe.execute(), strict=True):
-        # access.can_see reads only the queue and the assignee
-        place[cid] = SimpleNamespace(queue=queue.decode() if queue else "",
-                                     assignee=assignee.decode() if assignee else None)
+    return {cid: SimpleNamespace(queue=queue.decode() if queue else "",
+                                 assignee=assignee.decode() if assignee else None)
+            for cid, (queue, assignee) in zip(conv_ids, pipe.execute(), strict=True)}
+
+
+def shown_to(h: Hub, p: Principal, events: list[feed.FeedEvent],
+             where: dict[str, SimpleNamespace]) -> list[feed.FeedEvent]:
+    """The events of ``events`` that ``p`` may see, given where their conversations are.
+    In memory, except for customer merges and splits (who sees the customer: Redis)."""
+    if p.is_admin:
+        return events
     customers: dict[str, bool] = {}
 
     def sees_customer(cid: str) -> bool:
@@ -120,9 +128,9 @@ def visible(h: Hub, p: Principal, events: list[feed.FeedEvent]) -> list[feed.Fee
         if e.type == "presence.changed" or mentioned:
             ok = True
         elif d.get("conversation_id"):
-            conv = place[str(d["conversation_id"])]
-            ok = access.can_see(h, p, conv) or d.get("assignee") == p.name
-        elif e.type in ("customer.merged", "customer.split") and d.get("customer_id"):
+            conv = where.get(str(d["conversation_id"]))
+            ok = (conv is not None and access.can_see(h, p, conv)) or d.get("assignee") == p.name
+        elif e.type in CUSTOMER_EVENTS and d.get("customer_id"):
             ok = sees_customer(str(d["customer_id"]))
         else:
             ok = False
@@ -131,7 +139,12 @@ def visible(h: Hub, p: Principal, events: list[feed.FeedEvent]) -> list[feed.Fee
     return out
 
 
-def _frame(entry_id: str, event_type: str, data: dict) -> str:
+def visible(h: Hub, p: Principal, events: list[feed.FeedEvent]) -> list[feed.FeedEvent]:
+    """The events of ``events`` that ``p`` may see (one pipelined lookup per batch)."""
+    return events if p.is_admin else shown_to(h, p, events, places(h, events))
+
+
+def frame(entry_id: str, event_type: str, data: dict) -> str:
     kind = event_type if _TYPE.match(event_type or "") else "message"
     return f"id: {entry_id}\nevent: {kind}\ndata: {orjson.dumps(data).decode()}\n\n"
 
@@ -142,7 +155,7 @@ def _stream(h: Hub, p: Principal, start: str, reset: bool,
     yield f"retry: {RETRY_MS}\n"
     # The first event carries the start position as its id, so even a client that saw no
     # event before the stream ended resumes from here rather than from the (later) end.
-    yield _frame(start, "reset" if reset else "ready", {"user": p.name})
+    yield frame(start, "reset" if reset else "ready", {"user": p.name})
     cursor, sent = start, start
     deadline = time.monotonic() + max_s
     beat = recheck = time.monotonic() + heartbeat_s
@@ -157,7 +170,7 @@ def _stream(h: Hub, p: Principal, start: str, reset: bool,
         if time.monotonic() >= recheck:  # busy or idle: the credentials are checked as often
             now_as = allowed()
             if now_as is None:
-                yield _frame(cursor, "ended", {})
+                yield frame(cursor, "ended", {})
                 return
             p = now_as  # role or teams changed meanwhile: from here on, what they are now
             recheck = time.monotonic() + heartbeat_s
@@ -165,7 +178,7 @@ def _stream(h: Hub, p: Principal, start: str, reset: bool,
             cursor = events[-1].id
             shown = visible(h, p, events)
             if shown:
-                yield "".join(_frame(e.id, e.type, e.data) for e in shown)
+                yield "".join(frame(e.id, e.type, e.data) for e in shown)
                 sent, beat = shown[-1].id, time.monotonic() + heartbeat_s
         if time.monotonic() >= beat:
             # An id-only frame moves the client's Last-Event-ID past events it may not see.
@@ -183,7 +196,7 @@ def event_stream():
     event (or ``reset``: reload your lists, the events you missed are gone). The stream ends
     after 5 minutes; EventSource reconnects and resumes by itself."""
     h, p = hub(), principal()
-    start, reset = _start(h, request.headers.get("Last-Event-ID")
+    start, reset = start_of(h, request.headers.get("Last-Event-ID")
                           or request.args.get("last_event_id"))
     cfg = current_app.config
     body = _stream(h, p, start, reset, _still_allowed(h, p),
