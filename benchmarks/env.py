@@ -20,6 +20,8 @@ from typing import Self
 
 import redis
 
+import tongdai.core.workspace  # noqa: F401  (an entry point: registers the workspace)
+
 REPO = Path(__file__).resolve().parent.parent
 CHANNEL = "tg-bench"
 SECRET = "bench-secret_123"

@@ -108,3 +108,48 @@ def test_no_module_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in package_files()
             if (n := len(p.read_text("utf-8").splitlines())) > 400}
     assert long == {}
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """The ``tongdai`` modules a file imports when it is loaded (not inside functions, not
+    under ``if TYPE_CHECKING``)."""
+    out = set()
+    for node in ast.parse(path.read_text("utf-8")).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {f"{node.module}.{a.name}" if _is_module(f"{node.module}.{a.name}")
+                    else node.module for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m.startswith("tongdai.")}
+
+
+def find_cycles(graph: dict[str, set[str]]) -> set[str]:
+    cycles = set()
+
+    def walk(node: str, path: list[str]) -> None:
+        for nxt in graph.get(node, ()):
+            if nxt in path:
+                cyc = path[path.index(nxt):]
+                cycles.add(" → ".join([*cyc, nxt]))
+            elif len(path) < 12:
+                walk(nxt, [*path, nxt])
+    for start in graph:
+        walk(start, [start])
+    return cycles
+
+
+def test_no_circular_imports_between_modules():
+    # A package's __init__ importing its own modules (to register them, or a blueprint's
+    # routes) is how packages load, not a cycle between modules: those edges are left out.
+    graph = {(me := module_name(p)): {m for m in module_level_imports(p)
+                                      if not (p.name == "__init__.py" and m.startswith(me + "."))}
+             for p in package_files()}
+    assert sorted(find_cycles(graph)) == []
+
+
+def test_the_cycle_check_finds_the_two_the_old_core_had():
+    old = {"core.hub": {"core.credentials"}, "core.credentials": {"core.hub"},
+           "core.feed": {"core.rawlog"}, "core.rawlog": {"core.feed"}}
+    assert {c.split(" → ")[0] for c in find_cycles(old)} == set(old)
