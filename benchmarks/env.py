@@ -187,12 +187,12 @@ class BenchEnv:
         os.environ["TONGDAI_CONFIG"] = str(cfg_path)
         os.environ["REDIS_URL"] = self.url
         from tongdai.core.crypto import load_keyring
-        from tongdai.core.hub import Hub
+        from tongdai.core.hub import Hub, connect
 
         # Customer data is encrypted in the benchmark as in production: the children find the
         # same key file through TONGDAI_DATA_DIR (or the same TONGDAI_DATA_KEYS from the env).
         keyring = load_keyring(self.dir / "redis", create=True)
-        self.hub = Hub(config, redis.Redis.from_url(self.url), keyring)
+        self.hub = Hub(config, connect(self.url), keyring)
         log(f"embedded Redis in {self.server.data_dir} (append-only file, appendfsync "
             f"{self.appendfsync})")
 

@@ -43,6 +43,18 @@ def redis_url() -> str | None:
     return None
 
 
+# Every Redis wait the hub makes is bounded by its own BLOCK argument (15 s at most: the
+# Flask stream's heartbeat); the socket timeout sits above that, set here rather than left to
+# redis-py's default, which changed to 5 s in 8.x and cut 15 s blocking reads short.
+SOCKET_TIMEOUT_S = 30.0
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for the hub's Redis with the timeouts chosen here, not the library's."""
+    return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=5,
+                                health_check_interval=30)
+
+
 class Hub:
     """Everything a process needs to work on the hub's data."""
 
@@ -87,7 +99,7 @@ class Hub:
             raise RuntimeError(
                 "no Redis to talk to: start the hub with `tongdai up` (embedded Redis) "
                 "or set REDIS_URL")
-        return cls(config, redis.Redis.from_url(url, health_check_interval=30))
+        return cls(config, connect(url))
 
     def adapter(self, channel_id: str) -> Adapter:
         try:

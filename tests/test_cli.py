@@ -94,3 +94,13 @@ def test_healthz_reports_backlog_and_queues(client, hub):
     h = client.get("/healthz").json
     assert h["raw_events"] == {"undelivered": 0, "pending": 0}
     assert h["agent_queues"]["general"] == 1
+
+
+def test_simulate_against_a_stopped_hub_says_so_without_a_traceback(redis_url, config_file):
+    from tests.conftest import free_port
+
+    out = cli(redis_url, config_file, "simulate", "telegram", "--channel", "tg-test",
+              "--text", "alo", "--url", f"http://127.0.0.1:{free_port()}")
+    assert out.returncode == 1
+    assert "no hub at http://127.0.0.1:" in out.stderr and "tongdai up" in out.stderr
+    assert "Traceback" not in out.stderr

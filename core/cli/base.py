@@ -53,7 +53,7 @@ def open_hub() -> Iterator:
     """A Hub on REDIS_URL, the running embedded server, or one started just for this command."""
     from tongdai.core.crypto import load_keyring
     from tongdai.core.errors import ConfigError
-    from tongdai.core.hub import Hub, data_dir, redis_url
+    from tongdai.core.hub import Hub, connect, data_dir, redis_url
     from tongdai.core.redis_server import EmbeddedRedis
 
     config = config_or_exit()
@@ -64,7 +64,6 @@ def open_hub() -> Iterator:
         server = EmbeddedRedis(data_dir(), config.hub.redis.appendfsync)
         server.start()
         url = server.url
-    import redis
 
     try:  # a local, embedded set-up gets its key file; elsewhere keys must be provided
         keyring = load_keyring(data_dir(), create=embedded)
@@ -72,7 +71,7 @@ def open_hub() -> Iterator:
         if server is not None:
             server.stop()
         raise click.ClickException(str(exc)) from None
-    hub = Hub(config, redis.Redis.from_url(url), keyring)
+    hub = Hub(config, connect(url), keyring)
     try:
         yield hub
     finally:

@@ -32,15 +32,25 @@ def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str,
 
         listen = adapter.settings.inbound.smtp
         mime = adapter.compose(sender, name, subject, text)
-        with smtplib.SMTP(listen.host, listen.port, timeout=30) as conn:
-            conn.sendmail(sender, [adapter.settings.address], mime)
+        try:
+            with smtplib.SMTP(listen.host, listen.port, timeout=30) as conn:
+                conn.sendmail(sender, [adapter.settings.address], mime)
+        except OSError as exc:
+            raise click.ClickException(
+                f"no SMTP listener at {listen.host}:{listen.port} ({type(exc).__name__}): start "
+                "the hub with `tongdai up` (or `tongdai smtp`)") from None
         click.echo(f"250 mail from {sender} handed to {listen.host}:{listen.port}")
         return
     if platform == "email":
         headers, body = adapter.webhook_post(adapter.compose(sender, name, subject, text))
     else:
         headers, body = adapter.simulate(text, user_id, name)
-    resp = httpx.post(f"{url.rstrip('/')}/webhooks/{channel_id}", content=body, headers=headers)
+    target = f"{url.rstrip('/')}/webhooks/{channel_id}"
+    try:
+        resp = httpx.post(target, content=body, headers=headers, timeout=15)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"no hub at {url} ({type(exc).__name__}): start it with "
+                                   "`tongdai up`, or give its address with --url") from None
     click.echo(f"{resp.status_code} {resp.text.strip()}")
     if resp.status_code != 200:
         sys.exit(1)
