@@ -125,8 +125,8 @@ class Fanout:
             if events and self.listeners:
                 try:
                     await self.deliver(events)
-                except (redis.RedisError, OSError) as exc:  # places unknown: readers resume
-                    log.warning("feed reader: could not place a batch (%s)", type(exc).__name__)
+                except Exception:  # said (log.exception); the readers resume from the feed
+                    log.exception("feed reader: could not hand out a batch; its readers resume")
                     for li in self.listeners:
                         li.dropped = True
 
@@ -272,7 +272,10 @@ async def _pump(fanout: Fanout, me: Listener, send, gone: asyncio.Event,
             while not me.queue.empty():  # whatever else is waiting goes in the same write
                 chunk += me.queue.get_nowait()
         if loop.time() >= recheck:
-            now_as = await asyncio.to_thread(allowed)
+            try:
+                now_as = await asyncio.to_thread(allowed)
+            except (redis.RedisError, OSError):  # cannot tell: end; the browser comes back
+                break
             if now_as is None:
                 await send({"type": "http.response.body", "more_body": False,
                             "body": frame(me.high, "ended", {}).encode()})
