@@ -128,7 +128,8 @@ export function createConversation(ctx) {
       el('span', { class: 'status status-' + conv.status, text: t('status.' + conv.status) }),
       el('span', { class: 'queue', text: conv.queue }),
       el('span', { class: 'assignee', text: conv.assignee ? '@' + conv.assignee : t('inbox.unassigned') }),
-      conv.priority ? el('span', { class: 'priority', text: 'P' + conv.priority }) : null,
+      // (DOM append writes null as the text "null": leave the badge out instead)
+      ...(conv.priority ? [el('span', { class: 'priority', text: 'P' + conv.priority })] : []),
       ...(conv.tags || []).map((g) => el('span', { class: 'tag', text: g })));
     const resolved = conv.status === 'resolved';
     const show = {
