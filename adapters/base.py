@@ -20,7 +20,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from tongdai.core.errors import PayloadError
+from tongdai.core.errors import DeliveryError, PayloadError
 from tongdai.core.models import Attachment, AuthorKind, InboundEvent, RawEvent
 
 
@@ -77,6 +77,11 @@ class ChannelFacts:
     verifiable_identifiers: frozenset[str] = frozenset()
     # How long the platform may redeliver an event: dedupe entries must outlive it.
     redelivery_horizon_s: float | None = None
+    # True when the platform drops a resend that carries the same idempotency key (our message
+    # id): a send that got no answer is then simply tried again. False (every built-in
+    # platform): such a send is tried once more only, later, and the agent is told it may
+    # arrive twice (docs/decisions.md, "Replies first").
+    idempotent_sends: bool = False
 
 
 @dataclass(slots=True)
@@ -183,6 +188,9 @@ class Adapter(ABC):
         self.channel_id = channel_id
         self.settings = settings
         self._http = http
+        # How long a platform call may take; the core sets it from ``replies.platform_timeout``
+        # before the first call.
+        self.http_timeout = httpx.Timeout(10.0, connect=5.0)
         if self.log_redaction is not None:
             redact_http_logs(*self.log_redaction)
         # Set by the core to its Redis-backed store; adapters that rotate tokens use it.
@@ -192,7 +200,7 @@ class Adapter(ABC):
     def http(self) -> httpx.Client:
         """The adapter's one HTTP client, created on first use (never in the request path)."""
         if self._http is None:
-            self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+            self._http = httpx.Client(timeout=self.http_timeout)
         return self._http
 
     # -- inbound ------------------------------------------------------------------------------
@@ -225,7 +233,9 @@ class Adapter(ABC):
         """Turn one raw request into normalised events (a list: platforms batch).
 
         Raise ``PayloadError`` for a body that cannot be understood: it goes to the dead-letter
-        list with the error. Unknown but well-formed events come back as ``UNSUPPORTED``.
+        list with the error. Unknown but well-formed events come back as ``UNSUPPORTED``. An
+        empty list says the body carries nothing the hub can mean (a Telegram update with
+        only its ``update_id``): dropped, and counted (``ignored:{channel}`` in ``td:stats``).
         """
 
     # -- outbound -----------------------------------------------------------------------------
@@ -301,6 +311,23 @@ class Adapter(ABC):
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
+
+
+# Raised after the request was written, while waiting for the answer: the platform may have
+# acted on it. Connect and pool timeouts, refused connections and write errors come before a
+# complete request existed, so nothing was done (httpx's exception classes say which).
+_AFTER_WRITE = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
+def transport_error(exc: httpx.HTTPError, what: str) -> DeliveryError:
+    """A platform call that failed below HTTP, as a retryable ``DeliveryError``: ``timeout``
+    or ``network``, ``uncertain`` when the request had been written (``what`` names the call;
+    httpx's own text is never passed on, as it may quote a URL carrying a token)."""
+    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "network"
+    uncertain = isinstance(exc, _AFTER_WRITE)
+    detail = "no answer after the request was sent" if uncertain else code
+    return DeliveryError(f"{what}: {detail} ({type(exc).__name__})", retryable=True, code=code,
+                         uncertain=uncertain)
 
 
 def constant_time_equal(a: str | bytes | None, b: str | bytes) -> bool:

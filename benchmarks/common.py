@@ -48,6 +48,13 @@ class Params:
     streams: int = 500  # open consoles (SSE) while webhooks arrive at stream_rate
     stream_rate: float = 200
     stream_seconds: float = 10.0
+    # replies under backlog: agents' replies offered per second, for this long; profile
+    # fetches queued beforehand; every n-th reply to a channel answering after this delay
+    rep_rate: float = 10.0
+    rep_seconds: float = 30.0
+    rep_profiles: int = 10_000
+    rep_slow_every: int = 10
+    rep_slow_delay: float = 15.0
 
 
 FULL = Params(web_rounds=2, web_seconds=5.0, web_concurrency=4, ingest_n=30_000, rq_n=600,
@@ -57,7 +64,8 @@ FULL = Params(web_rounds=2, web_seconds=5.0, web_concurrency=4, ingest_n=30_000,
 QUICK = Params(web_rounds=1, web_seconds=2.0, web_concurrency=4, ingest_n=5_000, rq_n=150,
                lat_rate=1000, lat_warmup=0.5, lat_seconds=2.5, lat_workers=2, mem_n=4_000,
                hist_big=100_000, hist_small=100, hist_reps=300, parse_reps=100,
-               streams=40, stream_rate=50, stream_seconds=2.0)
+               streams=40, stream_rate=50, stream_seconds=2.0,
+               rep_seconds=4.0, rep_profiles=2_000)
 
 
 # -- helpers -----------------------------------------------------------------------------------

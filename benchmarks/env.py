@@ -201,20 +201,22 @@ class BenchEnv:
         return self.hub.redis
 
     # -- children ------------------------------------------------------------------------------
-    def spawn(self, name: str, args: list[str], stdout: Path | None = None) -> Child:
+    def spawn(self, name: str, args: list[str], stdout: Path | None = None,
+              env: dict[str, str] | None = None) -> Child:
         """Start a child in its own session; its output goes to a log file (stdout to
-        ``stdout`` when given)."""
+        ``stdout`` when given); ``env`` replaces the children's environment (another config)."""
         logfile = self.dir / f"{name}.log"
         with open(logfile, "ab") as err, open(stdout or logfile, "ab") as out:
-            proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=out,
+            proc = subprocess.Popen(args, cwd=REPO, env=env or self.env, stdout=out,
                                     stderr=err if stdout else subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         child = Child(name, proc, logfile)
         self.children.append(child)
         return child
 
-    def python(self, name: str, *args: str, stdout: Path | None = None) -> Child:
-        return self.spawn(name, [sys.executable, *args], stdout=stdout)
+    def python(self, name: str, *args: str, stdout: Path | None = None,
+               env: dict[str, str] | None = None) -> Child:
+        return self.spawn(name, [sys.executable, *args], stdout=stdout, env=env)
 
     def run_json(self, name: str, args: list[str], timeout: float) -> dict:
         """Run a Python child to completion and return the JSON line it printed."""

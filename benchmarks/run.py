@@ -9,6 +9,8 @@ Sections (each against its own baseline, on the same machine, in the same run):
 * history_read_ratio    newest-50 page of a 100k-message conversation ÷ of a 100-message one
 * parse_us_per_event    every built-in adapter's parse() over its test fixtures
 * webhook_p99_with_500_streams_ms / stream_fanout_p95_ms   a whole floor of open consoles
+* reply_latency_under_backlog_ms  p95 agent reply → platform, behind 10,000 queued profile
+                        fetches and beside a channel answering after 15 s
 
 Progress goes to stderr; stdout gets a table, or one JSON object with ``--json``.
 """
@@ -26,6 +28,7 @@ import traceback
 from tongdai.benchmarks.common import FULL, GUNICORN, QUICK
 from tongdai.benchmarks.env import BenchEnv, log
 from tongdai.benchmarks.latency import bench_latency
+from tongdai.benchmarks.replies import bench_replies
 from tongdai.benchmarks.storage import bench_history, bench_memory, bench_parse
 from tongdai.benchmarks.streams import bench_streams
 from tongdai.benchmarks.throughput import bench_ingest, bench_webhook
@@ -42,6 +45,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "history_read_ratio": ("<=", 1.2),
     "webhook_p99_with_500_streams_ms": ("<=", 50),
     "stream_fanout_p95_ms": ("<=", 500),
+    "reply_latency_under_backlog_ms": ("<=", 1000),
 }
 
 
@@ -53,6 +57,7 @@ SECTIONS = [
     ("history", bench_history),
     ("parse", bench_parse),
     ("streams", bench_streams),
+    ("replies", bench_replies),
 ]
 
 
@@ -95,6 +100,12 @@ def table(res: dict, errors: dict, meta: dict) -> str:
         ("history_read_ratio", g("history_read_ratio"),
          "newest 50: 100k-msg ÷ 100-msg conversation"),
     ]
+    rep = res.get("_replies", {})
+    rows.append(("reply_latency_under_backlog_ms", g("reply_latency_under_backlog_ms"),
+                 (f"p95 reply -> platform; p50 {_fmt(rep.get('p50_ms'))} ms; "
+                  f"{_fmt(rep.get('profiles_queued'))} profile fetches queued; 1 reply in "
+                  f"{rep.get('slow_every')} to a channel answering after "
+                  f"{_fmt(rep.get('slow_answer_after_s'))} s")))
     th = res.get("_webhook", {}).get("sync")
     if th:
         rows.append(("webhook_vs_flask[sync]", th["webhook_vs_flask"],

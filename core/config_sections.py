@@ -64,6 +64,26 @@ class ConversationsSection(_Section):
     )
 
 
+class RepliesSection(_Section):
+    """Sending replies: how long a platform may take, and what a send without an answer does."""
+
+    # A platform call (send, profile, button answer) answered later than this is given up on
+    # (the HTTP read timeout; connecting gets at most 5 s of it).
+    platform_timeout: float = 10.0
+    # A send whose request reached the platform but got no answer may have arrived: it is
+    # tried once more, this much later, and never again (the agent sees why).
+    uncertain_retry: float = 60.0
+    # A call still running after this makes its channel suspect: then only one call at a time
+    # goes to that channel (the others wait, parked, holding no sender) until one succeeds.
+    slow_after: float = 1.0
+    # How long a parked send waits before it may become that one call itself.
+    park: float = 30.0
+
+    _durations = field_validator(
+        "platform_timeout", "uncertain_retry", "slow_after", "park", mode="before"
+    )(classmethod(lambda cls, v: parse_duration(v)))
+
+
 class TagRule(_Section):
     tag: str
     any: list[str] = Field(min_length=1)
@@ -225,6 +245,7 @@ class HubConfig(_Section):
     redis: RedisSection = RedisSection()
     ingest: IngestSection = IngestSection()
     conversations: ConversationsSection = ConversationsSection()
+    replies: RepliesSection = RepliesSection()
     tagging: TaggingSection = TaggingSection()
     routing: RoutingSection = RoutingSection()
     security: SecuritySection = SecuritySection()

@@ -71,6 +71,10 @@ class DeliveryError(TongdaiError):
 
     ``retryable`` says whether trying again later can succeed; ``retry_after`` (seconds) is the
     platform's own hint when it gave one (Telegram 429 ``parameters.retry_after``).
+    ``uncertain`` says the request reached the platform but no answer came back (a read
+    timeout, a connection dropped while waiting): the platform may have sent it, so resending
+    may make a duplicate. Errors raised before the request was written (connect and pool
+    timeouts, refused connections) are certain: nothing was sent.
     """
 
     def __init__(
@@ -80,10 +84,12 @@ class DeliveryError(TongdaiError):
         retryable: bool,
         retry_after: float | None = None,
         code: str | None = None,
+        uncertain: bool = False,
     ) -> None:
         self.retryable = retryable
         self.retry_after = retry_after
         self.code = code
+        self.uncertain = uncertain
         super().__init__(message)
 
 

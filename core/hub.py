@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import redis
 
 from tongdai.adapters.base import Adapter
@@ -75,8 +76,11 @@ class Hub:
         }
         from tongdai.core.credentials import RedisTokenStore
 
+        replies = config.hub.replies
+        timeout = httpx.Timeout(replies.platform_timeout, connect=min(5.0, replies.platform_timeout))
         for cid, adapter in self.adapters.items():
             adapter.token_store = RedisTokenStore(self, cid)
+            adapter.http_timeout = timeout
         # (adapter name, platform account) → channel, for webhooks that serve several accounts
         self.account_channels: dict[tuple[str, str], str] = {
             (a.name, a.account_id): cid for cid, a in self.adapters.items() if a.account_id

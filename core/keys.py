@@ -15,8 +15,19 @@ import re
 
 # RQ queue names (RQ keeps its own keys under ``rq:``).
 INGEST_QUEUE = "tongdai-ingest"
-OUTBOUND_QUEUE = "tongdai-outbound"
+# Agents' replies only: nothing else is ever queued there, so a reply never waits behind
+# background work (issue #12: a reply once waited 13 minutes behind 20k profile fetches).
+REPLIES_QUEUE = "tongdai-replies"
+# Platform calls nobody is waiting on: profile fetches, answers to pressed buttons, automatic
+# acknowledgements.
+BACKGROUND_QUEUE = "tongdai-background"
+# Before issue #12 replies and profile fetches shared this queue; background workers still
+# drain it, so jobs queued before an upgrade run.
+LEGACY_OUTBOUND_QUEUE = "tongdai-outbound"
 HOOKS_QUEUE = "tongdai-hooks"  # outgoing webhooks: a slow receiver never delays replies
+# A send that must wait (retry, rate-limit slot, slow channel) is a member of the due set,
+# ``{lane}:{conv}:{msg}:{attempt}:{flags}``; the lane names the queue it goes back to.
+SEND_LANES = {"replies": REPLIES_QUEUE, "background": BACKGROUND_QUEUE}
 RAW_GROUP = "ingest"  # consumer group of the raw streams
 # The change feed keeps about this many events (live clients catch up from it, reactors
 # read it); XADD trims it approximately (MAXLEN ~).
@@ -191,6 +202,22 @@ class Keys:
 
     def send_lock(self, message_id: str) -> str:
         return self._k("send", message_id, "lock")
+
+    # -- sends that wait, channels that stop answering (pipeline/send_schedule, channel_gate)
+    def sends_due(self) -> str:
+        return self._k("send", "due")
+
+    def sends_in_flight(self, channel_id: str) -> str:
+        return self._k("send", "inflight", channel_id)
+
+    def sends_parked(self, channel_id: str) -> str:
+        return self._k("send", "parked", channel_id)
+
+    def channel_slow(self, channel_id: str) -> str:
+        return self._k("send", "slow", channel_id)
+
+    def senders(self, lane: str) -> str:
+        return self._k("send", "senders", lane)
 
     def rate(self, scope: str) -> str:
         return self._k("rate", scope)

@@ -53,6 +53,7 @@ class ConversationStatus(StrEnum):
 class DeliveryStatus(StrEnum):
     RECEIVED = "received"  # inbound messages
     QUEUED = "queued"  # outbound, waiting for the send job
+    UNCERTAIN = "uncertain"  # got by the platform, never answered: may have arrived; final
     SENT = "sent"
     DELAYED = "delayed"  # the mail server reported a delay; it keeps trying
     DELIVERED = "delivered"

@@ -10,7 +10,7 @@ import redis
 from tongdai.core.keys import Keys
 
 _NAMES = ("ingest", "patch_message", "watermark", "create_outbound", "release_lock",
-          "rate_slot", "cas_hset", "merge", "split", "subject_keys",
+          "rate_slot", "send_gate", "send_done", "cas_hset", "merge", "split", "subject_keys",
           "create_note", "claim", "presence", "sync_load")
 _INCLUDE = re.compile(r"\{\{INCLUDE:([a-z_]+)\}\}")
 

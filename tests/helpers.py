@@ -31,15 +31,27 @@ def drain_all(hub: Hub) -> dict:
     return {"stored": r.stored, "duplicates": r.duplicates, "updated": r.updated, "dead": r.dead}
 
 
-def run_outbound(hub: Hub) -> None:
-    """The sender: a real RQ worker, in this process, until the outbound queue is empty."""
+def run_outbound(hub: Hub, wait_s: float = 10.0) -> None:
+    """The senders: a real RQ worker, in this process, until the replies and background
+    queues are empty and no waiting send (retry, rate-limit slot) is due within ``wait_s``;
+    the waiting ones are promoted at their time, as a sender's promoter thread would."""
+    import time
+
     from rq import Queue, SimpleWorker
 
-    from tongdai.core.keys import OUTBOUND_QUEUE
+    from tongdai.core.clock import now_ms
+    from tongdai.core.pipeline import send_schedule
+    from tongdai.worker.main import QUEUES
 
     jobs.set_hub(hub)
-    SimpleWorker([Queue(OUTBOUND_QUEUE, connection=hub.redis)], connection=hub.redis).work(
-        burst=True, logging_level="WARNING")
+    queues = [Queue(name, connection=hub.redis) for name in QUEUES["outbound"]]
+    while True:
+        SimpleWorker(queues, connection=hub.redis).work(burst=True, logging_level="WARNING")
+        due = send_schedule.next_due_ms(hub)
+        if due is None or due - now_ms() > wait_s * 1000:
+            return
+        time.sleep(max(0.0, (due - now_ms()) / 1000))
+        send_schedule.promote_due(hub)
 
 
 def auth(token: str, idempotency_key: str | None = None) -> dict:

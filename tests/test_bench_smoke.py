@@ -16,7 +16,8 @@ from tongdai.core.registry import BUILTIN
 
 KEYS = ("webhook_vs_flask", "ingest_vs_rq_noop", "latency_p50_ms", "latency_p99_ms",
         "redis_bytes_per_message", "history_read_ratio", "parse_us_per_event",
-        "webhook_p99_with_500_streams_ms", "stream_fanout_p95_ms")
+        "webhook_p99_with_500_streams_ms", "stream_fanout_p95_ms",
+        "reply_latency_under_backlog_ms")
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 

@@ -1,6 +1,8 @@
 """The Redis key schema, pinned: a rename shows up here and in docs/redis-schema.md."""
 
+from tests.helpers import drain_all, post, tg_update  # (imports the workspace, as processes do)
 from tongdai.core.keys import Keys
+from tongdai.core.pipeline import outbound
 
 
 def test_key_formats():
@@ -50,6 +52,11 @@ def test_key_formats():
     assert k.tokens() == "td:tokens"
     assert k.idempotency("alice", "ab12") == "td:idem:alice:ab12"
     assert k.send_lock("42") == "td:send:42:lock"
+    assert k.sends_due() == "td:send:due"
+    assert k.sends_in_flight("tg-main") == "td:send:inflight:tg-main"
+    assert k.sends_parked("tg-main") == "td:send:parked:tg-main"
+    assert k.channel_slow("tg-main") == "td:send:slow:tg-main"
+    assert k.senders("replies") == "td:send:senders:replies"
     assert k.key_rotation() == "td:keys:rotation"
     assert k.rate("tg-main:555") == "td:rate:tg-main:555"
     assert k.hooks() == "td:hooks"
@@ -91,8 +98,6 @@ def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
     """After real traffic, every key in Redis is one the schema documents."""
     import re
 
-    from tests.helpers import drain_all, post, tg_update
-
     post(client, tg_update(1, 42, 1, "nạp thẻ lỗi"))
     drain_all(hub)
     patterns = [r"td:raw:\d+", r"td:seq:(customer|conversation|message)", r"td:identity:[\w-]+",
@@ -105,3 +110,21 @@ def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
     assert keys
     stray = [k for k in keys if not any(re.fullmatch(p, k) for p in patterns)]
     assert stray == []
+
+
+def test_every_key_written_by_a_reply_and_its_retry_matches_the_schema(client, hub):
+    """A reply to a platform that cannot be reached (api_base 127.0.0.1:9): sent once,
+    scheduled for a retry; every key that leaves is documented."""
+    import re
+
+    post(client, tg_update(1, 42, 1, "xin chào"))
+    drain_all(hub)
+    before = {k.decode() for k in hub.redis.scan_iter("*")}
+    msg, _ = outbound.create_reply(hub, "1", "dạ", "alice", "k1", "alice")
+    assert outbound.deliver(hub, "1", msg.id).startswith("retry 2")
+    patterns = [r"td:idem:alice:[0-9a-f]{32}", r"td:rate:tg-test(:\d+)?", r"td:send:due",
+                r"td:send:(inflight|slow|parked):[\w-]+", r"td:send:senders:(replies|background)",
+                r"td:unread", r"td:sla:due", r"rq:.*"]
+    new = {k.decode() for k in hub.redis.scan_iter("*")} - before
+    assert "td:send:due" in new
+    assert [k for k in new if not any(re.fullmatch(p, k) for p in patterns)] == []

@@ -10,7 +10,7 @@ from rq import Queue, Worker
 
 from tongdai.core import clock
 from tongdai.core.hub import data_dir
-from tongdai.core.keys import INGEST_QUEUE, OUTBOUND_QUEUE
+from tongdai.core.keys import BACKGROUND_QUEUE, INGEST_QUEUE, REPLIES_QUEUE
 from tongdai.core.pipeline import rawlog
 
 bp = Blueprint("health", __name__)
@@ -59,7 +59,8 @@ def healthz():
         raw["undelivered"] += undelivered
         raw["pending"] += pending
     jobs = {name: Queue(name, connection=hub.redis).count
-            for name in (INGEST_QUEUE, OUTBOUND_QUEUE)}
+            for name in (INGEST_QUEUE, REPLIES_QUEUE, BACKGROUND_QUEUE)}
+    jobs["waiting_sends"] = hub.redis.zcard(hub.keys.sends_due())  # retries, slow channels
     agent_queues = {q: hub.redis.zcard(hub.keys.queue(q)) for q in hub.config.hub.routing.queues}
     workers = Worker.all(connection=hub.redis)
     return jsonify({

@@ -84,9 +84,9 @@ def _run(h: Hub, batch: rawlog.Batch, totals: ingest.IngestResult) -> None:
     totals.dead += r.dead
 
 
-def send(conv_id: str, message_id: str, attempt: int = 1) -> str:
-    """Send one agent reply through its channel's adapter."""
-    return outbound.deliver(hub(), conv_id, message_id, attempt)
+def send(conv_id: str, message_id: str, attempt: int = 1, flags: str = "") -> str:
+    """Send one reply through its channel's adapter (``flags``: ``send_schedule.Waiting``)."""
+    return outbound.deliver(hub(), conv_id, message_id, attempt, flags)
 
 
 def fetch_profile(channel_id: str, external_user_id: str, customer_id: str) -> str:

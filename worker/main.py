@@ -7,30 +7,64 @@ import signal
 import threading
 import time
 
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 
 from tongdai.core.hub import Hub
-from tongdai.core.keys import HOOKS_QUEUE, INGEST_QUEUE, OUTBOUND_QUEUE
-from tongdai.core.pipeline import feed, ingest, rawlog
+from tongdai.core.keys import (
+    BACKGROUND_QUEUE,
+    HOOKS_QUEUE,
+    INGEST_QUEUE,
+    LEGACY_OUTBOUND_QUEUE,
+    REPLIES_QUEUE,
+    SEND_LANES,
+)
+from tongdai.core.pipeline import feed, ingest, rawlog, send_schedule
 from tongdai.worker import jobs
 
 log = logging.getLogger(__name__)
 
 
-QUEUES = {"ingest": INGEST_QUEUE, "outbound": OUTBOUND_QUEUE, "hooks": HOOKS_QUEUE}
+# ``tongdai worker --queues`` names → the RQ queues, in the order a worker serves them.
+QUEUES: dict[str, tuple[str, ...]] = {
+    "ingest": (INGEST_QUEUE,),
+    "replies": (REPLIES_QUEUE,),  # agents' replies, and nothing else
+    "background": (BACKGROUND_QUEUE, LEGACY_OUTBOUND_QUEUE),  # profiles, acknowledgements
+    "hooks": (HOOKS_QUEUE,),
+    # the name before issue #12, so an old Procfile line keeps sending: replies first
+    "outbound": (REPLIES_QUEUE, BACKGROUND_QUEUE, LEGACY_OUTBOUND_QUEUE),
+}
+SENDING = {REPLIES_QUEUE, BACKGROUND_QUEUE, LEGACY_OUTBOUND_QUEUE}
 
 
 def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = False,
                with_scheduler: bool = True) -> None:
-    """An RQ worker. Ingest workers each run one long ingest loop at a time, so sends get
-    workers of their own (``queues=("outbound",)``): a reply never waits behind ingest."""
+    """An RQ worker. Ingest workers each run one long ingest loop at a time, so replies get
+    workers of their own (``queues=("replies",)``), and background platform calls others
+    (``("background",)``): a reply never waits behind ingest or a profile fetch. A worker
+    that sends also promotes the sends that wait (``send_schedule.run_promoter``)."""
     jobs.set_hub(hub)
     rawlog.ensure_groups(hub)
     if "ingest" in queues and not burst:
         rawlog.ensure_ingest_loops(hub)  # don't wait for the scheduler's first tick
-    rq_queues = [Queue(QUEUES[q], connection=hub.redis) for q in queues]
-    Worker(rq_queues, connection=hub.redis).work(
-        burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+    names = list(dict.fromkeys(name for q in queues for name in QUEUES[q]))
+    stop = threading.Event()
+    lanes = [lane for lane, name in SEND_LANES.items() if name in names]
+    promoter = threading.Thread(target=send_schedule.run_promoter, args=(hub, stop, lanes),
+                                name="promoter", daemon=True)
+    if lanes and not burst:
+        promoter.start()
+    # Senders run their jobs in-process: a send is a short platform call, and a work horse
+    # forked per job cost more than the call (~47 jobs/s against ~300 here) and dropped the
+    # adapter's kept-alive HTTPS connection to the platform after every send.
+    worker_class = SimpleWorker if set(names) <= SENDING else Worker
+    try:
+        worker_class([Queue(name, connection=hub.redis) for name in names],
+                     connection=hub.redis).work(
+            burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+    finally:
+        stop.set()
+        if promoter.is_alive():
+            promoter.join(timeout=2)
 
 
 def run_ticks(hub: Hub, stop: threading.Event, interval: float = 1.0) -> None:

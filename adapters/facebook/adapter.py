@@ -22,6 +22,7 @@ from tongdai.adapters.base import (
     Receipt,
     constant_time_equal,
     header,
+    transport_error,
 )
 from tongdai.adapters.facebook.events import JSON, _load, parse_body
 from tongdai.adapters.facebook.graph_errors import _delivery_error
@@ -115,7 +116,8 @@ class FacebookAdapter(Adapter):
                     raise
                 # Some parts went out: a retry would send them twice. Final, and says so.
                 what = f"{len(answers)} of {len(parts)} parts were sent before: {e}"
-                raise DeliveryError(what, retryable=False, code=e.code) from None
+                raise DeliveryError(what, retryable=False, code=e.code,
+                                    uncertain=e.uncertain) from None
         if not all(a.get("message_id") for a in answers):  # 200 without an id: not sent
             raise DeliveryError(
                 "facebook me/messages: answered without a message_id",
@@ -177,11 +179,8 @@ class FacebookAdapter(Adapter):
                 params={**(params or {}), "appsecret_proof": proof},
                 headers={"Authorization": f"Bearer {token}"},
             )
-        except httpx.HTTPError as e:  # never pass httpx's text on: it may quote the URL
-            code = "timeout" if isinstance(e, httpx.TimeoutException) else "network"
-            raise DeliveryError(
-                f"facebook {path}: {code} ({type(e).__name__})", retryable=True, code=code
-            ) from None
+        except httpx.HTTPError as e:  # uncertain once the request was written
+            raise transport_error(e, f"facebook {path}") from None
         try:
             answer = orjson.loads(resp.content)
         except orjson.JSONDecodeError:  # a proxy's HTML error page

@@ -20,6 +20,7 @@ from tongdai.adapters.base import (
     Receipt,
     constant_time_equal,
     header,
+    transport_error,
 )
 from tongdai.adapters.telegram.events import JSON, _load, parse_update
 from tongdai.adapters.telegram.settings import TelegramSettings
@@ -92,8 +93,16 @@ class TelegramAdapter(Adapter):
             raise DeliveryError(
                 "nothing to send: no text, no attachment", retryable=False, code="bad_request"
             )
-        # One send per attachment: a failure midway leaves the earlier ones delivered.
-        results = [self.call(method, params)["result"] for method, params in calls]
+        results: list[JSON] = []
+        for method, params in calls:  # one send per attachment
+            try:
+                results.append(self.call(method, params)["result"])
+            except DeliveryError as e:
+                if not results:
+                    raise
+                # The earlier parts were delivered: a retry would send them twice. Final.
+                raise DeliveryError(f"{len(results)} of {len(calls)} parts were sent before: {e}",
+                                    retryable=False, code=e.code, uncertain=e.uncertain) from None
         ids = [r["message_id"] for r in results]
         sent_ms = results[0].get("date", 0) * 1000 or time.time_ns() // 1_000_000
         return Receipt(str(ids[0]), sent_ms, {"chat_id": chat_id, "message_ids": ids})
@@ -103,10 +112,8 @@ class TelegramAdapter(Adapter):
         token = self.settings.bot_token.get_secret_value()
         try:
             resp = self.http.post(f"{self.settings.api_base}/bot{token}/{method}", json=params)
-        except httpx.HTTPError as e:  # never pass httpx's text on: it may quote the URL
-            code = "timeout" if isinstance(e, httpx.TimeoutException) else "network"
-            what = f"telegram {method}: {code} ({type(e).__name__})"
-            raise DeliveryError(what, retryable=True, code=code) from None
+        except httpx.HTTPError as e:  # uncertain once the request was written
+            raise transport_error(e, f"telegram {method}") from None
         try:
             answer = orjson.loads(resp.content)
         except orjson.JSONDecodeError:  # a proxy's HTML error page

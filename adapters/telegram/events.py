@@ -1,6 +1,9 @@
 """Reading Telegram webhook updates: one ``Update`` as one normalised event.
 
-Updates are read as plain dicts; anything not understood comes back as ``UNSUPPORTED``.
+Updates are read as plain dicts. Message content not understood (a poll, dice) comes back as
+``UNSUPPORTED``, kept for the agent; an update that carries nothing the hub can mean (only an
+``update_id``, or a kind of update we never asked for) is no event at all: answered 200 and
+dropped, not a dead letter nobody can fix.
 """
 
 from __future__ import annotations
@@ -224,20 +227,20 @@ _HANDLERS: dict[str, Callable[[JSON, str, int], InboundEvent]] = {
 
 
 def parse_update(body: bytes, received_ms: int) -> list[InboundEvent]:
-    """Normalise one webhook body (one Telegram ``Update``) into events."""
+    """Normalise one webhook body (one Telegram ``Update``) into events: none for an update
+    with no content, or of a kind the hub does not handle (``ALLOWED_UPDATES`` asks for the
+    ones it does; a bot set up by hand also gets channel posts, polls, inline queries...)."""
     update = _load(body)
-    field = next((k for k in update if k != "update_id"), None)
-    if field is None:
-        raise PayloadError("Telegram update carries nothing besides update_id")
+    field = next((k for k in update if k != "update_id" and update[k] not in (None, {}, [])),
+                 None)
+    if field is None or field not in _HANDLERS:
+        return []
     obj, uid = update[field], update.get("update_id")
     # Without update_id (hand-made payloads) the body's hash stands in: redeliveries repeat it.
     key = f"u:{uid}"
     if uid is None:
         key = "b:" + hashlib.blake2b(body, digest_size=12).hexdigest()
-    if (handler := _HANDLERS.get(field)) is None:
-        obj = obj if isinstance(obj, dict) else {}
-        who = obj.get("from") or obj.get("user") or {}
-        return [_event(EventKind.UNSUPPORTED, key, who, received_ms, platform_type=field)]
+    handler = _HANDLERS[field]
     if not isinstance(obj, dict):
         raise PayloadError(f"Telegram update field {field!r} is not an object")
     try:

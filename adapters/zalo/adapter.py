@@ -18,6 +18,7 @@ from tongdai.adapters.base import (
     OutboundMessage,
     RateLimit,
     Receipt,
+    transport_error,
 )
 from tongdai.adapters.zalo.answers import TOKEN_ERRORS, _api_error, _json
 from tongdai.adapters.zalo.events import _load, parse_event
@@ -80,6 +81,7 @@ class ZaloAdapter(Adapter):
                     "not retried, to avoid duplicates)",
                     retryable=False,
                     code=exc.code,
+                    uncertain=exc.uncertain,
                 ) from None
             if not data.get("message_id"):
                 raise DeliveryError(
@@ -261,11 +263,8 @@ class ZaloAdapter(Adapter):
             resp = self.http.request(
                 method, f"{self.settings.api_base}{path}", headers={"access_token": token}, **kw
             )
-        except httpx.HTTPError as e:  # never pass httpx's text on: it may quote the URL
-            code = "timeout" if isinstance(e, httpx.TimeoutException) else "network"
-            raise DeliveryError(
-                f"zalo {what}: {code} ({type(e).__name__})", retryable=True, code=code
-            ) from None
+        except httpx.HTTPError as e:  # uncertain once the request was written
+            raise transport_error(e, f"zalo {what}") from None
         status, answer = resp.status_code, _json(resp)
         if status == 429:
             raise DeliveryError(

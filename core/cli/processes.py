@@ -9,7 +9,8 @@ from tongdai.core.cli.base import main, open_hub, setup_logging
 
 @main.command()
 @click.option("--queues", default="ingest", show_default=True,
-              help="ingest, outbound, hooks (outgoing webhooks), comma-separated")
+              help="ingest, replies (agents' replies), background (profile fetches, "
+                   "acknowledgements), hooks (outgoing webhooks); comma-separated")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 def worker(queues: str, burst: bool) -> None:
     """An RQ worker. Needs REDIS_URL or a running `tongdai up`."""

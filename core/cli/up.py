@@ -21,7 +21,7 @@ from tongdai.core.cli.supervisor import Child, DataDirLock
               help="the platforms' own server, webhooks only  [default: --port + 1]")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--workers", default=2, show_default=True,
-              help="ingest worker processes (plus one sender for replies)")
+              help="ingest worker processes (plus two senders for replies)")
 @click.option("--web-workers", default=2, show_default=True,
               help="web server processes (uvicorn)")
 @click.option("--data-dir", default=None, help="embedded Redis data (default ./var)")
@@ -144,7 +144,11 @@ def _specs(hub, host: str, port: int, hooks_port: int, workers: int, web_workers
              ("reactor", [*cli, "reactor"])]
     specs += [(f"worker-{i + 1}", [*cli, "worker", "--queues", "ingest"])
               for i in range(workers)]
-    specs.append(("sender", [*cli, "worker", "--queues", "outbound"]))
+    # Two senders: while a platform stops answering, its one call at a time holds one of
+    # them (core/pipeline/channel_gate.py) and the other keeps every other reply moving.
+    specs += [(f"sender-{i + 1}", [*cli, "worker", "--queues", "replies"]) for i in range(2)]
+    # Profile fetches and acknowledgements: a burst of new customers never delays a reply.
+    specs.append(("background", [*cli, "worker", "--queues", "background"]))
     # integrators' webhooks: a slow receiver never holds up a reply (workspace/hooks.py)
     specs.append(("hooks", [*cli, "worker", "--queues", "hooks"]))
     from tongdai.webhooks.smtp import listeners

@@ -28,7 +28,7 @@ if not blob then return {3} end
 local m = cjson.decode(blob)
 
 -- statuses only move forward (a late "delivered" never hides a "read")
-local rank = {queued = 1, sent = 2, delayed = 2.5, delivered = 3, read = 4, failed = 5}
+local rank = {queued = 1, uncertain = 1.5, sent = 2, delayed = 2.5, delivered = 3, read = 4, failed = 5}
 if op == 'edit' then
   if m.x ~= v then
     local hist = m.hx or {}

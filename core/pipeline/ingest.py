@@ -242,6 +242,9 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         events, error = _parse(hub.adapters.get(raw.channel_id), raw)
         if error:
             dead[id(raw)] = (raw, error)
+        elif not events:  # nothing the hub can mean (an empty update): dropped, but counted
+            batch.pipe.hincrby(hub.keys.stats(), f"ignored:{raw.channel_id}")
+            batch.ops.append(("stat", raw, None, raw.channel_id))
         for ev in events:
             ch = hub.channel_for(raw.channel_id, ev.account_id)
             if ch is None:  # kept until an admin adds the channel, then replayed
@@ -373,12 +376,12 @@ ACK_JOB = "tongdai.worker.jobs.acknowledge"
 
 def _enqueue_platform_calls(hub: Hub, profiles: list[tuple[str, str, str]],
                             acks: list[tuple[str, str]]) -> None:
-    """Profiles and acknowledgements are platform calls: on the senders, never in this batch."""
+    """Profiles and acknowledgements: platform calls, on the background queue, not here."""
     from rq import Queue, Retry
 
-    from tongdai.core.keys import OUTBOUND_QUEUE
+    from tongdai.core.keys import BACKGROUND_QUEUE
 
-    q = Queue(OUTBOUND_QUEUE, connection=hub.redis)
+    q = Queue(BACKGROUND_QUEUE, connection=hub.redis)
     jobs = [Queue.prepare_data(PROFILE_JOB, (ch, user, cust), result_ttl=0, failure_ttl=86400,
                                job_id=f"profile-{cust}-{ch}") for ch, user, cust in profiles]
     jobs += [Queue.prepare_data(ACK_JOB, (ch, token), result_ttl=0, failure_ttl=86400,

@@ -1,10 +1,14 @@
 """Agents' replies: create once per idempotency key, send once, follow the receipt.
 
 ``create_reply`` runs in the API request: it checks the channel's window, stores the message
-as *queued* (atomically with its idempotency key) and enqueues one send job. ``deliver`` is the
-job: it never sends a message that already went out, holds a per-message lock released only by
-its owner, waits for the platform's rate limits, and retries what the platform says is
-retryable (honouring ``retry_after``).
+as *queued* (atomically with its idempotency key) and enqueues one send job: on the
+``replies`` queue for agents' replies, which nothing else uses, on ``background`` for the
+hub's automatic ones. ``deliver`` is the job: it never sends a message that already went out,
+holds a per-message lock released only by its owner, and never waits in place: a rate-limit
+slot, a retry (``retry_after`` to the second) or a slow channel puts the send in the due set
+(``send_schedule``, ``channel_gate``) and frees the sender. A send that got no answer after the
+platform had the request is *uncertain*: tried once more, later, and then not again
+(docs/decisions.md, "Replies first").
 """
 
 from __future__ import annotations
@@ -12,27 +16,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 import orjson
 from rq import Queue
 
-from tongdai.adapters.base import OutboundMessage
+from tongdai.adapters.base import Adapter, OutboundMessage
 from tongdai.core.clock import now_ms
 from tongdai.core.errors import DeliveryError, WindowClosed
 from tongdai.core.hub import Hub
-from tongdai.core.keys import OUTBOUND_QUEUE
+from tongdai.core.keys import SEND_LANES
 from tongdai.core.models import Attachment, AuthorKind, DeliveryStatus, Direction, Message
-from tongdai.core.pipeline import mail, store
+from tongdai.core.pipeline import channel_gate, mail, store
+from tongdai.core.pipeline.send_schedule import JOB_TTLS, SEND_JOB, Waiting, schedule
 
 log = logging.getLogger(__name__)
-SEND_JOB = "tongdai.worker.jobs.send"
 IDEMPOTENCY_TTL_S = 86400
 MAX_ATTEMPTS = 6
 BACKOFF_S = (1, 2, 5, 15, 60, 300)
-MAX_INLINE_WAIT_S = 5.0  # longer waits go back to the queue instead of holding a worker
 LOCK_MS = 120_000
 
 
@@ -136,10 +137,16 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
     mid = mid.decode()
     created = int(code) == 1
     if created:
-        Queue(OUTBOUND_QUEUE, connection=hub.redis).enqueue(
-            SEND_JOB, conv_id, mid, 1, job_id=f"send-{mid}", result_ttl=3600,
-            failure_ttl=7 * 86400, description=f"send message {mid}")
+        Queue(SEND_LANES[lane_of(author_kind)], connection=hub.redis).enqueue(
+            SEND_JOB, conv_id, mid, 1, job_id=f"send-{mid}", description=f"send message {mid}",
+            **JOB_TTLS)
     return store.get_message(hub, conv_id, mid), created
+
+
+def lane_of(author_kind: AuthorKind) -> str:
+    """``replies`` for a person's reply, ``background`` for the hub's automatic messages: an
+    agent's reply never queues behind a burst of acknowledgements."""
+    return "replies" if author_kind == AuthorKind.AGENT else "background"
 
 
 def _identity_of(hub: Hub, customer_id: str, channel_id: str, address: str) -> str:
@@ -156,7 +163,13 @@ def _patch(hub: Hub, conv_id: str, mid: str, op: str, value: str, extra: str = "
     hub.scripts.patch_message(args=["", f"{conv_id}:{mid}", "", now_ms(), op, value, extra])
 
 
+def _set(hub: Hub, conv_id: str, mid: str, **fields: object) -> None:
+    """Set blob fields of a message (``s`` status, ``sr`` reason, ``e`` platform id)."""
+    _patch(hub, conv_id, mid, "set", orjson.dumps(fields).decode())
+
+
 def _rate_wait_ms(hub: Hub, channel_id: str, address: str) -> int:
+    """Reserve the next send slot under the channel's rate limits; ms until it (0: now)."""
     limits = hub.adapter(channel_id).facts().rate_limits
     if not limits:
         return 0
@@ -168,13 +181,7 @@ def _rate_wait_ms(hub: Hub, channel_id: str, address: str) -> int:
     return int(hub.scripts.rate_slot(keys=keys, args=[now_ms(), *intervals]))
 
 
-def _retry_later(hub: Hub, conv_id: str, mid: str, attempt: int, delay_s: float) -> None:
-    Queue(OUTBOUND_QUEUE, connection=hub.redis).enqueue_in(
-        timedelta(seconds=delay_s), SEND_JOB, conv_id, mid, attempt,
-        job_id=f"send-{mid}-{attempt}", result_ttl=3600, failure_ttl=7 * 86400)
-
-
-def _send(adapter, out: OutboundMessage):
+def _send(adapter: Adapter, out: OutboundMessage):
     """``adapter.send``; an exception that is not a DeliveryError (an adapter bug, a message
     the platform library cannot express) fails the message with a reason an agent sees,
     instead of leaving it queued forever."""
@@ -190,69 +197,113 @@ def _send(adapter, out: OutboundMessage):
                             retryable=False, code="adapter_error") from None
 
 
-def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1) -> str:
-    """Send one queued message. Returns what happened (for the job's result and logs)."""
+def deliver(hub: Hub, conv_id: str, mid: str, attempt: int = 1, flags: str = "") -> str:
+    """Send one queued message (the send job; ``flags``: see ``send_schedule.Waiting``).
+    Returns what happened (for the job's result and logs)."""
     lock_key, owner = hub.keys.send_lock(mid), secrets.token_hex(8)
     if not hub.redis.set(lock_key, owner, nx=True, px=LOCK_MS):
         return "another worker is sending it"
     try:
-        while True:
-            msg = store.get_message(hub, conv_id, mid)
-            if msg.direction != Direction.OUT:  # a private note or system line: never sent
-                return f"not sent: a {msg.direction.value} {msg.kind}"
-            if msg.status != DeliveryStatus.QUEUED:
-                return f"already {msg.status.value}"
-            adapter = hub.adapter(msg.channel_id)
-            conv = store.get_conversation(hub, conv_id)
-            address = msg.address or conv.address
-            identity = _identity_of(hub, conv.customer_id, msg.channel_id, address)
-            last_in = hub.redis.hget(hub.keys.customer_last_inbound(conv.customer_id), identity)
-            # Rate keys name the chat; on channels whose addresses are personal data, by index.
-            rate_scope = (identity.partition("|")[2] if adapter.user_ids_are_personal
-                          else address)
-            wait_ms = _rate_wait_ms(hub, msg.channel_id, rate_scope)
-            if wait_ms > MAX_INLINE_WAIT_S * 1000:
-                _retry_later(hub, conv_id, mid, attempt, wait_ms / 1000)
-                return "rate limited: rescheduled"
-            if wait_ms > 0:
-                time.sleep(wait_ms / 1000)
-            out = OutboundMessage(
-                address=store.reveal_address(hub, address), text=msg.text,
-                author_kind=msg.author_kind, idempotency_key=mid, attachments=msg.attachments,
-                reply_to_external_id=msg.reply_to,
-                last_inbound_ts_ms=int(last_in) if last_in else None, conversation_id=conv_id)
-            if adapter.threads_by_reference:
-                ctx = mail.thread_context(hub, conv_id, msg.channel_id)
-                out.subject, out.references = ctx["subject"], ctx["references"]
-                out.in_reply_to, out.reply_token = ctx["in_reply_to"], ctx["reply_token"]
-            try:
-                receipt = _send(adapter, out)
-            except DeliveryError as exc:
-                if not exc.retryable or attempt >= MAX_ATTEMPTS:
-                    _patch(hub, conv_id, mid, "status", "failed", str(exc))
-                    if exc.code == "blocked":  # later replies are refused before sending
-                        hub.redis.hset(hub.keys.customer(conv.customer_id),
-                                       f"blocked:{msg.channel_id}", now_ms())
-                    log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
-                    return f"failed: {exc}"
-                delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]
-                attempt += 1
-                # Still queued, but agents see why it has not gone out yet.
-                _patch(hub, conv_id, mid, "set", orjson.dumps(
-                    {"sr": f"retry {attempt} of {MAX_ATTEMPTS} in {delay:g}s: {exc}"}).decode())
-                log.info("message %s: retryable error (%s), retry %d in %.1fs", mid, exc.code,
-                         attempt, delay)
-                if delay > MAX_INLINE_WAIT_S:
-                    _retry_later(hub, conv_id, mid, attempt, delay)
-                    return f"retry {attempt} in {delay}s"
-                time.sleep(delay)
-                continue
-            _patch(hub, conv_id, mid, "set", orjson.dumps(
-                {"s": DeliveryStatus.SENT.value, "e": receipt.external_id, "sr": None}).decode())
-            keys = adapter.sent_dedupe_keys(out, receipt)
-            if keys:  # the platform's echo and receipts of this send find it, not a copy
-                hub.redis.hset(hub.keys.dedupe(msg.channel_id),
-                               mapping={k: f"{conv_id}:{mid}" for k in keys})
-            return "sent"
+        msg = store.get_message(hub, conv_id, mid)
+        if msg.direction != Direction.OUT:  # a private note or system line: never sent
+            return f"not sent: a {msg.direction.value} {msg.kind}"
+        if msg.status != DeliveryStatus.QUEUED:
+            return f"already {msg.status.value}"
+        waiting = Waiting(lane_of(msg.author_kind), conv_id, mid, attempt, flags)
+        # Parked, holding no sender, while the channel has no room (it is slow, or busy).
+        if not channel_gate.enter(hub, msg.channel_id, mid, waiting.lane,
+                                  waiting.without_flag("r").member):
+            return f"parked: no room on {msg.channel_id}"
+        outcome = "none"
+        try:
+            outcome, result = _attempt(hub, msg, waiting)
+            return result
+        finally:
+            channel_gate.leave(hub, msg.channel_id, mid, waiting.lane, outcome)
     finally:
         hub.scripts.release_lock(keys=[lock_key], args=[owner])
+
+
+def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
+    """One call to the platform, unless the rate limits say later. Returns (the channel
+    gate's outcome, what happened)."""
+    conv_id, mid = msg.conversation_id, msg.id
+    adapter = hub.adapter(msg.channel_id)
+    conv = store.get_conversation(hub, conv_id)
+    address = msg.address or conv.address
+    identity = _identity_of(hub, conv.customer_id, msg.channel_id, address)
+    last_in = hub.redis.hget(hub.keys.customer_last_inbound(conv.customer_id), identity)
+    if "r" not in waiting.flags:  # else its slot, reserved before it waited, is now
+        # Rate keys name the chat; on channels whose addresses are personal data, by index.
+        scope = identity.partition("|")[2] if adapter.user_ids_are_personal else address
+        wait_ms = _rate_wait_ms(hub, msg.channel_id, scope)
+        if wait_ms > 0:
+            schedule(hub, waiting.with_flag("r"), now_ms() + wait_ms)
+            return "none", f"rate limited: due in {wait_ms} ms"
+    out = OutboundMessage(
+        address=store.reveal_address(hub, address), text=msg.text,
+        author_kind=msg.author_kind, idempotency_key=mid, attachments=msg.attachments,
+        reply_to_external_id=msg.reply_to,
+        last_inbound_ts_ms=int(last_in) if last_in else None, conversation_id=conv_id)
+    if adapter.threads_by_reference:
+        ctx = mail.thread_context(hub, conv_id, msg.channel_id)
+        out.subject, out.references = ctx["subject"], ctx["references"]
+        out.in_reply_to, out.reply_token = ctx["in_reply_to"], ctx["reply_token"]
+    try:
+        receipt = _send(adapter, out)
+    except DeliveryError as exc:
+        return ("slow" if exc.code == "timeout" else "none"), _failed(
+            hub, msg, conv.customer_id, adapter, waiting.without_flag("r"), exc)
+    # After an unanswered try, the customer may see this twice: the agent is told so.
+    again = ("sent on the try after one that got no answer; the customer may see it twice"
+             if "u" in waiting.flags else None)
+    _set(hub, conv_id, mid, s=DeliveryStatus.SENT.value, e=receipt.external_id, sr=again)
+    keys = adapter.sent_dedupe_keys(out, receipt)
+    if keys:  # the platform's echo and receipts of this send find it, not a copy
+        hub.redis.hset(hub.keys.dedupe(msg.channel_id),
+                       mapping={k: f"{conv_id}:{mid}" for k in keys})
+    return "ok", "sent"
+
+
+def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting: Waiting,
+            exc: DeliveryError) -> str:
+    """What a failed call leads to: one more try after an unanswered one, a scheduled retry,
+    or a final status (``failed``; ``uncertain`` when a try may have arrived)."""
+    conv_id, mid, attempt = msg.conversation_id, msg.id, waiting.attempt
+    unanswered_before = "u" in waiting.flags
+    last_try = attempt >= MAX_ATTEMPTS
+    if exc.uncertain and not adapter.facts().idempotent_sends:
+        if unanswered_before or last_try:
+            twice = ", perhaps twice (an earlier try got no answer either)"
+            why = (f"{exc}: it may have arrived{twice if unanswered_before else ''}. "
+                   "Not tried again: check with the customer")
+            _set(hub, conv_id, mid, s=DeliveryStatus.UNCERTAIN.value, sr=why)
+            log.warning("message %s on %s: uncertain, not tried again", mid, msg.channel_id)
+            return "uncertain: not tried again"
+        delay = hub.config.hub.replies.uncertain_retry
+        schedule(hub, Waiting(waiting.lane, conv_id, mid, attempt + 1, waiting.flags + "u"),
+                 now_ms() + int(delay * 1000))
+        _set(hub, conv_id, mid, sr=(
+            f"{exc}: it may have arrived. {adapter.name} has no idempotency key, so one more "
+            f"try in {delay:g}s may send it twice; none after that"))
+        log.warning("message %s on %s: no answer after sending; one more try in %gs", mid,
+                    msg.channel_id, delay)
+        return f"uncertain: one more try in {delay:g}s"
+    if not exc.retryable or last_try:
+        if exc.code == "blocked":  # later replies are refused before sending
+            hub.redis.hset(hub.keys.customer(customer_id), f"blocked:{msg.channel_id}", now_ms())
+        if unanswered_before:  # the earlier, unanswered try may still have arrived
+            _set(hub, conv_id, mid, s=DeliveryStatus.UNCERTAIN.value,
+                 sr=f"{exc}; an earlier try got no answer and may have arrived")
+            return f"uncertain: {exc}"
+        _patch(hub, conv_id, mid, "status", "failed", str(exc))
+        log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
+        return f"failed: {exc}"
+    delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]
+    schedule(hub, Waiting(waiting.lane, conv_id, mid, attempt + 1, waiting.flags),
+             now_ms() + int(delay * 1000))
+    # Still queued, but agents see why it has not gone out yet.
+    _set(hub, conv_id, mid, sr=f"retry {attempt + 1} of {MAX_ATTEMPTS} in {delay:g}s: {exc}")
+    log.info("message %s: retryable error (%s), retry %d in %gs", mid, exc.code, attempt + 1,
+             delay)
+    return f"retry {attempt + 1} in {delay:g}s"

@@ -43,6 +43,11 @@ class FakeTelegramAPI(LocalHTTPServer):
         self._next_message_id = 1
         # forum supergroups: chat id -> topic id -> {"name", "closed"}
         self._forums: dict[int, dict[int, dict[str, Any]]] = {}
+        self._stamps: list[tuple[str, float, dict[str, Any]]] = []
+        self._sent_stamps: list[tuple[str, float, dict[str, Any]]] = []
+        # Seconds between acting on a call and answering it: set it above the client's timeout
+        # for a platform that sends what it was asked to but answers too late.
+        self.answer_delay = 0.0
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -73,6 +78,16 @@ class FakeTelegramAPI(LocalHTTPServer):
         with self._lock:
             return list(self._calls)
 
+    def calls_at(self, method: str = "sendMessage") -> list[tuple[float, dict[str, Any]]]:
+        """(wall-clock time it arrived, params) of every call of ``method``, in order."""
+        with self._lock:
+            return [(t, params) for m, t, params in self._stamps if m == method]
+
+    def sent_at(self, method: str = "sendMessage") -> list[tuple[float, dict[str, Any]]]:
+        """(wall-clock time it arrived, params) of the successful calls of ``method``."""
+        with self._lock:
+            return [(t, params) for m, t, params in self._sent_stamps if m == method]
+
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
         """The params of the successful calls of ``method``."""
         with self._lock:
@@ -99,6 +114,7 @@ class FakeTelegramAPI(LocalHTTPServer):
         """The (status, JSON body) the real API would give, give or take."""
         with self._lock:
             self._calls.append((method, params))
+            self._stamps.append((method, time.time(), params))
             if token != self.token:
                 return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
             queued = self._failures.get(method)
@@ -110,6 +126,7 @@ class FakeTelegramAPI(LocalHTTPServer):
             if isinstance(result, _Failure):
                 return result
             self._sent.append((method, params))
+            self._sent_stamps.append(self._stamps[-1])
             return 200, {"ok": True, "result": result} | (
                 {"description": "Webhook was set"} if method == "setWebhook" else {}
             )
@@ -212,6 +229,11 @@ def _handler_for(fake: FakeTelegramAPI) -> type[BaseHTTPRequestHandler]:
                 status, answer = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
             else:
                 status, answer = fake.answer(parts[0][3:], parts[1], query | form)
-            self.reply(status, orjson.dumps(answer))
+            if fake.answer_delay:
+                time.sleep(fake.answer_delay)
+            try:
+                self.reply(status, orjson.dumps(answer))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting: what the delay is for
 
     return Handler

@@ -13,7 +13,7 @@ from rq import Queue
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, run_outbound, tg_update
 from tests.workspace.conftest import TEAMS
-from tongdai.core.keys import OUTBOUND_QUEUE
+from tongdai.core.keys import REPLIES_QUEUE
 from tongdai.core.pipeline import feed, outbound
 from tongdai.core.workspace import workflow
 
@@ -83,7 +83,7 @@ def test_a_note_is_never_sent_while_a_reply_is(client, hub, people, conv, tg_fak
                         json={"text": "Dạ, đơn của anh đang giao ạ"}, headers=auth(an, "new"))
     assert reply.status_code == 201
     # one send job, for the reply only
-    assert Queue(OUTBOUND_QUEUE, connection=hub.redis).job_ids == [f"send-{reply.json['id']}"]
+    assert Queue(REPLIES_QUEUE, connection=hub.redis).job_ids == [f"send-{reply.json['id']}"]
     run_outbound(hub)
     # even a send job made up for the note sends nothing
     assert outbound.deliver(hub, conv["id"], r.json["id"]).startswith("not sent")

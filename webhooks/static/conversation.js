@@ -3,7 +3,7 @@
 import { ApiError, get, has, post, query } from './api.js';
 import { $, ask, clear, el, fmtFull, fmtTime, t, uuid } from './ui.js';
 
-const TICKS = { queued: '🕓', sent: '✓', delayed: '⏳', delivered: '✓✓', read: '✓✓', failed: '⚠' };
+const TICKS = { queued: '🕓', uncertain: '❓', sent: '✓', delayed: '⏳', delivered: '✓✓', read: '✓✓', failed: '⚠' };
 const SAFE_URL = /^https?:\/\//i;
 
 export function createConversation(ctx) {
@@ -213,7 +213,7 @@ export function createConversation(ctx) {
     const label = t('status.' + m.status) + (reason ? ': ' + reason : '');
     return el('span', { class: 'tick-box' },
       el('span', { class: 'tick tick-' + m.status, title: label, 'aria-label': label, text: TICKS[m.status] || '' }),
-      m.status === 'failed' || m.status === 'delayed'
+      m.status === 'failed' || m.status === 'delayed' || m.status === 'uncertain'
         ? el('span', { class: 'tick-reason', text: label }) : null);
   }
 
