@@ -145,7 +145,7 @@ def prefill_raw_log(env: BenchEnv, bodies: list[bytes], wake: bool) -> None:
     for i in range(0, len(bodies), 1000):
         pipe = hub.redis.pipeline(transaction=False)
         for body in bodies[i:i + 1000]:  # stored as the webhook stores them (encrypted)
-            pipe.execute_command(*rawlog._xadd_args(
+            pipe.execute_command(*rawlog.xadd_args(
                 hub, RawEvent(CHANNEL, body, {"content-type": "application/json"},
                               clock.now_ms())))
         pipe.execute()

@@ -71,7 +71,8 @@ def _sealed_fields(hub: Hub, raw: RawEvent) -> dict[str, bytes | str | int]:
             "t": raw.received_ts_ms}
 
 
-def _xadd_args(hub: Hub, raw: RawEvent) -> list:
+def xadd_args(hub: Hub, raw: RawEvent) -> list:
+    """The one XADD that stores ``raw`` (its shard, its sealed fields), for any client."""
     args: list = ["XADD", hub.keys.raw(shard_of(hub, raw.body)), "*"]
     for name, value in _sealed_fields(hub, raw).items():
         args += [name, value]
@@ -80,7 +81,7 @@ def _xadd_args(hub: Hub, raw: RawEvent) -> list:
 
 def append(hub: Hub, raw: RawEvent) -> str:
     """Store a raw request: the webhook's one and only write."""
-    return hub.redis.execute_command(*_xadd_args(hub, raw)).decode()
+    return hub.redis.execute_command(*xadd_args(hub, raw)).decode()
 
 
 class Appender:
@@ -100,7 +101,7 @@ class Appender:
         if conn is None:
             conn = self._local.conn = self.hub.redis.connection_pool.make_connection()
         try:
-            conn.send_command(*_xadd_args(self.hub, raw))
+            conn.send_command(*xadd_args(self.hub, raw))
             return conn.read_response().decode()
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()  # the next request reconnects

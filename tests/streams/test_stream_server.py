@@ -222,3 +222,22 @@ def test_the_platforms_own_server_takes_webhooks_and_nothing_of_the_agents(floor
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
     assert sum(hub.redis.xlen(hub.keys.raw(s)) for s in range(hub.shards)) == 1
+
+
+def test_the_event_loop_webhook_path_keeps_the_webhook_rules(floor):
+    """Verified on the loop, stored with one XADD: a bad signature is 401 with nothing stored,
+    a malformed body 400, an unknown channel 404, a repeat of one update stored again (ingest
+    deduplicates it), and a handshake GET goes through Flask."""
+    hub, base = floor
+    body = tg_update(42, 4242, 42, "Shop ơi")
+    bad = httpx.post(base + "/webhooks/tg-test", content=body, timeout=5,
+                     headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "SignatureError"
+    broken = httpx.post(base + "/webhooks/tg-test", content=b"{not json", timeout=5,
+                        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    assert broken.status_code == 400
+    assert httpx.post(base + "/webhooks/nope", content=body, timeout=5).status_code == 404
+    assert sum(hub.redis.xlen(hub.keys.raw(s)) for s in range(hub.shards)) == 0
+    assert _webhook(base, 7).status_code == 200
+    assert sum(hub.redis.xlen(hub.keys.raw(s)) for s in range(hub.shards)) == 1
+    assert httpx.get(base + "/webhooks/tg-test", timeout=5).status_code == 405  # via Flask
