@@ -29,6 +29,7 @@ from tongdai.benchmarks.common import FULL, GUNICORN, QUICK
 from tongdai.benchmarks.env import BenchEnv, log
 from tongdai.benchmarks.latency import bench_latency
 from tongdai.benchmarks.replies import bench_replies
+from tongdai.benchmarks.rules import bench_rules  # issue #13: ingest with 232 rules
 from tongdai.benchmarks.storage import bench_history, bench_memory, bench_parse
 from tongdai.benchmarks.streams import bench_streams
 from tongdai.benchmarks.throughput import bench_ingest, bench_webhook
@@ -52,6 +53,7 @@ TARGETS: dict[str, tuple[str, float]] = {
 SECTIONS = [
     ("webhook", bench_webhook),
     ("ingest", bench_ingest),
+    ("rules", bench_rules),
     ("latency", bench_latency),
     ("memory", bench_memory),
     ("history", bench_history),

@@ -87,11 +87,60 @@ class RepliesSection(_Section):
 class TagRule(_Section):
     tag: str
     any: list[str] = Field(min_length=1)
+    none: list[str] = []  # keywords that stop the rule (core/pipeline/tagging.py)
+
+
+_LANGUAGES = ("vi", "zh", "en", "th", "id", "ms", "ja", "ko", "km", "lo", "tl", "fr")
 
 
 class TaggingSection(_Section):
     detect_language: bool = True
+    # The languages messages are told apart among (ISO 639-1); the detector knows no others.
+    languages: list[str] = ["vi", "zh", "en"]
+    # lingua's low-accuracy mode: ~10 MB of models instead of ~70 MB per process, and on
+    # short chat it is as accurate, with our Vietnamese word lists (docs/decisions.md).
+    language_accuracy: str = "low"
     rules: list[TagRule] = []
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in _LANGUAGES]
+        if bad or not v:
+            raise ValueError(f"unknown language(s) {bad or v}: use some of {list(_LANGUAGES)}")
+        return v
+
+    @field_validator("language_accuracy")
+    @classmethod
+    def _accuracy(cls, v: str) -> str:
+        if v not in ("low", "high"):
+            raise ValueError("must be 'low' or 'high'")
+        return v
+
+
+class Repeated(_Section):
+    messages: int = Field(ge=2)  # this many customer messages since an agent last replied ...
+    within: float  # ... within this long (this message included)
+
+    _durations = field_validator("within", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v)))
+
+
+class PriorityRule(_Section):
+    # Conditions, all of which must hold; a list holds when any of its items does.
+    name: str
+    level: int = Field(ge=0, le=99)
+    tags_any: list[str] = []
+    languages: list[str] = []
+    channels: list[str] = []
+    customer_tier: list[str] = []  # the customer's ``tier`` (td:customer:{id}), e.g. vip
+    repeated: Repeated | None = None
+
+
+class PrioritySection(_Section):
+    # Each matching rule offers its level; a conversation takes the highest (ties: the first
+    # rule listed) and keeps which rule and what matched as its priority reason.
+    rules: list[PriorityRule] = []
 
 
 class RouteRule(_Section):
@@ -247,6 +296,7 @@ class HubConfig(_Section):
     conversations: ConversationsSection = ConversationsSection()
     replies: RepliesSection = RepliesSection()
     tagging: TaggingSection = TaggingSection()
+    priority: PrioritySection = PrioritySection()
     routing: RoutingSection = RoutingSection()
     security: SecuritySection = SecuritySection()
     storage: StorageSection = StorageSection()

@@ -308,6 +308,7 @@ class Conversation:
     resolved_ts_ms: int | None = None
     escalated: bool = False  # core/workflow.py escalate
     snoozed_until_ts_ms: int | None = None  # while pending: core/workflow.py snooze
+    priority_reason: str | None = None  # the rule that set the priority (core/pipeline/priority.py)
 
     @classmethod
     def from_hash(cls, conv_id: str, h: dict[str, str], tags: list[str]) -> Conversation:
@@ -332,6 +333,7 @@ class Conversation:
             escalated=h.get("escalated") == "1",
             snoozed_until_ts_ms=(opt_int("snoozed_until")
                                  if h["status"] == ConversationStatus.PENDING.value else None),
+            priority_reason=h.get("priority_why") or None,
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -349,7 +351,7 @@ class Conversation:
             "last_inbound_ts": self.last_inbound_ts_ms,
             "resolved_ts": self.resolved_ts_ms,
             "escalated": self.escalated,
-            "snoozed_until_ts": self.snoozed_until_ts_ms,
+            "snoozed_until_ts": self.snoozed_until_ts_ms, "priority_reason": self.priority_reason,
         }
 
 

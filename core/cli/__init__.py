@@ -9,6 +9,7 @@ from tongdai.core.cli import (  # noqa: F401  (each registers its commands on ma
     deadletter,
     keys,
     processes,
+    rules,
     simulate,
     token,
     up,

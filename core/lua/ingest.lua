@@ -32,6 +32,11 @@
 --          records the acknowledgement as due, atomically with the message (crash-safe)
 -- ARGV[21] SLA targets in ms (core/sla.py lua_targets): "first\31next" for every queue, then
 --          "\30queue\31first\31next" per queue override; an empty target is none; "" = off
+-- ARGV[22] why ARGV[11] is what it is ("" at 0), kept as the conversation's priority_why
+-- ARGV[23] priority rules only the store can judge (core/pipeline/priority.py), best first,
+--          joined by "\30", each "tiers\31messages\31within ms\31level\31reason": the first
+--          that holds (the customer's tier is one of tiers; this many messages in the
+--          conversation within the window since an agent's last reply) sets the priority
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened or woken from a
 --           snooze), needs_profile(0|1)}
@@ -46,6 +51,7 @@ local linkh = ARGV[18] or ''
 local erasures = ARGV[19] or ''
 local acks = ARGV[20] or ''
 local sla_t = ARGV[21] or ''
+local why, pend = ARGV[22] or '', ARGV[23] or ''
 if erasures ~= '' and (redis.call('GET', "{{SUBJECT_ERASURES}}") or '0') ~= erasures then
   return {4, ''}
 end
@@ -220,6 +226,7 @@ if not conv then
   redis.call('HSET', convk, 'customer', cust, 'channel', ch, 'address', addr, 'status', 'open',
              'queue', queue, 'priority', prio, 'created', now, 'updated', now,
              'identity', ch .. '|' .. user)
+  if why ~= '' then redis.call('HSET', convk, 'priority_why', why) end
   redis.call('HSET', ck, 'conv', conv)
   redis.call('ZADD', string.format("{{CUSTOMER_CONVS}}", cust), now, conv)
   opened = 1
@@ -265,9 +272,22 @@ if dir == 'in' and mode == 'timeline' then
       redis.call('SADD', string.format("{{CONV_TAGS}}", conv), tag)
     end
   end
+  if pend ~= '' then
+    local tier = redis.call('HGET', string.format("{{CUSTOMER}}", cust), 'tier') or ''
+    for tiers, n, within, lvl, r in string.gmatch(pend,
+        '([^\30\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\30]*)') do
+      local holds = tiers == '' or string.find(',' .. tiers .. ',', ',' .. tier .. ',', 1, true)
+      if holds and n ~= '' then
+        local since = math.max(ts - tonumber(within),
+          tonumber(redis.call('HGET', convk, 'agent_reply') or '0') + 1)
+        holds = redis.call('ZCOUNT', string.format("{{TIMELINE}}", conv), since, ts) >= tonumber(n)
+      end
+      if holds then prio, why = tonumber(lvl), r break end
+    end
+  end
   local cur = tonumber(redis.call('HGET', convk, 'priority') or '0')
   if prio > cur then
-    redis.call('HSET', convk, 'priority', prio)
+    redis.call('HSET', convk, 'priority', prio, 'priority_why', why)
     cur = prio
   end
   if status ~= 'resolved' then

@@ -31,8 +31,7 @@ from tongdai.core.models import (
     RawEvent,
 )
 from tongdai.core.pipeline import intercept, mail, rawlog, sla, store
-from tongdai.core.pipeline.routing import Router
-from tongdai.core.pipeline.tagging import Tagger
+from tongdai.core.pipeline.classify import classifier
 from tongdai.core.subjects import COMMANDS_PER_NEW_KEY
 
 log = logging.getLogger(__name__)
@@ -141,8 +140,8 @@ class _Batch:
                      dedupe_key: str | None = None) -> None:
         hub = self.hub
         inbound = ev.direction == Direction.IN and ev.kind in TIMELINE_KINDS
-        tags, lang = tagger(hub).tags(ev.text) if inbound else ([], None)
-        route = router(hub).route(ch, tags, lang)
+        c = classifier(hub).classify(ev.text if inbound else None, ch)  # core/pipeline/classify
+        tags = c.tags
         mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
         k = hub.keyring
         subject = self.subject(ev, ch)
@@ -157,11 +156,11 @@ class _Batch:
             ch, dedupe_key or ev.dedupe_key, user, address,
             k.encrypt_text(name, b"name", subject) if name else "",
             ev.platform_ts_ms, self.now, _blob(hub, ev, ch, raw, tags, subject, self.sender(ev, ch)), mode,
-            route.queue,
-            route.priority,
+            c.queue,
+            c.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
             mail.thread_arg(hub, ev.thread), link, self.erasures,
-            "1" if hub.adapters[ch].acknowledgement() else "", self.sla,
+            "1" if hub.adapters[ch].acknowledgement() else "", self.sla, c.reason, c.pending,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:
@@ -194,14 +193,6 @@ class _Batch:
                     ch, ev.external_user_id, ev.watermark_ms, status, ev.dedupe_key, self.now],
                     client=self.pipe)
                 self.ops.append(("watermark", raw, ev, ch))
-
-
-def tagger(hub: Hub) -> Tagger:
-    return hub.memo("tagger", lambda: Tagger(hub.config.hub.tagging))
-
-
-def router(hub: Hub) -> Router:
-    return hub.memo("router", lambda: Router(hub.config.hub.routing))
 
 
 def _parse(adapter: Adapter | None, raw: RawEvent) -> tuple[list[InboundEvent], str | None]:

@@ -164,6 +164,8 @@ def escalate(hub: Hub, principal: Principal, conv_id: str, why: str = "") -> Con
         after = max(before, level)
         pipe.multi()
         pipe.hset(ck, mapping={"priority": after, "escalated": 1, "updated": now})
+        if after > before:  # the agent's words stay in the sealed timeline line only
+            pipe.hset(ck, "priority_why", f"escalated by {principal.name}")
         # only where it is queued now (not while snoozed or taken out by someone's claim)
         pipe.zadd(k.queue(queue.decode()), {conv_id: queue_score(after, int(created))}, xx=True)
         pipe.hset(k.messages(conv_id), mid, line.to_blob())

@@ -102,6 +102,7 @@ class ConversationOut(Model):
     resolved_ts: int | None
     escalated: bool = False
     snoozed_until_ts: int | None = None  # while snoozed (status pending)
+    priority_reason: str | None = None  # which rule set the priority, and what matched
 
 
 class ConversationPage(Model):
