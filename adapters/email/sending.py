@@ -95,6 +95,26 @@ def _connect(relay: SmtpRelay) -> smtplib.SMTP:
     return conn
 
 
+def _watch_end_of_data(conn: smtplib.SMTP, handed: list[bool]) -> None:
+    """Note when the mail's last line (CRLF "." CRLF) has been written: a failure after that is
+    an unconfirmed send, not a failed one (a resend would be a second mail to the customer)."""
+    write = conn.send
+
+    def send(data: bytes | str) -> None:
+        write(data)
+        if isinstance(data, bytes) and data.endswith(b"\r\n.\r\n"):
+            handed[0] = True
+    conn.send = send  # type: ignore[method-assign]
+
+
+def _close(conn: smtplib.SMTP) -> None:
+    """QUIT politely; a relay that answers QUIT badly has already taken (or refused) the mail."""
+    try:
+        conn.quit()
+    except (smtplib.SMTPException, OSError):
+        conn.close()
+
+
 def _refused(code: int, reason: bytes | str, what: str) -> DeliveryError:
     text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
     retry = 400 <= code < 500
@@ -113,9 +133,14 @@ def send_mail(settings: EmailSettings, mail: EmailMessage) -> Receipt:
         raise DeliveryError("this mail channel has no outbound.smtp: add the relay replies go "
                             "through to its settings", retryable=False, code="not_configured")
     relay = settings.outbound.smtp
+    handed = [False]  # the whole mail and its final "." were written to the relay
     try:
-        with _connect(relay) as conn:
+        conn = _connect(relay)
+        _watch_end_of_data(conn, handed)
+        try:
             conn.send_message(mail)
+        finally:
+            _close(conn)
     except smtplib.SMTPRecipientsRefused as e:
         code, reason = next(iter(e.recipients.values()))
         raise _refused(code, reason, "the relay refused the recipient") from None
@@ -126,6 +151,10 @@ def send_mail(settings: EmailSettings, mail: EmailMessage) -> Receipt:
     except smtplib.SMTPResponseException as e:
         raise _refused(e.smtp_code, e.smtp_error, "the relay refused the mail") from None
     except (smtplib.SMTPException, OSError) as e:
+        if handed[0]:  # the relay has the mail; only its answer is missing: it may be sent
+            raise DeliveryError(f"the relay {relay.host}:{relay.port} took the mail but did "
+                                f"not confirm it ({type(e).__name__}): it may have gone out",
+                                retryable=True, code="timeout", uncertain=True) from None
         raise DeliveryError(f"could not reach the relay {relay.host}:{relay.port}: "
                             f"{type(e).__name__}", retryable=True, code="smtp_unreachable") from None
     return Receipt(external_id=mail["Message-ID"].strip("<>"), sent_ts_ms=time.time_ns() // 10**6)

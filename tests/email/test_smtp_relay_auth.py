@@ -52,3 +52,30 @@ def test_an_unverifiable_certificate_is_refused_unless_allowed(submission):
         send(settings(submission.port, "s3cret-pass", verify=True), message())
     assert e.value.retryable  # a certificate problem may be fixed on the server side
     assert submission.received == []
+
+
+def plain(port: int, timeout_s: float = 1.0) -> EmailSettings:
+    return EmailSettings.model_validate({
+        "address": "support@shop.example.vn", "inbound": {"smtp": {}},
+        "outbound": {"smtp": {"host": "127.0.0.1", "port": port, "timeout_s": timeout_s,
+                              "starttls": False}}})
+
+
+def test_a_relay_that_takes_the_mail_but_answers_late_is_an_uncertain_send():
+    """Issue #12: a send that timed out after the mail was handed over was resent (a second
+    mail to the customer). It is now 'uncertain': retried once, later, and shown as such."""
+    with SmtpPeer() as peer:
+        peer.handler.stall_s = 3.0
+        with pytest.raises(DeliveryError) as e:
+            send(plain(peer.port, timeout_s=1.0), message())
+        assert e.value.uncertain and e.value.retryable
+        assert "may have gone out" in str(e.value)
+        assert len(peer.received) == 1  # the relay has it
+
+
+def test_a_relay_that_cannot_be_reached_is_a_plain_retry():
+    from tests.conftest import free_port
+
+    with pytest.raises(DeliveryError) as e:
+        send(plain(free_port()), message())
+    assert e.value.retryable and not e.value.uncertain

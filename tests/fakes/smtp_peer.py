@@ -4,6 +4,7 @@ rejected) the way real relays do."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -33,12 +34,15 @@ class Received:
 class _Handler:
     received: list[Received] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)  # replies to the next DATA commands
+    stall_s: float = 0.0  # keep the mail, answer this late (past the client's timeout)
 
     async def handle_DATA(self, server, session, envelope) -> str:
         if self.answers:
             return self.answers.pop(0)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content or envelope.content))
+        if self.stall_s:
+            await asyncio.sleep(self.stall_s)
         return "250 2.0.0 queued as test"
 
 
