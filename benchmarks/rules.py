@@ -6,7 +6,7 @@ differ only in classification, alternating:
 
 * ``bare``  — no keyword rules, no priority rules, language detection off;
 * ``rules`` — the 232 tagging rules, priority and routing rules of
-  ``tests/fixtures/classification/rules.yaml`` with the language detector on.
+  ``core/pipeline/evalsets/rules.yaml`` with the language detector on.
 
 It also reports what classifying one message costs in this process (µs, the evaluation
 set's messages: Vietnamese with and without marks, chat abbreviations, Chinese, English).
@@ -91,6 +91,6 @@ def bench_rules(env: BenchEnv, p: Params) -> dict:
         "ingest_bare_vs_rq_noop": best["bare"]["ingest_vs_rq_noop"],
         "classify_us_per_message": us,
         "_rules": {"tagging_rules": n_rules, "runs": runs, "target": f">= {TARGET:g}",
-                   "rule_set": "tests/fixtures/classification/rules.yaml",
+                   "rule_set": "core/pipeline/evalsets/rules.yaml",
                    "traffic": "benchmarks/corpus.py (Vietnamese and English chat)"},
     }

@@ -3,7 +3,7 @@
 A set is a YAML file: ``messages`` (each ``text``, ``lang``, ``tags``, ``class``) and, next to
 it, the rules its labels assume (``rules: rules.yaml``, the ``tagging``/``priority``/
 ``routing`` sections of a config). The project's own set is
-``tests/fixtures/classification/messages.yaml``, shipped in the package so that an installed
+``core/pipeline/evalsets/messages.yaml``, shipped in the package so that an installed
 hub can run it too (see :data:`DEFAULT_SET`).
 
 Language accuracy counts exact answers (``zh-Hant`` for ``zh`` is wrong, ``None`` for "nothing
@@ -20,12 +20,11 @@ from pathlib import Path
 
 import yaml
 
-import tongdai
 from tongdai.core.config import HubConfig, errors_from_validation
 from tongdai.core.errors import ConfigError
 from tongdai.core.pipeline.classify import Classifier
 
-DEFAULT_SET = Path(tongdai.__file__).resolve().parent / "tests/fixtures/classification/messages.yaml"
+DEFAULT_SET = Path(__file__).resolve().parent / "evalsets" / "messages.yaml"
 
 
 @dataclass(slots=True)
