@@ -20,11 +20,11 @@ GUNICORN = ["-w", "1", "-k", "gthread", "--threads", "8", "--backlog", "2048",
             "--log-level", "warning"]
 # A second, informative comparison (full runs only): plain sync workers.
 GUNICORN_THREADS = ["-w", "1", "-k", "sync", "--backlog", "2048", "--log-level", "warning"]
-# The full system for the latency run, as `tongdai up` starts it.
-# (keep-alive longer than the run: the pacing client reuses idle connections, as a platform's
-# webhook sender does; gunicorn's 2 s default would close them under it.)
-GUNICORN_UP = ["-w", "2", "-k", "gthread", "--threads", "8", "--keep-alive", "75",
-               "--log-level", "warning"]
+# The full system for the latency run, as `tongdai up` starts it: the platforms' own server
+# (uvicorn, webhooks/asgi.py:create_inbound; keep-alive longer than the run: the pacing client
+# reuses idle connections, as a platform's webhook sender does).
+INBOUND_UP = ["-m", "uvicorn", "tongdai.webhooks.asgi:create_inbound", "--factory",
+              "--host", "127.0.0.1", "--timeout-keep-alive", "75", "--log-level", "warning"]
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tongdai.benchmarks.common import (
-    GUNICORN_UP,
-    Params,
-    loadgen,
-    percentile,
-    tree_cpu_s,
-    wait_port,
-)
+from tongdai.benchmarks.common import INBOUND_UP, Params, loadgen, percentile, tree_cpu_s, wait_port
 from tongdai.benchmarks.env import BenchEnv, free_port, log
 
 
@@ -55,8 +48,7 @@ def _latency_run(env: BenchEnv, p: Params, rate: float, seconds: float) -> dict:
     env.reset()
     hub, r = env.hub, env.redis
     port = free_port()
-    children = [env.python("gunicorn-up", "-m", "gunicorn", *GUNICORN_UP,
-                           "-b", f"127.0.0.1:{port}", "tongdai.webhooks.wsgi:app")]
+    children = [env.python("inbound", *INBOUND_UP, "--port", str(port))]
     children += [env.python(f"worker-{i + 1}", "-m", "tongdai.core.cli", "worker", "--queues", "ingest")
                  for i in range(p.lat_workers)]
     children.append(env.python("scheduler", "-m", "tongdai.core.cli", "scheduler"))
@@ -140,7 +132,7 @@ def _latency_run(env: BenchEnv, p: Params, rate: float, seconds: float) -> dict:
             "mean_response_ms": res["mean_response_ms"],
             "cpu_share_by_process": {k: round(v / wall, 3) for k, v in cpu.items()},
             "cpu_us_per_message": {k: round(v / max(1, stored) * 1e6) for k, v in cpu.items()},
-            "processes": f"gunicorn {' '.join(GUNICORN_UP)} + {p.lat_workers} x "
+            "processes": f"{' '.join(INBOUND_UP[1:])} + {p.lat_workers} x "
                          "`tongdai worker` + `tongdai scheduler`",
         },
     }

@@ -86,7 +86,7 @@ def table(res: dict, errors: dict, meta: dict) -> str:
     g = res.get
     rows = [
         ("webhook_vs_flask", g("webhook_vs_flask"),
-         (f"webhook {_fmt(g('webhook_acks_per_s'))} acks/s vs Flask hello "
+         (f"webhook (uvicorn inbound) {_fmt(g('webhook_acks_per_s'))} acks/s vs Flask hello "
          f"{_fmt(g('flask_acks_per_s'))} acks/s")),
         ("ingest_vs_rq_noop", g("ingest_vs_rq_noop"),
          (f"ingest {_fmt(g('ingest_msgs_per_s'))} msg/s vs RQ no-op "
@@ -108,11 +108,13 @@ def table(res: dict, errors: dict, meta: dict) -> str:
                   f"{_fmt(rep.get('profiles_queued'))} profile fetches queued; 1 reply in "
                   f"{rep.get('slow_every')} to a channel answering after "
                   f"{_fmt(rep.get('slow_answer_after_s'))} s")))
-    th = res.get("_webhook", {}).get("sync")
-    if th:
-        rows.append(("webhook_vs_flask[sync]", th["webhook_vs_flask"],
-                     (f"same, under gunicorn -k sync: webhook "
-                     f"{_fmt(th['webhook_acks_per_s'])} vs Flask {_fmt(th['flask_acks_per_s'])}")))
+    for variant, label in (("wsgi", "gunicorn gthread"), ("sync", "gunicorn -k sync")):
+        th = res.get("_webhook", {}).get(variant)
+        if th:
+            rows.append((f"webhook_vs_flask[{variant}]", th["webhook_vs_flask"],
+                         (f"Flask webhook route under {label} (plain-WSGI deployments): "
+                          f"{_fmt(th['webhook_acks_per_s'])} vs Flask "
+                          f"{_fmt(th['flask_acks_per_s'])}")))
     low = res.get("_latency", {}).get("low_rate")
     if low:
         rows.append((f"latency_p50_ms[{low['offered_rate']:g}/s]", low["latency_p50_ms"],
@@ -164,7 +166,8 @@ def main(as_json: bool = False, quick: bool = False) -> dict:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     meta = {"mode": "quick" if quick else "full", "appendfsync": fsync,
-            "web_server": "gunicorn " + " ".join(GUNICORN), "cpus": os.cpu_count(),
+            "web_server": "uvicorn asgi:create_inbound vs Flask hello under gunicorn "
+            + " ".join(GUNICORN), "cpus": os.cpu_count(),
             "duration_s": time.monotonic() - started}
     figures = {k: v for k, v in res.items() if not k.startswith("_")}
     details = {k[1:]: v for k, v in res.items() if k.startswith("_")}

@@ -20,42 +20,69 @@ from tongdai.benchmarks.common import (
 from tongdai.benchmarks.corpus import Traffic
 from tongdai.benchmarks.env import BenchEnv, Child, free_port, log
 
-
 # -- 1. webhook vs bare Flask ------------------------------------------------------------------
+# The figure compares what production runs for the platforms (the Procfile's `inbound`: uvicorn,
+# `webhooks/asgi.py:create_inbound`, one process here) with a bare Flask hello-world under
+# gunicorn gthread, one process each. The details also time the WSGI path (the Flask webhook
+# route under the same gunicorn as the hello app), which plain-WSGI deployments serve.
+_HELLO = ("flask", ["-m", "gunicorn", *GUNICORN, "-b", "127.0.0.1:{port}",
+                    "tongdai.benchmarks.hello_app:app"])
+_INBOUND = ("webhook", ["-m", "uvicorn", "tongdai.webhooks.asgi:create_inbound", "--factory",
+                        "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"])
+_WSGI = ("webhook", ["-m", "gunicorn", *GUNICORN, "-b", "127.0.0.1:{port}",
+                     "tongdai.webhooks.wsgi:app"])
+
+
 def bench_webhook(env: BenchEnv, p: Params) -> dict:
-    out = _webhook_vs_flask(env, p, GUNICORN, p.web_seconds, "")
+    out = _webhook_vs_flask(env, p, [_HELLO, _INBOUND], p.web_seconds, "")
+    out["_webhook"]["server"] = ("webhook: uvicorn asgi:create_inbound, 1 process; Flask hello: "
+                                 "gunicorn " + " ".join(GUNICORN))
     if p.web_threads:
-        t = _webhook_vs_flask(env, p, GUNICORN_THREADS, min(4.0, p.web_seconds), "sync-")
-        out["_webhook"]["sync"] = {
-            "server": "gunicorn " + " ".join(GUNICORN_THREADS),
-            "webhook_vs_flask": t["webhook_vs_flask"],
-            "webhook_acks_per_s": t["webhook_acks_per_s"],
-            "flask_acks_per_s": t["flask_acks_per_s"],
-            "server_cpu_us_per_req": t["_webhook"]["server_cpu_us_per_req"],
-        }
+        for tag, apps, label in (("wsgi-", [_HELLO, _WSGI], "gunicorn " + " ".join(GUNICORN)),
+                                 ("sync-", [_sync(_HELLO), _sync(_WSGI)],
+                                  "gunicorn " + " ".join(GUNICORN_THREADS))):
+            t = _webhook_vs_flask(env, p, apps, min(4.0, p.web_seconds), tag)
+            out["_webhook"][tag.rstrip("-")] = {
+                "server": f"both under {label}",
+                "webhook_vs_flask": t["webhook_vs_flask"],
+                "webhook_acks_per_s": t["webhook_acks_per_s"],
+                "flask_acks_per_s": t["flask_acks_per_s"],
+                "server_cpu_us_per_req": t["_webhook"]["server_cpu_us_per_req"],
+            }
     return out
 
 
-def _webhook_vs_flask(env: BenchEnv, p: Params, server: list[str], seconds: float,
-                      tag: str) -> dict:
+def _sync(app: tuple[str, list[str]]) -> tuple[str, list[str]]:
+    name, args = app
+    i = args.index("-w")
+    j = args.index("--log-level") + 2
+    return name, [*args[:i], *GUNICORN_THREADS, *args[j:]]
+
+
+def _server_pid(child: Child, args: list[str]) -> int:
+    # gunicorn answers from a forked worker; uvicorn without --workers from its own process
+    return gunicorn_worker_pid(child) if "gunicorn" in args else child.proc.pid
+
+
+def _webhook_vs_flask(env: BenchEnv, p: Params, apps: list[tuple[str, list[str]]],
+                      seconds: float, tag: str) -> dict:
     env.reset()
-    apps = {"flask": "tongdai.benchmarks.hello_app:app", "webhook": "tongdai.webhooks.wsgi:app"}
-    servers: dict[str, tuple[Child, int]] = {}
+    servers: dict[str, tuple[Child, int, list[str]]] = {}
     try:
-        for name, app in apps.items():
+        for name, args in apps:
             port = free_port()
-            servers[name] = (env.python(f"gunicorn-{tag}{name}", "-m", "gunicorn", *server,
-                                        "-b", f"127.0.0.1:{port}", app), port)
-        for child, port in servers.values():
+            argv = [a.replace("{port}", str(port)) for a in args]
+            servers[name] = (env.python(f"server-{tag}{name}", *argv), port, argv)
+        for child, port, _ in servers.values():
             wait_port(child, port)
         rates: dict[str, list[float]] = {"flask": [], "webhook": []}
         cpu: dict[str, list[float]] = {"flask": [], "webhook": []}
         client_cpu: list[float] = []
         run_no = 0
         for rnd in range(p.web_rounds + 1):  # round 0 warms both servers up
-            for name, (child, port) in servers.items():
+            for name, (child, port, argv) in servers.items():
                 run_no += 1
-                wpid = gunicorn_worker_pid(child)
+                wpid = _server_pid(child, argv)
                 secs = 0.5 if rnd == 0 else seconds
                 c0 = proc_cpu_s(wpid)
                 r = loadgen(env, f"load-{tag}{name}-{rnd}", port, n=int(secs * 6000), duration=secs,
@@ -80,14 +107,13 @@ def _webhook_vs_flask(env: BenchEnv, p: Params, server: list[str], seconds: floa
                     f"({r['ok']} in {r['elapsed_s']:.1f}s, "
                     f"server CPU {used / r['ok'] * 1e6:.0f} us/req)")
     finally:
-        env.stop(*(c for c, _ in servers.values()))
+        env.stop(*(c for c, _, _ in servers.values()))
     best = {k: max(v) for k, v in rates.items()}
     return {
         "webhook_vs_flask": best["webhook"] / best["flask"],
         "webhook_acks_per_s": best["webhook"],
         "flask_acks_per_s": best["flask"],
         "_webhook": {
-            "server": "gunicorn " + " ".join(server),
             "runs_acks_per_s": rates,
             "server_cpu_us_per_req": {k: min(v) for k, v in cpu.items()},
             "client": f"tongdai.benchmarks.loadgen, closed loop, {p.web_concurrency} in flight, "
