@@ -28,8 +28,6 @@ from tongdai.core.config_sections import (
     RouteRule,
     RoutingSection,
     SecuritySection,
-    SlaSection,
-    SlaTargets,
     StaffGroup,
     StorageSection,
     TaggingSection,
@@ -37,11 +35,13 @@ from tongdai.core.config_sections import (
     TeamSection,
     parse_duration,
 )
+from tongdai.core.config_sla import CalendarSection, SlaAction, SlaPolicy, SlaSection, SlaTargets
 from tongdai.core.errors import ConfigError, TongdaiError
 
 # The sections' models live in core/config_sections.py; callers import them from here too.
 __all__ = [
     "DEFAULT_PATH",
+    "CalendarSection",
     "ChannelSection",
     "ConfigInvalid",
     "ConsoleSection",
@@ -57,6 +57,8 @@ __all__ = [
     "RouteRule",
     "RoutingSection",
     "SecuritySection",
+    "SlaAction",
+    "SlaPolicy",
     "SlaSection",
     "SlaTargets",
     "StaffGroup",
@@ -261,6 +263,15 @@ def load_config(path: str | None = None) -> LoadedConfig:
         if q not in queues:
             errors.append(ConfigError(path, f"sla.queues.{q}", f"queue {q!r} is not in "
                                       "routing.queues", "fix the queue name"))
+    for i, pol in enumerate(hub.sla.policies):
+        where = f"sla.policies[{i}]"
+        if pol.calendar != "24/7" and pol.calendar not in hub.calendars:
+            errors.append(ConfigError(path, f"{where}.calendar", f"no calendar {pol.calendar!r}",
+                                      "name one under calendars:, or write 24/7"))
+        for c in pol.channels:
+            if c not in channel_settings:
+                errors.append(ConfigError(path, f"{where}.channels", f"no channel {c!r}",
+                                          "name a channel instance from channels"))
     mailer = hub.notifications.email_channel
     if mailer is not None and getattr(channel_settings.get(mailer, (None,))[0], "name",
                                       "") != "email":

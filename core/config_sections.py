@@ -7,27 +7,12 @@ loads and validates the file) instead of silently ignored. Durations are written
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any) -> float:
-    """``30s``, ``2h``, ``7d``, ``250ms`` or a number of seconds → seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration; write it like 30s, 15m, 2h or 7d")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from tongdai.core.config_base import _Section, _tz, parse_duration
+from tongdai.core.config_sla import CalendarSection, SlaSection
 
 
 class RedisSection(_Section):
@@ -248,21 +233,6 @@ class ConsoleSection(_Section):
         return v
 
 
-class SlaTargets(_Section):
-    first_response: float | None = None   # customer's first message -> first agent reply
-    next_response: float | None = None    # each later customer message -> the next reply
-
-    _durations = field_validator("first_response", "next_response", mode="before")(
-        classmethod(lambda cls, v: None if v is None else parse_duration(v)))
-
-
-class SlaSection(SlaTargets):
-    # Defaults for every queue; `queues:` overrides them per queue.
-    first_response: float | None = 900.0
-    next_response: float | None = 3600.0
-    queues: dict[str, SlaTargets] = {}
-
-
 class NotificationsSection(_Section):
     # Agents' mail (core/agentmail.py): assignment notifications, replies by mail, digests.
     email: bool = True                 # mail agents (those with an email) when assigned
@@ -272,16 +242,7 @@ class NotificationsSection(_Section):
     digest_hour: int | None = Field(None, ge=0, le=23)  # daily digest at this hour; None: off
     timezone: str = "Asia/Ho_Chi_Minh"  # of digest_hour and the times shown in mails
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
-        return v
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _tz(v)))
 
 
 class ChannelSection(_Section):
@@ -304,6 +265,7 @@ class HubConfig(_Section):
     teams: list[TeamSection] = []
     console: ConsoleSection = ConsoleSection()
     sla: SlaSection = SlaSection()
+    calendars: dict[str, CalendarSection] = {}
     notifications: NotificationsSection = NotificationsSection()
     channels: list[ChannelSection] = []
 

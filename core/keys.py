@@ -197,6 +197,15 @@ class Keys:
     def sla_due(self) -> str:
         return self._k("sla", "due")
 
+    def sla_warn(self) -> str:
+        """Conversation → when its running wait reaches the warning share (core/pipeline/sla)."""
+        return self._k("sla", "warn")
+
+    def sla_stats(self, hour: int | str) -> str:
+        """Waits met / breached in one UTC hour (epoch ms // 3,600,000), per channel, queue and
+        target: "channel\x1fqueue\x1ftarget\x1fmet|breached" → count."""
+        return self._k("sla", "stats", str(hour))
+
     def idempotency(self, scope: str, key: str) -> str:
         return self._k("idem", scope, key)
 
@@ -340,6 +349,8 @@ class Keys:
             "ACKS_DUE": t.acknowledgements_due(),
             "UNREAD": t.unread(),
             "SLA_DUE": t.sla_due(),
+            "SLA_WARN": t.sla_warn(),
+            "SLA_STATS": t.sla_stats("%d"),
             "USER_LOAD": t.user_load("%s"),
         }
 

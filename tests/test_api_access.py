@@ -41,6 +41,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/deadletters/<dl_id>/replay"): ("admin", None),
     ("GET", "/api/v1/conversations"): ("any", None),
     ("GET", "/api/v1/inbox"): ("any", None),
+    ("GET", "/api/v1/reports/sla"): ("supervisor", None),
     ("GET", "/api/v1/mentions"): ("any", None),
     ("GET", "/api/v1/presence"): ("any", None),
     ("PUT", "/api/v1/presence"): ("any", {"status": "online"}),

@@ -19,8 +19,20 @@ redis.call('SET', KEYS[1], mid, 'EX', tonumber(ARGV[4]))
 local sent = cjson.decode(ARGV[1])
 if sent.a == 'agent' and sent.d == 'out' then
   redis.call('ZREM', "{{UNREAD}}", ARGV[6])
+  local w = redis.call('HMGET', KEYS[4], 'sla_due', 'sla_breached', 'channel', 'queue',
+                       'sla_target')
+  if w[1] and w[1] ~= w[2] then
+    -- a wait ends: met, or breached before the tick reported it (reported ones were counted)
+    local now = tonumber(ARGV[3])
+    local sk = string.format("{{SLA_STATS}}", math.floor(now / 3600000))
+    redis.call('HINCRBY', sk, table.concat({w[3] or '', w[4] or '', w[5] or 'first_response',
+      now <= tonumber(w[1]) and 'met' or 'breached'}, '\31'), 1)
+    redis.call('EXPIRE', sk, 400 * 86400)
+  end
   redis.call('ZREM', "{{SLA_DUE}}", ARGV[6])
-  redis.call('HDEL', KEYS[4], 'sla_due', 'sla_breached')
+  redis.call('ZREM', "{{SLA_WARN}}", ARGV[6])
+  redis.call('HDEL', KEYS[4], 'sla_due', 'sla_breached', 'sla_warn', 'sla_warned', 'sla_policy',
+             'sla_target')
   redis.call('HSET', KEYS[4], 'agent_reply', ARGV[3])
 end
 redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({

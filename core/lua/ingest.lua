@@ -37,6 +37,11 @@
 --          joined by "\30", each "tiers\31messages\31within ms\31level\31reason": the first
 --          that holds (the customer's tier is one of tiers; this many messages in the
 --          conversation within the window since an agent's last reply) sets the priority
+-- ARGV[24] SLA policies for this channel (core/pipeline/sla.py Plan.lua_arg), in config order,
+--          joined by "\30", each "priority_min\31name\31first due\31next due\31first warn\31
+--          next warn" (absolute ms on the policy's calendar; "" = no target): the first whose
+--          priority_min the conversation's priority reaches applies; none -> ARGV[21]
+-- ARGV[25] warning share of a target for ARGV[21]'s round-the-clock targets (e.g. 0.8)
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened or woken from a
 --           snooze), needs_profile(0|1)}
@@ -52,6 +57,7 @@ local erasures = ARGV[19] or ''
 local acks = ARGV[20] or ''
 local sla_t = ARGV[21] or ''
 local why, pend = ARGV[22] or '', ARGV[23] or ''
+local bands, share = ARGV[24] or '', tonumber(ARGV[25] or '') or 0.8
 if erasures ~= '' and (redis.call('GET', "{{SUBJECT_ERASURES}}") or '0') ~= erasures then
   return {4, ''}
 end
@@ -306,17 +312,35 @@ redis.call('ZADD', string.format("{{CONVS}}", status), now, conv)
 -- Per message: one ZINCRBY and one HMGET; HSET + ZADD only when a wait starts.
 if dir == 'in' and mode == 'timeline' then
   redis.call('ZINCRBY', "{{UNREAD}}", 1, conv)
-  local w = redis.call('HMGET', convk, 'sla_due', 'agent_reply', 'queue')
-  if not w[1] and sla_t ~= '' then
-    local first, later = string.match(sla_t, '^([^\30\31]*)\31([^\30]*)')
-    for q, f, l in string.gmatch(sla_t, '\30([^\31]*)\31([^\31]*)\31([^\30]*)') do
-      if q == w[3] then first, later = f, l end
+  local w = redis.call('HMGET', convk, 'sla_due', 'agent_reply', 'queue', 'priority')
+  if not w[1] then
+    local answered, p = w[2] ~= false, tonumber(w[4] or '0')
+    local due, warn, policy
+    for pmin, name, fd, nd, fw, nw in string.gmatch(bands,
+        '([^\30\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\30]*)') do
+      if p >= tonumber(pmin) then
+        policy = name
+        if answered then due, warn = tonumber(nd), tonumber(nw)
+        else due, warn = tonumber(fd), tonumber(fw) end
+        break
+      end
     end
-    local target = tonumber((w[2] and later) or first)  -- answered before: the next reply
-    if target then
-      local due = math.min(ts, now) + target  -- a future-dated mail does not buy time
-      redis.call('HSET', convk, 'sla_due', due)
+    if not policy and sla_t ~= '' then
+      local first, later = string.match(sla_t, '^([^\30\31]*)\31([^\30]*)')
+      for q, f, l in string.gmatch(sla_t, '\30([^\31]*)\31([^\31]*)\31([^\30]*)') do
+        if q == w[3] then first, later = f, l end
+      end
+      local target = tonumber((answered and later) or first)  -- answered: the next reply
+      if target then
+        local start = math.min(ts, now)  -- a future-dated mail does not buy time
+        due, warn, policy = start + target, start + math.floor(target * share), 'queue'
+      end
+    end
+    if due then
+      redis.call('HSET', convk, 'sla_due', due, 'sla_warn', warn, 'sla_policy', policy,
+                 'sla_target', answered and 'next_response' or 'first_response')
       redis.call('ZADD', "{{SLA_DUE}}", due, conv)
+      redis.call('ZADD', "{{SLA_WARN}}", warn, conv)
     end
   end
 end

@@ -106,6 +106,8 @@ class _Batch:
         self.users: dict[tuple[str, str], str] = {}  # (channel, sender) → user id as stored
         self.erasures = hub.subjects.valid_for()
         self.sla = sla.lua_targets(hub.config.hub.sla)  # the script's SLA targets (core/sla.py)
+        self.sla_plan = sla.plan(hub)
+        self.sla_share = str(hub.config.hub.sla.warning_at)
 
     def user(self, ev: InboundEvent, ch: str) -> str:
         """The sender's user id as stored (a blind index where ids are addresses), worked
@@ -161,6 +163,8 @@ class _Batch:
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
             mail.thread_arg(hub, ev.thread), link, self.erasures,
             "1" if hub.adapters[ch].acknowledgement() else "", self.sla, c.reason, c.pending,
+            self.sla_plan.lua_arg(ch, min(ev.platform_ts_ms, self.now)) if inbound else "",
+            self.sla_share,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:

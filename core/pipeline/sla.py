@@ -1,33 +1,45 @@
-"""Response-time targets (SLA): when an agent owes the customer an answer, and breaches.
+"""Response-time targets (SLA): when an agent owes the customer an answer, warnings, breaches.
 
-A customer's message that arrives while no wait is running starts one: the conversation gets
-``sla_due`` = the message's time + ``sla.first_response`` (no agent has answered this
-conversation yet) or + ``sla.next_response`` (one has), per queue (``sla.queues``). Later
-messages of the same wait keep the first due time. An agent's reply ends the wait (bots'
-acknowledgements and notes do not); resolving the conversation drops it.
+A customer's message that arrives while no wait is running starts one. Its targets come from
+the first ``sla.policies`` entry that matches the conversation's channel (ids or adapter names)
+and priority (``priority_min``), counted on the policy's business-hours calendar
+(core/pipeline/calendars.py: weekly hours, public holidays, the team's own dates; the clock
+stops outside them); with no policy, ``sla.first_response`` / ``sla.next_response`` per queue
+(``sla.queues``), round the clock. ``first_response`` applies while no agent has answered the
+conversation, ``next_response`` after. The wait ends with an agent's reply (bots'
+acknowledgements and notes do not end it); resolving the conversation drops it. Waiting on the
+customer stops the clock by construction: no wait runs then.
 
-Where it is kept: the conversation hash (``sla_due``, ``agent_reply`` ms of the last agent
-reply, ``sla_breached`` = the due time that was reported breached) and the sorted set
-``td:sla:due`` (conversation → due ms), so "due within the hour" and "breached" are one
-ZRANGEBYSCORE. Both are written atomically with the message: the ingest script starts the
-wait (the targets ride in as one argument, :func:`lua_targets`: the script needs them for the
-conversation's own queue, which only it knows), ``create_outbound.lua`` ends it.
+Calendars live in Python and the conversation's priority and queue in Redis, so the worker
+works out, per message, the due and warning instants of every policy that may apply to its
+channel (:meth:`Plan.lua_arg`, a handful of numbers) and the ingest script picks the one the
+conversation's priority selects — atomically with the message.
 
-The ``sla`` tick reports each breach once: ``conversation.sla_breached`` on the feed and the
-mark on the conversation, written together in one optimistic transaction, so two schedulers
-(or a re-run) never report one breach twice.
+Where it is kept: the conversation hash (``sla_due``, ``sla_warn``, ``sla_policy``,
+``sla_target``, ``agent_reply`` ms of the last agent reply, ``sla_warned`` / ``sla_breached``
+= the due time that was reported), the sorted sets ``td:sla:due`` and ``td:sla:warn``, and the
+hourly counters ``td:sla:stats:<hour>`` of waits met and breached per channel, queue and target
+(counted once: at the breach report, or at the reply).
+
+The ``sla`` tick reports each warning and each breach once: ``conversation.sla_warning`` /
+``conversation.sla_breached`` on the feed and the mark on the conversation, written together in
+one optimistic transaction, so two schedulers (or a re-run) never report one step twice. What
+happens then (notify supervisors, raise priority, escalate a tier) is the workspace's
+``sla_actions`` reactor.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import redis
 
 from tongdai.core.clock import now_ms
-from tongdai.core.config import SlaSection
+from tongdai.core.config import HubConfig, SlaSection
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import feed
+from tongdai.core.pipeline.calendars import Calendar, build
 
 log = logging.getLogger(__name__)
 SEP, RS = "\x1f", "\x1e"
@@ -60,6 +72,71 @@ def lua_targets(cfg: SlaSection) -> str:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Band:
+    """One policy as it applies to a channel."""
+
+    name: str
+    priority_min: int
+    calendar: Calendar
+    first: float | None
+    later: float | None
+
+
+class Plan:
+    """The SLA policies of one config, resolved per channel (built once per config)."""
+
+    def __init__(self, cfg: HubConfig) -> None:
+        self.cfg = cfg.sla
+        self.calendars = build(cfg.calendars)
+        self.adapter_of = {c.id: c.adapter for c in cfg.channels}
+        self.legacy = lua_targets(cfg.sla)
+        self._bands: dict[str, list[Band]] = {}
+
+    def bands(self, channel_id: str) -> list[Band]:
+        """The policies that may apply to ``channel_id``, in config order."""
+        got = self._bands.get(channel_id)
+        if got is None:
+            adapter = self.adapter_of.get(channel_id, "")
+            got = [Band(p.name, p.priority_min, self.calendars[p.calendar], p.first_response,
+                        p.next_response)
+                   for p in self.cfg.policies
+                   if (not p.channels or channel_id in p.channels)
+                   and (not p.adapters or adapter in p.adapters)]
+            self._bands[channel_id] = got
+        return got
+
+    def policy(self, channel_id: str, priority: int, queue: str) -> tuple[str, Calendar,
+                                                                        float | None,
+                                                                        float | None]:
+        """(policy name, calendar, first, next) for a conversation; "queue" names the
+        per-queue fallback."""
+        for b in self.bands(channel_id):
+            if priority >= b.priority_min:
+                return b.name, b.calendar, b.first, b.later
+        first, later = targets(self.cfg, queue)
+        return "queue", self.calendars["24/7"], first, later
+
+    def lua_arg(self, channel_id: str, start_ms: int) -> str:
+        """The ingest script's ARGV for a wait that would start at ``start_ms``: per band,
+        "priority_min␟name␟first due␟next due␟first warn␟next warn", ␞-joined ("" = none)."""
+        out = []
+        share = self.cfg.warning_at
+        for b in self.bands(channel_id):
+            cal = b.calendar
+            row = [str(b.priority_min), b.name]
+            for t in (b.first, b.later):
+                row.append("" if t is None else str(cal.add(start_ms, t)))
+            for t in (b.first, b.later):
+                row.append("" if t is None else str(cal.add(start_ms, t * share)))
+            out.append(SEP.join(row))
+        return RS.join(out)
+
+
+def plan(hub: Hub) -> Plan:
+    return hub.memo("sla.plan", lambda: Plan(hub.config.hub))
+
+
 def due_between(hub: Hub, lo: float | str = "-inf", hi: float | str = "+inf",
                 limit: int = 1000) -> list[tuple[str, int]]:
     """(conversation, due ms) of running waits due in [lo, hi], soonest first."""
@@ -68,57 +145,120 @@ def due_between(hub: Hub, lo: float | str = "-inf", hi: float | str = "+inf",
     return [(m.decode(), int(s)) for m, s in rows]
 
 
-def _report(hub: Hub, conv_id: str, now: int) -> bool:
-    """Mark one conversation's breach and publish it, unless it is reported already, no longer
-    due or answered meanwhile (WATCH: the mark and the event land together or not at all)."""
-    k = hub.keys.conversation(conv_id)
+STATS_TTL_S = 400 * 86400  # a year of compliance figures, and a month to compare with
+_FIELDS = ["sla_due", "sla_warn", "sla_warned", "sla_breached", "status", "queue", "agent_reply",
+           "sla_policy", "sla_target", "channel", "priority"]
+
+
+def stats_field(channel: str, queue: str, target: str, outcome: str) -> str:
+    return SEP.join((channel, queue, target, outcome))
+
+
+def _report(hub: Hub, conv_id: str, now: int, step: str) -> bool:
+    """Report one conversation's warning or breach and mark it, unless it is reported already,
+    not yet due, or answered meanwhile (WATCH: the mark and the event land together or not at
+    all). A breach found before its warning was reported reports only the breach."""
+    k, keys = hub.keys.conversation(conv_id), hub.keys
+    index = keys.sla_warn() if step == "warning" else keys.sla_due()
     with hub.redis.pipeline(transaction=True) as pipe:
         try:
             pipe.watch(k)
-            due, breached, status, queue, replied = pipe.hmget(
-                k, ["sla_due", "sla_breached", "status", "queue", "agent_reply"])
+            h = dict(zip(_FIELDS, pipe.hmget(k, _FIELDS)))
+            due, status = h["sla_due"], h["status"]
             if due is None or status in (None, b"resolved"):
                 # answered, resolved or deleted by a path that left the index behind
                 pipe.multi()
-                pipe.zrem(hub.keys.sla_due(), conv_id)
+                pipe.zrem(keys.sla_due(), conv_id)
+                pipe.zrem(keys.sla_warn(), conv_id)
                 if status == b"resolved":
-                    pipe.hdel(k, "sla_due")
+                    pipe.hdel(k, "sla_due", "sla_warn")
                 pipe.execute()
                 return False
-            if int(due) > now or breached == due:
+            when = int(due) if step == "breach" else int(h["sla_warn"] or due)
+            done = h["sla_breached" if step == "breach" else "sla_warned"] == due
+            if when > now or done or (step == "warning" and h["sla_breached"] == due):
+                if step == "warning" and (done or h["sla_breached"] == due):
+                    pipe.multi()
+                    pipe.zrem(index, conv_id)
+                    pipe.execute()
                 return False
             pipe.multi()
-            pipe.hset(k, "sla_breached", due)
-            feed.publish(hub, {"type": "conversation.sla_breached", "conversation_id": conv_id,
-                               "queue": queue.decode() if queue else None,
-                               "due_ts": int(due),
-                               "target": "next_response" if replied else "first_response",
-                               "ts": now}, pipe)
+            target = (h["sla_target"] or b"").decode() or (
+                "next_response" if h["agent_reply"] else "first_response")
+            queue = h["queue"].decode() if h["queue"] else None
+            channel = h["channel"].decode() if h["channel"] else ""
+            if step == "breach":
+                pipe.hset(k, mapping={"sla_breached": due, "sla_warned": due})
+                pipe.zrem(keys.sla_warn(), conv_id)
+                hour = now // 3_600_000
+                pipe.hincrby(keys.sla_stats(hour), stats_field(channel, queue or "", target,
+                                                              "breached"), 1)
+                pipe.expire(keys.sla_stats(hour), STATS_TTL_S)
+            else:
+                pipe.hset(k, "sla_warned", due)
+                pipe.zrem(index, conv_id)
+            feed.publish(hub, {"type": f"conversation.sla_{'breached' if step == 'breach' else 'warning'}",
+                               "conversation_id": conv_id, "queue": queue, "channel": channel,
+                               "due_ts": int(due), "target": target,
+                               "policy": (h["sla_policy"] or b"queue").decode(),
+                               "priority": int(h["priority"] or 0), "ts": now}, pipe)
             pipe.execute()
             return True
         except redis.WatchError:
             return False  # it changed under us: the next tick looks again
 
 
-@feed.tick("sla", 15)
-def report_breaches(hub: Hub, now: int | None = None) -> int:
-    """Report every breach not reported yet. Returns how many were reported.
-
-    Cost: the breached entries of ``td:sla:due`` (one HMGET each, pipelined, per tick); a
-    transaction only for the few not reported yet."""
-    now = now or now_ms()
+def _sweep(hub: Hub, index: str, now: int, step: str) -> int:
     reported, offset = 0, 0
     while True:
-        rows = hub.redis.zrange(hub.keys.sla_due(), "-inf", now, byscore=True, offset=offset,
-                                num=CHUNK)
+        rows = hub.redis.zrange(index, "-inf", now, byscore=True, offset=offset, num=CHUNK)
         if not rows:
             return reported
+        mark = "sla_breached" if step == "breach" else "sla_warned"
         pipe = hub.redis.pipeline(transaction=False)
         for m in rows:
-            pipe.hmget(hub.keys.conversation(m.decode()), ["sla_due", "sla_breached"])
-        for m, (due, breached) in zip(rows, pipe.execute()):
-            if due is None or due != breached:
-                reported += _report(hub, m.decode(), now)
+            pipe.hmget(hub.keys.conversation(m.decode()), ["sla_due", mark])
+        before = reported
+        for m, (due, done) in zip(rows, pipe.execute()):
+            if due is None or due != done:
+                reported += _report(hub, m.decode(), now, step)
         if len(rows) < CHUNK:
             return reported
-        offset += CHUNK
+        # warnings leave their index when reported; breaches stay (the inbox lists them)
+        offset += CHUNK if step == "breach" else CHUNK - (reported - before)
+
+
+@feed.tick("sla", 15)
+def report_breaches(hub: Hub, now: int | None = None) -> int:
+    """Report every breach, then every warning, not reported yet. Returns how many breaches
+    were reported.
+
+    Cost: the due entries of ``td:sla:due`` (one HMGET each, pipelined, per tick) and of
+    ``td:sla:warn``; a transaction only for the few not reported yet."""
+    now = now or now_ms()
+    breaches = _sweep(hub, hub.keys.sla_due(), now, "breach")
+    _sweep(hub, hub.keys.sla_warn(), now, "warning")
+    return breaches
+
+
+def report_warnings(hub: Hub, now: int | None = None) -> int:
+    """Report every warning not reported yet (the tick runs it after the breaches)."""
+    return _sweep(hub, hub.keys.sla_warn(), now or now_ms(), "warning")
+
+
+def compliance(hub: Hub, since_ms: int, until_ms: int) -> dict[tuple[str, str, str], dict]:
+    """Waits met and breached between two instants (whole UTC hours), by (channel, queue,
+    target): {"met": n, "breached": n}."""
+    first, last = since_ms // 3_600_000, (until_ms - 1) // 3_600_000
+    if last - first > 24 * 400:
+        raise ValueError("a compliance range is at most 400 days")
+    pipe = hub.redis.pipeline(transaction=False)
+    for hour in range(first, last + 1):
+        pipe.hgetall(hub.keys.sla_stats(hour))
+    out: dict[tuple[str, str, str], dict] = {}
+    for h in pipe.execute():
+        for f, n in h.items():
+            channel, queue, target, outcome = f.decode().split(SEP)
+            row = out.setdefault((channel, queue, target), {"met": 0, "breached": 0})
+            row[outcome] = row.get(outcome, 0) + int(n)
+    return out

@@ -271,7 +271,9 @@ def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversati
             # (core/sla.py)
             pipe.zrem(k.unread(), conv_id)
             pipe.zrem(k.sla_due(), conv_id)
-            pipe.hdel(ck, "sla_due", "sla_breached")
+            pipe.zrem(k.sla_warn(), conv_id)
+            pipe.hdel(ck, "sla_due", "sla_breached", "sla_warn", "sla_warned", "sla_policy",
+                      "sla_target")
         else:
             pipe.hset(ck, mapping={"status": status.value, "updated": now})
             pipe.hdel(ck, "resolved_at")

@@ -202,5 +202,6 @@ from tongdai.webhooks.api import (  # noqa: F401  (routes)
     events,
     hooks,
     inbox,
+    reports,
     workflow,
 )
