@@ -201,6 +201,10 @@ class Keys:
         """Conversation → when its running wait reaches the warning share (core/pipeline/sla)."""
         return self._k("sla", "warn")
 
+    def sla_action(self, conv_id: str, what: str) -> str:
+        """Marker of an SLA action taken once (core/workspace/sla_actions.py)."""
+        return self._k("sla", "act", conv_id, what)
+
     def sla_stats(self, hour: int | str) -> str:
         """Waits met / breached in one UTC hour (epoch ms // 3,600,000), per channel, queue and
         target: "channel\x1fqueue\x1ftarget\x1fmet|breached" → count."""

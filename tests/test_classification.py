@@ -134,7 +134,8 @@ def test_rules_test_shows_language_tags_priority_route_sla_and_the_rules(config_
     assert lines[2] == '          money-lost: tagging rule 1, keyword "bị trừ tiền"'
     assert lines[3] == 'priority  80   (money-lost: tag money-lost ("bị trừ tiền"))'
     assert lines[4] == "route     general   (default queue)"
-    assert lines[5] == "SLA       first response 15m, next response 1h"
+    assert lines[5] == ("SLA       first response 15m, next response 1h   "
+                        "(per-queue targets, 24/7)")
     out = cli("test", "alo", "--tier", "vip", config=str(config_file))
     assert "priority  70   (vip: customer tier vip)" in out.stdout
 

@@ -87,6 +87,7 @@ def test_key_formats():
     assert k.unread() == "td:unread"
     assert k.sla_due() == "td:sla:due"
     assert k.sla_warn() == "td:sla:warn"
+    assert k.sla_action("7", "escalate:1700000000000") == "td:sla:act:7:escalate:1700000000000"
     assert k.sla_stats(493_000) == "td:sla:stats:493000"
 
 

@@ -28,7 +28,7 @@ def rules_test(text: str, channel: str, tier: str | None, recent: int,
     """Language, tags, priority, queue and SLA for TEXT — and which rule fired."""
     from tongdai.core.pipeline.classify import Classifier
     from tongdai.core.pipeline.priority import settle
-    from tongdai.core.pipeline.sla import targets
+    from tongdai.core.pipeline.sla import Plan
 
     hub_cfg = _rules(rules_file) if rules_file else config_or_exit().hub
     c = Classifier(hub_cfg).classify(text, channel)
@@ -41,8 +41,10 @@ def rules_test(text: str, channel: str, tier: str | None, recent: int,
     rule = c.route.rule if c.route else None
     why = f"routing rule {rule + 1}" if rule is not None else "default queue"
     click.echo(f"route     {c.queue}   ({why})")
-    first, later = targets(hub_cfg.sla, c.queue)
-    click.echo(f"SLA       first response {_dur(first)}, next response {_dur(later)}")
+    name, cal, first, later = Plan(hub_cfg).policy(channel, p.level, c.queue)
+    where = (f"per-queue targets, {cal.name}" if name == "queue"
+             else f"policy {name}, calendar {cal.name}")
+    click.echo(f"SLA       first response {_dur(first)}, next response {_dur(later)}   ({where})")
 
 
 @rules.command("eval")

@@ -5,8 +5,8 @@
 ``search``), ``workflow`` (notes, escalate, snooze), ``canned``,
 ``staffgroup`` (Telegram staff group), ``agentmail`` (agents answering by mail), ``hooks``
 (outgoing webhooks; ``hookdelivery`` sends them, ``hookdestinations`` says where they may go),
-``privacy`` (export and erase a customer: it reaches every domain's data,
-so it lives at the top).
+``sla_actions`` (what an SLA warning or breach sets off), ``privacy`` (export and erase a
+customer: it reaches every domain's data, so it lives at the top).
 
 May import: plumbing, ``identity`` and ``pipeline``.
 
@@ -14,4 +14,4 @@ Importing this package registers the workspace on the pipeline's hooks (the feed
 the ingest interceptors). Every process entry point (web app, workers, CLI) imports it.
 """
 from tongdai.core.pipeline import sla  # noqa: F401  (its breach tick)
-from tongdai.core.workspace import agentmail, assignment, hooks, staffgroup, workflow  # noqa: F401  (registration on import)
+from tongdai.core.workspace import agentmail, assignment, hooks, sla_actions, staffgroup, workflow  # noqa: F401  (registration on import)

@@ -50,7 +50,9 @@ from tongdai.core.pipeline import feed, store
 from tongdai.core.workspace import hookdestinations
 
 EVENTS = ("conversation.created", "message.created", "conversation.assigned",
-          "conversation.resolved")
+          "conversation.resolved", "sla.warning", "sla.breached")
+SLA_EVENTS = {"conversation.sla_warning": ("sla.warning", "on_warning"),
+              "conversation.sla_breached": ("sla.breached", "on_breach")}
 LEASE_MS = 5 * 60 * 1000   # a handed-out delivery is handed out again if its job never ran
 DELIVER_JOB = "tongdai.worker.jobs.deliver_hook"
 _SECRET = b"hook-secret"   # encryption purposes (associated data)
@@ -247,7 +249,8 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str,
 # -- feed entries → integrator events ---------------------------------------------------------
 def integrator_events(hub: Hub, ev: feed.FeedEvent) -> list[tuple[str, dict[str, Any]]]:
     """The integrator events one feed entry stands for (none for notes and other changes)."""
-    if ev.type not in ("message.created", "conversation.assigned", "conversation.resolved"):
+    if ev.type not in ("message.created", "conversation.assigned", "conversation.resolved",
+                       *SLA_EVENTS):
         return []
     try:
         conv = store.get_conversation(hub, str(ev.data["conversation_id"]))
@@ -256,6 +259,12 @@ def integrator_events(hub: Hub, ev: feed.FeedEvent) -> list[tuple[str, dict[str,
     c = conv.to_api()
     if ev.type == "conversation.resolved":
         return [("conversation.resolved", {"conversation": c})]
+    if ev.type in SLA_EVENTS:  # as sla.on_warning / on_breach say (core/workspace/sla_actions)
+        event, action = SLA_EVENTS[ev.type]
+        if not getattr(hub.config.hub.sla, action).notify:
+            return []
+        fields = ("target", "policy", "due_ts", "queue", "channel")
+        return [(event, {"conversation": c, **{f: ev.data.get(f) for f in fields}})]
     if ev.type == "conversation.assigned":
         fields = ("assignee", "team", "by", "previous", "reason")
         return [("conversation.assigned", {"conversation": c,

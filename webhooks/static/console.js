@@ -105,6 +105,14 @@ function live({ inbox, conversation, customer, open }) {
       toast(t('note.mentioned', { id: data.conversation_id, by: data.author_id || '' }), 'info',
         () => open(String(data.conversation_id)));
     }
+    if ((type === 'conversation.sla_breached' || type === 'conversation.sla_warning') &&
+        boot.me.role !== 'agent') {
+      // supervisors and admins hear of every wait about to slip or slipped (sla.on_* notify)
+      const key = type === 'conversation.sla_breached' ? 'sla.breached_toast' : 'sla.warning_toast';
+      toast(t(key, { id: data.conversation_id, queue: data.queue || '' }),
+        type === 'conversation.sla_breached' ? 'error' : 'info',
+        () => open(String(data.conversation_id)));
+    }
     conversation.onEvent(type, data);
     inbox.soon();
   }
@@ -112,7 +120,8 @@ function live({ inbox, conversation, customer, open }) {
   const TYPES = ['ready', 'reset', 'ended', 'message.created', 'message.updated',
     'conversation.open', 'conversation.pending', 'conversation.resolved', 'conversation.assigned',
     'conversation.escalated', 'conversation.snoozed', 'conversation.unsnoozed',
-    'conversation.created', 'conversation.read', 'conversation.sla_breached', 'note.created', 'presence.changed', 'customer.merged', 'customer.split'];
+    'conversation.created', 'conversation.read', 'conversation.sla_breached',
+    'conversation.sla_warning', 'conversation.priority_changed', 'note.created', 'presence.changed', 'customer.merged', 'customer.split'];
 
   function connect() {
     const url = '/api/v1/events/stream' + (lastId ? '?last_event_id=' + encodeURIComponent(lastId) : '');
