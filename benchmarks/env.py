@@ -28,7 +28,8 @@ SECRET = "bench-secret_123"
 TOKEN = "123456:BENCH-token_abcdefghijklmnop"
 
 CONFIG = f"""\
-# written by `tongdai bench`: defaults everywhere (redis.appendfsync included) but the channel
+# written by `tongdai bench`: defaults everywhere (redis.appendfsync included) but the channels,
+# a few rules and SLA policies
 tagging:
   rules:
     - tag: payment
@@ -42,6 +43,17 @@ routing:
   queues: [general, billing]
   rules:
     - {{tags_any: [payment, refund], queue: billing, priority: 50}}
+# SLA as a team sets it up: due and warning instants worked out per message on a calendar
+sla:
+  policies:
+    - {{name: urgent, priority_min: 50, first_response: 5m, next_response: 10m}}
+    - {{name: social, adapters: [telegram, facebook, zalo], calendar: office,
+       first_response: 15m, next_response: 30m}}
+calendars:
+  office:
+    timezone: Asia/Ho_Chi_Minh
+    hours: {{mon-fri: "08:00-12:00, 13:30-17:30", sat: "08:00-12:00"}}
+    holidays: [VN]
 channels:
   - id: {CHANNEL}
     adapter: telegram

@@ -140,8 +140,13 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(as_json: bool = False, quick: bool = False) -> dict:
+def main(as_json: bool = False, quick: bool = False, only: tuple[str, ...] = ()) -> dict:
     import os
+
+    unknown = sorted(set(only) - {n for n, _ in SECTIONS})
+    if unknown:
+        raise SystemExit(f"no bench section {', '.join(unknown)}; choose from "
+                         f"{', '.join(n for n, _ in SECTIONS)}")
 
     p = QUICK if quick else FULL
     started = time.monotonic()
@@ -154,6 +159,8 @@ def main(as_json: bool = False, quick: bool = False) -> dict:
         with BenchEnv() as env:
             fsync = env.appendfsync
             for name, fn in SECTIONS:
+                if only and name not in only:
+                    continue
                 log(f"{name} ...")
                 t = time.monotonic()
                 try:
