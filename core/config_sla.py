@@ -94,8 +94,11 @@ class CalendarSection(_Section):
 class SlaTargets(_Section):
     first_response: float | None = None   # customer's first message -> first agent reply
     next_response: float | None = None    # each later customer message -> the next reply
+    # the customer's first message -> resolved, not counting time waiting on the customer
+    resolution: float | None = None
 
-    _durations = field_validator("first_response", "next_response", mode="before")(
+    _durations = field_validator("first_response", "next_response", "resolution",
+                                 mode="before")(
         classmethod(lambda cls, v: None if v is None else parse_duration(v)))
 
 

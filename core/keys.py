@@ -201,6 +201,10 @@ class Keys:
         """Conversation → when its running wait reaches the warning share (core/pipeline/sla)."""
         return self._k("sla", "warn")
 
+    def sla_resolve(self) -> str:
+        """Conversation → when its running resolution clock is due (pipeline/sla_resolution)."""
+        return self._k("sla", "resolve")
+
     def sla_action(self, conv_id: str, what: str) -> str:
         """Marker of an SLA action taken once (core/workspace/sla_actions.py)."""
         return self._k("sla", "act", conv_id, what)

@@ -87,6 +87,7 @@ def test_key_formats():
     assert k.unread() == "td:unread"
     assert k.sla_due() == "td:sla:due"
     assert k.sla_warn() == "td:sla:warn"
+    assert k.sla_resolve() == "td:sla:resolve"
     assert k.sla_action("7", "escalate:1700000000000") == "td:sla:act:7:escalate:1700000000000"
     assert k.sla_stats(493_000) == "td:sla:stats:493000"
 
@@ -107,7 +108,7 @@ def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
                 r"td:customer:\d+", r"td:customer:\d+:(identities|last_in|convs)", r"td:conv:\d+",
                 r"td:conv:\d+:(tags|timeline|messages)", r"td:dedupe:[\w-]+",
                 r"td:queue:\w+", r"td:convs:\w+", r"td:subjects", r"td:subject_keys", r"td:feed",
-                r"td:unread", r"td:sla:(due|warn)",
+                r"td:unread", r"td:sla:(due|warn|resolve)",
                 r"rq:.*"]
     keys = [k.decode() for k in hub.redis.scan_iter("*")]
     assert keys
@@ -127,7 +128,7 @@ def test_every_key_written_by_a_reply_and_its_retry_matches_the_schema(client, h
     assert outbound.deliver(hub, "1", msg.id).startswith("retry 2")
     patterns = [r"td:idem:alice:[0-9a-f]{32}", r"td:rate:tg-test(:\d+)?", r"td:send:due",
                 r"td:send:(inflight|slow|parked):[\w-]+", r"td:send:senders:(replies|background)",
-                r"td:unread", r"td:sla:(due|warn)", r"td:sla:stats:\d+", r"rq:.*"]
+                r"td:unread", r"td:sla:(due|warn|resolve)", r"td:sla:stats:\d+", r"rq:.*"]
     new = {k.decode() for k in hub.redis.scan_iter("*")} - before
     assert "td:send:due" in new
     assert [k for k in new if not any(re.fullmatch(p, k) for p in patterns)] == []

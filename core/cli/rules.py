@@ -44,7 +44,10 @@ def rules_test(text: str, channel: str, tier: str | None, recent: int,
     name, cal, first, later = Plan(hub_cfg).policy(channel, p.level, c.queue)
     where = (f"per-queue targets, {cal.name}" if name == "queue"
              else f"policy {name}, calendar {cal.name}")
-    click.echo(f"SLA       first response {_dur(first)}, next response {_dur(later)}   ({where})")
+    resolve = Plan(hub_cfg).resolution(channel, p.level, c.queue)[2]
+    click.echo(f"SLA       first response {_dur(first)}, next response {_dur(later)}"
+               + (f", resolution {_dur(resolve)}" if resolve is not None else "")
+               + f"   ({where})")
 
 
 @rules.command("eval")

@@ -117,6 +117,18 @@ class Plan:
         first, later = targets(self.cfg, queue)
         return "queue", self.calendars["24/7"], first, later
 
+    def resolution(self, channel_id: str, priority: int, queue: str
+                   ) -> tuple[str, Calendar, float | None]:
+        """(policy name, calendar, resolution target) for a conversation."""
+        for p in self.cfg.policies:
+            if (priority >= p.priority_min and (not p.channels or channel_id in p.channels)
+                    and (not p.adapters or self.adapter_of.get(channel_id, "") in p.adapters)):
+                return p.name, self.calendars[p.calendar], p.resolution
+        o = self.cfg.queues.get(queue)
+        target = o.resolution if o is not None and "resolution" in o.model_fields_set \
+            else self.cfg.resolution
+        return "queue", self.calendars["24/7"], target
+
     def lua_arg(self, channel_id: str, start_ms: int) -> str:
         """The ingest script's ARGV for a wait that would start at ``start_ms``: per band,
         "priority_min␟name␟first due␟next due␟first warn␟next warn", ␞-joined ("" = none)."""

@@ -13,5 +13,5 @@ May import: plumbing, ``identity`` and ``pipeline``.
 Importing this package registers the workspace on the pipeline's hooks (the feed's reactors,
 the ingest interceptors). Every process entry point (web app, workers, CLI) imports it.
 """
-from tongdai.core.pipeline import sla  # noqa: F401  (its breach tick)
+from tongdai.core.pipeline import sla, sla_resolution  # noqa: F401  (ticks and a reactor)
 from tongdai.core.workspace import agentmail, assignment, hooks, sla_actions, staffgroup, workflow  # noqa: F401  (registration on import)

@@ -174,6 +174,8 @@ def items(hub: Hub, rows: list[Row], now: int | None = None) -> list[dict]:
             "unread": int(n or 0),
             "sla_due_ts": int(due) if due else None,
             "sla_breached": bool(due) and int(due) <= now,
+            # the resolution clock (core/pipeline/sla_resolution.py): None while paused or off
+            "resolution_due_ts": int(r.h["res_due"]) if r.h.get("res_due") else None,
         })
         item.setdefault("escalated", r.h.get("escalated") == "1")
         out.append(item)

@@ -86,6 +86,7 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
         pipe.zrem(k.unread(), conv)
         pipe.zrem(k.sla_due(), conv)
         pipe.zrem(k.sla_warn(), conv)
+        pipe.zrem(k.sla_resolve(), conv)
         pipe.zrem(k.snoozes(), conv)
         if ch.get(b"assignee"):  # no longer part of anyone's load
             pipe.srem(k.user_load(ch[b"assignee"].decode()), conv)

@@ -43,6 +43,7 @@ class InboxItem(ConversationOut):
     unread: int
     sla_due_ts: int | None
     sla_breached: bool
+    resolution_due_ts: int | None = None
 
 
 class InboxPage(Model):
@@ -69,7 +70,8 @@ def get_inbox(query: InboxQuery):
     else latest activity. ``counts``: queue → open conversations with unread messages, for
     every queue the caller sees. Each item: the conversation, ``customer_name``,
     ``last_message`` (a preview of at most 140 characters), ``unread`` (customer messages
-    since an agent last read or answered), ``sla_due_ts``, ``sla_breached``."""
+    since an agent last read or answered), ``sla_due_ts``, ``sla_breached``,
+    ``resolution_due_ts`` (while the resolution clock runs)."""
     h, p, a = hub(), principal(), query
     assignee = {"me": p.name, "none": ""}.get(a.assignee or "", a.assignee)
     f = inbox.Filters(status=a.status, queue=a.queue or None, channel=a.channel or None,
