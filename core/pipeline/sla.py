@@ -92,6 +92,7 @@ class Plan:
         self.adapter_of = {c.id: c.adapter for c in cfg.channels}
         self.legacy = lua_targets(cfg.sla)
         self._bands: dict[str, list[Band]] = {}
+        self._args: dict[tuple[str, int], str] = {}
 
     def bands(self, channel_id: str) -> list[Band]:
         """The policies that may apply to ``channel_id``, in config order."""
@@ -131,7 +132,18 @@ class Plan:
 
     def lua_arg(self, channel_id: str, start_ms: int) -> str:
         """The ingest script's ARGV for a wait that would start at ``start_ms``: per band,
-        "priority_min␟name␟first due␟next due␟first warn␟next warn", ␞-joined ("" = none)."""
+        "priority_min␟name␟first due␟next due␟first warn␟next warn", ␞-joined ("" = none).
+        Remembered per (channel, start): platforms stamp messages in whole seconds, so a busy
+        batch has many messages starting at one instant."""
+        key = (channel_id, start_ms)
+        got = self._args.get(key)
+        if got is None:
+            if len(self._args) > 4096:
+                self._args.clear()
+            got = self._args[key] = self._lua_arg(channel_id, start_ms)
+        return got
+
+    def _lua_arg(self, channel_id: str, start_ms: int) -> str:
         out = []
         share = self.cfg.warning_at
         for b in self.bands(channel_id):
