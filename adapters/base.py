@@ -181,6 +181,9 @@ class Adapter(ABC):
     # True for mail: replies carry Subject / References / In-Reply-To / a reply token, which
     # the core works out from the conversation before each send.
     threads_by_reference: ClassVar[bool] = False
+    # Settings that processes bind at start (a listener's port, a mailbox's poller): an edit
+    # of one is reported as needing a restart instead of applied live (core/config_watch.py).
+    restart_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None

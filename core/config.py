@@ -6,6 +6,7 @@ dotted path such as ``channels[tg-main].settings.bot_token``) and the fix.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -68,6 +69,7 @@ __all__ = [
     "TeamSection",
     "config_path",
     "errors_from_validation",
+    "file_version",
     "load_config",
     "parse_duration",
 ]
@@ -88,11 +90,19 @@ class ConfigInvalid(TongdaiError):
 class LoadedConfig:
     """The validated configuration plus where it came from."""
 
-    def __init__(self, path: str, hub: HubConfig, channel_settings: dict[str, Any]) -> None:
+    def __init__(self, path: str, hub: HubConfig, channel_settings: dict[str, Any],
+                 version: str = "") -> None:
         self.path = path
         self.hub = hub
         # channel id -> (adapter class, validated settings model)
         self.channel_settings = channel_settings
+        # the file's content hash (``file_version``): which edit a running process runs
+        self.version = version
+
+
+def file_version(content: bytes) -> str:
+    """A short content hash of a config file: equal files, equal versions (on every host)."""
+    return hashlib.sha256(content).hexdigest()[:12]
 
 
 def config_path() -> str:
@@ -178,8 +188,9 @@ def load_config(path: str | None = None) -> LoadedConfig:
         raise ConfigInvalid([ConfigError(
             path, "(file)", "the configuration file does not exist",
             "create it from config/tongdai.example.yaml or set TONGDAI_CONFIG to its path")])
+    content = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text("utf-8")) or {}
+        data = yaml.safe_load(content.decode("utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
@@ -280,4 +291,4 @@ def load_config(path: str | None = None) -> LoadedConfig:
                                   "name an email channel instance from channels"))
     if errors:
         raise ConfigInvalid(errors)
-    return LoadedConfig(path, hub, channel_settings)
+    return LoadedConfig(path, hub, channel_settings, file_version(content))

@@ -56,35 +56,86 @@ def connect(url: str) -> redis.Redis:
                                 health_check_interval=30)
 
 
+class _Snapshot:
+    """What one version of the config makes: swapped as one reference, so a reader sees one
+    version whole (code that took the old one finishes with it)."""
+
+    __slots__ = ("account_channels", "adapters", "config", "generation", "memo")
+
+    def __init__(self, config: LoadedConfig, adapters: dict[str, Adapter], generation: int) -> None:
+        self.config = config
+        self.adapters = adapters
+        # (adapter name, platform account) → channel, for webhooks that serve several accounts
+        self.account_channels: dict[tuple[str, str], str] = {
+            (a.name, a.account_id): cid for cid, a in adapters.items() if a.account_id}
+        self.memo: dict[str, object] = {}
+        self.generation = generation
+
+
 class Hub:
     """Everything a process needs to work on the hub's data."""
 
     def __init__(self, config: LoadedConfig, r: redis.Redis, keyring: Keyring | None = None) -> None:
-        self.config = config
         self.redis = r
         self.keyring = keyring or load_keyring(data_dir())
-        self.keys = Keys(config.hub.redis.prefix)
+        self.keys = Keys(config.hub.redis.prefix)  # redis.* needs a restart (config_watch.py)
         clock.follow(r)  # every time this process stores or compares is Redis's
         from tongdai.core.subjects import Subjects
 
         self.subjects = Subjects(self)  # per-identity keys: erase = destroy them
         self.keyring.subject_lookup = self.subjects.lookup
         self.scripts = Scripts(r, self.keys)
-        self._memo: dict[str, object] = {}
-        self.adapters: dict[str, Adapter] = {
-            cid: cls(cid, settings) for cid, (cls, settings) in config.channel_settings.items()
-        }
+        self._snap = _Snapshot(config, self._adapters_for(config, {}), 1)
+
+    # The running config and what is built from it; ``apply_config`` swaps them all at once.
+    @property
+    def config(self) -> LoadedConfig:
+        return self._snap.config
+
+    @property
+    def adapters(self) -> dict[str, Adapter]:
+        return self._snap.adapters
+
+    @property
+    def account_channels(self) -> dict[tuple[str, str], str]:
+        return self._snap.account_channels
+
+    @property
+    def generation(self) -> int:
+        """1 for the config the process started with, +1 for each edit applied since."""
+        return self._snap.generation
+
+    def apply_config(self, config: LoadedConfig) -> None:
+        """Run ``config`` from now on: adapters whose settings changed are built anew (the
+        others kept, with their open connections), memo'd values rebuilt on first use. The
+        caller has checked that nothing in it needs a restart (``core/config_watch.py``)."""
+        old = self._snap
+        self._snap = _Snapshot(config, self._adapters_for(config, old.adapters),
+                               old.generation + 1)
+
+    def _adapters_for(self, config: LoadedConfig, current: dict[str, Adapter]) -> dict[str, Adapter]:
         from tongdai.core.credentials import RedisTokenStore
 
         replies = config.hub.replies
         timeout = httpx.Timeout(replies.platform_timeout, connect=min(5.0, replies.platform_timeout))
-        for cid, adapter in self.adapters.items():
+        out: dict[str, Adapter] = {}
+        for cid, (cls, settings) in config.channel_settings.items():
+            kept = current.get(cid)
+            if (kept is not None and type(kept) is cls and kept.settings == settings
+                    and kept.http_timeout == timeout):
+                out[cid] = kept
+                continue
+            adapter = out[cid] = cls(cid, settings)
             adapter.token_store = RedisTokenStore(self, cid)
             adapter.http_timeout = timeout
-        # (adapter name, platform account) → channel, for webhooks that serve several accounts
-        self.account_channels: dict[tuple[str, str], str] = {
-            (a.name, a.account_id): cid for cid, a in self.adapters.items() if a.account_id
-        }
+        return out
+
+    @cached_property
+    def watch(self):
+        """This process's eye on its config file (``core/config_watch.py``)."""
+        from tongdai.core.config_watch import ConfigWatch
+
+        return ConfigWatch(self)
 
     def channel_for(self, receiving_channel: str, account_id: str | None) -> str | None:
         """The channel an event belongs to: the receiving one, or the channel configured for
@@ -113,20 +164,23 @@ class Hub:
 
     @cached_property
     def blobs(self):
-        """Where files customers send are kept (``storage.blobs``)."""
+        """Where files customers send are kept (``storage.blobs``: needs a restart)."""
         from tongdai.core.blobs import BlobStore
 
         root = Path(self.config.hub.storage.blobs)
         return BlobStore(root if root.is_absolute() else data_dir() / root, self.keyring)
 
     def memo(self, name: str, build: Callable[[], T]) -> T:
-        """A value derived from this hub's config, built once (the domain layers keep their
-        tagger, router, own addresses, ... here rather than the hub knowing them)."""
+        """A value derived from this hub's config, built once per config version (the domain
+        layers keep their tagger, router, own addresses, ... here rather than the hub knowing
+        them). An applied edit starts an empty memo: each value is rebuilt from the new config
+        at its first use."""
+        memo = self._snap.memo
         try:
-            return self._memo[name]  # type: ignore[return-value]
+            return memo[name]  # type: ignore[return-value]
         except KeyError:
-            return self._memo.setdefault(name, build())  # type: ignore[return-value]
+            return memo.setdefault(name, build())  # type: ignore[return-value]
 
     @cached_property
     def shards(self) -> int:
-        return self.config.hub.ingest.shards
+        return self.config.hub.ingest.shards  # needs a restart (the streams' layout)

@@ -24,6 +24,7 @@ class EmailAdapter(Adapter):
     kept_headers = ("x-tongdai-source", "x-envelope-to")
     user_ids_are_personal = True
     threads_by_reference = True
+    restart_settings = ("inbound",)  # `tongdai smtp` / `tongdai imap` bind them at start
 
     settings: EmailSettings
 
