@@ -161,6 +161,10 @@ class Keys:
     def key_rotation(self) -> str:
         return self._k("keys", "rotation")
 
+    def config_processes(self) -> str:
+        # process name → the config version it runs, its last reload error (config_watch.py)
+        return self._k("config", "processes")
+
     # -- agents' API --------------------------------------------------------------------------
     def tokens(self) -> str:
         return self._k("tokens")

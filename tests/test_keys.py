@@ -58,6 +58,7 @@ def test_key_formats():
     assert k.channel_slow("tg-main") == "td:send:slow:tg-main"
     assert k.senders("replies") == "td:send:senders:replies"
     assert k.key_rotation() == "td:keys:rotation"
+    assert k.config_processes() == "td:config:processes"
     assert k.rate("tg-main:555") == "td:rate:tg-main:555"
     assert k.hooks() == "td:hooks"
     assert k.hook("wh_1a2b") == "td:hooks:sub:wh_1a2b"

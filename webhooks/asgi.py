@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 import orjson
 import redis
@@ -153,9 +154,16 @@ async def _respond(send, status: int, body: bytes, extra=(),
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive, send, on_shutdown=None) -> None:
+async def _lifespan(receive, send, hub: Hub, role: str, on_shutdown=None) -> None:
+    """Start-up: name the process and look at its config file in a thread (no request
+    waits for a reload, core/config_watch.py); shut-down: stop both."""
+    stop = threading.Event()
     while (await receive())["type"] != "lifespan.shutdown":
+        hub.watch.start(role)
+        hub.watch.in_background(stop)
         await send({"type": "lifespan.startup.complete"})
+    stop.set()
+    hub.watch.forget()
     if on_shutdown is not None:
         await on_shutdown()
     await send({"type": "lifespan.shutdown.complete"})
@@ -194,7 +202,7 @@ def create(hub: Hub | None = None, heartbeat_s: float | None = None):
 
     async def app(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send, fanout.close)
+            await _lifespan(receive, send, h, "web", fanout.close)
             return
         if scope["type"] != "http":
             return
@@ -223,7 +231,7 @@ def create_inbound(hub: Hub | None = None):
 
     async def app(scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, hub_of(flask_app), "inbound")
             return
         if scope["type"] != "http":
             return

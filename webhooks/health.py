@@ -45,14 +45,20 @@ def problems(hub) -> list[str]:
 @bp.get("/healthz")
 def healthz():
     """200 when the hub can take events, with backlog figures; 503 with what is wrong when
-    it cannot (Redis down or restarting, its disk full)."""
+    it cannot (Redis down or restarting, its disk full). A config edit this process could not
+    apply is listed in ``problems`` (and ``config``) but keeps the 200."""
     hub = current_app.extensions["tongdai"]
+    hub.watch.poll()  # (throttled) fresh even where no watch thread runs
     wrong = problems(hub)
+    # An edit not applied is a problem to fix, not a reason to stop serving: the running
+    # version goes on (core/config_watch.py), so it leaves the status 200.
+    config = {"file": hub.config.path, "version": hub.config.version,
+              "file_version": hub.watch.file_version, "problems": hub.watch.problems()}
     try:
         hub.redis.ping()
     except redis.RedisError as exc:
         return jsonify({"ok": False, "redis": f"unreachable: {type(exc).__name__}",
-                        "problems": wrong}), 503
+                        "problems": wrong + config["problems"], "config": config}), 503
     raw = {"undelivered": 0, "pending": 0}
     for s in range(hub.shards):
         undelivered, pending, _ = rawlog.backlog(hub, s)
@@ -65,7 +71,8 @@ def healthz():
     workers = Worker.all(connection=hub.redis)
     return jsonify({
         "ok": not wrong,
-        "problems": wrong,
+        "problems": wrong + config["problems"],
+        "config": config,
         "redis": "ok",
         "clock_offset_ms": clock.offset_ms(),
         "raw_events": raw,

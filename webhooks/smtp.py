@@ -47,10 +47,11 @@ class MailHandler:
 
     def __init__(self, hub: Hub, channel_ids: list[str]) -> None:
         self.hub = hub
-        self.adapters = [hub.adapters[c] for c in channel_ids]
+        self.channel_ids = channel_ids
 
     def channel_for(self, address: str) -> str | None:
-        for a in self.adapters:
+        # looked up each time: an applied config edit (addresses, aliases) counts at once
+        for a in (self.hub.adapters[c] for c in self.channel_ids if c in self.hub.adapters):
             if a.accepts(address):
                 return a.channel_id
         return None
@@ -117,6 +118,9 @@ def serve(hub: Hub) -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
+    hub.watch.start("smtp")  # listening addresses need a restart (adapter.restart_settings)
+    while not done.wait(max(0.5, hub.watch.check_s)):
+        hub.watch.poll()
+    hub.watch.forget()
     for c in controllers:
         c.stop()

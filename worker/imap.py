@@ -49,7 +49,10 @@ def serve(hub: Hub) -> None:
                for p in workers]
     for t in threads:
         t.start()
-    stop.wait()
+    hub.watch.start("imap")  # the folders polled need a restart (adapter.restart_settings)
+    while not stop.wait(max(0.5, hub.watch.check_s)):
+        hub.watch.poll()
+    hub.watch.forget()
     for t in threads:
         t.join(timeout=10)
     for p in workers:

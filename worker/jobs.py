@@ -51,7 +51,10 @@ def ingest_loop() -> dict:
                 for s in range(h.shards):
                     _run(h, rawlog.claim_stale(h, s, consumer, cfg.batch_size), totals)
                 next_claim = time.monotonic() + min(cfg.claim_idle, 5.0)
-            for batch in rawlog.read(h, consumer, cfg.batch_size, block_ms=rawlog.BLOCK_MS):
+            batches = rawlog.read(h, consumer, cfg.batch_size, block_ms=rawlog.BLOCK_MS)
+            if h.watch.poll() == "applied":  # between batches: what was just read runs the edit
+                cfg = h.config.hub.ingest
+            for batch in batches:
                 _run(h, batch, totals)
         rawlog.enqueue_ingest_loops(h, 1)  # the successor, before letting go of the slot
     finally:

@@ -36,6 +36,27 @@ QUEUES: dict[str, tuple[str, ...]] = {
 SENDING = {REPLIES_QUEUE, BACKGROUND_QUEUE, LEGACY_OUTBOUND_QUEUE}
 
 
+class _Watching:
+    """An RQ worker that looks at the config file before each job (a forked work horse starts
+    from what its parent applied) and at RQ's heartbeats, idle or not (core/config_watch.py)."""
+
+    def execute_job(self, job, queue):
+        jobs.hub().watch.poll()
+        return super().execute_job(job, queue)
+
+    def heartbeat(self, *args, **kwargs):
+        jobs.hub().watch.poll()
+        return super().heartbeat(*args, **kwargs)
+
+
+class WatchingWorker(_Watching, Worker):
+    pass
+
+
+class WatchingSimpleWorker(_Watching, SimpleWorker):
+    pass
+
+
 def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = False,
                with_scheduler: bool = True) -> None:
     """An RQ worker. Ingest workers each run one long ingest loop at a time, so replies get
@@ -56,12 +77,15 @@ def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = Fa
     # Senders run their jobs in-process: a send is a short platform call, and a work horse
     # forked per job cost more than the call (~47 jobs/s against ~300 here) and dropped the
     # adapter's kept-alive HTTPS connection to the platform after every send.
-    worker_class = SimpleWorker if set(names) <= SENDING else Worker
+    worker_class = WatchingSimpleWorker if set(names) <= SENDING else WatchingWorker
+    if not burst:
+        hub.watch.start(f"worker:{'+'.join(queues)}")
     try:
         worker_class([Queue(name, connection=hub.redis) for name in names],
                      connection=hub.redis).work(
             burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
     finally:
+        hub.watch.forget()
         stop.set()
         if promoter.is_alive():
             promoter.join(timeout=2)
@@ -96,9 +120,11 @@ def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> 
     signal.signal(signal.SIGINT, _stop)
     ticks = threading.Thread(target=run_ticks, args=(hub, stop), name="ticks", daemon=True)
     ticks.start()
+    hub.watch.start("scheduler")
     last_trim = last_ack = 0.0
     ack_every = 10.0
     while not stop.is_set():
+        hub.watch.poll()  # per tick: the next one (and the ticks thread) run an applied edit
         try:
             started = rawlog.ensure_ingest_loops(hub)
             if started:
@@ -115,3 +141,4 @@ def run_scheduler(hub: Hub, interval: float = 1.0, trim_every: float = 60.0) -> 
             log.exception("scheduler tick failed")
         stop.wait(interval)
     ticks.join(timeout=5)
+    hub.watch.forget()

@@ -45,7 +45,10 @@ def run_reactors(hub: Hub, stop: threading.Event | None = None) -> None:
     for t in threads:
         t.start()
     log.info("reactors running: %s", ", ".join(reactors) or "(none)")
+    hub.watch.start("reactor")
     while not stop.is_set():
         time.sleep(0.5)
+        hub.watch.poll()  # each reactor's next batch runs an applied edit
     for t in threads:
         t.join(timeout=5)
+    hub.watch.forget()
