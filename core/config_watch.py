@@ -43,9 +43,7 @@ log = logging.getLogger(__name__)
 # Seconds between two looks at the file (tests shorten it; 0 looks at every safe point).
 CHECK_S = float(os.environ.get("TONGDAI_CONFIG_CHECK_S", "2"))
 HEARTBEAT_S = 30.0  # a running process refreshes its record this often
-# `config status` forgets records older than this: an idle RQ worker looks at the file (and
-# refreshes its record) at RQ's heartbeat, every ~7 minutes.
-STALE_S = 15 * 60.0
+STALE_S = 180.0  # `config status` forgets records older than this (a process that stopped)
 # Keys (and whatever is under them) a process binds at start: the key prefix and the embedded
 # server's fsync, the streams' layout and the ingest loops' slots, where files are kept.
 # Not in the file, and needing a restart as ever: REDIS_URL, the data dir, ports, process
@@ -176,18 +174,24 @@ class ConfigWatch:
             new = load_config(self.path)
         except ConfigInvalid as exc:
             self.errors, self.pending = exc.errors, []
-            log.error("config: %s (version %s) is not applied, version %s keeps running:\n  %s",
-                      self.path, version, running.version,
-                      "\n  ".join(str(e) for e in exc.errors))
+            if self._first_to_say(version):
+                log.error("config: %s (version %s) is not applied, version %s keeps running:"
+                          "\n  %s", self.path, version, running.version,
+                          "\n  ".join(str(e) for e in exc.errors))
+            else:
+                log.info("config: version %s is invalid, version %s keeps running (the error: "
+                         "logged once per host, /healthz, `tongdai config status`)", version,
+                         running.version)
             return "invalid"
         self.file_version = new.version  # what was read, should the file have moved again
         changed = changed_keys(self._parts_of(running), self._parts_of(new))
         restart = needing_restart(changed, restart_keys(running) | restart_keys(new))
         if restart:
             self.errors, self.pending = [], restart
-            log.warning("config: %s (version %s) changes %s, which a restart applies: nothing "
-                        "of it is applied, version %s keeps running", self.path, new.version,
-                        _listed(restart), running.version)
+            log.log(logging.WARNING if self._first_to_say(new.version) else logging.INFO,
+                    "config: %s (version %s) changes %s, which a restart applies: nothing of "
+                    "it is applied, version %s keeps running", self.path, new.version,
+                    _listed(restart), running.version)
             return "restart"
         self.hub.apply_config(new)
         self.errors, self.pending = [], []
@@ -195,6 +199,16 @@ class ConfigWatch:
         log.info("config: %s version %s applied (was %s): %s", self.path, new.version,
                  running.version, _listed(changed) or "no setting changed")
         return "applied"
+
+    def _first_to_say(self, version: str) -> bool:
+        """True for the first process of this host to find ``version`` wrong: the processes
+        of `tongdai up` share a terminal, which should show the error once, not once each."""
+        try:
+            return bool(self.hub.redis.set(
+                self.hub.keys.config_said(socket.gethostname(), version), self.name or "?",
+                nx=True, ex=86400))
+        except redis.RedisError:
+            return True
 
     def _parts_of(self, config: LoadedConfig) -> dict[str, str]:
         if self._parts[0] != config.version or not config.version:

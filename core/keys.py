@@ -165,6 +165,10 @@ class Keys:
         # process name → the config version it runs, its last reload error (config_watch.py)
         return self._k("config", "processes")
 
+    def config_said(self, host: str, version: str) -> str:
+        # set by the first process of a host to log that a config version is wrong
+        return self._k("config", "said", host, version)
+
     # -- agents' API --------------------------------------------------------------------------
     def tokens(self) -> str:
         return self._k("tokens")

@@ -175,7 +175,8 @@ def test_a_key_only_a_restart_applies_is_reported_and_nothing_of_the_edit_applie
     assert "ingest.shards  (needs a restart" in diff.stdout
     assert "tagging.rules\n" in diff.stdout  # applies live, but waits with the rest
     status = cli_status(redis_url, config_file)
-    assert status.returncode == 1 and "waits for a restart: ingest.shards" in status.stdout
+    assert status.returncode == 1 and "not applied: waits for a restart" in status.stdout
+    assert f"{config_file}: ingest.shards: only a restart" in status.stdout
 
 
 def test_an_email_channels_listener_needs_a_restart(watched, config_file):

@@ -59,6 +59,7 @@ def test_key_formats():
     assert k.senders("replies") == "td:send:senders:replies"
     assert k.key_rotation() == "td:keys:rotation"
     assert k.config_processes() == "td:config:processes"
+    assert k.config_said("vm1", "0a1b2c") == "td:config:said:vm1:0a1b2c"
     assert k.rate("tg-main:555") == "td:rate:tg-main:555"
     assert k.hooks() == "td:hooks"
     assert k.hook("wh_1a2b") == "td:hooks:sub:wh_1a2b"

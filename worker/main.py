@@ -36,17 +36,19 @@ QUEUES: dict[str, tuple[str, ...]] = {
 SENDING = {REPLIES_QUEUE, BACKGROUND_QUEUE, LEGACY_OUTBOUND_QUEUE}
 
 
+# Held while this process runs a job: the config watch thread never swaps the config under a
+# job (a forked work horse starts from what the parent applied before the fork).
+_job_running = threading.Lock()
+
+
 class _Watching:
-    """An RQ worker that looks at the config file before each job (a forked work horse starts
-    from what its parent applied) and at RQ's heartbeats, idle or not (core/config_watch.py)."""
+    """An RQ worker that looks at the config file before each job and, between jobs, from a
+    thread (``watch_between_jobs``): an idle sender runs, and reports, the file's version too."""
 
     def execute_job(self, job, queue):
-        jobs.hub().watch.poll()
-        return super().execute_job(job, queue)
-
-    def heartbeat(self, *args, **kwargs):
-        jobs.hub().watch.poll()
-        return super().heartbeat(*args, **kwargs)
+        with _job_running:
+            jobs.hub().watch.poll()
+            return super().execute_job(job, queue)
 
 
 class WatchingWorker(_Watching, Worker):
@@ -55,6 +57,16 @@ class WatchingWorker(_Watching, Worker):
 
 class WatchingSimpleWorker(_Watching, SimpleWorker):
     pass
+
+
+def watch_between_jobs(hub: Hub, stop: threading.Event) -> None:
+    """Look at the config file every ``check_s`` while no job runs (core/config_watch.py)."""
+    while not stop.wait(max(0.2, hub.watch.check_s)):
+        if _job_running.acquire(blocking=False):
+            try:
+                hub.watch.poll()
+            finally:
+                _job_running.release()
 
 
 def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = False,
@@ -80,6 +92,8 @@ def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = Fa
     worker_class = WatchingSimpleWorker if set(names) <= SENDING else WatchingWorker
     if not burst:
         hub.watch.start(f"worker:{'+'.join(queues)}")
+        threading.Thread(target=watch_between_jobs, args=(hub, stop), name="config-watch",
+                         daemon=True).start()
     try:
         worker_class([Queue(name, connection=hub.redis) for name in names],
                      connection=hub.redis).work(

@@ -96,17 +96,21 @@ def config_status() -> None:
     if not records:
         click.echo("no running process has recorded its config (is the hub up?)")
         sys.exit(1)
-    behind = 0
+    behind, reasons = 0, {}
     now = clock.now_ms()
     for name, rec in records.items():
         state = "runs this host's file" if rec["version"] == here else "runs another version"
-        if rec["errors"]:
-            state = f"edit (version {rec['file_version']}) not applied: " + " | ".join(
-                rec["errors"])
-        elif rec["pending"]:
-            state = (f"edit (version {rec['file_version']}) waits for a restart: "
-                     f"{', '.join(rec['pending'])}")
+        if rec["errors"] or rec["pending"]:
+            why = "invalid" if rec["errors"] else "waits for a restart"
+            state = f"edit (version {rec['file_version']}) not applied: {why}"
+            restart = (f"{rec['file']}: {', '.join(rec['pending'])}: only a restart of every "
+                       "process applies this (nothing of the edit is applied until then)")
+            reasons[rec["file_version"]] = rec["errors"] or [restart]
         behind += rec["version"] != here or bool(rec["errors"] or rec["pending"])
         click.echo(f"{name:<40} {rec['version']:<13} seen {(now - rec['seen']) // 1000:>4} s "
                    f"ago  {state}")
+    for version, lines in reasons.items():
+        click.echo(f"version {version}:")
+        for line in lines:
+            click.echo(f"  {line}")
     sys.exit(1 if behind else 0)
