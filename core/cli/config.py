@@ -31,17 +31,27 @@ def config_check(path: str | None, diff: bool) -> None:
 
 def _diff(cfg) -> None:
     """The keys each running version differs in from ``cfg``, from the processes' records."""
+    import redis
+
     from tongdai.core import config_watch as cw
+    from tongdai.core.errors import ConfigError
     from tongdai.core.hub import Hub, connect, redis_url
 
     url = redis_url()
     if url is None:
         raise click.ClickException("no running hub to compare with: set REDIS_URL or start "
                                    "`tongdai up`")
-    hub = Hub(cfg, connect(url))
+    try:
+        hub = Hub(cfg, connect(url))
+    except ConfigError as exc:  # no data keys here: the fingerprints are keyed with them
+        raise click.ClickException(str(exc)) from None
     mine = cw.parts(cfg, lambda text: hub.keyring.blind_index("config", text))
     running: dict[str, tuple[dict, list[str]]] = {}
-    for name, rec in cw.processes(hub.redis, hub.keys.config_processes()).items():
+    try:
+        records = cw.processes(hub.redis, hub.keys.config_processes())
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot read the hub's Redis ({type(exc).__name__})") from None
+    for name, rec in records.items():
         running.setdefault(rec["version"], (rec, []))[1].append(name)
     if not running:
         click.echo("no running process has recorded its config (is the hub up?)")
