@@ -238,3 +238,26 @@ def test_stale_process_records_are_dropped(watched):
     watched.watch.forget()
     assert watched.redis.hlen(key) == 0
 
+
+
+def test_sla_targets_and_calendars_apply_live_and_a_bad_calendar_is_refused(watched, config_file):
+    def with_sla(first: str, hours: str) -> str:
+        return config_text() + f"""sla:
+  first_response: {first}
+  policies:
+    - {{name: office, calendar: office, first_response: {first}}}
+calendars:
+  office: {{timezone: Asia/Ho_Chi_Minh, hours: {{mon-fri: "{hours}"}}, holidays: [VN]}}
+"""
+    edit(config_file, with_sla("15m", "08:00-17:00"))
+    assert watched.watch.poll() == "applied"
+    plan = sla.plan(watched)
+    edit(config_file, with_sla("5m", "09:00-18:00"))
+    assert watched.watch.poll() == "applied"
+    assert watched.config.hub.sla.first_response == 300 and sla.plan(watched) is not plan
+    assert watched.config.hub.calendars["office"].hours == {"mon-fri": "09:00-18:00"}
+
+    edit(config_file, with_sla("5m", "25:00-18:00"))
+    assert watched.watch.poll() == "invalid"
+    assert watched.watch.errors[0].key.startswith("calendars.office")
+    assert watched.config.hub.calendars["office"].hours == {"mon-fri": "09:00-18:00"}
