@@ -57,7 +57,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/conversations/<conv_id>/read"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/claim"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/assign"): ("conv", {"assignee": None}),
-    ("POST", "/api/v1/conversations/<conv_id>/escalate"): ("conv", {"why": "khách VIP"}),
+    ("POST", "/api/v1/conversations/<conv_id>/raise-priority"): ("conv", {"why": "khách VIP"}),
     ("POST", "/api/v1/conversations/<conv_id>/snooze"): ("conv", {"until_ts": 0}),
     ("POST", "/api/v1/conversations/<conv_id>/resolve"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/reopen"): ("conv", None),

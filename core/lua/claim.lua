@@ -11,6 +11,8 @@
 -- ARGV[10] now (ms)   ARGV[11] reason (claim | assign | auto | offline)   ARGV[12] why
 -- ARGV[13] audit MAXLEN   ARGV[14] agent who handed it back, kept so the auto-assigner skips
 --          them ('' = forget)
+-- ARGV[15] the timeline's system line for this change (core/workspace/timeline.py lua_blob:
+--          a message blob without its channel, which is the conversation's), or '' for none
 -- Returns {1, previous} done | {2, previous} nothing to change | {0, current} the assignee
 --         changed meanwhile | {-1, load} the new assignee is at capacity | {-2, status} the
 --         status does not allow it | {-3, ''} no such conversation
@@ -62,6 +64,13 @@ else
 end
 if ARGV[9] == '1' then redis.call('SET', KEYS[3], new) end
 redis.call('HSET', ck, 'updated', now)
+if ARGV[15] ~= '' then
+  local mid = tostring(redis.call('INCR', "{{SEQ_MESSAGE}}"))
+  local ch = redis.call('HGET', ck, 'channel') or ''
+  redis.call('HSET', string.format("{{MESSAGES}}", conv), mid,
+             '{"c":' .. cjson.encode(ch) .. ',' .. string.sub(ARGV[15], 2))
+  redis.call('ZADD', string.format("{{TIMELINE}}", conv), tonumber(now), mid)
+end
 
 local assignee = cjson.null
 if new ~= '' then assignee = new end

@@ -35,8 +35,8 @@
 -- ARGV[22] why ARGV[11] is what it is ("" at 0), kept as the conversation's priority_why
 -- ARGV[23] priority rules only the store can judge (core/pipeline/priority.py), best first,
 --          joined by "\30", each "tiers\31messages\31within ms\31level\31reason": the first
---          that holds (the customer's tier is one of tiers; this many messages in the
---          conversation within the window since an agent's last reply) sets the priority
+--          that holds (the customer's tier is one of tiers; this many of the customer's
+--          messages within the window since an agent's last reply) sets the priority
 -- ARGV[24] SLA policies for this channel (core/pipeline/sla.py Plan.lua_arg), in config order,
 --          joined by "\30", each "priority_min\31name\31first due\31next due\31first warn\31
 --          next warn" (absolute ms on the policy's calendar; "" = no target): the first whose
@@ -286,7 +286,16 @@ if dir == 'in' and mode == 'timeline' then
       if holds and n ~= '' then
         local since = math.max(ts - tonumber(within),
           tonumber(redis.call('HGET', convk, 'agent_reply') or '0') + 1)
-        holds = redis.call('ZCOUNT', string.format("{{TIMELINE}}", conv), since, ts) >= tonumber(n)
+        -- the customer's messages only: notes and system lines (a claim) are not repeats
+        local ids = redis.call('ZRANGEBYSCORE', string.format("{{TIMELINE}}", conv), since, ts,
+                               'LIMIT', 0, 200)
+        local got = 0
+        if #ids >= tonumber(n) then
+          for _, b in ipairs(redis.call('HMGET', string.format("{{MESSAGES}}", conv), unpack(ids))) do
+            if b and cjson.decode(b).d == 'in' then got = got + 1 end
+          end
+        end
+        holds = got >= tonumber(n)
       end
       if holds then prio, why = tonumber(lvl), r break end
     end

@@ -243,13 +243,16 @@ def get_customer(hub: Hub, customer_id: str) -> Customer:
                     h.get("merged_into"), int(h["erased"]) if "erased" in h else None)
 
 
-def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversation:
+def set_status(hub: Hub, conv_id: str, status: ConversationStatus,
+               line: Message | None = None) -> Conversation:
     """Resolve or reopen a conversation: its status, the status indexes and its queue change
-    together (one MULTI), so lists never show it in two states."""
+    together (one MULTI), so lists never show it in two states. ``line``: a timeline line
+    saying so, written in the same MULTI (only when the status changes)."""
     conv = get_conversation(hub, conv_id)
     if conv.status == status:
         return conv
     k, ck = hub.keys, hub.keys.conversation(conv_id)
+    mid = str(hub.redis.incr(k.seq("message"))) if line is not None else ""
 
     # WATCHed: a transfer moving the queue, or a second resolve, between our read and write
     # would otherwise leave it queued where it no longer is, or report the change twice
@@ -281,6 +284,9 @@ def set_status(hub: Hub, conv_id: str, status: ConversationStatus) -> Conversati
             pipe.zadd(k.queue(queue), {conv_id: (100 - int(prio or 0)) * 1e13 + int(created)})
         # the assignee's load (core/assignment.py): in this MULTI, so it sees the assignee of now
         hub.scripts.sync_load(keys=[ck], args=[conv_id], client=pipe)
+        if line is not None:
+            pipe.hset(k.messages(conv_id), mid, line.to_blob())
+            pipe.zadd(k.timeline(conv_id), {mid: line.received_ts_ms})
         feed.publish(hub, {"type": f"conversation.{status.value}", "conversation_id": conv_id,
                            "ts": now}, pipe)
 

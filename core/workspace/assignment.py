@@ -30,7 +30,7 @@ from tongdai.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from tongdai.core.hub import Hub
 from tongdai.core.models import Conversation, ConversationStatus
 from tongdai.core.pipeline import feed, store
-from tongdai.core.workspace import access, presence, users
+from tongdai.core.workspace import access, presence, timeline, users
 from tongdai.core.workspace.access import Principal
 from tongdai.core.workspace.audit import AUDIT_MAXLEN
 
@@ -85,17 +85,45 @@ def run_claim(hub: Hub, conv_id: str, new: str | None, *, seen: str | None, by: 
               reason: str, cap: int = 0, need: str = "", queue: str = "", team_id: str = "",
               why: str = "", released_by: str = "", pointer: str | None = None
               ) -> tuple[int, str]:
-    """core/lua/claim.lua; returns its (code, value)."""
-    k = hub.keys
+    """core/lua/claim.lua; returns its (code, value). The change's line goes on the
+    timeline in the same script (core/workspace/timeline.py)."""
+    k, now = hub.keys, presence.now_ms()
+    text = _line_text(new or "", seen or "", by, reason, queue, team_id, why)
+    line = timeline.line(hub, conv_id, "", by, text, now, {
+        "action": "assigned", "reason": reason, "assignee": new or None,
+        "previous": seen or None, "queue": queue or None, "team": team_id or None})
     res = hub.scripts.claim(
         keys=[k.conversation(conv_id), k.audit(), k.team_pointer(pointer or team_id or "-")],
         args=[conv_id, new or "", seen or "", cap, need, queue, team_id, by,
-              "1" if pointer else "0", presence.now_ms(), reason, why, AUDIT_MAXLEN,
-              released_by])
+              "1" if pointer else "0", now, reason, why, AUDIT_MAXLEN,
+              released_by, timeline.lua_blob(line)])
     val = res[1].decode() if isinstance(res[1], bytes) else str(res[1])
     if int(res[0]) == -3:
         raise NotFound(f"no conversation {conv_id}")
     return int(res[0]), val
+
+
+def _line_text(new: str, seen: str, by: str, reason: str, queue: str, team: str,
+               why: str) -> str:
+    """The timeline's sentence for a change of assignee and/or queue."""
+    if reason == "auto":
+        text = f"auto-assigned to {new}"
+    elif reason == "offline":
+        text = f"{seen} went offline: back to the queue"
+    elif reason == "claim":
+        text = f"{by} took the conversation"
+    elif new == seen:  # only the queue changes
+        text = f"{by} moved it"
+    elif not new:
+        text = (f"{by} handed it back to the queue" if seen == by
+                else f"{by} took it from {seen}, back to the queue")
+    elif seen:
+        text = f"{by} transferred it from {seen} to {new}"
+    else:
+        text = f"{by} assigned it to {new}"
+    if queue:
+        text += f" to team {team} (queue {queue})" if team else f" to queue {queue}"
+    return text + (f" — {why}" if why else "")
 
 
 def _taker(hub: Hub, name: str) -> users.User:

@@ -120,6 +120,11 @@ def _list(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None, l
 
 
 # -- what a list item shows ----------------------------------------------------------------------
+def _system_line(blob: bytes) -> bool:
+    d = orjson.loads(blob)
+    return d.get("d") == "internal" and d.get("k") == "system"
+
+
 def _preview(d: dict) -> str:
     text = d.get("x")
     if text:
@@ -144,13 +149,19 @@ def items(hub: Hub, rows: list[Row], now: int | None = None) -> list[dict]:
     pipe.zmscore(k.unread(), ids)
     replies = pipe.execute()
     unread = replies[-1]
-    last_ids = [[max(top, key=lambda x: (x[1], len(x[0]), x[0]))[0]] if top else []
-                for top in replies[:-1]]
+    tops = [sorted(top, key=lambda x: (x[1], len(x[0]), x[0]), reverse=True)
+            for top in replies[:-1]]
     names = _names(hub, [r.h["customer"] for r in rows])
     pipe = hub.redis.pipeline(transaction=False)
-    for r, last in zip(rows, last_ids):
-        pipe.hget(k.messages(r.id), last[0] if last else "-")
-    blobs = pipe.execute()
+    for r, top in zip(rows, tops):
+        pipe.hmget(k.messages(r.id), [m for m, _ in top] or ["-"])
+    last_ids, blobs = [], []
+    for top, found in zip(tops, pipe.execute()):
+        # the newest that is not a system line (a claim, a transfer: the console shows those
+        # in the timeline, the preview is about the conversation with the customer)
+        pick = next((i for i, b in enumerate(found) if b and not _system_line(b)), 0)
+        last_ids.append([top[pick][0]] if top else [])
+        blobs.append(found[pick] if top else None)
     sealed = [orjson.loads(b).get("x") or "" for b in blobs if b]
     _prefetch(hub, sealed)
     out = []

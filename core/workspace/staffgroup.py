@@ -32,8 +32,8 @@ import logging
 from tongdai.core.errors import NotFound, TongdaiError
 from tongdai.core.hub import Hub
 from tongdai.core.models import Attachment, ConversationStatus, EventKind, InboundEvent, RawEvent
-from tongdai.core.pipeline import feed, intercept, outbound, store
-from tongdai.core.workspace import access, audit, users
+from tongdai.core.pipeline import feed, intercept, outbound
+from tongdai.core.workspace import access, users
 from tongdai.core.workspace.access import Principal
 
 # (importing the mirror registers its reactor: ``core/workspace/__init__.py`` imports only this)
@@ -130,9 +130,10 @@ def _act(hub: Hub, principal: Principal, user: users.User, channel_id: str, chat
         if command == "claim":
             return _claim(hub, principal, conv_id, who)
         if command == "resolve":
-            store.set_status(hub, conv_id, ConversationStatus.RESOLVED)
-            audit.record(hub, principal.name, "conversation.resolved", conv_id,
-                         {"via": "telegram"})
+            from tongdai.core.workspace import workflow
+
+            workflow.set_status(hub, principal, conv_id, ConversationStatus.RESOLVED,
+                                via="telegram")
             return f"✅ Resolved by {who}."
         if command == "note":
             return _note(hub, principal, conv_id, arg, key)

@@ -1,11 +1,12 @@
-"""Working a conversation besides replying: private notes with @mentions, escalation, snooze.
+"""Working a conversation besides replying: notes with @mentions, priority, status, snooze.
 
 - A **note** is a timeline line with direction ``internal`` and kind ``note``. It gets no send
   job and no address, and ``outbound.deliver`` refuses anything that is not outbound, so it
   cannot reach the customer. Its feed event is ``note.created``, not ``message.created``
   (reactors read that as the conversation with the customer: response times, integrators).
-- **Escalate** raises the priority to at least ``routing.escalation_priority``, marks the
-  conversation, re-scores it in its queue and writes a system line into the timeline.
+- **Raise priority** raises it to at least ``routing.escalation_priority``, re-scores the
+  conversation in its queue and writes a system line into the timeline (moving it up a tier
+  is ``core/workspace/tiers.py``). **Resolve** and **reopen** write their line too.
 - **Snooze** sets the conversation *pending* until a time and takes it out of its queue; the
   ``snooze`` tick wakes it then, and a customer message wakes it at once (core/lua/ingest.lua).
   A snooze is a reminder, not an answer: the assignee keeps it (it counts in their load), its
@@ -27,16 +28,9 @@ import redis
 from tongdai.core.clock import now_ms
 from tongdai.core.errors import BadRequest, Conflict, NotFound
 from tongdai.core.hub import Hub
-from tongdai.core.models import (
-    AuthorKind,
-    Conversation,
-    ConversationStatus,
-    Direction,
-    EventKind,
-    Message,
-)
+from tongdai.core.models import AuthorKind, Conversation, ConversationStatus, Message
 from tongdai.core.pipeline import feed, store
-from tongdai.core.workspace import access, audit, users
+from tongdai.core.workspace import access, audit, timeline, users
 from tongdai.core.workspace.access import Principal
 
 NOTE_KIND = "note"
@@ -52,23 +46,6 @@ _MENTION = re.compile(r"(?<![\w@.])@([a-z0-9][a-z0-9_.-]{0,62})", re.IGNORECASE)
 def queue_score(priority: int, created_ts_ms: int) -> float:
     """A conversation's place in its queue: priority first, then age (as ingest.lua files it)."""
     return (100 - priority) * 1e13 + created_ts_ms
-
-
-def _subject(hub: Hub, conv_id: str):
-    """The key internal lines are sealed with when ``encrypt_message_text`` is on: the
-    customer identity's own (erasing the customer makes their notes unreadable too)."""
-    if not hub.config.hub.security.encrypt_message_text:
-        return None
-    identity = hub.redis.hget(hub.keys.conversation(conv_id), "identity")
-    return hub.subjects.key_for(identity.decode()) if identity else None
-
-
-def _internal_line(hub: Hub, conv: Conversation, kind: str, author_kind: AuthorKind,
-                   author_id: str, text: str, now: int) -> Message:
-    return Message(id="", conversation_id=conv.id, direction=Direction.INTERNAL,
-                   author_kind=author_kind, author_id=author_id, channel_id=conv.channel_id,
-                   platform_ts_ms=now, received_ts_ms=now, kind=kind,
-                   text=store.seal_text(hub, text, _subject(hub, conv.id)))
 
 
 # -- notes and mentions -----------------------------------------------------------------------
@@ -102,7 +79,8 @@ def add_note(hub: Hub, principal: Principal, conv_id: str, text: str,
         raise BadRequest(f"a note is at most {MAX_TEXT} characters")
     now = now_ms()
     names = mentioned(hub, conv, text, principal.name)
-    msg = _internal_line(hub, conv, NOTE_KIND, AuthorKind.AGENT, principal.name, text, now)
+    msg = timeline.internal(hub, conv.id, conv.channel_id, NOTE_KIND, AuthorKind.AGENT,
+                            principal.name, text, now)
     event = orjson.dumps({"type": "note.created", "conversation_id": conv_id,
                           "author_id": principal.name, "mentions": names, "ts": now})
     k = hub.keys
@@ -141,19 +119,17 @@ def mentions(hub: Hub, principal: Principal, cursor: str | None, limit: int) -> 
     return store.Page(items, nxt)
 
 
-# -- escalate ---------------------------------------------------------------------------------
-def escalate(hub: Hub, principal: Principal, conv_id: str, why: str = "") -> Conversation:
-    """Raise the priority to at least ``routing.escalation_priority``, mark the conversation
-    escalated, move it up its queue, and say so in the timeline (kind "system")."""
+# -- raise priority, resolve, reopen ----------------------------------------------------------
+def raise_priority(hub: Hub, principal: Principal, conv_id: str, why: str = "") -> Conversation:
+    """Raise the priority to at least ``routing.escalation_priority`` (the front of its queue),
+    and say so in the timeline. Moving it up a tier is ``tiers.escalate``."""
     conv = access.conversation(hub, principal, conv_id)
     if conv.status == ConversationStatus.RESOLVED:
         raise Conflict(f"conversation {conv_id} is resolved: reopen it first")
     why = (why or "").strip()
     level = hub.config.hub.routing.escalation_priority
     k, now = hub.keys, now_ms()
-    mid = str(hub.redis.incr(k.seq("message")))
-    line = _internal_line(hub, conv, EventKind.SYSTEM.value, AuthorKind.SYSTEM, principal.name,
-                          f"escalated by {principal.name}" + (f": {why}" if why else ""), now)
+    mid = timeline.next_id(hub)
     ck = k.conversation(conv_id)
 
     def change(pipe: redis.client.Pipeline) -> None:
@@ -162,24 +138,42 @@ def escalate(hub: Hub, principal: Principal, conv_id: str, why: str = "") -> Con
             raise NotFound(f"no conversation {conv_id}")
         before = int(prio or 0)
         after = max(before, level)
+        line = timeline.line(hub, conv_id, conv.channel_id, principal.name,
+                             f"{principal.name} raised the priority to {after}"
+                             + (f" — {why}" if why else ""), now,
+                             {"action": "priority_raised", "priority": [before, after]})
         pipe.multi()
-        pipe.hset(ck, mapping={"priority": after, "escalated": 1, "updated": now})
+        pipe.hset(ck, mapping={"priority": after, "updated": now})
         if after > before:  # the agent's words stay in the sealed timeline line only
-            pipe.hset(ck, "priority_why", f"escalated by {principal.name}")
-        # only where it is queued now (not while snoozed or taken out by someone's claim)
+            pipe.hset(ck, "priority_why", f"raised by {principal.name}")
+        # only where it is queued now (not while snoozed or resolved)
         pipe.zadd(k.queue(queue.decode()), {conv_id: queue_score(after, int(created))}, xx=True)
-        pipe.hset(k.messages(conv_id), mid, line.to_blob())
-        pipe.zadd(k.timeline(conv_id), {mid: now})
-        feed.publish(hub, {"type": "conversation.escalated", "conversation_id": conv_id,
-                           "by": principal.name, "priority": after, "message_id": mid,
-                           "ts": now}, pipe)
+        timeline.write(hub, pipe, conv_id, mid, line)
+        feed.publish(hub, {"type": "conversation.priority_changed", "conversation_id": conv_id,
+                           "priority": after, "why": f"raised by {principal.name}",
+                           "by": principal.name, "message_id": mid, "ts": now}, pipe)
         # the reason is in the (sealed) timeline line, not the audit log: it may name the
         # customer's details
-        audit.record(hub, principal.name, "conversation.escalated", conv_id,
+        audit.record(hub, principal.name, "conversation.priority_raised", conv_id,
                      {"priority": [before, after], "message_id": mid}, pipe)
 
     hub.redis.transaction(change, ck)
     return store.get_conversation(hub, conv_id)
+
+
+def set_status(hub: Hub, principal: Principal, conv_id: str, status: ConversationStatus,
+               via: str = "") -> Conversation:
+    """Resolve or reopen, with the timeline line and the audit entry (``via``: telegram...)."""
+    conv = access.conversation(hub, principal, conv_id)
+    verb = "resolved" if status == ConversationStatus.RESOLVED else "reopened"
+    line = timeline.line(hub, conv_id, conv.channel_id, principal.name,
+                         f"{principal.name} {verb} the conversation", now_ms(),
+                         {"action": verb})
+    after = store.set_status(hub, conv_id, status, line)
+    if conv.status != status:
+        audit.record(hub, principal.name, f"conversation.{status.value}", conv_id,
+                     {"via": via} if via else None)
+    return after
 
 
 # -- snooze -----------------------------------------------------------------------------------

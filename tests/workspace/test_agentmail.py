@@ -119,9 +119,10 @@ def agent_reply(to: str, text: str, notification: EmailMessage | None = None,
 
 
 def timeline(client, token, conv) -> list[dict]:
+    """The conversation with the customer, oldest first (not the system lines: assignments)."""
     r = client.get(f"/api/v1/conversations/{conv}/messages", headers=auth(token))
     assert r.status_code == 200, r.json
-    return list(reversed(r.json["items"]))
+    return [m for m in reversed(r.json["items"]) if m["kind"] != "system"]
 
 
 def test_assigned_agent_is_mailed_once_and_their_reply_reaches_telegram(

@@ -241,28 +241,29 @@ def test_creating_canned_twice_with_one_key_creates_once(client, hub, people):
     assert len(client.get("/api/v1/canned", headers=auth(people["an"])).json["items"]) == 1
 
 
-# -- escalate ---------------------------------------------------------------------------------
-def test_escalate_moves_the_conversation_to_the_front(client, hub, people):
+# -- raise priority ---------------------------------------------------------------------------
+def test_raise_priority_moves_the_conversation_to_the_front(client, hub, people):
     customer_writes(client, hub, 1001, "câu hỏi thứ nhất")
     customer_writes(client, hub, 1002, "câu hỏi thứ hai")
     first, second = queue_ids(client, people["an"])
-    r = client.post(f"/api/v1/conversations/{second}/escalate", json={"why": "khách VIP"},
+    r = client.post(f"/api/v1/conversations/{second}/raise-priority", json={"why": "khách VIP"},
                     headers=auth(people["an"]))
     assert r.status_code == 200
-    assert r.json["escalated"] is True and r.json["priority"] == 90
+    assert r.json["priority"] == 90 and r.json["priority_reason"] == "raised by an"
     assert queue_ids(client, people["an"]) == [second, first]
     line = timeline(client, people["an"], second)[0]
     assert (line["direction"], line["kind"], line["text"]) == (
-        "internal", "system", "escalated by an: khách VIP")
-    (ev,) = events(hub, "conversation.escalated")
+        "internal", "system", "an raised the priority to 90 — khách VIP")
+    assert line["author"] == {"kind": "system", "id": "an"}
+    (ev,) = events(hub, "conversation.priority_changed")
     assert ev["conversation_id"] == second and ev["by"] == "an" and ev["priority"] == 90
-    (entry,) = client.get("/api/v1/audit?action=conversation.escalated",
+    (entry,) = client.get("/api/v1/audit?action=conversation.priority_raised",
                           headers=auth(people["admin"])).json["items"]
     assert entry["actor"] == "an" and entry["target"] == second
     assert "khách VIP" not in str(entry)  # the reason stays in the timeline
     # a higher priority is never lowered
     hub.redis.hset(hub.keys.conversation(first), "priority", 95)
-    again = client.post(f"/api/v1/conversations/{first}/escalate", json={},
+    again = client.post(f"/api/v1/conversations/{first}/raise-priority", json={},
                         headers=auth(people["cuong"]))
     assert again.json["priority"] == 95
 
@@ -272,7 +273,7 @@ def test_another_teams_agent_gets_404(client, hub, people, conv):
     cid = conv["id"]
     c = make_canned(client, people["cuong"], "/chao", "Chào {{customer.name}}").json
     assert note(client, bich, cid, "@an hello").status_code == 404
-    for path, body in [("escalate", {"why": "x"}), ("snooze", {"until_ts": conv["created_ts"] + 86400_000})]:
+    for path, body in [("raise-priority", {"why": "x"}), ("snooze", {"until_ts": conv["created_ts"] + 86400_000})]:
         r = client.post(f"/api/v1/conversations/{cid}/{path}", json=body, headers=auth(bich))
         assert r.status_code == 404, path
     assert render(client, bich, cid, c["id"]).status_code == 404
@@ -326,7 +327,8 @@ def test_snooze_refuses_the_past_and_resolved_conversations(client, hub, people,
     assert snooze(client, an, cid, 1_000).status_code == 400
     client.post(f"/api/v1/conversations/{cid}/resolve", headers=auth(an))
     assert snooze(client, an, cid, conv["created_ts"] + 86400_000).status_code == 409
-    esc = client.post(f"/api/v1/conversations/{cid}/escalate", json={}, headers=auth(an))
+    esc = client.post(f"/api/v1/conversations/{cid}/raise-priority", json={},
+                      headers=auth(an))
     assert esc.status_code == 409
 
 

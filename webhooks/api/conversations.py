@@ -12,7 +12,7 @@ from spectree import Response as Resp
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.models import Attachment, ConversationStatus
 from tongdai.core.pipeline import outbound, store
-from tongdai.core.workspace import access, audit
+from tongdai.core.workspace import access, workflow
 from tongdai.webhooks.api import bp, hub, idempotency_key, limit_arg, principal, spec
 from tongdai.webhooks.api.schemas import (
     ERRORS,
@@ -158,11 +158,7 @@ def download_attachment(conv_id: str, msg_id: str, n: int):
 
 
 def _set_status(conv_id: str, status: ConversationStatus):
-    p = principal()
-    access.conversation(hub(), p, conv_id)
-    conv = store.set_status(hub(), conv_id, status)
-    audit.record(hub(), p.name, f"conversation.{status.value}", conv_id)
-    return jsonify(conv.to_api())
+    return jsonify(workflow.set_status(hub(), principal(), conv_id, status).to_api())
 
 
 @bp.post("/conversations/<conv_id>/resolve")

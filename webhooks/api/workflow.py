@@ -1,4 +1,4 @@
-"""Notes with @mentions, canned replies, escalate and snooze (core/workflow.py, core/canned.py)."""
+"""Notes with @mentions, canned replies, priority and snooze (core/workflow.py, core/canned.py)."""
 
 from __future__ import annotations
 
@@ -110,12 +110,13 @@ def list_mentions():
     return jsonify({"items": page.items, "next_cursor": page.next_cursor})
 
 
-@bp.post("/conversations/<conv_id>/escalate")
+@bp.post("/conversations/<conv_id>/raise-priority")
 @spec.validate(json=WhyIn, resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
-def escalate(conv_id: str, json: WhyIn):
-    """Escalate: priority raised to at least ``routing.escalation_priority`` (front of the
-    queue), ``escalated`` set, a system line with the reason in the timeline."""
-    return jsonify(workflow.escalate(hub(), principal(), conv_id, _body(json).why).to_api())
+def raise_priority(conv_id: str, json: WhyIn):
+    """Priority raised to at least ``routing.escalation_priority`` (the front of its queue),
+    a system line with the reason in the timeline. (Moving it up a tier: ``escalate``.)"""
+    why = _body(json).why
+    return jsonify(workflow.raise_priority(hub(), principal(), conv_id, why).to_api())
 
 
 @bp.post("/conversations/<conv_id>/snooze")
