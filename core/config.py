@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tongdai.core.config_routing import check as check_routing
 from tongdai.core.config_sections import (
     ChannelSection,
     ConsoleSection,
@@ -289,6 +290,7 @@ def load_config(path: str | None = None) -> LoadedConfig:
         errors.append(ConfigError(path, "notifications.email_channel",
                                   f"{mailer!r} is not an email channel",
                                   "name an email channel instance from channels"))
+    errors += check_routing(hub, path)  # rules and the tier ladder (core/config_routing.py)
     if errors:
         raise ConfigInvalid(errors)
     return LoadedConfig(path, hub, channel_settings, file_version(content))

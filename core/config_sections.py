@@ -128,12 +128,43 @@ class PrioritySection(_Section):
     rules: list[PriorityRule] = []
 
 
-class RouteRule(_Section):
-    queue: str
-    priority: int = Field(0, ge=0, le=99)
+# Customer attributes routing may test (fields of td:customer:{id}); ``tier`` is the one
+# priority rules read too (PATCH /api/v1/customers/{id}).
+CUSTOMER_ATTRIBUTES = ("tier",)
+
+
+class RouteConditions(_Section):
+    # All must hold; a list holds when any of its items does (core/pipeline/routing.py).
     tags_any: list[str] = []
     languages: list[str] = []
     channels: list[str] = []
+    priority_min: int | None = Field(None, ge=0, le=99)  # the priority, all rules applied
+    customer: dict[str, list[str]] = {}  # the customer's attributes, e.g. {tier: [vip]}
+
+    @field_validator("customer")
+    @classmethod
+    def _attributes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, values in v.items():
+            if name not in CUSTOMER_ATTRIBUTES:
+                raise ValueError(f"unknown customer attribute {name!r}: use "
+                                 f"{', '.join(CUSTOMER_ATTRIBUTES)}")
+            if not values or any(not x or any(ord(c) < 32 for c in x) for x in values):
+                raise ValueError(f"customer.{name} needs a list of values, e.g. [vip]")
+        return v
+
+    @property
+    def conditional(self) -> bool:
+        """Judged on what only the store knows (the customer, the final priority)."""
+        return self.priority_min is not None or bool(self.customer)
+
+
+class RouteRule(RouteConditions):
+    queue: str
+    priority: int = Field(0, ge=0, le=99)
+
+
+class EscalationStep(RouteConditions):
+    team: str  # escalating goes to this team's first queue when the conditions hold
 
 
 class RoutingSection(_Section):
@@ -202,6 +233,17 @@ class TeamSection(_Section):
     # An agent going offline hands their open conversations back to the queue.
     release_on_offline: bool = True
     staff_group: StaffGroup | None = None
+    # Tiers (core/workspace/tiers.py): 1 first line, 2 specialists, 3 managers... Escalating
+    # moves a conversation to the first step of ``escalates_to`` whose conditions hold (a
+    # team of a higher tier; a bare team id is a step without conditions; the last step must
+    # have none).
+    tier: int = Field(1, ge=1, le=9)
+    escalates_to: list[EscalationStep] = []
+
+    @field_validator("escalates_to", mode="before")
+    @classmethod
+    def _steps(cls, v: Any) -> Any:
+        return [{"team": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
 
     @field_validator("auto_assign")
     @classmethod

@@ -18,7 +18,8 @@ def rules() -> None:
 @rules.command("test")
 @click.argument("text")
 @click.option("--channel", default="", help="the channel the message arrives on")
-@click.option("--tier", default=None, help="the customer's tier (e.g. vip), for tier rules")
+@click.option("--tier", default=None,
+              help="the customer's tier (e.g. vip), for priority and routing rules on it")
 @click.option("--recent", default=1, show_default=True,
               help="customer messages within the repeat windows, this one included")
 @click.option("--rules-file", "rules_file", default=None, type=click.Path(dir_okay=False),
@@ -31,20 +32,26 @@ def rules_test(text: str, channel: str, tier: str | None, recent: int,
     from tongdai.core.pipeline.sla import Plan
 
     hub_cfg = _rules(rules_file) if rules_file else config_or_exit().hub
-    c = Classifier(hub_cfg).classify(text, channel)
+    classifier = Classifier(hub_cfg)
+    c = classifier.classify(text, channel)
     click.echo(f"language  {c.language or '-'}   ({c.language_why})")
     click.echo(f"tags      {', '.join(c.tags) or '-'}")
     for tag, (i, kw) in c.fired.items():
         click.echo(f"          {tag}: tagging rule {i + 1}, keyword \"{kw}\"")
     p = settle(_priority(c), tier, recent)
     click.echo(f"priority  {p.level}   ({p.reason or 'no rule'})")
-    rule = c.route.rule if c.route else None
-    why = f"routing rule {rule + 1}" if rule is not None else "default queue"
-    click.echo(f"route     {c.queue}   ({why})")
-    name, cal, first, later = Plan(hub_cfg).policy(channel, p.level, c.queue)
+    route = c.route
+    if route is not None and route.pending:  # rules on the customer or the priority
+        route = classifier.router.decide(route, p.level, {"tier": tier} if tier else {})
+    queue = route.queue if route else c.queue
+    why = f"routing rule {route.rule + 1}" if route and route.rule is not None else "default queue"
+    team = next((t for t in hub_cfg.teams if queue in t.queues), None)
+    where = f", team {team.id}, tier {team.tier}" if team else ""
+    click.echo(f"route     {queue}   ({why}{where})")
+    name, cal, first, later = Plan(hub_cfg).policy(channel, p.level, queue)
     where = (f"per-queue targets, {cal.name}" if name == "queue"
              else f"policy {name}, calendar {cal.name}")
-    resolve = Plan(hub_cfg).resolution(channel, p.level, c.queue)[2]
+    resolve = Plan(hub_cfg).resolution(channel, p.level, queue)[2]
     click.echo(f"SLA       first response {_dur(first)}, next response {_dur(later)}"
                + (f", resolution {_dur(resolve)}" if resolve is not None else "")
                + f"   ({where})")

@@ -42,6 +42,11 @@
 --          next warn" (absolute ms on the policy's calendar; "" = no target): the first whose
 --          priority_min the conversation's priority reaches applies; none -> ARGV[21]
 -- ARGV[25] warning share of a target for ARGV[21]'s round-the-clock targets (e.g. 0.8)
+-- ARGV[26] routing rules only the store can judge (core/pipeline/routing.py lua_arg), in
+--          order, joined by "\30", each "queue\31priority_min\31attr=v1\28v2\29attr2=v3": for
+--          a new conversation the first that holds (priority at least priority_min once the
+--          rules above applied; each customer attribute one of its values) chooses the queue
+--          instead of ARGV[10]
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened or woken from a
 --           snooze), needs_profile(0|1)}
@@ -58,6 +63,7 @@ local acks = ARGV[20] or ''
 local sla_t = ARGV[21] or ''
 local why, pend = ARGV[22] or '', ARGV[23] or ''
 local bands, share = ARGV[24] or '', tonumber(ARGV[25] or '') or 0.8
+local routes = ARGV[26] or ''
 if erasures ~= '' and (redis.call('GET', "{{SUBJECT_ERASURES}}") or '0') ~= erasures then
   return {4, ''}
 end
@@ -304,6 +310,20 @@ if dir == 'in' and mode == 'timeline' then
   if prio > cur then
     redis.call('HSET', convk, 'priority', prio, 'priority_why', why)
     cur = prio
+  end
+  if opened == 1 and routes ~= '' then
+    for q, pmin, conds in string.gmatch(routes, '([^\30\31]*)\31([^\31]*)\31([^\30]*)') do
+      local ok = pmin == '' or cur >= tonumber(pmin)
+      for name, vals in string.gmatch(conds, '([^\29=]+)=([^\29]*)') do
+        if not ok then break end
+        local v = redis.call('HGET', string.format("{{CUSTOMER}}", cust), name) or ''
+        ok = v ~= '' and string.find('\28' .. vals .. '\28', '\28' .. v .. '\28', 1, true) ~= nil
+      end
+      if ok then
+        redis.call('HSET', convk, 'queue', q)
+        break
+      end
+    end
   end
   if status ~= 'resolved' then
     -- lower score first: priority, then the conversation's age

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tongdai.core.config import HubConfig
 from tongdai.core.hub import Hub
-from tongdai.core.pipeline.priority import Priority, PriorityRules
+from tongdai.core.pipeline.priority import RS, SEP, Priority, PriorityRules
 from tongdai.core.pipeline.routing import Route, Router
 from tongdai.core.pipeline.tagging import Tagger, Tagging
 
@@ -29,6 +29,7 @@ class Classification:
     fired: dict[str, tuple[int, str]] = field(default_factory=dict)  # tag → (rule, keyword)
     route: Route | None = None
     language_why: str = ""
+    routes: str = ""  # routing rules the ingest script judges (core/pipeline/routing.py)
 
 
 class Classifier:
@@ -47,8 +48,11 @@ class Classifier:
         route = self.router.route(channel, t.tags, t.language)
         base = (route.priority, self._route_reason(route))
         p: Priority = self.priority.judge(t.tags, t.fired, t.language, channel, base)
+        if route.pending:  # rules on the customer or the priority: what is known decides
+            ceiling = max([p.level] + [int(e.split(SEP)[3]) for e in p.pending.split(RS) if e])
+            route = self.router.settle(route, p.level, ceiling)
         return Classification(t.language, t.tags, route.queue, p.level, p.reason, p.pending,
-                              t.fired, route, t.language_why)
+                              t.fired, route, t.language_why, self.router.lua_arg(route))
 
     def _route_reason(self, route: Route) -> str:
         if not route.priority or route.priority_rule is None:

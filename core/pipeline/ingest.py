@@ -164,7 +164,7 @@ class _Batch:
             mail.thread_arg(hub, ev.thread), link, self.erasures,
             "1" if hub.adapters[ch].acknowledgement() else "", self.sla, c.reason, c.pending,
             self.sla_plan.lua_arg(ch, min(ev.platform_ts_ms, self.now)) if inbound else "",
-            self.sla_share,
+            self.sla_share, c.routes,
         ], client=self.pipe)
         self.ops.append(("ingest", raw, ev, ch))
         if ev.kind == EventKind.UNSUPPORTED:
