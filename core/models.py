@@ -306,7 +306,7 @@ class Conversation:
     updated_ts_ms: int
     last_inbound_ts_ms: int | None
     resolved_ts_ms: int | None = None
-    escalated: bool = False  # core/workflow.py escalate
+    escalated: bool = False  # above the tier it entered (core/workspace/tiers.py)
     snoozed_until_ts_ms: int | None = None  # while pending: core/workflow.py snooze
     priority_reason: str | None = None  # the rule that set the priority (core/pipeline/priority.py)
 

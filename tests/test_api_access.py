@@ -58,6 +58,9 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/conversations/<conv_id>/claim"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/assign"): ("conv", {"assignee": None}),
     ("POST", "/api/v1/conversations/<conv_id>/raise-priority"): ("conv", {"why": "khách VIP"}),
+    # (no tiers configured here: 409 for those who may, 404 for the others)
+    ("POST", "/api/v1/conversations/<conv_id>/escalate"): ("conv", {"reason": "khách VIP"}),
+    ("POST", "/api/v1/conversations/<conv_id>/deescalate"): ("conv", {"reason": ""}),
     ("POST", "/api/v1/conversations/<conv_id>/snooze"): ("conv", {"until_ts": 0}),
     ("POST", "/api/v1/conversations/<conv_id>/resolve"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/reopen"): ("conv", None),

@@ -2,7 +2,8 @@
 
 ``users`` and ``tokens`` (who may log in), ``access`` (who sees what), ``audit``,
 ``assignment``, ``presence``, ``inbox`` (with ``inbox_index``: filters and the index walk;
-``search``), ``workflow`` (notes, escalate, snooze), ``canned``,
+``search``), ``workflow`` (notes, priority, status, snooze), ``timeline`` (the system lines
+of who did what), ``tiers`` (escalation up and down the teams' tiers), ``canned``,
 ``staffgroup`` (Telegram staff group), ``agentmail`` (agents answering by mail), ``hooks``
 (outgoing webhooks; ``hookdelivery`` sends them, ``hookdestinations`` says where they may go),
 ``sla_actions`` (what an SLA warning or breach sets off), ``privacy`` (export and erase a

@@ -156,7 +156,9 @@ def claim(hub: Hub, principal: Principal, conv_id: str) -> Conversation:
     return store.get_conversation(hub, conv_id)
 
 
-def _may_act(hub: Hub, principal: Principal, conv: Conversation) -> None:
+def may_act(hub: Hub, principal: Principal, conv: Conversation) -> None:
+    """Forbidden unless the principal may move this conversation (someone else's needs a
+    supervisor of a team working its queue, or an admin)."""
     if principal.is_admin or conv.assignee in (None, principal.name):
         return
     if principal.at_least("supervisor"):
@@ -173,7 +175,7 @@ def assign(hub: Hub, principal: Principal, conv_id: str, assignee: str | None,
     """Give a conversation to ``assignee`` (None: back to the queue) and/or move it to
     ``team``'s queue (its first, unless the conversation is in one of the team's already)."""
     conv = access.conversation(hub, principal, conv_id)
-    _may_act(hub, principal, conv)
+    may_act(hub, principal, conv)
     queue = conv.queue
     if team is not None:
         t = find_team(hub, team)
@@ -301,6 +303,9 @@ def on_feed(hub: Hub, events: list[feed.FeedEvent]) -> None:
             name = d.get("user", "")
             if d.get("status") == "offline" and presence.get(hub, name).status == "offline":
                 release_all(hub, name, by=SYSTEM)  # (its events fill the teams next round)
+        elif e.type in ("conversation.escalated", "conversation.deescalated"):
+            # waiting in another team's queue now (core/workspace/tiers.py)
+            to_fill.update(t.id for t in teams_of_queue(hub, d.get("to_queue") or ""))
         elif e.type == "conversation.resolved" or (
                 e.type == "conversation.assigned" and d.get("assignee") is None):
             q = d.get("queue") or hub.redis.hget(hub.keys.conversation(

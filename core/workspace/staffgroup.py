@@ -14,8 +14,9 @@ an admin (with the *manage topics* right). Two directions:
 - **In** — updates from a staff chat reach the same bot webhook as customers'. Ingest hands
   them to ``handle`` instead of filing them as customer messages. A linked user's message in
   a conversation's topic becomes a reply (``outbound.create_reply``: window rules, send
-  idempotency, the agent as author); ``/claim``, ``/resolve`` and ``/note text`` act on the
-  conversation. Anyone else is ignored and logged by Telegram user id.
+  idempotency, the agent as author); ``/claim``, ``/resolve``, ``/note text``,
+  ``/escalate reason`` and ``/deescalate`` act on the conversation. Anyone else is ignored
+  and logged by Telegram user id.
 
 Nothing here runs in a web request: ``handle`` runs in the ingest worker and only touches
 Redis (its answers ride the feed to the reactor, which does the Telegram calls).
@@ -137,9 +138,11 @@ def _act(hub: Hub, principal: Principal, user: users.User, channel_id: str, chat
             return f"✅ Resolved by {who}."
         if command == "note":
             return _note(hub, principal, conv_id, arg, key)
+        if command in ("escalate", "deescalate"):
+            return _tier(hub, principal, conv_id, command, arg, who)
         if command is not None:
-            return (f"Unknown command /{command}. Commands: /claim, /resolve, /note text. "
-                    "Anything else is sent to the customer.")
+            return (f"Unknown command /{command}. Commands: /claim, /resolve, /note text, "
+                    "/escalate reason, /deescalate. Anything else is sent to the customer.")
         return _reply(hub, conv_id, user.name, text, ev.attachments, key)
     except TongdaiError as exc:  # refused (window closed, conflict, ...): say why, in place
         return f"Not done: {exc}"
@@ -163,6 +166,21 @@ def _note(hub: Hub, principal: Principal, conv_id: str, text: str, key: str) -> 
 
     workflow.add_note(hub, principal, conv_id, text, key)
     return "📝 Note saved (not sent to the customer)."
+
+
+def _tier(hub: Hub, principal: Principal, conv_id: str, command: str, reason: str,
+          who: str) -> str:
+    from tongdai.core.workspace import tiers  # imported when first used, like workflow
+
+    if command == "escalate":
+        if not reason:
+            return "Usage: /escalate reason — moves it up a tier (the reason goes with it)."
+        conv = tiers.escalate(hub, principal, conv_id, reason)
+        word = "⬆️ Escalated"
+    else:
+        conv = tiers.deescalate(hub, principal, conv_id, reason)
+        word = "⬇️ De-escalated"
+    return f"{word} by {who}: now in queue {conv.queue} (tier {tiers.tier_of(hub, conv.queue)})."
 
 
 def _reply(hub: Hub, conv_id: str, author: str, text: str, attachments: list[Attachment],

@@ -150,7 +150,7 @@ def _intro(hub: Hub, conv: Conversation) -> str:
     return (f"Conversation #{conv.id} with {_customer_name(hub, conv)} on {conv.channel_id}\n"
             f"Queue: {conv.queue} · Tags: {tags}\n"
             "Write in this topic to answer the customer. Commands: /claim, /resolve, "
-            "/note text (private).")
+            "/note text (private), /escalate reason, /deescalate.")
 
 
 def ensure_topic(hub: Hub, group: StaffGroup, conv: Conversation) -> int:

@@ -26,7 +26,8 @@ teams:
     name: "Hỗ trợ"
     queues: [general]
     staff_group: {{channel: tg-test, chat_id: {STAFF_CHAT}}}
-  - {{id: billing, name: "Thanh toán", queues: [billing]}}
+    escalates_to: [billing]
+  - {{id: billing, name: "Thanh toán", queues: [billing], tier: 2}}
 """
 
 
@@ -197,6 +198,42 @@ def test_resolve_from_the_topic(client, hub, opened, tg_fake):
     assert [(e["actor"], e["details"]) for e in entries] == [("an", {"via": "telegram"})]
     run_outbound(hub)
     assert to_customer(tg_fake) == []
+
+
+def test_escalate_and_deescalate_from_the_topic(client, hub, opened, tg_fake, admin_token):
+    conv, thread = opened
+    post(client, staff_update(AN, 920, "/escalate", thread))
+    drain_all(hub)
+    mirror(hub)
+    assert tg_fake.posts(STAFF_CHAT, thread)[-1].startswith("Usage: /escalate reason")
+    post(client, staff_update(AN, 921, "/escalate khách bị trừ tiền hai lần", thread))
+    drain_all(hub)
+    mirror(hub)
+    assert store.get_conversation(hub, conv).queue == "billing"
+    assert tg_fake.posts(STAFF_CHAT, thread)[-1] == (
+        "⬆️ Escalated by An Nguyễn: now in queue billing (tier 2).")
+    # billing's agent (in the group too) sends it back down; an no longer may
+    post(client, staff_update(AN, 922, "/deescalate", thread))
+    drain_all(hub)
+    mirror(hub)
+    assert "may not work on conversation" in tg_fake.posts(STAFF_CHAT, thread)[-1]
+    post(client, staff_update(BICH, 923, "/deescalate đã hoàn tiền", thread, first_name="Bich"))
+    drain_all(hub)
+    mirror(hub)
+    assert store.get_conversation(hub, conv).queue == "general"
+    assert tg_fake.posts(STAFF_CHAT, thread)[-1] == (
+        "⬇️ De-escalated by bich: now in queue general (tier 1).")
+    post(client, staff_update(AN, 924, "/resolve", thread))
+    drain_all(hub)
+    items = client.get(f"/api/v1/conversations/{conv}/messages",
+                       headers=auth(admin_token)).json["items"]
+    assert [m["text"] for m in reversed(items) if m["kind"] == "system"] == [
+        ("an escalated it from general (tier 1) to billing (tier 2, team billing)"
+        " — khách bị trừ tiền hai lần"),
+        ("bich de-escalated it from billing (tier 2) to general (tier 1, team support)"
+        " — đã hoàn tiền"),
+        "an resolved the conversation"]
+    assert to_customer(tg_fake) == []  # commands are never sent
 
 
 def test_note_from_the_topic_is_never_sent(client, hub, opened, tg_fake, admin_token):

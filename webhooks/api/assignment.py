@@ -58,6 +58,8 @@ class TeamOut(Model):
     auto_assign: str
     capacity: int
     release_on_offline: bool
+    tier: int
+    escalates_to: list[str]  # the teams a step up (core/workspace/tiers.py)
     members: list[MemberOut]
 
 
@@ -115,7 +117,8 @@ def put_presence(json: PresenceIn):
 @bp.get("/teams")
 @spec.validate(resp=Resp(HTTP_200=TeamPage, **ERRORS), tags=[TAG])
 def list_teams():
-    """Your teams (admins: all) with their members' presence, load and capacity."""
+    """Your teams (admins: all) with their members' presence, load and capacity, their tier
+    and the teams they escalate to."""
     h, p = hub(), principal()
     teams = [t for t in h.config.hub.teams if p.is_admin or t.id in p.teams]
     people = [u for u in users.all_users(h) if not u.disabled]
@@ -129,5 +132,6 @@ def list_teams():
                    for u in people if t.id in u.teams]
         items.append({"id": t.id, "name": t.name or t.id, "queues": t.queues,
                       "auto_assign": t.auto_assign, "capacity": t.capacity,
-                      "release_on_offline": t.release_on_offline, "members": members})
+                      "release_on_offline": t.release_on_offline, "tier": t.tier,
+                      "escalates_to": [x.team for x in t.escalates_to], "members": members})
     return jsonify({"items": items, "next_cursor": None})

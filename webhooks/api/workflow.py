@@ -1,4 +1,5 @@
-"""Notes with @mentions, canned replies, priority and snooze (core/workflow.py, core/canned.py)."""
+"""Notes with @mentions, canned replies, priority, escalation and snooze (core/workspace:
+workflow.py, tiers.py, canned.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pydantic import Field
 from spectree import Response as Resp
 
 from tongdai.core.errors import BadRequest
-from tongdai.core.workspace import canned, workflow
+from tongdai.core.workspace import canned, tiers, workflow
 from tongdai.webhooks.api import bp, hub, idempotency_key, idempotent, limit_arg, principal, spec
 from tongdai.webhooks.api.schemas import (
     ERRORS,
@@ -117,6 +118,39 @@ def raise_priority(conv_id: str, json: WhyIn):
     a system line with the reason in the timeline. (Moving it up a tier: ``escalate``.)"""
     why = _body(json).why
     return jsonify(workflow.raise_priority(hub(), principal(), conv_id, why).to_api())
+
+
+class EscalateIn(Strict):
+    reason: str = Field(min_length=1, max_length=tiers.MAX_REASON,
+                        description="why: in the timeline (sealed like notes), for the next tier")
+    team: str | None = Field(None, max_length=64, description="one of the teams a step up "
+                             "(teams[].escalates_to); default: the first whose conditions hold")
+
+
+class DeescalateIn(Strict):
+    reason: str = Field("", max_length=tiers.MAX_REASON)
+
+
+@bp.post("/conversations/<conv_id>/escalate")
+@spec.validate(json=EscalateIn, resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
+def escalate(conv_id: str, json: EscalateIn):
+    """Move the conversation up a tier: to the first queue of the next tier's team
+    (``teams[].escalates_to``: the first step whose conditions hold, or ``team``), with a
+    system line and the reason in the timeline. The assignee keeps it only when they work the
+    new queue. 409 at the top of the ladder or when resolved. Like a transfer: the caller's
+    own or unassigned conversations; someone else's needs a supervisor."""
+    body = _body(json)
+    conv = tiers.escalate(hub(), principal(), conv_id, body.reason, team=body.team)
+    return jsonify(conv.to_api())
+
+
+@bp.post("/conversations/<conv_id>/deescalate")
+@spec.validate(json=DeescalateIn, resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
+def deescalate(conv_id: str, json: DeescalateIn):
+    """Move the conversation back down a tier: to the queue it was escalated from, else to
+    the first team whose ``escalates_to`` leads to its team. 409 at the bottom."""
+    reason = json.reason if json is not None else ""
+    return jsonify(tiers.deescalate(hub(), principal(), conv_id, reason).to_api())
 
 
 @bp.post("/conversations/<conv_id>/snooze")
