@@ -71,6 +71,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/customers/<customer_id>/link-code"): ("conv", None),
     ("POST", "/api/v1/customers/<customer_id>/merge"):
         ("conv", {"source_customer_id": "{customer}", "why": "test"}),
+    ("PATCH", "/api/v1/customers/<customer_id>"): ("supervisor", {"tier": "vip"}),
     ("GET", "/api/v1/customers/<customer_id>/export"): ("admin", None),
     ("DELETE", "/api/v1/customers/<customer_id>"): ("admin", None),
     ("GET", "/api/v1/merges/<merge_id>"): ("any", None),

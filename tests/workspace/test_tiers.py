@@ -33,6 +33,8 @@ def config_file(tmp_path, request):
         'tier: 2, auto_assign: "off"', f'tier: 2, auto_assign: "{billing}"'))
     text = path.read_text("utf-8").replace(
         "queues: [general, billing]", "queues: [general, billing, security, managers]").replace(
+        "  rules:\n    - {tags_any: [payment]",
+        "  rules:\n    - {customer: {tier: [vip]}, queue: managers}\n    - {tags_any: [payment]").replace(
         '      any: ["nạp thẻ", "top up", "充值"]',
         '      any: ["nạp thẻ", "top up", "充值"]\n    - tag: account\n      any: ["mật khẩu"]')
     path.write_text(text, "utf-8")
@@ -207,3 +209,25 @@ def test_an_sla_breach_escalates_once_when_the_policy_says_so(client, hub, staff
     (ev,) = events(hub, "conversation.escalated")
     assert (ev["to_queue"], ev["by"], ev["reason"]) == ("billing", "policy:sla",
                                                          "SLA first_response breached")
+
+
+def test_a_supervisor_sets_the_customers_tier_and_their_next_conversation_routes_on_it(
+        client, hub, staff):
+    cid = conversation(client, hub, 8112)
+    customer = client.get(f"/api/v1/conversations/{cid}", headers=auth(staff["an"])).json[
+        "customer_id"]
+    url = f"/api/v1/customers/{customer}"
+    assert client.patch(url, json={"tier": "vip"}, headers=auth(staff["an"])).status_code == 403
+    r = client.patch(url, json={"tier": "vip"}, headers=auth(staff["cuong"]))
+    assert r.status_code == 200 and r.json["tier"] == "vip"
+    assert client.get(url, headers=auth(staff["an"])).json["tier"] == "vip"
+    assert client.patch(url, json={"tier": "v i p"},
+                        headers=auth(staff["cuong"])).status_code == 400
+    (entry,) = audit.entries(hub, action="customer.updated", target=customer)[0]
+    assert entry["details"] == {"tier": [None, "vip"]}
+    act(client, staff["an"], cid, "resolve")
+    hub.redis.hset(hub.keys.conversation(cid), "resolved_at", 1)  # long ago: a new one opens
+    post(client, tg_update(81121, 8112, 81121, "Chào shop, lại là mình"))
+    drain_all(hub)
+    newer = hub.redis.hget(hub.keys.customer(customer), "conv").decode()
+    assert newer != cid and hub.redis.hget(hub.keys.conversation(newer), "queue") == b"managers"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from itertools import islice
 
 from flask import jsonify
+from pydantic import Field
 from spectree import Response as Resp
 
-from tongdai.core.errors import NotFound
+from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
 from tongdai.core.workspace import access, audit, privacy
@@ -21,6 +22,7 @@ from tongdai.webhooks.api.schemas import (
     IdempotencyHeaders,
     ListQuery,
     MergeIn,
+    Strict,
     WhyIn,
 )
 
@@ -33,15 +35,50 @@ def get_customer(customer_id: str):
     """A customer: name, identities per channel, shared identifiers, current conversation,
     and their past conversations (newest first, the 50 newest the caller may see), so nobody
     asks the customer to repeat themselves."""
-    h, p = hub(), principal()
+    return jsonify(_customer(principal(), customer_id))
+
+
+def _customer(p: Principal, customer_id: str) -> dict:
+    h = hub()
     past = [{"id": c.id, "status": c.status.value, "channel_id": c.channel_id,
              "queue": c.queue, "created_ts": c.created_ts_ms, "updated_ts": c.updated_ts_ms}
             for c in islice(access.conversations_of(h, p, customer_id), 50)]
     if not past:
         access.customer(h, p, customer_id)  # admins see customers without conversations
     body = store.get_customer(h, customer_id).to_api()
+    tier = h.redis.hget(h.keys.customer(customer_id), "tier")
+    body["tier"] = tier.decode() if tier else None
     body["conversations"] = past
-    return jsonify(body)
+    return body
+
+
+class CustomerPatch(Strict):
+    tier: str | None = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$", description="e.g. vip; null "
+                             "removes it. Priority rules (customer_tier) and routing rules "
+                             "(customer: {tier: [...]}) read it")
+
+
+@bp.patch("/customers/<customer_id>")
+@spec.validate(json=CustomerPatch, resp=Resp(HTTP_200=CustomerOut, **ERRORS), tags=[TAG])
+def update_customer(customer_id: str, json: CustomerPatch):
+    """Set the customer's ``tier`` (a supervisor who sees one of their conversations, or an
+    admin). Rules read it for the customer's next messages: a conversation already open
+    keeps its queue."""
+    h, p = hub(), principal()
+    if json is None:
+        raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
+    require(p, "supervisor")
+    access.customer(h, p, customer_id)
+    store.get_customer(h, customer_id)  # 404 for no such customer (admins pass access)
+    key = h.keys.customer(customer_id)
+    before = h.redis.hget(key, "tier")
+    if json.tier is None:
+        h.redis.hdel(key, "tier")
+    else:
+        h.redis.hset(key, "tier", json.tier)
+    audit.record(h, p.name, "customer.updated", customer_id,
+                 {"tier": [before.decode() if before else None, json.tier]})
+    return jsonify(_customer(p, customer_id))
 
 
 @bp.delete("/customers/<customer_id>")

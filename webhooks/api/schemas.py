@@ -148,6 +148,7 @@ class CustomerOut(Model):
     current_conversation_id: str | None
     identities: list[IdentityOut]
     identifiers: list[dict[str, Any]]
+    tier: str | None = None  # routing and priority rules read it (PATCH to set it)
     conversations: list[CustomerConversationOut] = Field(default_factory=list)
 
 
