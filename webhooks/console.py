@@ -167,7 +167,8 @@ def _boot(p: access.Principal, csrf: str) -> dict[str, Any]:
         "me": {"name": p.name, "role": p.role, "teams": sorted(p.teams),
                "display_name": (user.display_name if user else "") or p.name},
         "queues": queues,
-        "teams": [{"id": t.id, "name": t.name or t.id} for t in cfg.teams],
+        "teams": [{"id": t.id, "name": t.name or t.id, "queues": t.queues, "tier": t.tier,
+                   "escalates_to": [x.team for x in t.escalates_to]} for t in cfg.teams],
         "channels": [c.id for c in cfg.channels],
     }
 

@@ -130,6 +130,8 @@ def shown_to(h: Hub, p: Principal, events: list[feed.FeedEvent],
         elif d.get("conversation_id"):
             conv = where.get(str(d["conversation_id"]))
             ok = (conv is not None and access.can_see(h, p, conv)) or d.get("assignee") == p.name
+            if not ok and d.get("from_queue"):  # escalated out of one of their queues
+                ok = d["from_queue"] in (access.visible_queues(h, p) or ())
         elif e.type in CUSTOMER_EVENTS and d.get("customer_id"):
             ok = sees_customer(str(d["customer_id"]))
         else:

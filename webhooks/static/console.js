@@ -119,7 +119,7 @@ function live({ inbox, conversation, customer, open }) {
 
   const TYPES = ['ready', 'reset', 'ended', 'message.created', 'message.updated',
     'conversation.open', 'conversation.pending', 'conversation.resolved', 'conversation.assigned',
-    'conversation.escalated', 'conversation.snoozed', 'conversation.unsnoozed',
+    'conversation.escalated', 'conversation.deescalated', 'conversation.snoozed', 'conversation.unsnoozed',
     'conversation.created', 'conversation.read', 'conversation.sla_breached',
     'conversation.sla_warning', 'conversation.priority_changed', 'note.created', 'presence.changed', 'customer.merged', 'customer.split'];
 

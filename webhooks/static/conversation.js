@@ -5,6 +5,9 @@ import { $, ask, clear, el, fmtFull, fmtTime, t, uuid } from './ui.js';
 
 const TICKS = { queued: '🕓', uncertain: '❓', sent: '✓', delayed: '⏳', delivered: '✓✓', read: '✓✓', failed: '⚠' };
 const SAFE_URL = /^https?:\/\//i;
+// feed events whose change wrote a system line into the timeline
+const LINES = new Set(['conversation.assigned', 'conversation.escalated', 'conversation.deescalated',
+  'conversation.resolved', 'conversation.open', 'conversation.priority_changed']);
 
 export function createConversation(ctx) {
   const view = $('#conv-view');
@@ -127,15 +130,23 @@ export function createConversation(ctx) {
       el('span', { class: 'conv-id', text: '#' + conv.id }),
       el('span', { class: 'status status-' + conv.status, text: t('status.' + conv.status) }),
       el('span', { class: 'queue', text: conv.queue }),
+      ...(teamOf(conv.queue) ? [el('span', { class: 'tier', title: teamOf(conv.queue).name,
+        text: t('tier.badge', { n: teamOf(conv.queue).tier }) })] : []),
       el('span', { class: 'assignee', text: conv.assignee ? '@' + conv.assignee : t('inbox.unassigned') }),
       // (DOM append writes null as the text "null": leave the badge out instead)
       ...(conv.priority ? [el('span', { class: 'priority', text: 'P' + conv.priority })] : []),
       ...(conv.tags || []).map((g) => el('span', { class: 'tag', text: g })));
     const resolved = conv.status === 'resolved';
+    const team = teamOf(conv.queue);
     const show = {
       claim: has('POST', '/conversations/{}/claim') && !resolved && conv.assignee !== ctx.me.name,
       assign: has('POST', '/conversations/{}/assign'),
-      escalate: has('POST', '/conversations/{}/escalate') && !resolved,
+      // (the server has the last word: 409 at the top or the bottom of the ladder)
+      escalate: has('POST', '/conversations/{}/escalate') && !resolved
+        && (!team || team.escalates_to.length > 0),
+      deescalate: has('POST', '/conversations/{}/deescalate') && !resolved
+        && (conv.escalated || !team || team.tier > 1),
+      'raise-priority': has('POST', '/conversations/{}/raise-priority') && !resolved,
       snooze: has('POST', '/conversations/{}/snooze') && !resolved,
       resolve: has('POST', '/conversations/{}/resolve') && !resolved,
       reopen: has('POST', '/conversations/{}/reopen') && resolved,
@@ -143,6 +154,10 @@ export function createConversation(ctx) {
     for (const b of document.querySelectorAll('#conv-actions [data-action]')) {
       b.hidden = !show[b.dataset.action];
     }
+  }
+
+  function teamOf(queue) {
+    return (ctx.teams || []).find((x) => (x.queues || []).includes(queue)) || null;
   }
 
   function renderTimeline(scrollDown) {
@@ -162,6 +177,7 @@ export function createConversation(ctx) {
   }
 
   function message(m) {
+    if (m.direction === 'internal' && m.kind === 'system') return systemLine(m);
     const note = m.direction === 'internal' || m.kind === 'note';
     const cls = note ? 'note' : (m.direction === 'in' ? 'in' : 'out');
     return el('li', { class: `msg ${cls} kind-${m.kind}`, dataset: { id: m.id, status: m.status } },
@@ -179,6 +195,14 @@ export function createConversation(ctx) {
       m.attachments.length ? el('div', { class: 'attachments' },
         m.attachments.map((a, n) => attachment(m, a, n))) : null,
       el('div', { class: 'msg-foot' }, reactions(m.reactions), m.direction === 'out' ? tick(m) : null));
+  }
+
+  // who did what (a claim, a transfer, an escalation): one quiet line across the timeline
+  function systemLine(m) {
+    const ts = m.platform_ts || m.received_ts;
+    return el('li', { class: 'msg system', dataset: { id: m.id } },
+      el('span', { class: 'system-text', text: m.text || '' }),
+      el('time', { class: 'msg-time', title: fmtFull(ts), text: fmtTime(ts) }));
   }
 
   function attachment(m, a, n) {
@@ -364,8 +388,26 @@ export function createConversation(ctx) {
       if (!v) return;
       body = { assignee: v.assignee || null, team: v.team || null, why: v.why };
     } else if (name === 'escalate') {
-      const v = await ask(t('action.escalate'), [{ name: 'why', label: t('escalate.why'), type: 'textarea', required: true }],
-        t('action.escalate'));
+      const ups = (teamOf(conv.queue) || { escalates_to: [] }).escalates_to;
+      const fields = [{ name: 'reason', label: t('escalate.why'), type: 'textarea', required: true }];
+      if (ups.length > 1) {
+        fields.push({ name: 'team', label: t('escalate.to'), type: 'select', value: '',
+          options: [{ value: '', label: t('escalate.first_fit') }].concat(ups.map((id) => {
+            const x = (ctx.teams || []).find((y) => y.id === id);
+            return { value: id, label: x ? `${x.name} (${t('tier.badge', { n: x.tier })})` : id };
+          })) });
+      }
+      const v = await ask(t('action.escalate'), fields, t('action.escalate'));
+      if (!v) return;
+      body = { reason: v.reason, team: v.team || null };
+    } else if (name === 'deescalate') {
+      const v = await ask(t('action.deescalate'), [{ name: 'reason', label: t('why'), type: 'textarea' }],
+        t('action.deescalate'));
+      if (!v) return;
+      body = { reason: v.reason };
+    } else if (name === 'raise-priority') {
+      const v = await ask(t('action.raise_priority'), [{ name: 'why', label: t('why'), type: 'text' }],
+        t('action.raise_priority'));
       if (!v) return;
       body = { why: v.why };
     } else if (name === 'snooze') {
@@ -382,6 +424,11 @@ export function createConversation(ctx) {
       renderHeader();
       ctx.changed();
       if (name === 'claim') ctx.toast(t('claim.done'));
+      if (name === 'escalate' || name === 'deescalate') {
+        ctx.toast(t(name + '.done', { queue: conv.queue }));
+        await refreshHeader(); // it may have left your teams' queues: then it closes
+      }
+      loadTimeline(false, true); // the action's line
     } catch (e) {
       ctx.error(e);
       refreshHeader();
@@ -404,7 +451,8 @@ export function createConversation(ctx) {
       loadTimeline(false, false);
       if (type === 'message.created' && !data.author_id) markRead();
     } else if (type.startsWith('conversation.')) {
-      refreshHeader();
+      // claims, transfers, escalations, resolves... each wrote a line in the timeline
+      refreshHeader().then(() => { if (LINES.has(type)) loadTimeline(false, false); });
     }
   }
 

@@ -1,0 +1,77 @@
+"""Escalation in the console, in a real browser: the tier badge, "Escalate" asking for a
+reason, "De-escalate", and each step (and the claim) as a quiet system line in the timeline.
+Skips like tests/console/test_browser.py when chromium or playwright is missing."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.conftest import write_config
+from tests.console.conftest import PASSWORD, TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.helpers import drain_all, post, tg_update
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="the playwright Python package is not installed")
+
+
+@pytest.fixture
+def config_file(tmp_path, tg_fake):
+    """support (tier 1) escalates to billing (tier 2)."""
+    teams = TEAMS.replace('queues: [general], auto_assign: "off", capacity: 3}',
+                          'queues: [general], auto_assign: "off", capacity: 3,\n'
+                          '     escalates_to: [billing]}').replace(
+        'queues: [billing], auto_assign: "off", capacity: 3}',
+        'queues: [billing], auto_assign: "off", capacity: 3, tier: 2}')
+    assert "escalates_to" in teams and "tier: 2" in teams
+    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=teams)
+
+
+def test_escalate_and_deescalate_from_the_console(hub, server, people):  # noqa: F811
+    from tongdai.webhooks import create_app
+
+    assert post(create_app(hub).test_client(), tg_update(
+        9, 777009, 9, "Đơn #88 bị giao nhầm", date=int(time.time()),
+        first_name="Lan")).status_code == 200
+    drain_all(hub)
+    expect = playwright_api.expect
+    problems: list[str] = []
+    with playwright_api.sync_playwright() as p:
+        browser, page = open_browser(p, problems)
+        try:
+            page.goto(server + "/login")
+            page.fill("#login-name", "admin")
+            page.fill("#login-password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.locator("body")).to_have_attribute("data-live", "1")
+            page.locator("#conv-list li.conv").first.click()
+            expect(page.locator("#conv-meta .tier")).to_have_text("Cấp 1")
+            page.keyboard.press("c")
+            lines = page.locator("#timeline li.msg.system .system-text")
+            expect(lines).to_have_text(["admin took the conversation"])
+            expect(page.locator("#conv-actions [data-action=deescalate]")).to_be_hidden()
+
+            page.click("#conv-actions [data-action=escalate]")
+            page.fill("#ask textarea[name=reason]", "giao nhầm, cần bồi hoàn")
+            page.click("#ask button[type=submit]")
+            expect(page.locator("#conv-meta .queue")).to_have_text("billing")
+            expect(page.locator("#conv-meta .tier")).to_have_text("Cấp 2")
+            expect(lines.last).to_have_text(
+                "admin escalated it from general (tier 1) to billing (tier 2, team billing);"
+                " admin no longer has it — giao nhầm, cần bồi hoàn")  # (admin: in no team)
+            expect(page.locator("#conv-meta .assignee")).to_have_text("chưa giao")
+            expect(page.locator("#conv-actions [data-action=escalate]")).to_be_hidden()  # top
+
+            page.click("#conv-actions [data-action=deescalate]")
+            page.click("#ask button[type=submit]")  # the reason is optional
+            expect(page.locator("#conv-meta .queue")).to_have_text("general")
+            expect(lines).to_have_count(3)
+            # a system line is not a note
+            expect(page.locator("#timeline li.msg.note")).to_have_count(0)
+        finally:
+            browser.close()
+    assert problems == []
