@@ -231,3 +231,26 @@ def test_a_supervisor_sets_the_customers_tier_and_their_next_conversation_routes
     drain_all(hub)
     newer = hub.redis.hget(hub.keys.customer(customer), "conv").decode()
     assert newer != cid and hub.redis.hget(hub.keys.conversation(newer), "queue") == b"managers"
+
+
+def test_in_the_next_queue_it_takes_its_place_by_priority_then_age(client, hub, staff):
+    older = conversation(client, hub, 8113)                   # priority 0, first
+    paid = conversation(client, hub, 8114, "nạp thẻ lỗi")      # billing, priority 50
+    newer = conversation(client, hub, 8115)                   # priority 0, last
+    for cid in (newer, older):  # escalated in the "wrong" order: age decides, not the move
+        act(client, staff["an"], cid, "escalate", reason="x")
+    r = client.get("/api/v1/conversations?queue=billing", headers=auth(staff["bich"]))
+    assert [c["id"] for c in r.json["items"]] == [paid, older, newer]
+
+
+def test_the_team_it_left_hears_it_went(client, hub, staff):
+    from tongdai.core.workspace.access import Principal
+    from tongdai.webhooks.api.events import visible
+
+    cid = conversation(client, hub, 8116)
+    act(client, staff["an"], cid, "escalate", reason="x")
+    batch = feed.read_after(hub, "0-0", count=1000)
+    seen = [e.type for e in visible(hub, Principal("an", "agent", frozenset({"support"})), batch)]
+    assert "conversation.escalated" in seen
+    assert "conversation.escalated" not in [e.type for e in visible(
+        hub, Principal("sang", "agent", frozenset({"security"})), batch)]
