@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tongdai.core.config_acks import check as check_acks
 from tongdai.core.config_routing import check as check_routing
 from tongdai.core.config_sections import (
     ChannelSection,
@@ -284,6 +285,7 @@ def load_config(path: str | None = None) -> LoadedConfig:
             if c not in channel_settings:
                 errors.append(ConfigError(path, f"{where}.channels", f"no channel {c!r}",
                                           "name a channel instance from channels"))
+    errors += check_acks(hub.acknowledgements, set(channel_settings), set(hub.calendars), path)
     mailer = hub.notifications.email_channel
     if mailer is not None and getattr(channel_settings.get(mailer, (None,))[0], "name",
                                       "") != "email":

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, IPvAnyNetwork, field_validator
 
+from tongdai.core.config_acks import AcknowledgementsSection
 from tongdai.core.config_base import _Section, _tz, parse_duration
 from tongdai.core.config_sla import CalendarSection, SlaSection
 
@@ -308,6 +309,7 @@ class HubConfig(_Section):
     console: ConsoleSection = ConsoleSection()
     sla: SlaSection = SlaSection()
     calendars: dict[str, CalendarSection] = {}
+    acknowledgements: AcknowledgementsSection = AcknowledgementsSection()
     notifications: NotificationsSection = NotificationsSection()
     channels: list[ChannelSection] = []
 

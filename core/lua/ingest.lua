@@ -28,8 +28,12 @@
 -- ARGV[19] the erasure counter the worker's cached identity keys are valid for, or "": when
 --          customers were erased since, nothing is written ({4}): the worker drops its key
 --          cache and runs the event again, so no new data is sealed with a destroyed key
--- ARGV[20] "1" when this channel acknowledges new conversations automatically: opening one
---          records the acknowledgement as due, atomically with the message (crash-safe)
+-- ARGV[20] "" or, when this channel acknowledges customers' messages automatically
+--          (core/pipeline/acknowledgements.py), "again ms\31language": a message that opens a
+--          conversation, or (again > 0) the first after "again" ms with neither an automatic
+--          nor an agent's reply, records the acknowledgement as due, atomically with the
+--          message (crash-safe): td:ack:due conv -> "channel\31now\31message ts\31language",
+--          and the conversation's ack_at (at most one per period)
 -- ARGV[21] SLA targets in ms (core/sla.py lua_targets): "first\31next" for every queue, then
 --          "\30queue\31first\31next" per queue override; an empty target is none; "" = off
 -- ARGV[22] why ARGV[11] is what it is ("" at 0), kept as the conversation's priority_why
@@ -49,7 +53,7 @@
 --          instead of ARGV[10]
 -- Returns {0, "conv:msg"} duplicate (or the echo of our own queued reply)
 --         | {1, "conv:msg", customer, opened(0 new-msg,1 new,2 reopened or woken from a
---           snooze), needs_profile(0|1)}
+--           snooze), needs_profile(0|1), merged customers, acknowledgement due (0|1)}
 --         | {2, ""} notice with no conversation to join
 
 local ch, dkey, user, addr, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -242,9 +246,6 @@ if not conv then
   redis.call('HSET', ck, 'conv', conv)
   redis.call('ZADD', string.format("{{CUSTOMER_CONVS}}", cust), now, conv)
   opened = 1
-  if acks == '1' and kind == 'message' and dir == 'in' then
-    redis.call('HSET', "{{ACKS_DUE}}", conv, ch)
-  end
 end
 
 -- The platform's echo of a reply we queued may arrive before our send job records the id
@@ -374,6 +375,24 @@ if dir == 'in' and mode == 'timeline' then
   end
 end
 
+-- an automatic acknowledgement (ARGV[20]): customers' messages only, never automatic mail
+local acked = 0
+if acks ~= '' and kind == 'message' and dir == 'in' and mode == 'timeline' then
+  local again, lang = string.match(acks, '^([^\31]*)\31(.*)$')
+  again = tonumber(again or '') or 0
+  local due = opened == 1
+  if not due and again > 0 then
+    local a = redis.call('HMGET', convk, 'ack_at', 'agent_reply')
+    due = now - math.max(tonumber(a[1] or '0'), tonumber(a[2] or '0')) >= again
+  end
+  if due then
+    redis.call('HSET', "{{ACKS_DUE}}", conv,
+               ch .. '\31' .. now .. '\31' .. math.min(ts, now) .. '\31' .. (lang or ''))
+    redis.call('HSET', convk, 'ack_at', now)
+    acked = 1
+  end
+end
+
 redis.call('XADD', "{{FEED}}", 'MAXLEN', '~', {{FEED_MAXLEN}}, '*', 'e', cjson.encode({type = 'message.created', conversation_id = conv,
   message_id = mid, customer_id = cust, opened = opened, ts = now}))
-return {1, loc, cust, opened, needs_profile, merged}
+return {1, loc, cust, opened, needs_profile, merged, acked}

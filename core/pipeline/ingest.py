@@ -30,11 +30,13 @@ from tongdai.core.models import (
     Message,
     RawEvent,
 )
-from tongdai.core.pipeline import intercept, mail, rawlog, sla, store
+from tongdai.core.pipeline import acknowledgements, intercept, mail, rawlog, sla, store
+from tongdai.core.pipeline.acknowledgements import acknowledge, acknowledge_due  # noqa: F401
 from tongdai.core.pipeline.classify import classifier
 from tongdai.core.subjects import COMMANDS_PER_NEW_KEY
 
 log = logging.getLogger(__name__)
+# acknowledge_due (imported above): the scheduler's sweep calls it as ingest.acknowledge_due
 SEP = "\x1f"
 RS = "\x1e"
 
@@ -56,7 +58,7 @@ class IngestResult:
     profiles: list[tuple[str, str, str]] = field(default_factory=list)
     # (channel, token) of stored events the platform wants acknowledged
     acks: list[tuple[str, str]] = field(default_factory=list)
-    # (channel, conversation) opened by a customer's message on a channel that acknowledges
+    # (channel, conversation) whose automatic acknowledgement the batch made due
     opened: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -108,6 +110,7 @@ class _Batch:
         self.sla = sla.lua_targets(hub.config.hub.sla)  # the script's SLA targets (core/sla.py)
         self.sla_plan = sla.plan(hub)
         self.sla_share = str(hub.config.hub.sla.warning_at)
+        self.acks = acknowledgements.plan(hub)
 
     def user(self, ev: InboundEvent, ch: str) -> str:
         """The sender's user id as stored (a blind index where ids are addresses), worked
@@ -162,7 +165,7 @@ class _Batch:
             c.priority,
             SEP.join(tags), self.reopen_ms, ev.direction.value, ident, ev.kind.value,
             mail.thread_arg(hub, ev.thread), link, self.erasures,
-            "1" if hub.adapters[ch].acknowledgement() else "", self.sla, c.reason, c.pending,
+            self.acks.lua_arg(ch, c.language) if inbound else "", self.sla, c.reason, c.pending,
             self.sla_plan.lua_arg(ch, min(ev.platform_ts_ms, self.now)) if inbound else "",
             self.sla_share, c.routes,
         ], client=self.pipe)
@@ -307,8 +310,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
                 result.profiles.append((ch, ev.external_user_id, reply[2].decode()))
             if ev.ack:  # only once stored: a redelivered duplicate is not answered twice
                 result.acks.append((ch, ev.ack))
-            if (int(reply[3]) == 1 and ev.kind == EventKind.MESSAGE
-                    and hub.adapters[ch].acknowledgement()):
+            if len(reply) > 6 and int(reply[6]) == 1:  # due, written with the message
                 result.opened.append((ch, reply[1].decode().partition(":")[0]))
         elif code == 1:
             result.updated += 1
@@ -338,31 +340,6 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
     for ch, conv in result.opened:
         acknowledge(hub, ch, conv)
     return result
-
-
-def acknowledge(hub: Hub, channel_id: str, conv_id: str) -> None:
-    """The channel's automatic acknowledgement of a new conversation: once per conversation
-    (its idempotency key), marked as automatic so other robots do not answer it. Due since
-    the ingest script stored the message (``td:ack:due``); no longer due once queued."""
-    from tongdai.core.pipeline.outbound import create_reply
-
-    adapter = hub.adapters.get(channel_id)
-    try:
-        if adapter is not None and adapter.acknowledgement():
-            text = adapter.acknowledgement().replace("{ticket}", conv_id)
-            create_reply(hub, conv_id, text, "auto-acknowledgement", f"ack:{conv_id}",
-                         "system", channel_id=channel_id, author_kind=AuthorKind.BOT)
-        hub.redis.hdel(hub.keys.acknowledgements_due(), conv_id)
-    except Exception:  # never lose the batch over a courtesy mail; the scheduler retries
-        log.exception("acknowledging conversation %s on %s failed", conv_id, channel_id)
-
-
-def acknowledge_due(hub: Hub) -> int:
-    """Queue acknowledgements a crashed worker left due (the scheduler calls this)."""
-    due = hub.redis.hgetall(hub.keys.acknowledgements_due())
-    for conv, ch in due.items():
-        acknowledge(hub, ch.decode(), conv.decode())
-    return len(due)
 
 
 PROFILE_JOB = "tongdai.worker.jobs.fetch_profile"
