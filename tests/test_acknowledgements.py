@@ -230,3 +230,22 @@ def test_channel_overrides(tmp_path, client, hub, tg_fake, graph):
     assert first.startswith("Dạ, cảm ơn")
     assert second == f"Ticket {conv}: back 08:00 on Wednesday, reply as soon as we can."
     assert graph.sent() == []
+
+
+def test_rules_test_shows_the_acknowledgement(config_file):
+    import os
+    import subprocess
+    import sys
+
+    def ack(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "rules", "test", *args],
+                             env={**os.environ, "TONGDAI_CONFIG": str(config_file)},
+                             capture_output=True, text=True, timeout=60, check=True)
+        return next(x for x in out.stdout.splitlines() if x.startswith("ack"))
+
+    assert ack("我的订单还没到", "--channel", "tg-test", "--at", "2026-11-23 10:00") == (
+        "ack       zh-Hans, in hours (calendar office): 您好，感谢您的留言！我们已收到您的消息"
+        "（工单号 #123），客服将在30分钟内回复您。")
+    assert ack("shop oi", "--channel", "zalo-test", "--at", "2026-11-23 23:00").startswith(
+        "ack       vi, off hours (calendar everyday): Dạ, cảm ơn anh/chị đã liên hệ! Hiện shop "
+        "đã hết giờ làm việc")

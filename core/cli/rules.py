@@ -24,14 +24,19 @@ def rules() -> None:
               help="customer messages within the repeat windows, this one included")
 @click.option("--rules-file", "rules_file", default=None, type=click.Path(dir_okay=False),
               help="a rules file (tagging/priority/routing sections) instead of the config")
+@click.option("--at", "at", default=None, type=click.DateTime(["%Y-%m-%d %H:%M"]),
+              help="when the message is written, local time of the acknowledgement's calendar "
+                   "(e.g. \"2027-02-08 22:00\"); default now")
 def rules_test(text: str, channel: str, tier: str | None, recent: int,
-               rules_file: str | None) -> None:
-    """Language, tags, priority, queue and SLA for TEXT — and which rule fired."""
+               rules_file: str | None, at=None) -> None:
+    """Language, tags, priority, queue, SLA and the automatic reply for TEXT — and which rule
+    fired."""
     from tongdai.core.pipeline.classify import Classifier
     from tongdai.core.pipeline.priority import settle
     from tongdai.core.pipeline.sla import Plan
 
-    hub_cfg = _rules(rules_file) if rules_file else config_or_exit().hub
+    loaded = None if rules_file else config_or_exit()
+    hub_cfg = _rules(rules_file) if rules_file else loaded.hub
     classifier = Classifier(hub_cfg)
     c = classifier.classify(text, channel)
     click.echo(f"language  {c.language or '-'}   ({c.language_why})")
@@ -55,6 +60,22 @@ def rules_test(text: str, channel: str, tier: str | None, recent: int,
     click.echo(f"SLA       first response {_dur(first)}, next response {_dur(later)}"
                + (f", resolution {_dur(resolve)}" if resolve is not None else "")
                + f"   ({where})")
+    if loaded is not None and channel in loaded.channel_settings:
+        _acknowledgement(loaded, channel, c.language, p.level, queue, at)
+
+
+def _acknowledgement(loaded, channel: str, language: str | None, priority: int, queue: str,
+                     at) -> None:
+    """The automatic reply a message opening a conversation would get (ticket 123)."""
+    from tongdai.core.pipeline.acknowledgements import preview
+
+    adapters = {cid: cls(cid, s) for cid, (cls, s) in loaded.channel_settings.items()}
+    ack = preview(loaded.hub, adapters, channel, language, priority, queue, at)
+    if ack is None:
+        click.echo(f"ack       none   (acknowledgements are off on {channel})")
+        return
+    hours = "off hours" if ack.off_hours else "in hours"
+    click.echo(f"ack       {ack.language}, {hours} (calendar {ack.calendar}): {ack.text}")
 
 
 @rules.command("eval")

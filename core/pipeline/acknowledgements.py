@@ -24,6 +24,7 @@ its text in every language, as before.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -205,10 +206,20 @@ def acknowledge_due(hub: Hub) -> int:
 
 
 def preview(cfg: HubConfig, adapters: Mapping[str, Adapter], channel_id: str,
-            language: str | None, priority: int, queue: str, at_ms: int) -> Ack | None:
-    """What a message at ``at_ms`` opening a conversation would be answered (rules test):
-    the due time worked out from the SLA policy as the ingest script would."""
+            language: str | None, priority: int, queue: str,
+            at: dt.datetime | None = None) -> Ack | None:
+    """What a message opening a conversation at ``at`` (naive: the calendar's local time;
+    None: now) would be answered, ticket 123 (``tongdai rules test``); the due time worked
+    out from the SLA policy as the ingest script does."""
     p = Plan(cfg, adapters)
-    _, cal, first, _later = p.sla.policy(channel_id, priority, queue)
-    due = cal.add(at_ms, first) if first is not None else None
+    if p.channels.get(channel_id) is None:
+        return None
+    cal = p.calendar(channel_id, priority, queue)
+    if at is None:
+        at_ms = clock.now_ms()
+    else:
+        zone = p.zone if cal.always else cal.tz
+        at_ms = int((at if at.tzinfo else at.replace(tzinfo=zone)).timestamp() * 1000)
+    _, sla_cal, first, _later = p.sla.policy(channel_id, priority, queue)
+    due = sla_cal.add(at_ms, first) if first is not None else None
     return p.compose(channel_id, "123", language, at_ms, due, priority, queue)
