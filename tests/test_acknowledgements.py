@@ -249,3 +249,30 @@ def test_rules_test_shows_the_acknowledgement(config_file):
     assert ack("shop oi", "--channel", "zalo-test", "--at", "2026-11-23 23:00").startswith(
         "ack       vi, off hours (calendar everyday): Dạ, cảm ơn anh/chị đã liên hệ! Hiện shop "
         "đã hết giờ làm việc")
+
+
+def test_config_mistakes_are_named_with_their_fix(tmp_path):
+    from tongdai.core.config import ConfigInvalid, load_config
+
+    path = write_config(tmp_path / "bad.yaml", extra="""
+acknowledgements:
+  enabled: true
+  every: 12h
+  calendar: office
+  texts: {vi: "Mã {ticket}, trả lời {expected}", fr: "Merci"}
+  channels:
+    tg-tset: {enabled: false}
+""")
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(str(path))
+    assert "'fr' is not a language" in str(e.value)
+    path.write_text(path.read_text().replace(', fr: "Merci"', "").replace(
+        "{expected}", "{name}"))
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(str(path))
+    assert "{name} in the vi text is not a placeholder" in str(e.value)
+    path.write_text(path.read_text().replace("{name}", "{expected}"))
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(str(path))
+    keys = sorted(x.key for x in e.value.errors)
+    assert keys == ["acknowledgements.calendar", "acknowledgements.channels.tg-tset"]
