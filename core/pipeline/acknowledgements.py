@@ -91,7 +91,9 @@ class Plan:
             off = {}
         if o is not None:
             texts, off = {**texts, **o.texts}, {**off, **o.off_hours}
-        again = o.again if o is not None and o.again is not None else (s.again and chat)
+        # an adapter's own text alone (the section off): new conversations only, as ever
+        again = o.again if o is not None and o.again is not None else (
+            s.again and chat and enabled)
         every = o.every if o is not None and o.every is not None else s.every
         return ChannelAcks(int(every * 1000) if again else 0,
                            (o.language if o is not None else None) or s.language,
@@ -120,7 +122,7 @@ class Plan:
         closed = not cal.is_open(at_ms)
         lang = pick(language, c.texts, c.language)
         text = (c.off_hours.get(lang) if closed else None) or c.texts[lang]
-        expected = expected_phrase(lang, at_ms, due_ms, cal.is_open(at_ms), zone)
+        expected = expected_phrase(lang, at_ms, due_ms, not closed, zone)
         if "{opens}" in text:
             text = text.replace("{opens}", opens_phrase(lang, at_ms, cal.next_open(at_ms), zone))
         text = text.replace("{expected}", expected).replace("{ticket}", ticket)
@@ -183,7 +185,8 @@ def acknowledge(hub: Hub, channel_id: str, conv_id: str) -> None:
                          "system", channel_id=due.channel, author_kind=AuthorKind.BOT)
     except (WindowClosed, NotFound) as exc:  # the platform's rules (or the config) say no
         pipe = hub.redis.pipeline(transaction=False)
-        pipe.hset(hub.keys.conversation(conv_id), "ack_refused", f"{due.mark}: {exc}")
+        if hub.redis.exists(hub.keys.conversation(conv_id)):  # (not one erased meanwhile)
+            pipe.hset(hub.keys.conversation(conv_id), "ack_refused", f"{due.mark}: {exc}")
         pipe.hincrby(hub.keys.stats(), f"ack-refused:{due.channel}")
         pipe.execute()
         log.info("acknowledgement of conversation %s on %s not sent: %s", conv_id,
