@@ -124,10 +124,12 @@ class ConfigWatch:
         self._recorded = 0.0
         self._parts: tuple[str, dict[str, str]] = ("", {})
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     # -- the look ----------------------------------------------------------------------------
     def poll(self, force: bool = False) -> str:
-        """Look at the file when due (or now, ``force``) and apply a new valid version.
+        """Look at the file when due (or now, ``force``, waiting for a look under way in
+        another thread) and apply a new valid version.
 
         Returns ``same``, ``applied``, ``invalid``, ``restart``, ``reverted`` (the file is
         back to the running version) or ``busy`` (another thread is looking). Never raises:
@@ -135,7 +137,9 @@ class ConfigWatch:
         now = time.monotonic()
         if not force and now < self._next:
             return "same"
-        if not self._lock.acquire(blocking=False):
+        if self._pid != os.getpid():  # a forked work horse: the lock may have been held
+            self._lock, self._pid = threading.Lock(), os.getpid()
+        if not self._lock.acquire(blocking=force):
             return "busy"
         try:
             self._next = now + self.check_s
@@ -172,12 +176,13 @@ class ConfigWatch:
             return "reverted"
         try:
             new = load_config(self.path)
-        except ConfigInvalid as exc:
-            self.errors, self.pending = exc.errors, []
+        except (ConfigInvalid, UnicodeDecodeError) as exc:
+            self.errors, self.pending = getattr(exc, "errors", None) or [ConfigError(
+                self.path, "(file)", "not UTF-8 text", "save the file as UTF-8")], []
             if self._first_to_say(version):
                 log.error("config: %s (version %s) is not applied, version %s keeps running:"
                           "\n  %s", self.path, version, running.version,
-                          "\n  ".join(str(e) for e in exc.errors))
+                          "\n  ".join(str(e) for e in self.errors))
             else:
                 log.info("config: version %s is invalid, version %s keeps running (the error: "
                          "logged once per host, /healthz, `tongdai config status`)", version,

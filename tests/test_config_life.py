@@ -261,3 +261,9 @@ calendars:
     assert watched.watch.poll() == "invalid"
     assert watched.watch.errors[0].key.startswith("calendars.office")
     assert watched.config.hub.calendars["office"].hours == {"mon-fri": "09:00-18:00"}
+
+
+def test_a_file_that_is_not_utf8_is_an_invalid_edit(watched, config_file):
+    config_file.write_bytes(b"tagging:\n  rules: \xff\xfe\n")
+    assert watched.watch.poll() == "invalid"
+    assert watched.watch.errors[0].key == "(file)" and watched.generation == 1

@@ -36,31 +36,34 @@ QUEUES: dict[str, tuple[str, ...]] = {
 SENDING = {REPLIES_QUEUE, BACKGROUND_QUEUE, LEGACY_OUTBOUND_QUEUE}
 
 
-# Held while this process runs a job: the config watch thread never swaps the config under a
-# job (a forked work horse starts from what the parent applied before the fork).
+# Held while a sender runs a job in this process: the config watch thread never swaps the
+# config under it.
 _job_running = threading.Lock()
 
 
-class _Watching:
-    """An RQ worker that looks at the config file before each job and, between jobs, from a
-    thread (``watch_between_jobs``): an idle sender runs, and reports, the file's version too."""
+class WatchingWorker(Worker):
+    """Forks a work horse per job. The parent looks at the config file before each fork
+    (unthrottled: a stat), so a horse starts from the file's last valid version, and from the
+    ``watch_between_jobs`` thread while a horse runs (what it swaps never reaches the horse,
+    which looks between its own batches)."""
+
+    def execute_job(self, job, queue):
+        jobs.hub().watch.poll(force=True)
+        return super().execute_job(job, queue)
+
+
+class WatchingSimpleWorker(SimpleWorker):
+    """Runs jobs in-process: looks before each one, and between jobs from the thread."""
 
     def execute_job(self, job, queue):
         with _job_running:
-            jobs.hub().watch.poll()
+            jobs.hub().watch.poll(force=True)
             return super().execute_job(job, queue)
 
 
-class WatchingWorker(_Watching, Worker):
-    pass
-
-
-class WatchingSimpleWorker(_Watching, SimpleWorker):
-    pass
-
-
 def watch_between_jobs(hub: Hub, stop: threading.Event) -> None:
-    """Look at the config file every ``check_s`` while no job runs (core/config_watch.py)."""
+    """Look at the config file every ``check_s``, never under a job running in this process
+    (core/config_watch.py): an idle sender runs, and reports, the file's version too."""
     while not stop.wait(max(0.2, hub.watch.check_s)):
         if _job_running.acquire(blocking=False):
             try:

@@ -45,11 +45,15 @@ def test_every_process_runs_an_edit_and_keeps_running_through_an_invalid_one(tmp
         assert up.post_update(1) == 200  # "nạp thẻ": the ingest worker runs the new rule
         r = up.redis()
         wait_until(lambda: r.smembers("td:conv:1:tags") >= {b"xu", b"payment"})
+        # The ingest worker's record may be its work horse's: give the parent one look (0.5 s)
+        # — a version on disk for less than one look can be missed by a process (decisions.md).
+        time.sleep(1.0)
 
         up.config.write_text(edited.replace("tagging:\n  rules:", "tagging:\n  rulez:"))
         wait_until(lambda: all(rec["errors"] for rec in versions(up).values()))
         recs = versions(up).values()
-        assert {rec["version"] for rec in recs} == {second}  # all still on the valid one
+        assert {rec["version"] for rec in recs} == {second}, [  # all still on the valid one
+            (n, rec["version"], rec["generation"], rec["seen"]) for n, rec in versions(up).items()]
         assert all("tagging.rulez" in rec["errors"][0] for rec in recs)
         h = up.get("/healthz")
         assert h.status_code == 200 and "tagging.rulez" in h.json()["problems"][0]
