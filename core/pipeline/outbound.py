@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from rq import Queue
@@ -48,11 +48,16 @@ class ChannelState:
     open: bool
     reason: str
     shown_address: str = ""
+    # the reason for the console to translate: not_configured, blocked, cannot_send,
+    # never_wrote, window_closed (with ``detail``), or "" when it is open
+    reason_code: str = ""
+    detail: dict = field(default_factory=dict)
 
     def to_api(self) -> dict:
         return {"channel_id": self.channel_id, "address": self.shown_address or self.address,
                 "last_inbound_ts": self.last_inbound_ts_ms, "reachable": self.open,
-                "reason": self.reason}
+                "reason": self.reason, "reason_code": self.reason_code,
+                "reason_detail": self.detail}
 
 
 def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.AGENT,
@@ -70,16 +75,20 @@ def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.A
         channel, _, user = key.decode().partition("|")
         last = int(last_in[key]) if key in last_in else None
         adapter = hub.adapters.get(channel)
+        detail: dict = {}
         if adapter is None:
-            state_open, reason = False, "this channel is no longer configured"
+            state_open, reason, code = False, "this channel is no longer configured", \
+                "not_configured"
         elif f"blocked:{channel}".encode() in cust:
-            state_open, reason = False, "the customer blocked this channel"
+            state_open, reason, code = False, "the customer blocked this channel", "blocked"
+        elif (why := adapter.cannot_send()) is not None:
+            state_open, reason, code = False, why, "cannot_send"
         else:
             w = adapter.window(last, now, author)
-            state_open, reason = w.open, w.reason
+            state_open, reason, code, detail = w.open, w.reason, w.code, w.detail
         stored = address.decode()
         out.append(ChannelState(channel, user, stored, last, state_open, reason,
-                                store.reveal_address(hub, stored)))
+                                store.reveal_address(hub, stored), code, detail))
     out.sort(key=lambda c: (c.open, c.last_inbound_ts_ms or 0), reverse=True)
     return out
 

@@ -16,13 +16,19 @@ import pytest
 
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, tg_update
-from tests.workspace.conftest import TEAMS
 from tongdai.core.config import ConfigInvalid, load_config
 from tongdai.core.config_sla import CalendarSection
 from tongdai.core.pipeline import outbound, sla
 from tongdai.core.pipeline.calendars import Calendar
 
 VN, CN = ZoneInfo("Asia/Ho_Chi_Minh"), ZoneInfo("Asia/Shanghai")
+# support (tier 1) escalates to billing (tier 2), billing to managers (tier 3)
+TIERED = """
+teams:
+  - {id: support, queues: [general], auto_assign: "off", escalates_to: [billing]}
+  - {id: billing, queues: [billing], auto_assign: "off", tier: 2, escalates_to: [managers]}
+  - {id: managers, queues: [managers], auto_assign: "off", tier: 3}
+"""
 POLICIES = """
 calendars:
   office:
@@ -50,7 +56,10 @@ def local(tz: ZoneInfo, t: int) -> str:
 
 @pytest.fixture
 def config_file(tmp_path):
-    return write_config(tmp_path / "tongdai.yaml", extra=TEAMS + POLICIES)
+    path = write_config(tmp_path / "tongdai.yaml", extra=TIERED + POLICIES)
+    text = path.read_text("utf-8").replace("[general, billing]", "[general, billing, managers]")
+    path.write_text(text, "utf-8")
+    return path
 
 
 # -- calendar arithmetic ---------------------------------------------------------------------
@@ -195,6 +204,52 @@ def test_warning_then_breach_once_each_with_two_schedulers(client, hub, admin_to
     # the inbox shows it late
     r = client.get("/api/v1/inbox", query_string={"sla": "breached"}, headers=auth(admin_token))
     assert [i["id"] for i in r.get_json()["items"]] == [c["id"]]
+
+
+def test_warning_breach_then_escalation_exactly_once_with_two_schedulers_and_two_reactors(
+        client, hub, monkeypatch):
+    """The whole chain as it runs in production: two schedulers find the steps, two ``sla``
+    reactors (core/workspace/sla_actions.py) read the same feed, each several times."""
+    from tongdai.core.config import SlaAction
+    from tongdai.core.errors import DeliveryError
+    from tongdai.core.pipeline import feed
+    from tongdai.core.workspace import sla_actions
+
+    monkeypatch.setattr(hub.config.hub.sla, "on_warning", SlaAction(raise_priority=60))
+    monkeypatch.setattr(hub.config.hub.sla, "on_breach", SlaAction(escalate=True))
+    say(client, 83, "shop oi tra loi em voi", ms(VN, 2025, 3, 7, 17, 0))
+    drain_all(hub)
+    c = conv(hub, 83)
+
+    def twice(target, *args, **kw) -> None:
+        ts = [threading.Thread(target=target, args=args, kwargs=kw) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    def reactor() -> None:
+        try:
+            sla_actions.react(hub, feed.read_after(hub, "0", count=10_000))
+        except DeliveryError as exc:  # the other one is escalating it: the batch is retried
+            assert exc.retryable
+
+    def two_reactors() -> None:
+        twice(reactor)
+
+    for now in (int(c["sla_warn"]), int(c["sla_due"]) + 1):
+        for _ in range(2):
+            twice(sla.report_breaches, hub, now=now)
+            two_reactors()
+        if now == int(c["sla_warn"]):  # warned: priority up, still in its tier
+            assert (conv(hub, 83)["priority"], conv(hub, 83)["queue"]) == ("60", "general")
+    assert len(events(hub, "conversation.sla_warning")) == 1
+    assert len(events(hub, "conversation.sla_breached")) == 1
+    (up,) = events(hub, "conversation.escalated")
+    assert (up["to_queue"], up["by"], up["reason"]) == ("billing", "policy:sla",
+                                                        "SLA first_response breached")
+    assert conv(hub, 83)["queue"] == "billing"
+    assert len(events(hub, "conversation.priority_changed")) == 1
 
 
 def test_a_breach_found_late_skips_its_warning(client, hub):
