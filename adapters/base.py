@@ -163,6 +163,9 @@ class WindowState:
 
     open: bool
     reason: str = ""
+    # what the console translates: never_wrote, window_closed (+ ``detail``)
+    code: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class Adapter(ABC):
@@ -290,7 +293,8 @@ class Adapter(ABC):
         if f.reply_window_s is None:
             return WindowState(True)
         if last_inbound_ts_ms is None:
-            return WindowState(False, "the customer has never written on this channel")
+            return WindowState(False, "the customer has never written on this channel",
+                               "never_wrote")
         age_s = (now_ms - last_inbound_ts_ms) / 1000
         if age_s <= f.reply_window_s:
             return WindowState(True)
@@ -304,7 +308,15 @@ class Adapter(ABC):
             False,
             f"the customer's last message is {age_s / 3600:.1f} h old; "
             f"{self.name} allows replies for {f.reply_window_s / 3600:.0f} h",
+            "window_closed",
+            {"age_h": round(age_s / 3600, 1), "window_h": round(f.reply_window_s / 3600),
+             "platform": self.name},
         )
+
+    def cannot_send(self) -> str | None:
+        """Why this channel cannot send anything at all (a setting it lacks), or None. A
+        channel that cannot send is unreachable for replies, whatever the customer's window."""
+        return None
 
     # -- for newcomers and tests ----------------------------------------------------------------
     def simulate(self, text: str, user_id: str, name: str) -> tuple[dict[str, str], bytes]:

@@ -76,6 +76,12 @@ class EmailAdapter(Adapter):
     def acknowledgement(self) -> str | None:
         return self.settings.acknowledge
 
+    def cannot_send(self) -> str | None:
+        if self.settings.outbound is None:
+            return ("this mail channel has no outbound relay (outbound.smtp in its settings): "
+                    "it receives mail but cannot send replies")
+        return None
+
     def facts(self) -> ChannelFacts:
         # Mail has no reply window and the relay sets its own pace.
         return ChannelFacts(verifiable_identifiers=frozenset({"email"}))

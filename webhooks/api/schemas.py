@@ -116,6 +116,10 @@ class ChannelStateOut(Model):
     last_inbound_ts: int | None
     reachable: bool
     reason: str
+    # not_configured, blocked, cannot_send, never_wrote, window_closed, or "" (open): what a
+    # console translates; reason_detail carries window_closed's age_h, window_h, platform
+    reason_code: str = ""
+    reason_detail: dict[str, Any] = {}
 
 
 class ChannelStatePage(Model):

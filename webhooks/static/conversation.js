@@ -1,7 +1,7 @@
 // The open conversation: header with actions, one timeline across the customer's channels,
 // and the reply / note composer (channel picker, canned replies, @mentions).
 import { ApiError, get, has, post, query } from './api.js';
-import { $, ask, clear, el, fmtFull, fmtTime, t, uuid } from './ui.js';
+import { $, ask, clear, el, fmtFull, fmtTime, t, tr, uuid } from './ui.js';
 
 const TICKS = { queued: '🕓', uncertain: '❓', sent: '✓', delayed: '⏳', delivered: '✓✓', read: '✓✓', failed: '⚠' };
 const SAFE_URL = /^https?:\/\//i;
@@ -107,18 +107,29 @@ export function createConversation(ctx) {
     } catch (e) {
       if (!(e instanceof ApiError && e.missingRoute)) ctx.error(e);
     }
-    let chosen = null;
     for (const c of items) {
       const label = c.reachable ? `${c.channel_id} · ${c.address}`
-        : `${c.channel_id} · ${c.address} — ${c.reason}`;
+        : `${c.channel_id} · ${c.address} — ${reachReason(c)}`;
       picker.append(el('option', { value: c.channel_id, disabled: !c.reachable,
-        title: c.reason || '', text: label }));
-      if (c.reachable && chosen === null) chosen = c.channel_id;
+        title: c.reachable ? '' : reachReason(c), text: label }));
     }
+    // The conversation's own channel while it can send, else the first one that can (the
+    // server lists reachable ones first); never another conversation's channel by recency.
+    const own = items.find((c) => c.channel_id === conv.channel_id);
+    const chosen = own && own.reachable ? own : items.find((c) => c.reachable) || null;
     picker.hidden = items.length === 0;
-    if (chosen !== null) picker.value = chosen;
+    if (chosen !== null) picker.value = chosen.channel_id;
     picker.dataset.none = items.length > 0 && chosen === null ? '1' : '';
+    // say why the conversation's own channel is not the one chosen
+    $('#channel-why').textContent = own && !own.reachable
+      ? t('reach.own_unreachable', { channel: own.channel_id, reason: reachReason(own) }) : '';
     updateComposer();
+  }
+
+  // why a channel cannot take a reply now, in the console's language when the server says
+  // which case it is (reason_code), else its own words
+  function reachReason(c) {
+    return tr('reach.' + c.reason_code, c.reason_detail, c.reason);
   }
 
   // -- rendering ------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ export function t(key, vars) {
   return s;
 }
 
+// t() when the console has a text for ``key``, else ``fallback`` (a server's own words)
+export function tr(key, vars, fallback) {
+  return Object.prototype.hasOwnProperty.call(strings, key) ? t(key, vars) : (fallback || '');
+}
+
 // el('li', {class: 'msg', title: 'x', onclick: fn, dataset: {id: 1}}, 'text', childNode)
 export function el(tag, attrs, ...children) {
   const node = document.createElement(tag);

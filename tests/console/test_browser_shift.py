@@ -1,0 +1,66 @@
+"""The defects an afternoon's shift found (issue #17), checked in one page session of Debian's
+chromium: what the agent sees, in the Vietnamese console.
+
+A customer, Nguyễn Văn An, wrote on Telegram and then by mail to a mailbox whose channel has
+no outbound relay; an agent merged the two. Agent ``an`` (team support) opens the Telegram
+conversation. Skips like tests/console/test_browser.py when chromium or playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import write_config
+from tests.console.conftest import PASSWORD, TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.identity.people import config_extra, feed, mail, tg_text
+from tongdai.core.identity import graph as identity
+from tongdai.core.pipeline import store
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="the playwright Python package is not installed")
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    return write_config(tmp_path / "tongdai.yaml", extra=config_extra() + TEAMS)
+
+
+def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
+    feed(hub, tg_text(9401, "Chào shop, mình hỏi đơn hàng", name="Nguyễn Văn An"))
+    feed(hub, mail("an.nguyen@example.vn", "Đơn #55 giao chưa?", dmarc=True))  # more recent
+    first, second = store.get_conversation(hub, "1"), store.get_conversation(hub, "2")
+    identity.merge(hub, first.customer_id, second.customer_id, "admin", "same person")
+    expect = playwright_api.expect
+    problems: list[str] = []
+    with playwright_api.sync_playwright() as p:
+        browser, page = open_browser(p, problems)
+        try:
+            page.goto(server + "/login")
+            page.fill("#login-name", "an")
+            page.fill("#login-password", PASSWORD)
+            page.click("button[type=submit]")
+            expect(page.locator("body")).to_have_attribute("data-live", "1")
+            page.locator("#conv-list li.conv[data-id='1']").click()
+
+            # the reply goes out where the conversation is, not where the customer wrote last;
+            # the mailbox cannot send at all, and says why, in Vietnamese
+            picker = page.locator("#channel-pick")
+            expect(picker).to_have_value("tg-test")
+            mail_option = picker.locator("option[value=mail]")
+            expect(mail_option).to_be_disabled()
+            expect(mail_option).to_contain_text("chỉ nhận, không gửi được")
+            expect(page.locator("#channel-why")).to_have_text("")
+            # the mail conversation: its own channel cannot send, so Telegram, and the reason
+            page.locator("#conv-list li.conv[data-id='2']").click()
+            expect(page.locator("#channel-why")).to_contain_text(
+                "Không trả lời được qua mail: kênh này chỉ nhận, không gửi được")
+            expect(picker).to_have_value("tg-test")
+            page.locator("#conv-list li.conv[data-id='1']").click()
+            expect(page.locator("#channel-why")).to_have_text("")
+        finally:
+            browser.close()
+    assert problems == []
