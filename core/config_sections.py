@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, IPvAnyNetwork, field_validator
 
 from tongdai.core.config_acks import AcknowledgementsSection
+from tongdai.core.config_backup import BackupSection
 from tongdai.core.config_base import _Section, _tz, parse_duration
 from tongdai.core.config_sla import CalendarSection, SlaSection
 
@@ -311,5 +312,6 @@ class HubConfig(_Section):
     calendars: dict[str, CalendarSection] = {}
     acknowledgements: AcknowledgementsSection = AcknowledgementsSection()
     notifications: NotificationsSection = NotificationsSection()
+    backup: BackupSection = BackupSection()
     channels: list[ChannelSection] = []
 

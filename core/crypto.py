@@ -51,6 +51,10 @@ class Keyring:
         # Finds a per-identity key by id (set by the Hub: they live in Redis); None: erased.
         self.subject_lookup: Callable[[str], AESGCM | None] | None = None
 
+    def key_ids(self) -> list[str]:
+        """The configured data keys' ids, the active one first."""
+        return list(self._aead)
+
     # -- binary form ---------------------------------------------------------------------------
     def encrypt_bytes(self, data: bytes, purpose: bytes, subject: SubjectKey = None) -> bytes:
         kid_s, aead = subject if subject is not None else (self.active, self._aead[self.active])

@@ -123,6 +123,18 @@ class Keys:
     def subject_erasures(self) -> str:
         return self._k("subject_erasures")
 
+    def erasures(self) -> str:
+        """Erased customer → what was destroyed (ids and key hashes only): what a restore of
+        an older backup erases again."""
+        return self._k("erasures")
+
+    # -- backups ---------------------------------------------------------------------------------
+    def backup_last(self) -> str:
+        return self._k("backup", "last")
+
+    def backup_claim(self) -> str:
+        return self._k("backup", "running")
+
     # -- channel credentials that rotate (Zalo OAuth) ---------------------------------------------
     def credentials(self, channel_id: str) -> str:
         return self._k("creds", channel_id)

@@ -3,8 +3,10 @@
 Every channel identity (``channel|user``) gets its own random AES key the first time it writes;
 its name, identifiers, reply address, contact cards and (with the switch on) message texts are
 encrypted with that key, which is stored in Redis wrapped by the data keys. Erasing a customer
-deletes their identities' keys: every copy of their data — in Redis, in an old AOF or RDB, in a
-backup — is unreadable from then on, with no need to find it.
+deletes their identities' keys: every copy of their data that does not also hold those keys is
+unreadable from then on. A snapshot of Redis taken before the erasure (an old RDB or AOF, a
+backup) holds them still; restoring a backup erases again every customer the newer erasure
+records name (``td:erasures``, core/workspace/backup.py).
 
 The raw event log stays under the data keys (the webhook does not parse, so it cannot know
 whose event it is); ``erase`` deletes the customer's retained raw events and the log's
@@ -13,11 +15,13 @@ retention bounds what a backup can hold.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tongdai.core import clock
 from tongdai.core.crypto import SUBJECT_PREFIX
 
 _WRAP = b"subject-key"
@@ -130,8 +134,13 @@ class Subjects:
             self._cache[kid] = (now, AESGCM(self.hub.keyring.decrypt_bytes(w, _WRAP))
                                 if w else None)
 
-    def erase(self, identities: list[str]) -> int:
-        """Destroy every key these identities ever had. Returns how many there were."""
+    def erase(self, identities: list[str], customer_id: str | None = None) -> int:
+        """Destroy every key these identities ever had. Returns how many there were.
+
+        A backup taken before holds the keys still (wrapped by the data keys, which do not
+        change): the erasure is written down (``td:erasures``: the customer id and the
+        identities' key hashes, nothing personal) so that restoring such a backup erases
+        them again (core/workspace/backup.py)."""
         r, k = self.hub.redis, self.hub.keys
         fields = [self._field(i) for i in identities]
         kids: list[bytes] = []
@@ -144,6 +153,9 @@ class Subjects:
         if fields:
             pipe.hdel(k.subject_ids(), *fields)
         pipe.incr(k.subject_erasures())  # every process's next batch forgets its cache
+        if customer_id is not None:
+            pipe.hset(k.erasures(), customer_id, json.dumps(
+                {"at": clock.now_ms(), "subjects": sorted({f[:16] for f in fields})}))
         pipe.execute()
         for kid in kids:
             self._cache.pop(kid.decode(), None)

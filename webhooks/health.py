@@ -12,6 +12,7 @@ from tongdai.core import clock
 from tongdai.core.hub import data_dir
 from tongdai.core.keys import BACKGROUND_QUEUE, INGEST_QUEUE, REPLIES_QUEUE
 from tongdai.core.pipeline import rawlog
+from tongdai.core.workspace import backup_schedule
 
 bp = Blueprint("health", __name__)
 
@@ -69,9 +70,15 @@ def healthz():
     jobs["waiting_sends"] = hub.redis.zcard(hub.keys.sends_due())  # retries, slow channels
     agent_queues = {q: hub.redis.zcard(hub.keys.queue(q)) for q in hub.config.hub.routing.queues}
     workers = Worker.all(connection=hub.redis)
+    # a stale backup is a problem to fix, not a reason to stop taking events: still 200
+    backups = backup_schedule.health(hub)
+    stale = [(f"the last good backup is older than backup.max_age "
+             f"({hub.config.hub.backup.max_age / 3600:g} h): see the scheduler's log, or run "
+             "`tongdai backup`")] if backups["stale"] else []
     return jsonify({
         "ok": not wrong,
-        "problems": wrong + config["problems"],
+        "problems": wrong + config["problems"] + stale,
+        "backup": backups,
         "config": config,
         "redis": "ok",
         "clock_offset_ms": clock.offset_ms(),

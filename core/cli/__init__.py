@@ -2,6 +2,7 @@
 
 from tongdai.core.cli import (  # noqa: F401  (each registers its commands on main)
     agentmail,
+    backup,
     bench,
     channels,
     config,

@@ -7,7 +7,8 @@ of who did what), ``tiers`` (escalation up and down the teams' tiers), ``canned`
 ``staffgroup`` (Telegram staff group), ``agentmail`` (agents answering by mail), ``hooks``
 (outgoing webhooks; ``hookdelivery`` sends them, ``hookdestinations`` says where they may go),
 ``sla_actions`` (what an SLA warning or breach sets off), ``privacy`` (export and erase a
-customer: it reaches every domain's data, so it lives at the top).
+customer: it reaches every domain's data, so it lives at the top), ``backup`` /
+``backup_restore`` / ``backup_schedule`` (copies of the whole hub, restored and checked).
 
 May import: plumbing, ``identity`` and ``pipeline``.
 
@@ -15,4 +16,12 @@ Importing this package registers the workspace on the pipeline's hooks (the feed
 the ingest interceptors). Every process entry point (web app, workers, CLI) imports it.
 """
 from tongdai.core.pipeline import sla, sla_resolution  # noqa: F401  (ticks and a reactor)
-from tongdai.core.workspace import agentmail, assignment, hooks, sla_actions, staffgroup, workflow  # noqa: F401  (registration on import)
+from tongdai.core.workspace import (  # noqa: F401  (registration on import)
+    agentmail,
+    assignment,
+    backup_schedule,
+    hooks,
+    sla_actions,
+    staffgroup,
+    workflow,
+)

@@ -11,6 +11,7 @@ from tongdai.core import clock
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import outbound, store
+from tongdai.core.workspace import backup
 
 PAGE = 200
 
@@ -42,8 +43,10 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     """Erase a customer: everything personal goes, anonymous counts stay.
 
     Crypto-erasure: their identities' own keys (``core/subjects.py``) are destroyed, so every
-    copy of what was encrypted with them — old AOF files, RDB snapshots, backups — is
-    unreadable. The rest is deleted as well:
+    copy of what was encrypted with them that does not hold the keys too is unreadable. A
+    backup taken before holds them (and, with ``encrypt_message_text`` off, the texts in
+    clear): the erasure is recorded, and ``tongdai restore`` erases the customer again. The
+    rest is deleted as well:
 
     Deleted: name, picture, identities (the channel index forgets them: their next message
     starts a new customer), identifiers and who held them, merge suggestions, conversations
@@ -129,7 +132,10 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     from tongdai.core.workspace import hookdelivery
 
     counts["webhook_deliveries"] = hookdelivery.forget_conversations(hub, set(convs))
-    keys = hub.subjects.erase(identities)  # every copy anywhere is unreadable from now on
+    # every copy without these keys is unreadable from now on; older backups hold them, so
+    # the erasure is recorded for restores (core/workspace/backup.py)
+    keys = hub.subjects.erase(identities, customer_id)
+    backup.note_erasure(hub, customer_id)
     raw_events = _erase_raw_events(hub, set(identities))
     try:
         r.bgrewriteaof()  # the AOF still holds the old values until it is rewritten
