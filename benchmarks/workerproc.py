@@ -22,7 +22,8 @@ import redis
 
 def main() -> None:
     mode = sys.argv[1]
-    r = redis.Redis.from_url(os.environ["REDIS_URL"])
+    r = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=60,
+                             socket_connect_timeout=5)  # burst workers: no long blocking reads
     if mode == "ingest":
         from tongdai.core.hub import Hub
         from tongdai.worker.main import run_worker

@@ -56,6 +56,16 @@ def connect(url: str) -> redis.Redis:
                                 health_check_interval=30)
 
 
+def with_socket_timeout(client: redis.Redis, socket_timeout: float) -> redis.Redis:
+    """A client of the same Redis with its own pool and another socket timeout: for a use whose
+    blocking command waits longer than ``SOCKET_TIMEOUT_S`` (RQ's BLPOP). A pool's timeout
+    cannot be raised in place: connections it already made keep the old one."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs, socket_timeout=socket_timeout)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **kwargs))
+
+
 class _Snapshot:
     """What one version of the config makes: swapped as one reference, so a reader sees one
     version whole (code that took the old one finishes with it)."""

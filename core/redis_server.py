@@ -44,7 +44,8 @@ class EmbeddedRedis:
 
     def running(self) -> bool:
         try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5,
+                                             socket_timeout=2).ping())
         except (redis.ConnectionError, redis.TimeoutError, FileNotFoundError):
             return False
 
@@ -89,8 +90,10 @@ class EmbeddedRedis:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            redis.Redis.from_url(self.url).shutdown(nosave=not self.persistent)
-        except (redis.ConnectionError, redis.ResponseError):
+            # SHUTDOWN flushes the append-only file first: give it the time the wait below has
+            redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=10).shutdown(
+                nosave=not self.persistent)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             pass
         try:
             self.proc.wait(timeout=10)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tongdai.core.hub import SOCKET_TIMEOUT_S
 from tongdai.core.pipeline import feed
 
@@ -14,3 +16,33 @@ def test_a_fifteen_second_blocking_read_is_not_cut_short(hub):
     started = time.monotonic()
     assert feed.read_after(hub, feed.last_id(hub), block_ms=6_000) == []  # > redis-py's 5 s
     assert time.monotonic() - started >= 5.9
+
+
+def test_every_blocking_reader_has_a_socket_timeout_above_its_block(hub):
+    from rq import Queue, Worker
+
+    from tongdai.webhooks import streaming
+    from tongdai.worker.main import RQ_SOCKET_TIMEOUT_S
+
+    worker = Worker([Queue("replies", connection=hub.redis)], connection=hub.redis)
+    assert RQ_SOCKET_TIMEOUT_S > worker.dequeue_timeout
+    assert streaming.READ_BLOCK_MS / 1000 < streaming.SOCKET_TIMEOUT_S < float("inf")
+
+
+def test_a_longer_timeout_for_a_client_whose_pool_already_has_connections(hub):
+    """RQ's BLPOP waits longer than the hub's socket timeout; raising a pool's timeout in
+    place leaves the connections it already made on the old one, so the worker gets a client
+    of its own (tongdai.worker.main.run_worker)."""
+    import redis
+
+    from tongdai.core.hub import with_socket_timeout
+
+    short = redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=hub.redis.connection_pool.connection_class,
+        **dict(hub.redis.connection_pool.connection_kwargs, socket_timeout=0.5)))
+    short.ping()  # a connection made with the short timeout
+    longer = with_socket_timeout(short, 5)
+    assert longer.blpop(["td:test:nothing"], timeout=1) is None  # waited 1 s, no TimeoutError
+    short.connection_pool.connection_kwargs["socket_timeout"] = 5  # what RQ does
+    with pytest.raises(redis.TimeoutError):
+        short.blpop(["td:test:nothing"], timeout=1)

@@ -42,6 +42,8 @@ RECHECK_S = float(os.environ.get("TONGDAI_STREAM_RECHECK_S", "5"))  # credential
 HEARTBEAT_S = 15.0
 MAX_STREAM_S = 3600.0  # then EventSource reconnects (spreads long-lived streams over processes)
 READ_COUNT = 500
+READ_BLOCK_MS = 5000
+SOCKET_TIMEOUT_S = 15.0  # above READ_BLOCK_MS
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
@@ -84,9 +86,11 @@ class Fanout:
         self.hub = hub
         # A few connections for the whole process, whatever the number of consoles: the feed
         # reader holds one; catch-ups and placings wait for a free one rather than open more.
-        # No socket timeout: the reader's XREAD BLOCK is bounded by its own BLOCK argument.
+        # The reader's XREAD BLOCK waits READ_BLOCK_MS; the socket timeout sits above it (not
+        # redis-py 8's 5 s default, not None: a Redis gone silent must not hang the reader).
         pool = aredis.BlockingConnectionPool.from_url(
-            url, max_connections=16, timeout=30, socket_timeout=None, socket_connect_timeout=5)
+            url, max_connections=16, timeout=30, socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=5)
         self.redis = aredis.Redis(connection_pool=pool)
         self.listeners: set[Listener] = set()
         self.cursor: str | None = None
@@ -112,7 +116,8 @@ class Fanout:
         key = self.hub.keys.feed()
         while True:
             try:
-                res = await self.redis.xread({key: self.cursor}, count=READ_COUNT, block=5000)
+                res = await self.redis.xread({key: self.cursor}, count=READ_COUNT,
+                                             block=READ_BLOCK_MS)
             except (redis.RedisError, OSError) as exc:
                 log.warning("feed reader: Redis error %s; retrying", type(exc).__name__)
                 await asyncio.sleep(1.0)

@@ -8,8 +8,9 @@ import threading
 import time
 
 from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_WORKER_TTL
 
-from tongdai.core.hub import Hub
+from tongdai.core.hub import Hub, with_socket_timeout
 from tongdai.core.keys import (
     BACKGROUND_QUEUE,
     HOOKS_QUEUE,
@@ -39,6 +40,11 @@ SENDING = {REPLIES_QUEUE, BACKGROUND_QUEUE, LEGACY_OUTBOUND_QUEUE}
 # Held while a sender runs a job in this process: the config watch thread never swaps the
 # config under it.
 _job_running = threading.Lock()
+
+# RQ waits for a job with BLPOP for up to its worker TTL less 15 s (405 s): the worker's
+# client has a socket timeout above that, chosen here (the hub's 30 s would cut the wait;
+# redis-py 8's default is 5 s; RQ raises it only for connections its pool has not made yet).
+RQ_SOCKET_TIMEOUT_S = DEFAULT_WORKER_TTL + 30
 
 
 class WatchingWorker(Worker):
@@ -97,9 +103,10 @@ def run_worker(hub: Hub, queues: tuple[str, ...] = ("ingest",), burst: bool = Fa
         hub.watch.start(f"worker:{'+'.join(queues)}")
         threading.Thread(target=watch_between_jobs, args=(hub, stop), name="config-watch",
                          daemon=True).start()
+    conn = with_socket_timeout(hub.redis, RQ_SOCKET_TIMEOUT_S)
     try:
-        worker_class([Queue(name, connection=hub.redis) for name in names],
-                     connection=hub.redis).work(
+        worker_class([Queue(name, connection=conn) for name in names],
+                     connection=conn).work(
             burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
     finally:
         hub.watch.forget()
