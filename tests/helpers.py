@@ -37,7 +37,7 @@ def run_outbound(hub: Hub, wait_s: float = 10.0) -> None:
     the waiting ones are promoted at their time, as a sender's promoter thread would."""
     import time
 
-    from rq import Queue, SimpleWorker
+    from rq import Queue
 
     from tongdai.core.clock import now_ms
     from tongdai.core.pipeline import send_schedule
@@ -46,12 +46,31 @@ def run_outbound(hub: Hub, wait_s: float = 10.0) -> None:
     jobs.set_hub(hub)
     queues = [Queue(name, connection=hub.redis) for name in QUEUES["outbound"]]
     while True:
-        SimpleWorker(queues, connection=hub.redis).work(burst=True, logging_level="WARNING")
+        _quiet_worker_class()(queues, connection=hub.redis).work(burst=True,
+                                                                 logging_level="WARNING")
         due = send_schedule.next_due_ms(hub)
         if due is None or due - now_ms() > wait_s * 1000:
             return
         time.sleep(max(0.0, (due - now_ms()) / 1000))
         send_schedule.promote_due(hub)
+
+
+def _quiet_worker_class():
+    from rq import SimpleWorker
+
+    class QuietWorker(SimpleWorker):
+        """A burst worker without the command channel: redis-py 8.2's PubSubWorkerThread.stop()
+        waits for its get_message(timeout=60), which rq's teardown can catch right after the
+        thread read the unsubscribe reply — a burst then ends a minute late. Tests send no
+        worker commands."""
+
+        def subscribe(self) -> None:
+            self.pubsub_thread = None
+
+        def unsubscribe(self) -> None:
+            pass
+
+    return QuietWorker
 
 
 def auth(token: str, idempotency_key: str | None = None) -> dict:
