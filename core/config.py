@@ -156,6 +156,8 @@ def _key_path(loc: tuple[Any, ...], channels: list[dict[str, Any]] | None = None
 
 def _fix_for(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
+    if (err.get("ctx") or {}).get("fix"):  # a validator that knows the fix says it
+        return err["ctx"]["fix"]
     if kind == "missing":
         return "add this key"
     if kind == "extra_forbidden":
@@ -173,6 +175,8 @@ def errors_from_validation(
     out = []
     for e in exc.errors():
         key = _key_path(tuple(e["loc"]), channels)
+        if sub := (e.get("ctx") or {}).get("key"):  # a whole-model check naming its key
+            key = f"{key}.{sub}" if key != "(top level)" else sub
         if prefix:
             key = f"{prefix}.{key}" if key != "(top level)" else prefix
         msg = e["msg"].removeprefix("Value error, ")

@@ -13,6 +13,7 @@ BUILTIN = {
     "facebook": "tongdai.adapters.facebook:FacebookAdapter",
     "zalo": "tongdai.adapters.zalo:ZaloAdapter",
     "email": "tongdai.adapters.email:EmailAdapter",
+    "webhook": "tongdai.adapters.webhook:WebhookAdapter",  # declarative: docs/webhook-adapter.md
 }
 ENTRY_POINT_GROUP = "tongdai.adapters"
 
