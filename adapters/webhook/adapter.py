@@ -32,7 +32,7 @@ from tongdai.adapters.base import (
     transport_error,
 )
 from tongdai.adapters.webhook.events import EventReader, load_body
-from tongdai.adapters.webhook.expressions import Getter, getter, truthy
+from tongdai.adapters.webhook.expressions import EvaluationError, Getter, getter, truthy
 from tongdai.adapters.webhook.settings import HmacVerify, TokenVerify, WebhookSettings
 from tongdai.adapters.webhook.templates import PLACEHOLDER, Body, Text, url_part
 from tongdai.core.errors import DeliveryError, SignatureError
@@ -145,28 +145,40 @@ class WebhookAdapter(Adapter):
             answer = None
         return self._receipt(resp, answer, message)
 
+    def _check(self, name: str, answer: Any) -> Any:
+        """``send.<name>`` on an answer; a failing expression counts as null (and is logged:
+        the call was made, so its outcome must still be decided)."""
+        get = self._checks.get(name) if name != "message_id" else self._message_id
+        if get is None:
+            return None
+        try:
+            return get(answer)
+        except EvaluationError as exc:
+            log.warning("channel %s: send.%s %s", self.channel_id, name, exc)
+            return None
+
     def _receipt(self, resp: httpx.Response, answer: Any, message: OutboundMessage) -> Receipt:
         status, what = resp.status_code, f"{self.platform} send"
         send = self.settings.send
-        checks = self._checks
+        check = self._check
         done = status in send.already_sent
         if not done and (status in self._retry_codes or status // 100 in self._retry_classes
-                         or ("retry_when" in checks and truthy(checks["retry_when"](answer)))):
+                         or truthy(check("retry_when", answer))):
             after = _seconds(resp.headers.get("retry-after"))
-            if after is None and "retry_after" in checks:
-                after = _seconds(checks["retry_after"](answer))
+            if after is None:
+                after = _seconds(check("retry_after", answer))
             code = "rate_limited" if status == 429 else (
                 "server_error" if status >= 500 else "retry_later")
             raise DeliveryError(self._describe(what, status, answer), retryable=True,
                                 retry_after=after, code=code)
-        failed = "fail_when" in checks and truthy(checks["fail_when"](answer))
+        failed = truthy(check("fail_when", answer))
         if not done and (failed or not 200 <= status < 300):
             code = "unauthorized" if status in (401, 403) else "bad_request"
             text = self._describe(what, status, answer)
             if code == "unauthorized":
                 text += ": the platform refused the credentials; check this channel's secrets"
             raise DeliveryError(text, retryable=False, code=code)
-        external = self._message_id(answer)
+        external = check("message_id", answer)
         if external is None:
             log.warning("%s on channel %s: send.message_id %r found no id in the answer",
                         what, self.channel_id, send.message_id)
@@ -176,7 +188,7 @@ class WebhookAdapter(Adapter):
     def _describe(self, what: str, status: int, answer: Any) -> str:
         """HTTP status and the platform's own error text, with no secret in it."""
         text = f"{what}: HTTP {status}"
-        if "error" in self._checks and (said := self._checks["error"](answer)) is not None:
+        if (said := self._check("error", answer)) is not None:
             said = str(said)[:300]
             for secret in self._secret_texts:
                 said = said.replace(secret, "<secret>")

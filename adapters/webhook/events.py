@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from tongdai.adapters.webhook.expressions import Getter, getter, truthy
+from tongdai.adapters.webhook.expressions import EvaluationError, Getter, getter, truthy
 from tongdai.adapters.webhook.settings import EventsMapping
 from tongdai.core.errors import PayloadError
 from tongdai.core.models import Attachment, EventKind, InboundEvent
@@ -72,7 +72,10 @@ class EventReader:
     def read(self, body: bytes, received_ms: int) -> list[InboundEvent]:
         """Every event of a body: read, ignored, or unmatched (see the module's docstring)."""
         data = load_body(body, self.platform)
-        events = self.events(data)
+        try:
+            events = self.events(data)
+        except EvaluationError as exc:
+            raise PayloadError(f"events.list {exc}") from None
         if events is None:
             raise PayloadError(f"events.list {self.mapping.list!r} gave null on this body: "
                                "fix the expression or check what the platform sent")
@@ -83,7 +86,7 @@ class EventReader:
         for i, item in enumerate(events):
             try:
                 ev = self.event(item, received_ms)
-            except Unmatched as exc:
+            except (Unmatched, EvaluationError) as exc:
                 problems.append(f"event {i + 1} of {len(events)}: {exc}")
                 continue
             if ev is not None:

@@ -109,7 +109,9 @@ def _compile(node: dict[str, Any]) -> Getter:
 
         def compare(v: Any) -> Any:
             a, b = left(v), right(v)
-            return order(a, b) if _number(a) and _number(b) else None
+            # numbers with numbers, text with text (jmespath 1.1); anything else: null
+            both = (_number(a) and _number(b)) or (isinstance(a, str) and isinstance(b, str))
+            return order(a, b) if both else None
 
         return compare
     if t in ("projection", "filter_projection"):
@@ -154,15 +156,37 @@ def _compile(node: dict[str, Any]) -> Getter:
     raise _Unsupported(t)
 
 
+class EvaluationError(ValueError):
+    """An expression that failed on a value (a function given the wrong type: ``join`` on a
+    null); the message names the expression."""
+
+
+def _raises(node: dict[str, Any]) -> bool:
+    """Whether evaluating ``node`` can raise: only function calls can (on a wrong type)."""
+    return node["type"] == "function_expression" or any(
+        _raises(c) for c in node.get("children") or [] if isinstance(c, dict))
+
+
 def getter(expr: str) -> Getter:
     """A function evaluating ``expr`` on a parsed JSON value: a closure per node, built here
     once (jmespath's interpreter walks the tree on every call: 3-4x slower on a mapping's
-    expressions), or jmespath's own search for the rare node types left to it."""
+    expressions), or jmespath's own search for the rare node types left to it. An expression
+    with function calls raises ``EvaluationError`` naming itself when a call fails."""
     compiled = jmespath.compile(check(expr))
     try:
-        return _compile(compiled.parsed)
+        run = _compile(compiled.parsed)
     except _Unsupported:
-        return compiled.search
+        run = compiled.search
+    if not _raises(compiled.parsed):
+        return run
+
+    def guarded(value: Any) -> Any:
+        try:
+            return run(value)
+        except JMESPathError as exc:
+            raise EvaluationError(f"{expr!r} failed: {str(exc).splitlines()[0]}") from None
+
+    return guarded
 
 
 def truthy(value: Any) -> bool:
