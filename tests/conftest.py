@@ -150,3 +150,25 @@ def admin_token(hub) -> str:
     from tongdai.core.workspace import tokens
 
     return tokens.create(hub, "alice", "admin")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The benchmark's smoke test runs last, its benchmark started now in the background
+    (tests/test_bench_smoke.py says why)."""
+    bench = [i for i in items if i.nodeid.startswith("tests/test_bench_smoke.py")]
+    if not bench or len(bench) == len(items):
+        return
+    items[:] = [i for i in items if i not in bench] + bench
+    from tests.test_bench_smoke import start
+
+    config._tongdai_bench = start()
+
+
+def pytest_unconfigure(config):
+    """A session that ends early (-x, Ctrl-C) stops the background benchmark: SIGTERM lets it
+    stop the servers and workers it started."""
+    started = getattr(config, "_tongdai_bench", None)
+    if started and started[0].poll() is None:
+        from tests.test_bench_smoke import stop
+
+        stop(started[0])
