@@ -6,15 +6,31 @@ Every error carries what a person needs to fix it; the HTTP edge maps them to st
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class TongdaiError(Exception):
     """Base of every error the hub raises on purpose."""
 
     http_status = 500
+    # which case this is, for a client to say in its own language (the console's i18n:
+    # "error.<reason>" with ``params``); "" when the message is all there is
+    reason = ""
+    params: ClassVar[dict] = {}
+
+    def because(self, reason: str, **params: object) -> TongdaiError:
+        """Name the case (``raise Conflict("already taken by An").because("already_taken",
+        by="An")``): the message stays for logs, the CLI and clients without a translation."""
+        self.reason, self.params = reason, params
+        return self
 
     def to_json(self) -> dict:
-        """The body every HTTP error answer carries: ``{"error": {"code", "message"}}``."""
-        return {"error": {"code": type(self).__name__, "message": str(self)}}
+        """The body every HTTP error answer carries: ``{"error": {"code", "message"}}``, plus
+        ``reason`` and ``params`` when the case is named."""
+        body: dict = {"code": type(self).__name__, "message": str(self)}
+        if self.reason:
+            body.update(reason=self.reason, params=self.params)
+        return {"error": body}
 
 
 class ConfigError(TongdaiError):

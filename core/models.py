@@ -189,6 +189,10 @@ class Message:
     attachments: list[Attachment] = field(default_factory=list)
     status: DeliveryStatus = DeliveryStatus.RECEIVED
     status_reason: str | None = None
+    # the sender's own reason in parts a console translates: {"code": retrying | uncertain |
+    # uncertain_retry | failed | failed_after_unanswered | sent_after_unanswered, "detail":
+    # the platform's or adapter's words, ...}; None when the reason came from elsewhere
+    status_why: dict[str, Any] | None = None
     tags: list[str] = field(default_factory=list)
     reply_to: str | None = None
     edited_ts_ms: int | None = None
@@ -211,6 +215,7 @@ class Message:
         "external_id": "e",
         "status": "s",
         "status_reason": "sr",
+        "status_why": "sw",
         "tags": "g",
         "reply_to": "rt",
         "edited_ts_ms": "ed",
@@ -256,6 +261,7 @@ class Message:
             attachments=[Attachment.from_dict(a) for a in d.get("at", ())],
             status=DeliveryStatus(d.get("s", DeliveryStatus.RECEIVED.value)),
             status_reason=d.get("sr"),
+            status_why=d.get("sw"),
             tags=d.get("g", []),
             reply_to=d.get("rt"),
             edited_ts_ms=d.get("ed"),
@@ -279,6 +285,7 @@ class Message:
             "attachments": [a.to_dict() for a in self.attachments],
             "status": self.status.value,
             "status_reason": self.status_reason,
+            "status_why": self.status_why,
             "external_id": self.external_id,
             "reply_to": self.reply_to,
             "tags": self.tags,

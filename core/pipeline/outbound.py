@@ -119,14 +119,17 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
                   key=lambda c: (not c.open, f"{c.channel_id}|{c.external_user_id}" != opener))
     if not mine:
         raise WindowClosed(f"the customer has no identity on {channel_id}",
-                           reachable=[c.channel_id for c in states if c.open])
+                           reachable=[c.channel_id for c in states if c.open]).because(
+            "no_identity", channel=channel_id)
     state = mine[0]
     if not state.open:
         others = [c.channel_id for c in states if c.open and c.channel_id != channel_id]
         hint = (f"; reachable now: {', '.join(others)}" if others
                 else "; no other channel of this customer is reachable now")
         raise WindowClosed(f"cannot reply on {channel_id}: {state.reason}{hint}",
-                           reachable=others)
+                           reachable=others).because(
+            "channel_unreachable", channel=channel_id, why=state.reason_code,
+            detail=state.detail, reachable=", ".join(others))
     now = now_ms()
     # the customer identity's own key: erasing them makes our replies unreadable too
     subject = hub.subjects.key_for(f"{channel_id}|{state.external_user_id}")
@@ -266,7 +269,8 @@ def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
     # After an unanswered try, the customer may see this twice: the agent is told so.
     again = ("sent on the try after one that got no answer; the customer may see it twice"
              if "u" in waiting.flags else None)
-    _set(hub, conv_id, mid, s=DeliveryStatus.SENT.value, e=receipt.external_id, sr=again)
+    _set(hub, conv_id, mid, s=DeliveryStatus.SENT.value, e=receipt.external_id, sr=again,
+         sw={"code": "sent_after_unanswered"} if again else None)
     keys = adapter.sent_dedupe_keys(out, receipt)
     if keys:  # the platform's echo and receipts of this send find it, not a copy
         hub.redis.hset(hub.keys.dedupe(msg.channel_id),
@@ -286,7 +290,8 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
             twice = ", perhaps twice (an earlier try got no answer either)"
             why = (f"{exc}: it may have arrived{twice if unanswered_before else ''}. "
                    "Not tried again: check with the customer")
-            _set(hub, conv_id, mid, s=DeliveryStatus.UNCERTAIN.value, sr=why)
+            _set(hub, conv_id, mid, s=DeliveryStatus.UNCERTAIN.value, sr=why,
+                 sw={"code": "uncertain", "twice": unanswered_before, "detail": str(exc)})
             log.warning("message %s on %s: uncertain, not tried again", mid, msg.channel_id)
             return "uncertain: not tried again"
         delay = hub.config.hub.replies.uncertain_retry
@@ -294,7 +299,8 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
                  now_ms() + int(delay * 1000))
         _set(hub, conv_id, mid, sr=(
             f"{exc}: it may have arrived. {adapter.name} has no idempotency key, so one more "
-            f"try in {delay:g}s may send it twice; none after that"))
+            f"try in {delay:g}s may send it twice; none after that"),
+             sw={"code": "uncertain_retry", "delay_s": delay, "detail": str(exc)})
         log.warning("message %s on %s: no answer after sending; one more try in %gs", mid,
                     msg.channel_id, delay)
         return f"uncertain: one more try in {delay:g}s"
@@ -303,8 +309,10 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
             hub.redis.hset(hub.keys.customer(customer_id), f"blocked:{msg.channel_id}", now_ms())
         if unanswered_before:  # the earlier, unanswered try may still have arrived
             _set(hub, conv_id, mid, s=DeliveryStatus.UNCERTAIN.value,
-                 sr=f"{exc}; an earlier try got no answer and may have arrived")
+                 sr=f"{exc}; an earlier try got no answer and may have arrived",
+                 sw={"code": "failed_after_unanswered", "detail": str(exc)})
             return f"uncertain: {exc}"
+        _set(hub, conv_id, mid, sw={"code": "failed", "detail": str(exc)})
         _patch(hub, conv_id, mid, "status", "failed", str(exc))
         log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
         return f"failed: {exc}"
@@ -312,7 +320,9 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
     schedule(hub, Waiting(waiting.lane, conv_id, mid, attempt + 1, waiting.flags),
              now_ms() + int(delay * 1000))
     # Still queued, but agents see why it has not gone out yet.
-    _set(hub, conv_id, mid, sr=f"retry {attempt + 1} of {MAX_ATTEMPTS} in {delay:g}s: {exc}")
+    _set(hub, conv_id, mid, sr=f"retry {attempt + 1} of {MAX_ATTEMPTS} in {delay:g}s: {exc}",
+         sw={"code": "retrying", "attempt": attempt + 1, "max": MAX_ATTEMPTS, "delay_s": delay,
+             "detail": str(exc)})
     log.info("message %s: retryable error (%s), retry %d in %gs", mid, exc.code, attempt + 1,
              delay)
     return f"retry {attempt + 1} in {delay:g}s"

@@ -141,18 +141,22 @@ def claim(hub: Hub, principal: Principal, conv_id: str) -> Conversation:
     if conv.assignee == principal.name:
         return conv
     if conv.assignee:
-        raise Conflict(f"already taken by {_name(hub, conv.assignee)}")
+        raise Conflict(f"already taken by {_name(hub, conv.assignee)}").because(
+            "already_taken", by=_name(hub, conv.assignee))
     user = _taker(hub, principal.name)
     cap = capacity(hub, user)
     code, val = run_claim(hub, conv_id, user.name, seen="", by=user.name, reason="claim",
                           cap=cap, need="active", team_id=_team_for(hub, conv.queue, user))
     if code == 0:
-        raise Conflict(f"already taken by {_name(hub, val)}")
+        raise Conflict(f"already taken by {_name(hub, val)}").because(
+            "already_taken", by=_name(hub, val))
     if code == -1:
         raise Conflict(f"you are at capacity ({val} open conversations of {cap}): resolve or "
-                       "hand one back first, or ask a supervisor to assign it to you")
+                       "hand one back first, or ask a supervisor to assign it to you").because(
+            "at_capacity", n=val, cap=cap)
     if code == -2:
-        raise Conflict(f"conversation {conv_id} is {val}: reopen it first")
+        raise Conflict(f"conversation {conv_id} is {val}: reopen it first").because(
+            "reopen_first", id=conv_id)
     return store.get_conversation(hub, conv_id)
 
 
@@ -165,9 +169,11 @@ def may_act(hub: Hub, principal: Principal, conv: Conversation) -> None:
         if conv.queue in access.team_queues(hub, principal.teams):
             return
         raise Forbidden(f"conversation {conv.id} is in queue {conv.queue}, not one of your "
-                        "teams': its supervisors or an admin can reassign it")
+                        "teams': its supervisors or an admin can reassign it").because(
+            "not_your_queue", id=conv.id, queue=conv.queue)
     raise Forbidden(f"conversation {conv.id} is {_name(hub, conv.assignee)}'s: taking it over "
-                    "needs a supervisor")
+                    "needs a supervisor").because("needs_supervisor", id=conv.id,
+                                                  who=_name(hub, conv.assignee))
 
 
 def assign(hub: Hub, principal: Principal, conv_id: str, assignee: str | None,

@@ -18,6 +18,8 @@ from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F
 from tests.identity.people import config_extra, feed, mail, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
+from tongdai.core.workspace import assignment
+from tongdai.core.workspace.access import Principal
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
 playwright_api = pytest.importorskip("playwright.sync_api",
@@ -61,6 +63,23 @@ def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
             expect(picker).to_have_value("tg-test")
             page.locator("#conv-list li.conv[data-id='1']").click()
             expect(page.locator("#channel-why")).to_have_text("")
+            # queues by the name of the team that works them
+            expect(page.locator("#conv-meta .queue")).to_have_text("Hỗ trợ")
+
+            # a colleague takes it first: the refusal, the line and the header in Vietnamese
+            assignment.claim(hub, Principal("cuong", "supervisor", frozenset({"support"})), "1")
+            lines = page.locator("#timeline li.msg.system .system-text")
+            expect(lines).to_have_text(["cuong đã nhận hội thoại"])
+            page.click("#conv-actions [data-action=claim]")
+            expect(page.locator("#toasts .toast.error")).to_have_text(
+                "Cuong đã nhận hội thoại này rồi.")
+
+            # resolve: the header, the line and the customer panel all say so
+            page.keyboard.press("e")
+            expect(page.locator("#conv-meta .status")).to_have_text("đã xử lý")
+            expect(lines.last).to_have_text("an đã xử lý xong hội thoại")
+            panel = page.locator("#customer-body button.link.current")
+            expect(panel).to_contain_text("#1 · đã xử lý")
         finally:
             browser.close()
-    assert problems == []
+    assert [x for x in problems if "409 (Conflict)" not in x] == []  # (the refused claim)

@@ -52,23 +52,23 @@ def test_escalate_and_deescalate_from_the_console(hub, server, people):  # noqa:
             expect(page.locator("#conv-meta .tier")).to_have_text("Cấp 1")
             page.keyboard.press("c")
             lines = page.locator("#timeline li.msg.system .system-text")
-            expect(lines).to_have_text(["admin took the conversation"])
+            expect(lines).to_have_text(["admin đã nhận hội thoại"])  # in the console's language
             expect(page.locator("#conv-actions [data-action=deescalate]")).to_be_hidden()
 
             page.click("#conv-actions [data-action=escalate]")
             page.fill("#ask textarea[name=reason]", "giao nhầm, cần bồi hoàn")
             page.click("#ask button[type=submit]")
-            expect(page.locator("#conv-meta .queue")).to_have_text("billing")
+            expect(page.locator("#conv-meta .queue")).to_have_text("Thanh toán")  # billing's team
             expect(page.locator("#conv-meta .tier")).to_have_text("Cấp 2")
             expect(lines.last).to_have_text(
-                "admin escalated it from general (tier 1) to billing (tier 2, team billing);"
-                " admin no longer has it — giao nhầm, cần bồi hoàn")  # (admin: in no team)
+                "admin chuyển cấp từ Hỗ trợ (cấp 1) lên Thanh toán (cấp 2);"
+                " admin không còn phụ trách — giao nhầm, cần bồi hoàn")  # (admin: in no team)
             expect(page.locator("#conv-meta .assignee")).to_have_text("chưa giao")
             expect(page.locator("#conv-actions [data-action=escalate]")).to_be_hidden()  # top
 
             page.click("#conv-actions [data-action=deescalate]")
             page.click("#ask button[type=submit]")  # the reason is optional
-            expect(page.locator("#conv-meta .queue")).to_have_text("general")
+            expect(page.locator("#conv-meta .queue")).to_have_text("Hỗ trợ")
             expect(lines).to_have_count(3)
             # a system line is not a note
             expect(page.locator("#timeline li.msg.note")).to_have_count(0)

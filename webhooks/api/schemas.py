@@ -21,6 +21,9 @@ class Strict(BaseModel):
 class ErrorDetail(Model):
     code: str
     message: str
+    # the case, for clients that say it in their own language (the console's "error.<reason>")
+    reason: str | None = None
+    params: dict[str, Any] | None = None
 
 
 class Error(Model):
@@ -71,6 +74,9 @@ class MessageOut(Model):
     attachments: list[AttachmentOut]
     status: str
     status_reason: str | None
+    # the sender's reason in parts (code, detail, attempt, max, delay_s, twice): what a
+    # console translates; null when the reason came from the platform
+    status_why: dict[str, Any] | None = None
     external_id: str | None
     reply_to: str | None
     tags: list[str]

@@ -3,10 +3,13 @@
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, reason, params) {
     super(message);
     this.status = status;
     this.code = code;
+    // the case the server named, for the console to say in its language ("error.<reason>")
+    this.reason = reason || '';
+    this.params = params || {};
     // A route this server does not have (yet): the caller hides the control.
     this.missingRoute = status === 405 ||
       (status === 404 && /requested URL was not found/i.test(message || ''));
@@ -44,7 +47,7 @@ export async function api(method, path, body, idempotencyKey) {
   try { data = await res.json(); } catch { data = null; }
   if (!res.ok) {
     const e = (data && data.error) || {};
-    throw new ApiError(res.status, e.code || '', e.message || res.statusText);
+    throw new ApiError(res.status, e.code || '', e.message || res.statusText, e.reason, e.params);
   }
   return data;
 }

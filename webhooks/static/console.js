@@ -5,20 +5,43 @@ import { ApiError, api, get, has, loadRoutes } from './api.js';
 import { createConversation } from './conversation.js';
 import { createCustomerPanel } from './customer.js';
 import { createInbox } from './inbox.js';
-import { $, isTyping, setLanguage, t, toast } from './ui.js';
+import { $, isTyping, setLanguage, t, toast, tr } from './ui.js';
 
 const boot = JSON.parse(document.getElementById('boot').textContent);
 setLanguage(boot.language, boot.strings);
+
+// A queue as agents know it: the name of the team that works it (its id stays in titles).
+function queueLabel(queue) {
+  const team = (boot.teams || []).find((x) => (x.queues || []).includes(queue));
+  if (!team || !team.name) return queue;
+  return team.queues.length > 1 ? `${team.name} · ${queue}` : team.name;
+}
+
+// An error in the console's language: the case the server named ("error.<reason>"), else the
+// kind of refusal (by HTTP status) followed by the server's own words.
+function explain(e) {
+  if (!(e instanceof ApiError)) return e && e.message ? e.message : String(e);
+  if (e.status === 0) return t('error.network');
+  const p = { ...e.params };
+  if (e.reason === 'channel_unreachable') p.why = tr('reach.' + p.why, p.detail, e.message);
+  if (p.queue) p.queue = queueLabel(p.queue);
+  const known = e.reason ? tr('error.' + e.reason, p, '') : '';
+  if (known) return known;
+  const kind = tr('error.status.' + e.status, {}, '');
+  return kind ? `${kind} (${e.message})` : e.message;
+}
 
 let usersCache = null;
 const ctx = {
   me: boot.me,
   teams: boot.teams,
   queues: boot.queues,
+  queueLabel,
+  explain,
   toast: (text) => toast(text),
   error: (e) => {
     if (e instanceof ApiError && e.status === 401) return;
-    toast(e && e.message ? e.message : String(e), 'error');
+    toast(explain(e), 'error');
   },
   users: () => {
     usersCache = usersCache || get('/users').then((p) => p.items).catch(() => []);
@@ -109,7 +132,7 @@ function live({ inbox, conversation, customer, open }) {
         boot.me.role !== 'agent') {
       // supervisors and admins hear of every wait about to slip or slipped (sla.on_* notify)
       const key = type === 'conversation.sla_breached' ? 'sla.breached_toast' : 'sla.warning_toast';
-      toast(t(key, { id: data.conversation_id, queue: data.queue || '' }),
+      toast(t(key, { id: data.conversation_id, queue: data.queue ? queueLabel(data.queue) : '' }),
         type === 'conversation.sla_breached' ? 'error' : 'info',
         () => open(String(data.conversation_id)));
     }

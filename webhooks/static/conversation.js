@@ -5,6 +5,9 @@ import { $, ask, clear, el, fmtFull, fmtTime, t, tr, uuid } from './ui.js';
 
 const TICKS = { queued: '🕓', uncertain: '❓', sent: '✓', delayed: '⏳', delivered: '✓✓', read: '✓✓', failed: '⚠' };
 const SAFE_URL = /^https?:\/\//i;
+// the status each of the sender's reasons goes with (core/pipeline/outbound.py: sw)
+const WHY_STATUS = { retrying: 'queued', uncertain_retry: 'queued', uncertain: 'uncertain',
+  failed_after_unanswered: 'uncertain', failed: 'failed', sent_after_unanswered: 'sent' };
 // feed events whose change wrote a system line into the timeline
 const LINES = new Set(['conversation.assigned', 'conversation.escalated', 'conversation.deescalated',
   'conversation.resolved', 'conversation.open', 'conversation.priority_changed']);
@@ -140,7 +143,7 @@ export function createConversation(ctx) {
     meta.append(
       el('span', { class: 'conv-id', text: '#' + conv.id }),
       el('span', { class: 'status status-' + conv.status, text: t('status.' + conv.status) }),
-      el('span', { class: 'queue', text: conv.queue }),
+      el('span', { class: 'queue', title: conv.queue, text: ctx.queueLabel(conv.queue) }),
       ...(teamOf(conv.queue) ? [el('span', { class: 'tier', title: teamOf(conv.queue).name,
         text: t('tier.badge', { n: teamOf(conv.queue).tier }) })] : []),
       el('span', { class: 'assignee', text: conv.assignee ? '@' + conv.assignee : t('inbox.unassigned') }),
@@ -212,8 +215,52 @@ export function createConversation(ctx) {
   function systemLine(m) {
     const ts = m.platform_ts || m.received_ts;
     return el('li', { class: 'msg system', dataset: { id: m.id } },
-      el('span', { class: 'system-text', text: m.text || '' }),
+      el('span', { class: 'system-text', text: systemText(m) }),
       el('time', { class: 'msg-time', title: fmtFull(ts), text: fmtTime(ts) }));
+  }
+
+  // The line in the console's language from what it records (payload: action, queues,
+  // people); the person's own words (a reason, a why) follow " — " in the stored text. A line
+  // this console does not know is shown as the server wrote it.
+  function systemText(m) {
+    let p = null;
+    try { p = JSON.parse(m.payload || 'null'); } catch { p = null; }
+    const text = m.text || '';
+    if (!p || !p.action) return text;
+    const actor = (m.author && m.author.id) || 'system';
+    // a policy acting (policy:sla) or the hub itself, named in words; people by their name
+    const by = actor === 'system' || actor.startsWith('policy:') ? tr('actor.' + actor, {}, actor) : actor;
+    const cut = text.indexOf(' — ');
+    const why = cut >= 0 ? t('line.why', { why: text.slice(cut + 3) }) : '';
+    const team = (id) => ((ctx.teams || []).find((x) => x.id === id) || { name: id }).name;
+    let s;
+    if (p.action === 'assigned') {
+      const vars = { by, new: p.assignee || '', seen: p.previous || '' };
+      let k;
+      if (p.reason === 'auto') k = 'auto';
+      else if (p.reason === 'offline') k = 'offline';
+      else if (p.reason === 'claim') k = 'claim';
+      else if ((p.assignee || '') === (p.previous || '')) k = 'moved';
+      else if (!p.assignee) k = p.previous === by ? 'handed_back' : 'taken_back';
+      else if (p.previous) k = 'transferred';
+      else k = 'assigned';
+      s = t('line.' + k, vars);
+      if (p.queue) {
+        s += p.team ? t('line.to_team', { team: team(p.team), queue: ctx.queueLabel(p.queue) })
+          : t('line.to_queue', { queue: ctx.queueLabel(p.queue) });
+      }
+    } else if (p.action === 'escalated' || p.action === 'deescalated') {
+      s = t('line.' + p.action, { by, from: ctx.queueLabel(p.from_queue), to: ctx.queueLabel(p.to_queue),
+        from_tier: p.from_tier, to_tier: p.to_tier });
+      if (p.released) s += t('line.released', { who: p.released });
+    } else if (p.action === 'priority_raised') {
+      s = t('line.priority_raised', { by, priority: (p.priority || [])[1] });
+    } else if (p.action === 'resolved' || p.action === 'reopened') {
+      s = t('line.' + p.action, { by });
+    } else {
+      return text;
+    }
+    return s + why;
   }
 
   function attachment(m, a, n) {
@@ -244,12 +291,22 @@ export function createConversation(ctx) {
   }
 
   function tick(m) {
-    const reason = m.status_reason || '';
-    const label = t('status.' + m.status) + (reason ? ': ' + reason : '');
+    const label = t('status.' + m.status) + (statusReason(m) ? ': ' + statusReason(m) : '');
     return el('span', { class: 'tick-box' },
       el('span', { class: 'tick tick-' + m.status, title: label, 'aria-label': label, text: TICKS[m.status] || '' }),
       m.status === 'failed' || m.status === 'delayed' || m.status === 'uncertain'
+        || (m.status === 'queued' && m.status_why && WHY_STATUS[m.status_why.code] === 'queued')
         ? el('span', { class: 'tick-reason', text: label }) : null);
+  }
+
+  // Why a reply is where it is: the sender's reason in the console's language when it is the
+  // current one (status_why matches the status), else the words it came with (a platform's).
+  function statusReason(m) {
+    const why = m.status_why;
+    if (why && WHY_STATUS[why.code] === m.status) {
+      return tr('why.' + why.code, { ...why, detail: why.detail || '' }, m.status_reason || '');
+    }
+    return m.status_reason || '';
   }
 
   // -- composer -------------------------------------------------------------------------------
@@ -315,7 +372,7 @@ export function createConversation(ctx) {
         await loadTimeline(false, true);
       }
     } catch (e) {
-      composerError.textContent = e.message || String(e);
+      composerError.textContent = ctx.explain(e);
     } finally {
       sending = false;
       updateComposer();
@@ -434,9 +491,10 @@ export function createConversation(ctx) {
       conv = await post(path, body);
       renderHeader();
       ctx.changed();
+      ctx.customer.reload(); // the panel lists this conversation with its status
       if (name === 'claim') ctx.toast(t('claim.done'));
       if (name === 'escalate' || name === 'deescalate') {
-        ctx.toast(t(name + '.done', { queue: conv.queue }));
+        ctx.toast(t(name + '.done', { queue: ctx.queueLabel(conv.queue) }));
         await refreshHeader(); // it may have left your teams' queues: then it closes
       }
       loadTimeline(false, true); // the action's line
@@ -464,6 +522,7 @@ export function createConversation(ctx) {
     } else if (type.startsWith('conversation.')) {
       // claims, transfers, escalations, resolves... each wrote a line in the timeline
       refreshHeader().then(() => { if (LINES.has(type)) loadTimeline(false, false); });
+      ctx.customer.reload();
     }
   }
 

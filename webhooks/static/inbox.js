@@ -24,6 +24,7 @@ export function createInbox(ctx) {
     for (const k of ['q', 'sla']) f[k].closest('.filter').hidden = true;
   }
   if (!useInbox) fallbackControls();
+  for (const o of f.queue.options) if (o.value) o.textContent = ctx.queueLabel(o.value);
 
   function params(next) {
     const p = { queue: f.queue.value, status: f.status.value, cursor: next || undefined, limit: 50 };
@@ -112,7 +113,7 @@ export function createInbox(ctx) {
         type: 'button', class: 'chip' + (f.queue.value === q ? ' active' : ''),
         title: t('inbox.unread_in', { queue: q }),
         onclick: () => { f.queue.value = f.queue.value === q ? '' : q; load(false); },
-      }, q, n ? el('span', { class: 'badge', text: n }) : null));
+      }, ctx.queueLabel(q), n ? el('span', { class: 'badge', text: n }) : null));
     }
     document.title = (total ? `(${total}) ` : '') + t('app.title');
   }
@@ -146,7 +147,7 @@ export function createInbox(ctx) {
     el('div', { class: 'conv-preview', text: preview(c.last_message) }),
     el('div', { class: 'conv-meta' },
       el('span', { class: 'badge channel', text: c.channel_id }),
-      el('span', { class: 'queue', text: c.queue }),
+      el('span', { class: 'queue', title: c.queue, text: ctx.queueLabel(c.queue) }),
       el('span', { class: 'status status-' + c.status, text: t('status.' + c.status) }),
       el('span', { class: 'assignee', text: c.assignee ? '@' + c.assignee : t('inbox.unassigned') }),
       c.priority ? el('span', { class: 'priority', text: 'P' + c.priority }) : null,
