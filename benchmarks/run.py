@@ -7,7 +7,9 @@ Sections (each against its own baseline, on the same machine, in the same run):
 * latency_p50/p99_ms    webhook accepted → message.created published, at 1,000 msg/s offered
 * redis_bytes_per_message  Redis memory per stored message, beyond its text
 * history_read_ratio    newest-50 page of a 100k-message conversation ÷ of a 100-message one
-* parse_us_per_event    every built-in adapter's parse() over its test fixtures
+* parse_us_per_event    every built-in adapter's parse() over its test fixtures (adapter:
+                        webhook over LINE's, through the example config's LINE mapping),
+                        and parse_webhook_vs_telegram, the ratio of the two
 * webhook_p99_with_500_streams_ms / stream_fanout_p95_ms   a whole floor of open consoles
 * reply_latency_under_backlog_ms  p95 agent reply → platform, behind 10,000 queued profile
                         fetches and beside a channel answering after 15 s
@@ -47,6 +49,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "webhook_p99_with_500_streams_ms": ("<=", 50),
     "stream_fanout_p95_ms": ("<=", 500),
     "reply_latency_under_backlog_ms": ("<=", 1000),
+    "parse_webhook_vs_telegram": ("<=", 3),
 }
 
 
@@ -122,6 +125,9 @@ def table(res: dict, errors: dict, meta: dict) -> str:
                      "accepted")))
     for name, us in sorted((g("parse_us_per_event") or {}).items()):
         rows.append((f"parse_us_per_event[{name}]", us, "µs per event, parse() only, fixtures"))
+    if g("parse_webhook_vs_telegram") is not None:
+        rows.append(("parse_webhook_vs_telegram", g("parse_webhook_vs_telegram"),
+                     "adapter: webhook on LINE's payloads (the example's mapping) ÷ telegram"))
     lines = [f"{'figure':<30} {'value':>9}  {'target':<8} {'result':<6} detail", "-" * 100]
     for key, value, detail in rows:
         op, target = TARGETS.get(key, ("", None))
