@@ -187,6 +187,20 @@ class SecuritySection(_Section):
     webhook_allowed_networks: list[IPvAnyNetwork] = []
 
 
+class MetricsSection(_Section):
+    # GET /metrics (Prometheus) answers a bearer token: this one (give it to Prometheus:
+    # ``authorization: {credentials: ...}``), or an admin's API token. Empty: admins' only.
+    token: str = ""
+
+    @field_validator("token")
+    @classmethod
+    def _long(cls, v: str) -> str:
+        if v and len(v) < 24:
+            raise ValueError("a metrics token needs at least 24 characters (make one with: "
+                             "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return v
+
+
 class IdentitySection(_Section):
     # Regions whose national phone formats customers type (tried in order): "0912 345 678"
     # is +84912345678 with VN first. Numbers written with "+" need none.
@@ -304,6 +318,7 @@ class HubConfig(_Section):
     priority: PrioritySection = PrioritySection()
     routing: RoutingSection = RoutingSection()
     security: SecuritySection = SecuritySection()
+    metrics: MetricsSection = MetricsSection()
     storage: StorageSection = StorageSection()
     identity: IdentitySection = IdentitySection()
     teams: list[TeamSection] = []

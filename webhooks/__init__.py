@@ -24,13 +24,14 @@ def create_app(hub: Hub | None = None, test_config: dict | None = None) -> Flask
         app.config.update(test_config)
     app.extensions["tongdai"] = hub or Hub.from_env()
 
-    from tongdai.webhooks import api, console, health, inbound
+    from tongdai.webhooks import api, console, health, inbound, metrics
 
     app.register_blueprint(inbound.bp)
     app.wsgi_app = inbound.FastWebhooks(app.wsgi_app, app.extensions["tongdai"], MAX_BODY_BYTES)
     app.register_blueprint(api.bp)
     api.spec.register(app)  # /api/v1/openapi.json, generated from the routes
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)  # /metrics: Prometheus, for a bearer token
     app.register_blueprint(console.bp)  # /login, /logout, /console (docs/workspace.md)
 
     @app.errorhandler(TongdaiError)

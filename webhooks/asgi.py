@@ -35,6 +35,7 @@ import redis.asyncio as aredis
 from a2wsgi import WSGIMiddleware
 from werkzeug.datastructures import Headers
 
+from tongdai.core import metrics
 from tongdai.core.errors import StoreUnavailable, TongdaiError
 from tongdai.core.hub import Hub, redis_url
 from tongdai.core.pipeline import rawlog
@@ -133,15 +134,18 @@ class Webhooks:
         except TongdaiError as exc:
             extra = ([(b"retry-after", str(exc.retry_after_s).encode())]
                      if isinstance(exc, StoreUnavailable) else [])
+            metrics.webhook(adapter.channel_id, exc.http_status)
             await _respond(send, exc.http_status, orjson.dumps(exc.to_json()), extra)
             return True
         except redis.RedisError as exc:
             unavailable = StoreUnavailable.from_redis(exc)
             if unavailable is None:
                 raise
+            metrics.webhook(adapter.channel_id, 503)
             await _respond(send, 503, orjson.dumps(unavailable.to_json()),
                            [(b"retry-after", str(unavailable.retry_after_s).encode())])
             return True
+        metrics.webhook(adapter.channel_id, 200)
         await _respond(send, 200, b"ok", content_type=b"text/plain; charset=utf-8")
         return True
 
@@ -169,6 +173,13 @@ async def _lifespan(receive, send, hub: Hub, role: str, on_shutdown=None) -> Non
     await send({"type": "lifespan.shutdown.complete"})
 
 
+def _count_refused(fast: Webhooks | None, scope: dict, status: int) -> None:
+    """A platform's delivery refused before it reached a webhook handler (its body)."""
+    if fast is not None and scope["method"] == "POST":
+        channel = scope["path"][len("/webhooks/"):]
+        metrics.webhook(channel if channel in fast.hub.adapters else "(unknown)", status)
+
+
 async def _through(target: WSGIMiddleware, scope: dict, receive, send,
                    fast: Webhooks | None = None) -> None:
     """Read the body here, then answer a webhook on the loop (``fast``) or hand the request to
@@ -176,10 +187,12 @@ async def _through(target: WSGIMiddleware, scope: dict, receive, send,
     try:
         body = await _read_body(scope, receive)
     except TimeoutError:
+        _count_refused(fast, scope, 408)
         await _answer(send, 408, "RequestTimeout",
                       f"the body did not arrive within {BODY_TIMEOUT_S:.0f} s")
         return
     except _BodyError as exc:
+        _count_refused(fast, scope, exc.status)
         await _answer(send, exc.status, exc.code, str(exc))
         return
     if fast is not None and await fast(scope, body, send):

@@ -1,4 +1,4 @@
-"""``GET /healthz``: Redis, queue depths and live workers, for load balancers and people."""
+"""``GET /healthz``: Redis, queues, lag and live workers, for load balancers and people."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import shutil
 
 import redis
 from flask import Blueprint, current_app, jsonify
-from rq import Queue, Worker
+from rq import Worker
 
 from tongdai.core import clock
 from tongdai.core.hub import data_dir
-from tongdai.core.keys import BACKGROUND_QUEUE, INGEST_QUEUE, REPLIES_QUEUE
-from tongdai.core.pipeline import rawlog
+from tongdai.core.pipeline import backlogs
 from tongdai.core.workspace import backup_schedule
 
 bp = Blueprint("health", __name__)
@@ -43,11 +42,27 @@ def problems(hub) -> list[str]:
     return found
 
 
+def degraded(queues: list[backlogs.JobQueue], reactors: dict[str, backlogs.StreamLag]
+             ) -> list[str]:
+    """What the hub stores but does not get through: a queue no live worker serves, a
+    reactor no process reads. Events are safe meanwhile; they wait."""
+    found = [f"no live worker serves {q.name} ({q.depth} waiting): start `tongdai worker "
+             f"--queues {backlogs.JOB_QUEUES[q.name]}`"
+             for q in queues if q.name in backlogs.SERVED and q.workers == 0]
+    idle = [name for name, lag in reactors.items() if lag.active == 0]
+    if idle:
+        found.append(f"no reactor process reads the change feed for {', '.join(idle)}: "
+                     "start `tongdai reactor`")
+    return found
+
+
 @bp.get("/healthz")
 def healthz():
-    """200 when the hub can take events, with backlog figures; 503 with what is wrong when
-    it cannot (Redis down or restarting, its disk full). A config edit this process could not
-    apply is listed in ``problems`` (and ``config``) but keeps the 200."""
+    """``status``: "ok"; "degraded" (200) when events are stored but a queue has no live
+    worker or a reactor no reader, listed in ``degraded``; "down" (503) when the hub cannot
+    take events (Redis down or restarting, its disk full), listed in ``problems``. A config
+    edit this process could not apply is listed in ``problems`` (and ``config``) but keeps
+    the 200."""
     hub = current_app.extensions["tongdai"]
     hub.watch.poll()  # (throttled) fresh even where no watch thread runs
     wrong = problems(hub)
@@ -58,18 +73,17 @@ def healthz():
     try:
         hub.redis.ping()
     except redis.RedisError as exc:
-        return jsonify({"ok": False, "redis": f"unreachable: {type(exc).__name__}",
+        return jsonify({"ok": False, "status": "down",
+                        "redis": f"unreachable: {type(exc).__name__}",
                         "problems": wrong + config["problems"], "config": config}), 503
-    raw = {"undelivered": 0, "pending": 0}
-    for s in range(hub.shards):
-        undelivered, pending, _ = rawlog.backlog(hub, s)
-        raw["undelivered"] += undelivered
-        raw["pending"] += pending
-    jobs = {name: Queue(name, connection=hub.redis).count
-            for name in (INGEST_QUEUE, REPLIES_QUEUE, BACKGROUND_QUEUE)}
+    now = clock.now_ms()
+    raw = backlogs.raw_lag(hub, now)
+    queues = backlogs.job_queues(hub, now)
+    reactors = backlogs.reactor_lags(hub, now)
+    slow = degraded(queues, reactors)
+    jobs = {q.name: q.depth for q in queues}
     jobs["waiting_sends"] = hub.redis.zcard(hub.keys.sends_due())  # retries, slow channels
     agent_queues = {q: hub.redis.zcard(hub.keys.queue(q)) for q in hub.config.hub.routing.queues}
-    workers = Worker.all(connection=hub.redis)
     # a stale backup is a problem to fix, not a reason to stop taking events: still 200
     backups = backup_schedule.health(hub)
     stale = [(f"the last good backup is older than backup.max_age "
@@ -77,14 +91,22 @@ def healthz():
              "`tongdai backup`")] if backups["stale"] else []
     return jsonify({
         "ok": not wrong,
+        "status": "down" if wrong else "degraded" if slow else "ok",
         "problems": wrong + config["problems"] + stale,
         "backup": backups,
+        "degraded": slow,
         "config": config,
         "redis": "ok",
         "clock_offset_ms": clock.offset_ms(),
-        "raw_events": raw,
+        "raw_events": {"undelivered": raw.behind, "pending": raw.pending},
+        "ingest_lag_s": raw.oldest_age_s,
         "job_queues": jobs,
+        "queues": {q.name: {"depth": q.depth, "oldest_job_age_s": q.oldest_age_s,
+                            "failed": q.failed, "workers": q.workers} for q in queues},
+        "reactors": {name: {"behind": lag.behind, "pending": lag.pending,
+                            "lag_s": lag.oldest_age_s, "readers": lag.active}
+                     for name, lag in reactors.items()},
         "agent_queues": agent_queues,
-        "workers": {"live": len(workers)},
+        "workers": {"live": len(Worker.all(connection=hub.redis))},
         "dead_letters": hub.redis.xlen(hub.keys.deadletter()),
     }), 503 if wrong else 200

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.datastructures import EnvironHeaders
 
 from tongdai.adapters.base import Adapter
-from tongdai.core import clock
+from tongdai.core import clock, metrics
 from tongdai.core.errors import (
     NotFound,
     PayloadError,
@@ -70,11 +70,26 @@ def used(hub, nonce_key: str | None) -> None:
 @bp.post("/webhooks/<channel_id>/mime")  # Mailgun sends the raw mail to URLs ending in 'mime'
 def receive(channel_id: str) -> Response:
     """A platform delivers events for one channel instance."""
-    hub, adapter = _adapter(channel_id)
-    raw, nonce_key = accept(hub, adapter, request.headers, request.get_data(cache=False))
-    rawlog.append(hub, raw)
-    used(hub, nonce_key)
+    try:
+        hub, adapter = _adapter(channel_id)
+        raw, nonce_key = accept(hub, adapter, request.headers, request.get_data(cache=False))
+        rawlog.append(hub, raw)
+        used(hub, nonce_key)
+    except Exception as exc:
+        metrics.webhook("(unknown)" if isinstance(exc, NotFound) else channel_id,
+                        refused_status(exc))
+        raise
+    metrics.webhook(channel_id, 200)
     return Response("ok", 200, mimetype="text/plain")
+
+
+def refused_status(exc: BaseException) -> int:
+    """The status a webhook's error is answered with (for the counters)."""
+    if isinstance(exc, TongdaiError):
+        return exc.http_status
+    if isinstance(exc, redis.RedisError) and StoreUnavailable.from_redis(exc) is not None:
+        return 503
+    return getattr(exc, "code", None) or 500
 
 
 @bp.get("/webhooks/<channel_id>")
@@ -124,12 +139,15 @@ class FastWebhooks:
             unavailable = StoreUnavailable.from_redis(exc)
             if unavailable is None:
                 raise
+            metrics.webhook(adapter.channel_id, 503)
             return self._respond(start_response, 503, orjson.dumps(unavailable.to_json()),
                                  "application/json",
                                  [("Retry-After", str(unavailable.retry_after_s))])
         except TongdaiError as exc:
+            metrics.webhook(adapter.channel_id, exc.http_status)
             return self._respond(start_response, exc.http_status, orjson.dumps(exc.to_json()),
                                  "application/json")
+        metrics.webhook(adapter.channel_id, 200)
         return self._respond(start_response, 200, b"ok", "text/plain; charset=utf-8")
 
     @staticmethod

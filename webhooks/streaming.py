@@ -29,6 +29,7 @@ import orjson
 import redis
 import redis.asyncio as aredis
 
+from tongdai.core import metrics
 from tongdai.core.errors import BadRequest, TongdaiError, Unauthorized
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import feed
@@ -234,6 +235,7 @@ async def serve(fanout: Fanout, scope: dict, receive, send, heartbeat_s: float =
             pass
         gone.set()
     watcher = asyncio.create_task(watch())
+    metrics.stream_opened()
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         await send({"type": "http.response.body", "more_body": True, "body": (
@@ -244,6 +246,7 @@ async def serve(fanout: Fanout, scope: dict, receive, send, heartbeat_s: float =
     finally:
         fanout.listeners.discard(me)
         watcher.cancel()
+        metrics.stream_closed()
 
 
 async def _catch_up(fanout: Fanout, me: Listener) -> None:

@@ -10,6 +10,7 @@ import time
 from rq import Queue, SimpleWorker, Worker
 from rq.defaults import DEFAULT_WORKER_TTL
 
+from tongdai.core import metrics
 from tongdai.core.hub import Hub, with_socket_timeout
 from tongdai.core.keys import (
     BACKGROUND_QUEUE,
@@ -55,7 +56,19 @@ class WatchingWorker(Worker):
 
     def execute_job(self, job, queue):
         jobs.hub().watch.poll(force=True)
-        return super().execute_job(job, queue)
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            # The horse has exited: its counters go into the host's archive file, so the
+            # metrics directory does not gain a file per horse (core/metrics.py).
+            if self._last_horse:
+                metrics.compact({self._last_horse})
+
+    def fork_work_horse(self, job, queue):
+        super().fork_work_horse(job, queue)
+        self._last_horse = self._horse_pid
+
+    _last_horse = 0
 
 
 class WatchingSimpleWorker(SimpleWorker):

@@ -58,6 +58,9 @@ def up(port: int, webhook_port: int | None, host: str, workers: int, web_workers
                    "TONGDAI_DATA_KEYS and TONGDAI_INDEX_KEY)")
     hub = Hub.from_env()
     rawlog.ensure_groups(hub)
+    from tongdai.core import metrics
+
+    metrics.directory()  # PROMETHEUS_MULTIPROC_DIR, exported to every child: one per host
     if tokens.count(hub) == 0:
         token = tokens.create(hub, "admin", "admin")
         click.echo(f"\nFirst start: admin API token (shown once, keep it):\n  {token}\n")
@@ -170,5 +173,6 @@ def _welcome(hub, base: str, hooks: str) -> None:
                f"  webhooks  {hooks}/webhooks/<channel-id>  (the platforms' own port; "
                f"{base} takes them too)\n"
                f"  API       {base}/api/v1 (OpenAPI: {base}/api/v1/openapi.json)\n"
-               f"  health    {base}/healthz\n"
+               f"  health    {base}/healthz · metrics {base}/metrics (Prometheus; a bearer "
+               "token: metrics.token or an admin's)\n"
                f"  channels  {', '.join(hub.adapters) or '(none configured)'}\nCtrl-C stops.")

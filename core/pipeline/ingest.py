@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import redis
 
 from tongdai.adapters.base import Adapter
-from tongdai.core import clock
+from tongdai.core import clock, metrics
 from tongdai.core.crypto import SubjectKey
 from tongdai.core.errors import PayloadError
 from tongdai.core.hub import Hub
@@ -281,6 +281,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
 
     fallback = _Batch(hub)
     fallback.subjects, fallback.users = batch.subjects, batch.users
+    stored: dict[str, int] = {}  # per channel, for /metrics
     for (op, raw, ev, ch), reply in pairs:
         if op == "key-id" and reply == 0:  # another worker created this identity's key first
             hub.subjects.reset_cache()
@@ -302,6 +303,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
             result.duplicates += 1
         elif code == 1 and op == "ingest":
             result.stored += 1
+            stored[ch] = stored.get(ch, 0) + 1
             result.locations.append(reply[1].decode())
             # a nameless new customer: ask the platform (never where user ids are addresses:
             # the job's arguments would carry them in clear)
@@ -323,10 +325,11 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         else:
             result.skipped += 1  # a reaction or receipt for a message we never stored
     if fallback.ops:
-        for (op, _raw, _ev, _ch), reply in zip(fallback.ops,
-                                               fallback.pipe.execute(raise_on_error=False)):
+        for (op, _raw, _ev, ch), reply in zip(fallback.ops,
+                                              fallback.pipe.execute(raise_on_error=False)):
             if op == "ingest" and not isinstance(reply, redis.ResponseError) and int(reply[0]) == 1:
                 result.stored += 1
+                stored[ch] = stored.get(ch, 0) + 1
                 result.locations.append(reply[1].decode())
 
     if dead:
@@ -335,6 +338,10 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
             rawlog.dead_letter(pipe, hub, raw, error)
         pipe.execute()
         result.dead = len(dead)
+    dead_by_channel: dict[str, int] = {}
+    for raw, _error in dead.values():
+        dead_by_channel[raw.channel_id] = dead_by_channel.get(raw.channel_id, 0) + 1
+    metrics.ingested(stored, dead_by_channel)  # a few writes to this process's own file
     if result.profiles or result.acks:
         _enqueue_platform_calls(hub, result.profiles, result.acks)
     for ch, conv in result.opened:

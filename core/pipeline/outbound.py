@@ -22,6 +22,7 @@ import orjson
 from rq import Queue
 
 from tongdai.adapters.base import Adapter, OutboundMessage
+from tongdai.core import metrics
 from tongdai.core.clock import now_ms
 from tongdai.core.errors import DeliveryError, WindowClosed
 from tongdai.core.hub import Hub
@@ -251,6 +252,7 @@ def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
         wait_ms = _rate_wait_ms(hub, msg.channel_id, scope)
         if wait_ms > 0:
             schedule(hub, waiting.with_flag("r"), now_ms() + wait_ms)
+            metrics.send(msg.channel_id, "rate_limited")
             return "none", f"rate limited: due in {wait_ms} ms"
     out = OutboundMessage(
         address=store.reveal_address(hub, address), text=msg.text,
@@ -275,6 +277,7 @@ def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
     if keys:  # the platform's echo and receipts of this send find it, not a copy
         hub.redis.hset(hub.keys.dedupe(msg.channel_id),
                        mapping={k: f"{conv_id}:{mid}" for k in keys})
+    metrics.send(msg.channel_id, "sent")
     return "ok", "sent"
 
 
@@ -293,6 +296,7 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
             _set(hub, conv_id, mid, s=DeliveryStatus.UNCERTAIN.value, sr=why,
                  sw={"code": "uncertain", "twice": unanswered_before, "detail": str(exc)})
             log.warning("message %s on %s: uncertain, not tried again", mid, msg.channel_id)
+            metrics.send(msg.channel_id, "uncertain")
             return "uncertain: not tried again"
         delay = hub.config.hub.replies.uncertain_retry
         schedule(hub, Waiting(waiting.lane, conv_id, mid, attempt + 1, waiting.flags + "u"),
@@ -303,6 +307,7 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
              sw={"code": "uncertain_retry", "delay_s": delay, "detail": str(exc)})
         log.warning("message %s on %s: no answer after sending; one more try in %gs", mid,
                     msg.channel_id, delay)
+        metrics.send(msg.channel_id, "retry")
         return f"uncertain: one more try in {delay:g}s"
     if not exc.retryable or last_try:
         if exc.code == "blocked":  # later replies are refused before sending
@@ -311,10 +316,12 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
             _set(hub, conv_id, mid, s=DeliveryStatus.UNCERTAIN.value,
                  sr=f"{exc}; an earlier try got no answer and may have arrived",
                  sw={"code": "failed_after_unanswered", "detail": str(exc)})
+            metrics.send(msg.channel_id, "uncertain")
             return f"uncertain: {exc}"
         _set(hub, conv_id, mid, sw={"code": "failed", "detail": str(exc)})
         _patch(hub, conv_id, mid, "status", "failed", str(exc))
         log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
+        metrics.send(msg.channel_id, "failed")
         return f"failed: {exc}"
     delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]
     schedule(hub, Waiting(waiting.lane, conv_id, mid, attempt + 1, waiting.flags),
@@ -325,4 +332,5 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
              "detail": str(exc)})
     log.info("message %s: retryable error (%s), retry %d in %gs", mid, exc.code, attempt + 1,
              delay)
+    metrics.send(msg.channel_id, "retry")
     return f"retry {attempt + 1} in {delay:g}s"

@@ -221,6 +221,8 @@ def _report(hub: Hub, conv_id: str, now: int, step: str) -> bool:
             else:
                 pipe.hset(k, "sla_warned", due)
                 pipe.zrem(index, conv_id)
+            # all-time counts per channel, read by /metrics (the hourly stats key met/breached)
+            pipe.hincrby(keys.stats(), f"sla-{step}:{channel}", 1)
             feed.publish(hub, {"type": f"conversation.sla_{'breached' if step == 'breach' else 'warning'}",
                                "conversation_id": conv_id, "queue": queue, "channel": channel,
                                "due_ts": int(due), "target": target,
