@@ -27,8 +27,11 @@ def check(expr: str) -> str:
     try:
         jmespath.compile(expr)
     except JMESPathError as exc:
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExpressionError(f"{expr!r} is not a valid JMESPath expression ({why})") from None
+        why = str(exc).splitlines()[0].split(": ", 1)[-1].rstrip(":. ") or "not understood"
+        at = getattr(exc, "lex_position", None)
+        where = f" at character {at + 1}" if isinstance(at, int) else ""
+        raise ExpressionError(f"{expr!r} is not a valid JMESPath expression: "
+                              f"{why.lower()}{where}") from None
     return expr
 
 
