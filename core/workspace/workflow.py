@@ -67,6 +67,37 @@ def mentioned(hub: Hub, conv: Conversation, text: str, author: str) -> list[str]
     return out
 
 
+def not_mentioned(hub: Hub, conv: Conversation, text: str, author: str) -> list[dict[str, str]]:
+    """The ``@name``s of ``text`` that mention nobody, each with why: ``cannot_see`` (a user
+    outside the conversation's teams), ``disabled``, or ``unknown`` (no such user; an e-mail
+    address's "@" is not a mention)."""
+    out: dict[str, str] = {}
+    for m in _MENTION.finditer(text):
+        raw = m.group(1).lower()
+        names = list(dict.fromkeys((raw, raw.rstrip("._-"))))
+        found = next((u for u in (users.find(hub, n) for n in names) if u), None)
+        if found is None:
+            out.setdefault(names[-1], "unknown")
+        elif found.name == author:
+            continue
+        elif found.disabled:
+            out.setdefault(found.name, "disabled")
+        elif not access.can_see(hub, Principal(found.name, found.role, frozenset(found.teams)),
+                                conv):
+            out.setdefault(found.name, "cannot_see")
+    return [{"name": n, "why": why} for n, why in out.items() if n]
+
+
+def mentionable(hub: Hub, principal: Principal, conv_id: str) -> list[dict[str, str]]:
+    """The colleagues a note on this conversation can mention: enabled users who may see it
+    (not the caller), by name."""
+    conv = access.conversation(hub, principal, conv_id)
+    return [{"name": u.name, "display_name": u.display_name or u.name}
+            for u in sorted(users.all_users(hub), key=lambda u: u.name)
+            if u.name != principal.name and not u.disabled
+            and access.can_see(hub, Principal(u.name, u.role, frozenset(u.teams)), conv)]
+
+
 def add_note(hub: Hub, principal: Principal, conv_id: str, text: str,
              idempotency_key: str) -> tuple[Message, bool]:
     """A private note on the timeline, once per (author, conversation, idempotency key).

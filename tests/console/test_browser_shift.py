@@ -18,7 +18,7 @@ from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F
 from tests.identity.people import config_extra, feed, mail, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
-from tongdai.core.workspace import assignment
+from tongdai.core.workspace import assignment, workflow
 from tongdai.core.workspace.access import Principal
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
@@ -36,6 +36,8 @@ def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
     feed(hub, mail("an.nguyen@example.vn", "Đơn #55 giao chưa?", dmarc=True))  # more recent
     first, second = store.get_conversation(hub, "1"), store.get_conversation(hub, "2")
     identity.merge(hub, first.customer_id, second.customer_id, "admin", "same person")
+    cuong = Principal("cuong", "supervisor", frozenset({"support"}))
+    workflow.add_note(hub, cuong, "2", "@an xem đơn #55 nhé", "note-1")
     expect = playwright_api.expect
     problems: list[str] = []
     with playwright_api.sync_playwright() as p:
@@ -66,8 +68,39 @@ def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
             # queues by the name of the team that works them
             expect(page.locator("#conv-meta .queue")).to_have_text("Hỗ trợ")
 
+            # @mentions: offered only to colleagues who may see it, picked with the keyboard;
+            # bich (billing) is shown greyed with why, and said not mentioned if typed anyway
+            page.keyboard.press("n")
+            page.keyboard.type("Nhờ @")
+            offered = page.locator("#mention-list li[role=option] strong")
+            expect(offered).to_have_text(["@admin", "@cuong"])
+            expect(page.locator("#mention-list li.blocked")).to_contain_text(
+                "@bich không xem được hội thoại này")
+            page.keyboard.press("ArrowDown")
+            expect(page.locator("#mention-list li.active strong")).to_have_text("@cuong")
+            page.keyboard.press("Enter")
+            expect(page.locator("#draft")).to_have_value("Nhờ @cuong ")
+            page.keyboard.type("xem giúp, cả @bich")
+            page.keyboard.press("Escape")
+            page.focus("#draft")
+            page.keyboard.press("Control+Enter")
+            expect(page.locator("#timeline li.msg.note .msg-text")).to_have_text(
+                "Nhờ @cuong xem giúp, cả @bich")
+            expect(page.locator("#toasts .toast")).to_have_text(
+                "Không nhắc được: @bich: không xem được hội thoại này (khác nhóm)")
+            page.locator("#toasts .toast").click()
+            page.keyboard.press("r")
+            # the mentions view: conversations whose notes name me, that note as the preview
+            page.check("#f-mentions")
+            rows = page.locator("#conv-list li.conv")
+            expect(rows).to_have_count(1)
+            expect(rows.first).to_have_attribute("data-id", "2")
+            expect(rows.first.locator(".conv-preview")).to_have_text("@cuong: @an xem đơn #55 nhé")
+            page.uncheck("#f-mentions")
+            expect(rows).to_have_count(2)
+
             # a colleague takes it first: the refusal, the line and the header in Vietnamese
-            assignment.claim(hub, Principal("cuong", "supervisor", frozenset({"support"})), "1")
+            assignment.claim(hub, cuong, "1")
             lines = page.locator("#timeline li.msg.system .system-text")
             expect(lines).to_have_text(["cuong đã nhận hội thoại"])
             page.click("#conv-actions [data-action=claim]")

@@ -118,6 +118,13 @@ def test_mentions_reach_the_mentioned_users_only(client, hub, people, conv):
     (item,) = client.get("/api/v1/mentions", headers=auth(people["cuong"])).json["items"]
     assert item["conversation_id"] == conv["id"] and item["message_id"] == r.json["id"]
     assert item["text"].startswith("@cuong") and item["author_id"] == "an"
+    # the note's answer says which names reached nobody, and why (the console shows it)
+    assert r.json["not_mentioned"] == [{"name": "bich", "why": "cannot_see"},
+                                       {"name": "ghost", "why": "unknown"}]
+    # and the console's suggestions offer only those who may see it
+    offered = client.get(f"/api/v1/conversations/{conv['id']}/mentionable",
+                         headers=auth(people["an"])).json["items"]
+    assert [u["name"] for u in offered] == ["admin", "cuong"]
 
 
 def test_mentions_are_newest_first_with_a_cursor(client, hub, people, conv):

@@ -8,7 +8,7 @@ from pydantic import Field
 from spectree import Response as Resp
 
 from tongdai.core.errors import BadRequest
-from tongdai.core.workspace import canned, tiers, workflow
+from tongdai.core.workspace import access, canned, tiers, workflow
 from tongdai.webhooks.api import bp, hub, idempotency_key, idempotent, limit_arg, principal, spec
 from tongdai.webhooks.api.schemas import (
     ERRORS,
@@ -33,6 +33,26 @@ def _body(model):
 
 class NoteIn(Strict):
     text: str = Field(min_length=1, max_length=workflow.MAX_TEXT)
+
+
+class NotMentioned(Model):
+    name: str
+    why: str = Field(description="cannot_see | disabled | unknown")
+
+
+class NoteOut(MessageOut):
+    not_mentioned: list[NotMentioned] = Field(
+        default=[], description="@names in the text that mention nobody, and why")
+
+
+class Mentionable(Model):
+    name: str
+    display_name: str
+
+
+class MentionablePage(Model):
+    items: list[Mentionable]
+    next_cursor: str | None
 
 
 class MentionOut(Model):
@@ -92,15 +112,28 @@ class RenderedOut(Model):
 
 @bp.post("/conversations/<conv_id>/notes")
 @spec.validate(json=NoteIn, headers=IdempotencyHeaders,
-               resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS),
+               resp=Resp(HTTP_200=NoteOut, HTTP_201=NoteOut, **ERRORS),
                tags=[TAG])
 def add_note(conv_id: str, json: NoteIn):
     """A private note (``direction`` "internal", ``kind`` "note"): in the timeline, never sent
-    to the customer. ``@name`` mentions users who may see the conversation (others are
-    ignored). Needs an ``Idempotency-Key``: a retry answers 200 with the first note."""
+    to the customer. ``@name`` mentions users who may see the conversation; the others are
+    listed in ``not_mentioned`` with why. Needs an ``Idempotency-Key``: a retry answers 200
+    with the first note."""
     key = idempotency_key()
-    msg, created = workflow.add_note(hub(), principal(), conv_id, _body(json).text, key)
-    return jsonify(msg.to_api()), 201 if created else 200
+    text = _body(json).text
+    msg, created = workflow.add_note(hub(), principal(), conv_id, text, key)
+    conv = access.conversation(hub(), principal(), conv_id)
+    left = workflow.not_mentioned(hub(), conv, text, principal().name)
+    return jsonify(msg.to_api() | {"not_mentioned": left}), 201 if created else 200
+
+
+@bp.get("/conversations/<conv_id>/mentionable")
+@spec.validate(resp=Resp(HTTP_200=MentionablePage, **ERRORS), tags=[TAG])
+def mentionable(conv_id: str):
+    """The colleagues a note here can @mention: enabled users who may see the conversation
+    (what the console's suggestions offer)."""
+    return jsonify({"items": workflow.mentionable(hub(), principal(), conv_id),
+                    "next_cursor": None})
 
 
 @bp.get("/mentions")

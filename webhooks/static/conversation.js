@@ -359,7 +359,12 @@ export function createConversation(ctx) {
     composerError.textContent = '';
     try {
       if (mode === 'note') {
-        await post(`/conversations/${id}/notes`, { text }, currentKey);
+        const note = await post(`/conversations/${id}/notes`, { text }, currentKey);
+        // @names that reached nobody: said, not dropped in silence
+        const left = (note && note.not_mentioned) || [];
+        if (left.length) {
+          ctx.toast(t('mention.not_sent', { names: left.map((x) => `@${x.name}: ${t('mention.' + x.why)}`).join('; ') }));
+        }
       } else {
         const body = { text };
         if (picker.value && !picker.hidden) body.channel_id = picker.value;
@@ -379,21 +384,70 @@ export function createConversation(ctx) {
     }
   }
 
-  // @mentions in notes: the word being typed after "@" offers user names.
+  // @mentions in notes: the word being typed after "@" offers the colleagues who may see this
+  // conversation (arrow keys move, Enter or Tab picks); one who may not is shown greyed, with
+  // why, rather than offered and then dropped by the server.
+  let pick = { items: [], blocked: [], index: 0, typed: 0 };
+  const mentionable = new Map(); // conversation id -> Promise of [{name, display_name}] | null
+
+  function mentionableFor(id) {
+    if (!mentionable.has(id)) {
+      mentionable.set(id, has('GET', '/conversations/{}/mentionable')
+        ? get(`/conversations/${id}/mentionable`).then((p) => p.items).catch(() => null)
+        : Promise.resolve(null));
+    }
+    return mentionable.get(id);
+  }
+
   async function mentions() {
-    if (mode !== 'note') { mentionList.hidden = true; return; }
+    if (mode !== 'note' || !conv) { hideMentions(); return; }
     const before = draft.value.slice(0, draft.selectionStart);
     const m = /(^|\s)@([\w.-]*)$/.exec(before);
-    if (!m) { mentionList.hidden = true; return; }
+    if (!m) { hideMentions(); return; }
     const prefix = m[2].toLowerCase();
-    const people = (await ctx.users()).filter((u) => u.name.startsWith(prefix) ||
-      (u.display_name || '').toLowerCase().startsWith(prefix)).slice(0, 8);
+    const fits = (u) => u.name.startsWith(prefix) || (u.display_name || '').toLowerCase().startsWith(prefix);
+    const [may, everyone] = await Promise.all([mentionableFor(conv.id), ctx.users()]);
+    const others = everyone.filter((u) => !u.disabled && u.name !== ctx.me.name);
+    const ok = may || others; // a server without /mentionable: offer everyone, as before
+    const okNames = new Set(ok.map((u) => u.name));
+    pick = { items: ok.filter(fits).slice(0, 8), index: 0, typed: m[2].length,
+      blocked: may ? others.filter((u) => !okNames.has(u.name) && fits(u)).slice(0, 3) : [] };
+    renderMentions();
+  }
+
+  function renderMentions() {
     clear(mentionList);
-    for (const u of people) {
-      mentionList.append(el('li', { tabindex: 0, onmousedown: (e) => { e.preventDefault(); insertMention(u.name, m[2].length); } },
-        el('strong', { text: '@' + u.name }), ' ', el('span', { text: u.display_name || '' })));
+    pick.items.forEach((u, i) => mentionList.append(el('li', {
+      role: 'option', class: i === pick.index ? 'active' : null,
+      'aria-selected': i === pick.index ? 'true' : 'false',
+      onmousedown: (e) => { e.preventDefault(); insertMention(u.name, pick.typed); },
+    }, el('strong', { text: '@' + u.name }), ' ', el('span', { text: u.display_name || '' }))));
+    for (const u of pick.blocked) {
+      mentionList.append(el('li', { class: 'blocked', 'aria-disabled': 'true' },
+        el('strong', { text: '@' + u.name }), ' ', el('span', { text: t('mention.cannot_see') })));
     }
-    mentionList.hidden = people.length === 0;
+    mentionList.hidden = pick.items.length + pick.blocked.length === 0;
+  }
+
+  function hideMentions() {
+    mentionList.hidden = true;
+    pick = { items: [], blocked: [], index: 0, typed: 0 };
+  }
+
+  // the suggestion list's keys; true when the key was for it
+  function mentionKey(e) {
+    if (mentionList.hidden || !pick.items.length || e.ctrlKey || e.metaKey || e.altKey) return false;
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      const n = pick.items.length;
+      pick.index = (pick.index + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+      renderMentions();
+    } else if (e.key === 'Enter' || e.key === 'Tab') {
+      insertMention(pick.items[pick.index].name, pick.typed);
+    } else {
+      return false;
+    }
+    e.preventDefault();
+    return true;
   }
 
   function insertMention(name, typed) {
@@ -401,7 +455,7 @@ export function createConversation(ctx) {
     draft.value = draft.value.slice(0, pos - typed) + name + ' ' + draft.value.slice(pos);
     const at = pos - typed + name.length + 1;
     draft.setSelectionRange(at, at);
-    mentionList.hidden = true;
+    hideMentions();
     draft.focus();
   }
 
@@ -529,8 +583,9 @@ export function createConversation(ctx) {
   // -- wiring --------------------------------------------------------------------------------
   $('#composer').addEventListener('submit', (e) => { e.preventDefault(); send(); });
   draft.addEventListener('keydown', (e) => {
+    if (mentionKey(e)) return;
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); send(); }
-    if (e.key === 'Escape') { mentionList.hidden = true; draft.blur(); }
+    if (e.key === 'Escape') { hideMentions(); draft.blur(); }
   });
   draft.addEventListener('input', () => { composerError.textContent = ''; mentions(); updateComposer(); });
   for (const b of document.querySelectorAll('#composer [data-mode]')) {

@@ -9,7 +9,7 @@ export function createInbox(ctx) {
   const more = $('#more-convs');
   const f = {
     q: $('#search'), queue: $('#f-queue'), status: $('#f-status'), channel: $('#f-channel'),
-    tag: $('#f-tag'), assignee: $('#f-assignee'), sla: $('#f-sla'),
+    tag: $('#f-tag'), assignee: $('#f-assignee'), sla: $('#f-sla'), mentions: $('#f-mentions'),
   };
   let useInbox = has('GET', '/inbox');
   let items = [];
@@ -84,7 +84,34 @@ export function createInbox(ctx) {
     }
   }
 
+  // "Mentioning me": the conversations whose notes name me, newest mention first, each with
+  // that note as its preview (GET /mentions; the other filters wait meanwhile).
+  async function loadMentions() {
+    const mine = ++loading;
+    let convs;
+    try {
+      const page = await get('/mentions' + query({ limit: 100 }));
+      const latest = new Map();
+      for (const m of page.items) if (!latest.has(m.conversation_id)) latest.set(m.conversation_id, m);
+      convs = (await Promise.all([...latest.keys()].slice(0, 50).map(
+        (id) => get('/conversations/' + encodeURIComponent(id)).catch(() => null)))).filter(Boolean);
+      for (const c of convs) {
+        const m = latest.get(c.id);
+        c.last_message = `@${m.author_id || '?'}: ${m.text || ''}`;
+      }
+      await decorate(convs);
+    } catch (e) {
+      ctx.error(e);
+      return;
+    }
+    if (mine !== loading) return;
+    items = convs;
+    cursor = null;
+    render();
+  }
+
   async function load(append) {
+    if (f.mentions && f.mentions.checked) return loadMentions();
     const mine = ++loading;
     let page;
     try {
@@ -188,6 +215,11 @@ export function createInbox(ctx) {
     if (c && c.unread) { c.unread = 0; render(); soon(); } // soon: the counts per queue
   }
 
+  if (!has('GET', '/mentions')) f.mentions.closest('.filter').hidden = true;
+  f.mentions.addEventListener('change', () => {
+    for (const k of ['queue', 'status', 'channel', 'assignee', 'sla', 'tag', 'q']) f[k].disabled = f.mentions.checked;
+    load(false);
+  });
   for (const k of ['queue', 'status', 'channel', 'assignee', 'sla']) {
     f[k].addEventListener('change', () => load(false));
   }
