@@ -73,6 +73,9 @@ MISTAKES = [  # (replacements in the Bazaar channel, what the error says, its fi
     ([("        target_id: message.ref\n", "")],
      ("channels[bazaar].settings.events.target_id: kinds message.edited, message.removed "
      "edit or delete a message, but target_id: is not mapped"), "Fix: map target_id:"),
+    ([("reply_window: 72h", "reply_window: 72")],
+     "channels[bazaar].settings.reply_window: 72 has no unit", ("Fix: write it with its unit, "
+     "e.g. 72h, or none")),
     ([("        kind: hmac\n", "        kind: sha\n")],
      "channels[bazaar].settings.verify", "'hmac', 'token', 'none'"),
     ([("retry_when: \"status == 'queued_full'\"", "retry_when: \"status = 'queued_full'\"")],

@@ -256,3 +256,25 @@ def test_event_the_mapping_cannot_read_is_a_dead_letter_naming_the_expression(
     assert again.exit_code == 1 and "failed again" in again.output  # still unreadable
     conv = only_conv(client, admin_token, "bazaar")
     assert [m["text"] for m in timeline(client, admin_token, conv["id"])] == ["ổn"]
+
+
+def test_dead_letter_replayed_once_the_mapping_is_fixed(client, hub, admin_token, tmp_path):
+    from tongdai.core.config import load_config
+
+    bazaar_post(client, [delivery(1, text="một"), delivery(2, uid=None, ref="msg_2",
+                                                           text="hai")])
+    assert drain_all(hub)["dead"] == 1
+    (dl,) = client.get("/api/v1/deadletters", headers=auth(admin_token)).json["items"]
+    # the admin sees anonymous authors happen, and maps them to the conversation
+    fixed = Path(hub.config.path).read_text(encoding="utf-8").replace(
+        "customer_id: author.uid", "customer_id: author.uid || conversation.ref")
+    path = tmp_path / "fixed.yaml"
+    path.write_text(fixed, encoding="utf-8")
+    hub.apply_config(load_config(str(path)))
+    r = client.post(f"/api/v1/deadletters/{dl['id']}/replay", headers=auth(admin_token))
+    assert r.status_code == 200 and r.json["replayed"] and r.json["stored"] == 1
+    assert client.get("/api/v1/deadletters", headers=auth(admin_token)).json["items"] == []
+    texts = sorted(m["text"] for c in client.get("/api/v1/conversations",
+                                                  headers=auth(admin_token)).json["items"]
+                   if c["channel_id"] == "bazaar" for m in timeline(client, admin_token, c["id"]))
+    assert texts == ["hai", "một"]  # "một" stored once, not again by the replay

@@ -251,7 +251,12 @@ class WebhookSettings(ChannelSettings):
     def _duration(cls, v: Any) -> float | None:
         if v is None or (isinstance(v, str) and v.strip().lower() == "none"):
             return None
-        return parse_duration(v)
+        if isinstance(v, int | float):  # 24 meant as hours would silently be 24 seconds
+            raise mistake(f"{v} has no unit", f"write it with its unit, e.g. {v}h, or none")
+        try:
+            return parse_duration(v)
+        except ValueError as exc:
+            raise mistake(str(exc), "write a duration like 24h or 7d, or none") from None
 
     @model_validator(mode="after")
     def _secrets(self) -> WebhookSettings:
