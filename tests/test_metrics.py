@@ -223,3 +223,23 @@ def test_bad_secret_is_counted_on_the_asgi_fast_path_too(hub):
     assert [m["status"] for m in sent if "status" in m] == [401, 200]
     assert metrics.WEBHOOKS_REJECTED.labels("tg-test", "signature")._value.get() == before + 1
     assert metrics.WEBHOOKS_ACCEPTED.labels("tg-test")._value.get() == ok + 1
+
+
+def test_the_sample_dashboard_charts_only_metrics_the_hub_serves(client, hub):
+    """docs/grafana-tongdai.json: a renamed metric would leave an empty panel."""
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[1] / "docs" / "grafana-tongdai.json")
+                           .read_text("utf-8"))
+    charted = {name for p in dashboard["panels"] for t in p.get("targets", ())
+               for name in re.findall(r"\btongdai_[a-z_]+", t["expr"])}
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+                      ).get_data(as_text=True)
+    families = list(text_string_to_metric_families(text))  # Redis-read: always there
+    families += [m for c in (metrics.WEBHOOKS_ACCEPTED, metrics.WEBHOOKS_REJECTED,
+                             metrics.MESSAGES_STORED, metrics.DEAD_LETTERS, metrics.SENDS,
+                             metrics.SSE_CLIENTS) for m in c.describe()]  # once counted
+    served = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+    assert len(charted) >= 20 and charted <= served, charted - served
