@@ -11,6 +11,7 @@ import os
 import re
 
 import jmespath
+import orjson
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -265,3 +266,34 @@ def test_connection_refused_is_retryable_and_certain():
     with pytest.raises(DeliveryError) as err:
         a.send(out())
     assert err.value.retryable and not err.value.uncertain and err.value.code == "network"
+
+
+# -- trying a mapping -------------------------------------------------------------------------
+def test_channels_webhook_try_shows_events_and_the_reply_without_sending(tmp_path, monkeypatch):
+    from tests.test_webhook_channels_e2e import delivery
+    from tongdai.core.cli import main
+
+    monkeypatch.setenv("LINE_CHANNEL_SECRET", line_api.CHANNEL_SECRET)
+    monkeypatch.setenv("LINE_CHANNEL_ACCESS_TOKEN", line_api.ACCESS_TOKEN)
+    path = write_config(tmp_path / "t.yaml", extra=line_channel_yaml()
+                        + bz.channel_yaml("http://127.0.0.1:9"))
+    monkeypatch.setenv("TONGDAI_CONFIG", str(path))
+    sample = FIXTURES / "line" / "07_group_text_chinese.json"
+    out = CliRunner().invoke(main, ["channels", "webhook", "try", "line-oa", str(sample),
+                                    "--reply", "Dạ ạ"])
+    assert out.exit_code == 0, out.output
+    assert "message (message)  key=m:531029723456789012" in out.output
+    assert "text: 我想充值，请问怎么操作？" in out.output
+    assert "reply: POST https://api.line.me/v2/bot/message/push" in out.output
+    assert "Authorization: Bearer <secrets.access_token>" in out.output
+    assert '{"to":"Ca56f94637cc4347f90a25382909b24b9","messages":[{"type":"text","text":"Dạ ạ"}]}' \
+        in out.output
+    assert line_api.ACCESS_TOKEN not in out.output
+
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(orjson.dumps({"deliveries": [delivery(1), delivery(2, uid=None)]}))
+    out = CliRunner().invoke(main, ["channels", "webhook", "try", "bazaar", str(bad)])
+    assert out.exit_code == 1
+    assert "1 event(s)" in out.output and "events.customer_id 'author.uid' gave null" in out.output
+    out = CliRunner().invoke(main, ["channels", "webhook", "try", "tg-test", str(bad)])
+    assert out.exit_code == 2 and "is a telegram channel, not webhook" in out.output

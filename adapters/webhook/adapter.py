@@ -120,6 +120,18 @@ class WebhookAdapter(Adapter):
             "channel_id": self.channel_id, **self._secrets,
         }
 
+    def request(self, message: OutboundMessage, masked: bool = False
+                ) -> tuple[str, dict[str, str], bytes]:
+        """The URL, headers and JSON body a send of ``message`` makes; ``masked`` puts
+        ``<secrets.NAME>`` where each secret goes (for showing it to a person)."""
+        values = self._values(message)
+        if masked:
+            values |= {k: f"<{k}>" for k in self._secrets}
+        url = self._url.render(values, None if masked else url_part)
+        headers = {k: t.render(values) for k, t in self._headers.items()}
+        headers.setdefault("Content-Type", "application/json")
+        return url, headers, orjson.dumps(self._body.render(values))
+
     def send(self, message: OutboundMessage) -> Receipt:
         """One call with the templated URL, headers and body; the answer read by the settings."""
         what = f"{self.platform} send"
@@ -129,11 +141,7 @@ class WebhookAdapter(Adapter):
                                 code="bad_request")
         if not message.text:
             raise DeliveryError(f"{what}: nothing to send", retryable=False, code="bad_request")
-        values = self._values(message)
-        url = self._url.render(values, url_part)
-        headers = {k: t.render(values) for k, t in self._headers.items()}
-        headers.setdefault("Content-Type", "application/json")
-        body = orjson.dumps(self._body.render(values))
+        url, headers, body = self.request(message)
         try:
             resp = self.http.request(self.settings.send.method, url, content=body,
                                      headers=headers)
