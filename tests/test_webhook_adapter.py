@@ -74,6 +74,9 @@ MISTAKES = [  # (replacements in the Bazaar channel, what the error says, its fi
     ([("        target_id: message.ref\n", "")],
      ("channels[bazaar].settings.events.target_id: kinds message.edited, message.removed "
      "edit or delete a message, but target_id: is not mapped"), "Fix: map target_id:"),
+    ([("        message_id: message.ref\n", "")],
+     ("channels[bazaar].settings.events.message_id: kinds message.edited, message.removed name "
+     "messages by their id, but message_id: is not mapped"), "Fix: map message_id:"),
     ([("reply_window: 72h", "reply_window: 72")],
      "channels[bazaar].settings.reply_window: 72 has no unit", ("Fix: write it with its unit, "
      "e.g. 72h, or none")),

@@ -68,6 +68,10 @@ class WebhookAdapter(Adapter):
         self._retry_codes = {s for s in send.retry_status if isinstance(s, int)}
         self._retry_classes = {int(s[0]) for s in send.retry_status if isinstance(s, str)}
         self._secret_texts = [v for v in self._secrets.values() if v]
+        p = s.profile
+        self._profile = None if p is None else (
+            Text(p.url), {k: Text(v) for k, v in p.headers.items()}, getter(p.name),
+            getter(p.picture) if p.picture else None)
 
     # -- inbound ------------------------------------------------------------------------------
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
@@ -205,12 +209,12 @@ class WebhookAdapter(Adapter):
 
     def fetch_profile(self, external_user_id: str) -> dict[str, Any] | None:
         """Name and picture from the platform's profile API, when ``profile:`` is set."""
-        p = self.settings.profile
-        if p is None:
+        if self._profile is None:
             return None
+        url_t, header_ts, name_of, picture_of = self._profile
         values = {"user_id": external_user_id, "channel_id": self.channel_id, **self._secrets}
-        url = Text(p.url).render(values, url_part)
-        headers = {k: Text(v).render(values) for k, v in p.headers.items()}
+        url = url_t.render(values, url_part)
+        headers = {k: t.render(values) for k, t in header_ts.items()}
         try:
             resp = self.http.get(url, headers=headers)
         except httpx.HTTPError as e:
@@ -221,8 +225,12 @@ class WebhookAdapter(Adapter):
             answer = orjson.loads(resp.content)
         except orjson.JSONDecodeError:
             return None
-        name = getter(p.name)(answer)
-        picture = getter(p.picture)(answer) if p.picture else None
+        try:
+            name = name_of(answer)
+            picture = picture_of(answer) if picture_of else None
+        except EvaluationError as exc:
+            log.warning("channel %s: profile %s", self.channel_id, exc)
+            return None
         return {k: v for k, v in (("name", name), ("picture", picture)) if v} or None
 
     def facts(self) -> ChannelFacts:

@@ -66,7 +66,7 @@ class EventReader:
             if (expr := getattr(m, name)) is not None}
         self.events: Getter = g["list"]
         self.get: dict[str, Getter] = g
-        self.kinds = {k: v for k, v in m.kinds.items()}
+        self.kinds = dict(m.kinds)
         self.other = m.other_kinds
 
     def read(self, body: bytes, received_ms: int) -> list[InboundEvent]:

@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from tongdai.adapters.base import ChannelSettings
 from tongdai.adapters.webhook.expressions import ExpressionError, check
-from tongdai.adapters.webhook.templates import unknown
+from tongdai.adapters.webhook.templates import placeholders, unknown
 from tongdai.core.config_base import parse_duration
 
 # What each template may name (``secrets.NAME`` is offered everywhere but the signed string).
@@ -136,6 +136,11 @@ class EventsMapping(_Part):
             raise mistake(f"kinds {', '.join(changes)} edit or delete a message, but "
                           "target_id: is not mapped", "map target_id: to the changed "
                           "message's id (LINE unsend: unsend.messageId)", "target_id")
+        if changes and self.message_id is None:
+            raise mistake(f"kinds {', '.join(changes)} name messages by their id, but "
+                          "message_id: is not mapped, so the changed message cannot be found",
+                          "map message_id: to each message's platform id (LINE: message.id)",
+                          "message_id")
         return self
 
 
@@ -206,8 +211,6 @@ class SendSettings(_Part):
 
 
 def _names(template: Any) -> list[tuple[str, str]]:
-    from tongdai.adapters.webhook.templates import placeholders
-
     return list(placeholders(template))
 
 
