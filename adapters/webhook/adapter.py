@@ -33,7 +33,7 @@ from tongdai.adapters.base import (
 )
 from tongdai.adapters.webhook.events import EventReader, load_body
 from tongdai.adapters.webhook.expressions import EvaluationError, Getter, getter, truthy
-from tongdai.adapters.webhook.settings import HmacVerify, TokenVerify, WebhookSettings
+from tongdai.adapters.webhook.settings import HmacVerify, NoVerify, TokenVerify, WebhookSettings
 from tongdai.adapters.webhook.templates import PLACEHOLDER, Body, Text, url_part
 from tongdai.core.errors import DeliveryError, SignatureError
 from tongdai.core.models import InboundEvent, RawEvent
@@ -58,6 +58,9 @@ class WebhookAdapter(Adapter):
         self.reader = EventReader(s.events, s.platform)
         self._secrets = {f"secrets.{k}": v.get_secret_value() for k, v in s.secrets.items()}
         self._signed = _signed_parts(s.verify.signed) if isinstance(s.verify, HmacVerify) else []
+        if isinstance(s.verify, NoVerify):  # allowed, stated in the config; said once more here
+            log.warning("channel %s accepts unsigned webhook requests (verify: none, reason: %s)",
+                        channel_id, s.verify.reason)
         send = s.send
         self._url, self._body = Text(send.url), Body(send.body)
         self._headers = {k: Text(v) for k, v in send.headers.items()}
