@@ -27,6 +27,7 @@ from tongdai.adapters.base import (
     OutboundMessage,
     RateLimit,
     Receipt,
+    WindowState,
     constant_time_equal,
     header,
     transport_error,
@@ -36,7 +37,7 @@ from tongdai.adapters.webhook.expressions import EvaluationError, Getter, getter
 from tongdai.adapters.webhook.settings import HmacVerify, NoVerify, TokenVerify, WebhookSettings
 from tongdai.adapters.webhook.templates import PLACEHOLDER, Body, Text, url_part
 from tongdai.core.errors import DeliveryError, SignatureError
-from tongdai.core.models import InboundEvent, RawEvent
+from tongdai.core.models import AuthorKind, InboundEvent, RawEvent
 
 log = logging.getLogger(__name__)
 # Idempotency keys as UUIDs (LINE's X-Line-Retry-Key wants one): the same key, the same UUID.
@@ -235,6 +236,16 @@ class WebhookAdapter(Adapter):
             log.warning("channel %s: profile %s", self.channel_id, exc)
             return None
         return {k: v for k, v in (("name", name), ("picture", picture)) if v} or None
+
+    def window(self, last_inbound_ts_ms: int | None, now_ms: int,
+               author_kind: AuthorKind) -> WindowState:
+        """The base rules, said with the platform's name ("LINE allows...", not "webhook")."""
+        state = super().window(last_inbound_ts_ms, now_ms, author_kind)
+        state.reason = state.reason.replace(f"{self.name} allows", f"{self.platform} allows")
+        detail = getattr(state, "detail", None)
+        if isinstance(detail, dict) and "platform" in detail:
+            detail["platform"] = self.platform
+        return state
 
     def facts(self) -> ChannelFacts:
         """The window, rate limit and idempotency the settings state."""
