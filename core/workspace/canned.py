@@ -18,6 +18,7 @@ from typing import Any
 from tongdai.core.clock import now_ms
 from tongdai.core.errors import BadRequest, Conflict, NotFound
 from tongdai.core.hub import Hub
+from tongdai.core.identity.names import given_name
 from tongdai.core.pipeline import store
 from tongdai.core.workspace import access, audit, users
 from tongdai.core.workspace.access import Principal
@@ -231,12 +232,15 @@ def render(hub: Hub, principal: Principal, conv_id: str, canned_id: str) -> str:
     """A canned reply's text for one conversation, variables filled in."""
     conv = access.conversation(hub, principal, conv_id)
     c = get(hub, principal, canned_id)
-    name = (store.get_customer(hub, conv.customer_id).name or "").strip() or None
+    customer = store.get_customer(hub, conv.customer_id)
+    name = (customer.name or "").strip() or None
     user = users.find(hub, principal.name)
+    # the language the customer writes in (the classifier's lang: tag), for the name's order
+    lang = next((t[5:] for t in conv.tags if t.startswith("lang:")), None)
     return fill(c.text, {
         "customer.name": name,
-        # the first word as the platform gave the name (Telegram: first_name last_name)
-        "customer.first_name": name.split()[0] if name else None,
+        # the given name, where their language puts it: "Nguyễn Văn An" -> "An", "王小明" -> "小明"
+        "customer.first_name": given_name(name, lang),
         "agent.name": (user.display_name if user and user.display_name else principal.name),
         "conversation.id": conv.id,
     })

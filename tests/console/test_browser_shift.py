@@ -18,7 +18,7 @@ from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F
 from tests.identity.people import config_extra, feed, mail, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
-from tongdai.core.workspace import assignment, workflow
+from tongdai.core.workspace import assignment, canned, workflow
 from tongdai.core.workspace.access import Principal
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
@@ -38,6 +38,7 @@ def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
     identity.merge(hub, first.customer_id, second.customer_id, "admin", "same person")
     cuong = Principal("cuong", "supervisor", frozenset({"support"}))
     workflow.add_note(hub, cuong, "2", "@an xem đơn #55 nhé", "note-1")
+    canned.create(hub, cuong, "chao", "Chào {{customer.first_name}}, shop giúp gì được ạ?")
     expect = playwright_api.expect
     problems: list[str] = []
     with playwright_api.sync_playwright() as p:
@@ -98,6 +99,19 @@ def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
             expect(rows.first.locator(".conv-preview")).to_have_text("@cuong: @an xem đơn #55 nhé")
             page.uncheck("#f-mentions")
             expect(rows).to_have_count(2)
+
+            # "/" in the reply box: the canned replies matching what follows; the customer is
+            # greeted by the given name, the last word of a Vietnamese name
+            page.focus("#draft")
+            page.keyboard.type("/ch")
+            expect(page.locator("#mention-list[data-kind=canned] li strong")).to_have_text(
+                ["/chao"])
+            page.keyboard.press("Tab")
+            expect(page.locator("#draft")).to_have_value("Chào An, shop giúp gì được ạ?")
+            page.fill("#draft", "")
+            page.click("#canned-btn")
+            expect(page.locator("#canned-list li strong")).to_have_text(["/chao"])
+            page.click("#canned-btn")
 
             # a colleague takes it first: the refusal, the line and the header in Vietnamese
             assignment.claim(hub, cuong, "1")

@@ -177,7 +177,7 @@ def test_canned_render_fills_variables_and_leaves_unknown_ones(client, hub, peop
     assert c.status_code == 201 and c.json["shortcut"] == "/chao" and c.json["team"] is None
     r = render(client, people["an"], conv["id"], c.json["id"])
     assert r.status_code == 200
-    assert r.json["text"] == (f"Chào Trần Văn Đức (anh Trần), em là An. "
+    assert r.json["text"] == (f"Chào Trần Văn Đức (anh Đức), em là An. "  # given name last
                               f"Mã hội thoại {conv['id']}, đơn {{{{order.id}}}}. 您好！")
 
 

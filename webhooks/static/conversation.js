@@ -327,6 +327,7 @@ export function createConversation(ctx) {
   function setMode(m, focus = true) {
     if (m === 'note' && !has('POST', '/conversations/{}/notes')) m = 'reply';
     if (m !== mode) currentKey = null; // a note and a reply are different creates
+    if (m !== mode) hidePick();
     mode = m;
     $('#composer').classList.toggle('note-mode', m === 'note');
     for (const b of document.querySelectorAll('#composer [data-mode]')) {
@@ -384,10 +385,12 @@ export function createConversation(ctx) {
     }
   }
 
-  // @mentions in notes: the word being typed after "@" offers the colleagues who may see this
-  // conversation (arrow keys move, Enter or Tab picks); one who may not is shown greyed, with
-  // why, rather than offered and then dropped by the server.
-  let pick = { items: [], blocked: [], index: 0, typed: 0 };
+  // One suggestion list under the draft: in a note, "@" offers the colleagues who may see this
+  // conversation (one who may not is shown greyed, with why, rather than offered and then
+  // dropped by the server); in a reply, "/" offers the canned replies whose shortcut, title or
+  // text holds what follows. Arrow keys move, Enter or Tab picks, Esc closes.
+  const NO_PICK = { kind: '', items: [], blocked: [], index: 0, typed: 0 };
+  let pick = NO_PICK;
   const mentionable = new Map(); // conversation id -> Promise of [{name, display_name}] | null
 
   function mentionableFor(id) {
@@ -399,29 +402,58 @@ export function createConversation(ctx) {
     return mentionable.get(id);
   }
 
+  const typedNow = () => draft.value.slice(0, draft.selectionStart);
+  const shortcut = (c) => '/' + (c.shortcut || '').replace(/^\/+/, ''); // stored as "/chao"
+
+  function suggest() {
+    if (!conv) { hidePick(); return; }
+    if (mode === 'note') mentions(); else slashCanned();
+  }
+
   async function mentions() {
-    if (mode !== 'note' || !conv) { hideMentions(); return; }
-    const before = draft.value.slice(0, draft.selectionStart);
+    const before = typedNow();
     const m = /(^|\s)@([\w.-]*)$/.exec(before);
-    if (!m) { hideMentions(); return; }
+    if (!m) { hidePick(); return; }
     const prefix = m[2].toLowerCase();
     const fits = (u) => u.name.startsWith(prefix) || (u.display_name || '').toLowerCase().startsWith(prefix);
     const [may, everyone] = await Promise.all([mentionableFor(conv.id), ctx.users()]);
+    if (typedNow() !== before || mode !== 'note') return; // typing went on meanwhile
     const others = everyone.filter((u) => !u.disabled && u.name !== ctx.me.name);
     const ok = may || others; // a server without /mentionable: offer everyone, as before
     const okNames = new Set(ok.map((u) => u.name));
-    pick = { items: ok.filter(fits).slice(0, 8), index: 0, typed: m[2].length,
-      blocked: may ? others.filter((u) => !okNames.has(u.name) && fits(u)).slice(0, 3) : [] };
-    renderMentions();
+    pick = { kind: 'mention', items: ok.filter(fits).slice(0, 8), index: 0, typed: m[2].length,
+      blocked: may ? others.filter((u) => !okNames.has(u.name) && fits(u)).slice(0, 3) : [],
+      label: (u) => [el('strong', { text: '@' + u.name }), ' ', el('span', { text: u.display_name || '' })],
+      choose: (u) => insertMention(u.name, m[2].length) };
+    renderPick();
   }
 
-  function renderMentions() {
+  async function slashCanned() {
+    const before = typedNow();
+    const m = /(^|\s)\/([\w-]*)$/.exec(before);
+    if (!m || !has('GET', '/canned')) { hidePick(); return; }
+    const word = m[2].toLowerCase();
+    let items = [];
+    try {
+      items = (await get('/canned' + query({ q: word, limit: 50 }))).items;
+    } catch { items = []; }
+    if (typedNow() !== before || mode !== 'reply') return;
+    const starts = (c) => shortcut(c).slice(1).startsWith(word);
+    items.sort((a, b) => Number(!starts(a)) - Number(!starts(b))); // shortcuts first
+    pick = { kind: 'canned', items: items.slice(0, 8), blocked: [], index: 0,
+      label: (c) => [el('strong', { text: shortcut(c) }), ' ', el('span', { text: c.title || c.text || '' })],
+      choose: (c) => useCanned(c, m[2].length + 1) };
+    renderPick();
+  }
+
+  function renderPick() {
     clear(mentionList);
-    pick.items.forEach((u, i) => mentionList.append(el('li', {
+    mentionList.dataset.kind = pick.kind;
+    pick.items.forEach((x, i) => mentionList.append(el('li', {
       role: 'option', class: i === pick.index ? 'active' : null,
       'aria-selected': i === pick.index ? 'true' : 'false',
-      onmousedown: (e) => { e.preventDefault(); insertMention(u.name, pick.typed); },
-    }, el('strong', { text: '@' + u.name }), ' ', el('span', { text: u.display_name || '' }))));
+      onmousedown: (e) => { e.preventDefault(); pick.choose(x); },
+    }, pick.label(x))));
     for (const u of pick.blocked) {
       mentionList.append(el('li', { class: 'blocked', 'aria-disabled': 'true' },
         el('strong', { text: '@' + u.name }), ' ', el('span', { text: t('mention.cannot_see') })));
@@ -429,20 +461,20 @@ export function createConversation(ctx) {
     mentionList.hidden = pick.items.length + pick.blocked.length === 0;
   }
 
-  function hideMentions() {
+  function hidePick() {
     mentionList.hidden = true;
-    pick = { items: [], blocked: [], index: 0, typed: 0 };
+    pick = NO_PICK;
   }
 
   // the suggestion list's keys; true when the key was for it
-  function mentionKey(e) {
+  function pickKey(e) {
     if (mentionList.hidden || !pick.items.length || e.ctrlKey || e.metaKey || e.altKey) return false;
     if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
       const n = pick.items.length;
       pick.index = (pick.index + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
-      renderMentions();
+      renderPick();
     } else if (e.key === 'Enter' || e.key === 'Tab') {
-      insertMention(pick.items[pick.index].name, pick.typed);
+      pick.choose(pick.items[pick.index]);
     } else {
       return false;
     }
@@ -455,7 +487,7 @@ export function createConversation(ctx) {
     draft.value = draft.value.slice(0, pos - typed) + name + ' ' + draft.value.slice(pos);
     const at = pos - typed + name.length + 1;
     draft.setSelectionRange(at, at);
-    hideMentions();
+    hidePick();
     draft.focus();
   }
 
@@ -473,11 +505,14 @@ export function createConversation(ctx) {
     for (const c of items) {
       list.append(el('li', { tabindex: 0, onclick: () => useCanned(c),
         onkeydown: (e) => { if (e.key === 'Enter') { e.preventDefault(); useCanned(c); } } },
-      el('strong', { text: '/' + (c.shortcut || '') }), ' ', el('span', { text: c.text || '' })));
+      el('strong', { text: shortcut(c) }), ' ', el('span', { text: c.text || '' })));
     }
   }
 
-  async function useCanned(c) {
+  // The canned reply's text, its variables filled in for this conversation, at the cursor
+  // (in place of the "/word" typed to find it: ``replace`` characters before the cursor).
+  async function useCanned(c, replace = 0) {
+    hidePick();
     let text = c.text || '';
     if (has('POST', '/conversations/{}/canned/{}/render')) {
       try {
@@ -485,7 +520,9 @@ export function createConversation(ctx) {
       } catch (e) { ctx.error(e); }
     }
     const pos = draft.selectionStart ?? draft.value.length;
-    draft.value = draft.value.slice(0, pos) + text + draft.value.slice(pos);
+    const start = Math.max(0, pos - replace);
+    draft.value = draft.value.slice(0, start) + text + draft.value.slice(pos);
+    draft.setSelectionRange(start + text.length, start + text.length);
     cannedPanel.hidden = true;
     draft.focus();
   }
@@ -583,11 +620,14 @@ export function createConversation(ctx) {
   // -- wiring --------------------------------------------------------------------------------
   $('#composer').addEventListener('submit', (e) => { e.preventDefault(); send(); });
   draft.addEventListener('keydown', (e) => {
-    if (mentionKey(e)) return;
+    if (pickKey(e)) return;
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); send(); }
-    if (e.key === 'Escape') { hideMentions(); draft.blur(); }
+    if (e.key === 'Escape') {
+      if (!mentionList.hidden) { hidePick(); e.stopPropagation(); return; } // first Esc: the list
+      draft.blur();
+    }
   });
-  draft.addEventListener('input', () => { composerError.textContent = ''; mentions(); updateComposer(); });
+  draft.addEventListener('input', () => { composerError.textContent = ''; suggest(); updateComposer(); });
   for (const b of document.querySelectorAll('#composer [data-mode]')) {
     b.addEventListener('click', () => setMode(b.dataset.mode));
   }
