@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
 from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.helpers import run_outbound
 from tests.identity.people import config_extra, feed, mail, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
@@ -112,6 +113,17 @@ def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
             page.click("#canned-btn")
             expect(page.locator("#canned-list li strong")).to_have_text(["/chao"])
             page.click("#canned-btn")
+
+            # a reply Telegram cannot take yet (nothing listens at its address): the tick is
+            # an icon served with the console, the reason said in Vietnamese
+            page.fill("#draft", "Dạ shop kiểm tra ngay ạ")
+            page.click("#send")
+            out = page.locator("#timeline li.msg.out")
+            expect(out).to_have_count(1)
+            run_outbound(hub, wait_s=0)
+            expect(out.locator(".tick-reason")).to_contain_text(
+                "chưa gửi được, thử lại lần 2/6 sau 1 giây")
+            expect(out.locator(".tick svg")).to_have_attribute("data-icon", "clock")
 
             # a colleague takes it first: the refusal, the line and the header in Vietnamese
             assignment.claim(hub, cuong, "1")

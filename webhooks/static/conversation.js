@@ -1,9 +1,9 @@
 // The open conversation: header with actions, one timeline across the customer's channels,
 // and the reply / note composer (channel picker, canned replies, @mentions).
 import { ApiError, get, has, post, query } from './api.js';
+import { TICK_ICONS, icon } from './icons.js';
 import { $, ask, clear, el, fmtFull, fmtTime, t, tr, uuid } from './ui.js';
 
-const TICKS = { queued: '🕓', uncertain: '❓', sent: '✓', delayed: '⏳', delivered: '✓✓', read: '✓✓', failed: '⚠' };
 const SAFE_URL = /^https?:\/\//i;
 // the status each of the sender's reasons goes with (core/pipeline/outbound.py: sw)
 const WHY_STATUS = { retrying: 'queued', uncertain_retry: 'queued', uncertain: 'uncertain',
@@ -276,9 +276,9 @@ export function createConversation(ctx) {
     const size = a.size ? ` (${Math.max(1, Math.round(a.size / 1024))} KB)` : '';
     if (href) {
       return el('a', { class: 'attachment file', href, download: stored ? (a.name || '') : null,
-        target: stored ? null : '_blank', rel: 'noopener noreferrer' }, '📎 ' + label + size);
+        target: stored ? null : '_blank', rel: 'noopener noreferrer' }, icon('clip'), ' ' + label + size);
     }
-    return el('span', { class: 'attachment missing', title: t('attachment.not_stored') }, '📎 ' + label + size);
+    return el('span', { class: 'attachment missing', title: t('attachment.not_stored') }, icon('clip'), ' ' + label + size);
   }
 
   function reactions(r) {
@@ -293,7 +293,8 @@ export function createConversation(ctx) {
   function tick(m) {
     const label = t('status.' + m.status) + (statusReason(m) ? ': ' + statusReason(m) : '');
     return el('span', { class: 'tick-box' },
-      el('span', { class: 'tick tick-' + m.status, title: label, 'aria-label': label, text: TICKS[m.status] || '' }),
+      el('span', { class: 'tick tick-' + m.status, title: label },
+        TICK_ICONS[m.status] ? icon(TICK_ICONS[m.status], label) : null),
       m.status === 'failed' || m.status === 'delayed' || m.status === 'uncertain'
         || (m.status === 'queued' && m.status_why && WHY_STATUS[m.status_why.code] === 'queued')
         ? el('span', { class: 'tick-reason', text: label }) : null);
