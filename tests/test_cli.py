@@ -104,3 +104,27 @@ def test_simulate_against_a_stopped_hub_says_so_without_a_traceback(redis_url, c
     assert out.returncode == 1
     assert "no hub at http://127.0.0.1:" in out.stderr and "tongdai up" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_simulate_mail_without_a_listener_says_so_without_a_traceback(tmp_path, monkeypatch):
+    """In-process: the mail channel's SMTP listener is not running (#17)."""
+    from click.testing import CliRunner
+
+    from tests.conftest import free_port
+    from tongdai.core.cli import main
+
+    port = free_port()
+    config = write_config(tmp_path / "mail.yaml", extra=f"""
+  - id: mail-demo
+    adapter: email
+    settings:
+      address: support@demo.example.vn
+      inbound:
+        smtp: {{host: 127.0.0.1, port: {port}}}
+""")
+    monkeypatch.setenv("TONGDAI_CONFIG", str(config))
+    out = CliRunner().invoke(main, ["simulate", "email", "--channel", "mail-demo",
+                                    "--text", "Đơn #55 giao chưa?"])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit)  # not a crash
+    assert f"no SMTP listener at 127.0.0.1:{port}" in out.output and "tongdai up" in out.output
+    assert "Traceback" not in out.output
