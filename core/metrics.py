@@ -38,23 +38,33 @@ _dir: Path | None = None
 
 WEBHOOKS_ACCEPTED = Counter(
     "tongdai_webhooks_accepted", "Webhook deliveries stored in the raw log (answered 200)",
-    ["channel"])
+    ["channel"], registry=None)
 WEBHOOKS_REJECTED = Counter(
     "tongdai_webhooks_rejected", "Webhook deliveries refused, nothing stored: signature (401/"
     "403), malformed (400/408/413), unavailable (503: Redis away, disk full), unknown_channel "
-    "(404)", ["channel", "reason"])
+    "(404)", ["channel", "reason"], registry=None)
 MESSAGES_STORED = Counter(
     "tongdai_messages_stored", "Messages stored by ingest (new timeline entries, duplicates "
-    "not counted)", ["channel"])
+    "not counted)", ["channel"], registry=None)
 DEAD_LETTERS = Counter(
     "tongdai_dead_letters_written", "Raw events ingest could not process, kept as dead letters",
-    ["channel"])
+    ["channel"], registry=None)
 SENDS = Counter(
     "tongdai_sends", "Platform calls for a queued message: sent, retry (scheduled again), "
-    "rate_limited (waits for a slot), failed and uncertain (final)", ["channel", "outcome"])
-SSE_CLIENTS = Gauge(
-    "tongdai_sse_clients", "Consoles connected to the live event stream",
-    multiprocess_mode="livesum")
+    "rate_limited (waits for a slot), failed and uncertain (final)", ["channel", "outcome"],
+    registry=None)
+_sse: Gauge | None = None  # made at the first stream, once multi-process mode is on
+
+
+def sse_clients() -> Gauge:
+    """The live-stream gauge. Not made at import: a metric without labels takes its value
+    store when made, and before ``directory()`` that would be this process's memory only."""
+    global _sse
+    if _sse is None:
+        _ready()
+        _sse = Gauge("tongdai_sse_clients", "Consoles connected to the live event stream",
+                     multiprocess_mode="livesum", registry=None)
+    return _sse
 
 _REASONS = {400: "malformed", 408: "malformed", 413: "malformed", 401: "signature",
             403: "signature", 404: "unknown_channel", 503: "unavailable"}
@@ -117,12 +127,11 @@ def send(channel: str, outcome: str) -> None:
 
 def stream_opened() -> None:
     """A console's live stream opened (``stream_closed`` when it ends)."""
-    _ready()
-    SSE_CLIENTS.inc()
+    sse_clients().inc()
 
 
 def stream_closed() -> None:
-    SSE_CLIENTS.dec()
+    sse_clients().dec()
 
 
 # -- the directory: reading it whole, and folding in what dead processes left ----------------

@@ -15,6 +15,7 @@ from rq import Queue, SimpleWorker, Worker
 from tests.conftest import SECRET, write_config
 from tests.helpers import auth, drain_all, post, tg_update
 from tongdai.core import metrics
+from tongdai.core.config_watch import ConfigWatch
 from tongdai.core.keys import REPLIES_QUEUE
 from tongdai.core.pipeline import feed, sla
 from tongdai.core.workspace import tokens
@@ -174,6 +175,7 @@ def test_healthz_degraded_without_workers_and_reactor_lag(client, hub):
     h = h.json
     assert h["status"] == "degraded" and h["ok"] is True
     assert any("tongdai-replies" in d and "--queues replies" in d for d in h["degraded"])
+    assert any("`tongdai reactor`" in d for d in h["degraded"])
     assert h["queues"]["tongdai-ingest"]["workers"] == 0
     assert h["raw_events"]["undelivered"] == 1 and h["ingest_lag_s"] >= 0
 
@@ -183,17 +185,22 @@ def test_healthz_degraded_without_workers_and_reactor_lag(client, hub):
     assert behind and all(n >= 1 for n in behind.values()), h["reactors"]
     assert h["ingest_lag_s"] == 0 and h["raw_events"] == {"undelivered": 0, "pending": 0}
 
-    feed.run_pending(hub)  # reactors catch up; a worker for every queue comes alive
+    # reactors catch up; a worker for every queue, a reactor and a scheduler come alive
+    feed.run_pending(hub)
     w = Worker([Queue(n, connection=hub.redis) for n in
                 ("tongdai-ingest", "tongdai-replies", "tongdai-background", "tongdai-hooks")],
                connection=hub.redis)
     w.register_birth()
+    for role in ("reactor", "scheduler"):
+        ConfigWatch(hub).start(role)
     try:
         h = client.get("/healthz").json
         assert h["status"] == "ok", h["degraded"]
         assert all(r["behind"] == 0 and r["lag_s"] == 0 for r in h["reactors"].values())
         assert h["queues"]["tongdai-replies"] == {"depth": 0, "oldest_job_age_s": 0.0,
                                                   "failed": 0, "workers": 1}
+        assert h["processes"]["reactor"] == 1
+        assert value(scrape(client), "tongdai_processes", role="scheduler") == 1
     finally:
         w.register_death()
 
@@ -240,6 +247,6 @@ def test_the_sample_dashboard_charts_only_metrics_the_hub_serves(client, hub):
     families = list(text_string_to_metric_families(text))  # Redis-read: always there
     families += [m for c in (metrics.WEBHOOKS_ACCEPTED, metrics.WEBHOOKS_REJECTED,
                              metrics.MESSAGES_STORED, metrics.DEAD_LETTERS, metrics.SENDS,
-                             metrics.SSE_CLIENTS) for m in c.describe()]  # once counted
+                             metrics.sse_clients()) for m in c.describe()]  # once counted
     served = {f.name + ("_total" if f.type == "counter" else "") for f in families}
     assert len(charted) >= 20 and charted <= served, charted - served

@@ -42,24 +42,25 @@ def problems(hub) -> list[str]:
     return found
 
 
-def degraded(queues: list[backlogs.JobQueue], reactors: dict[str, backlogs.StreamLag]
-             ) -> list[str]:
-    """What the hub stores but does not get through: a queue no live worker serves, a
-    reactor no process reads. Events are safe meanwhile; they wait."""
+def degraded(queues: list[backlogs.JobQueue], running: dict[str, int]) -> list[str]:
+    """What the hub stores but does not get through: a queue no live worker serves, no
+    reactor or scheduler process. Events are safe meanwhile; they wait."""
     found = [f"no live worker serves {q.name} ({q.depth} waiting): start `tongdai worker "
              f"--queues {backlogs.JOB_QUEUES[q.name]}`"
              for q in queues if q.name in backlogs.SERVED and q.workers == 0]
-    idle = [name for name, lag in reactors.items() if lag.active == 0]
-    if idle:
-        found.append(f"no reactor process reads the change feed for {', '.join(idle)}: "
-                     "start `tongdai reactor`")
+    if not running.get("reactor"):
+        found.append("no reactor process runs (auto-assignment, outgoing webhooks, staff "
+                     "group, agents' mail and SLA actions wait): start `tongdai reactor`")
+    if not running.get("scheduler"):
+        found.append("no scheduler runs (ingest loops are not replaced, SLA breaches and "
+                     "snoozes wait): start `tongdai scheduler`")
     return found
 
 
 @bp.get("/healthz")
 def healthz():
     """``status``: "ok"; "degraded" (200) when events are stored but a queue has no live
-    worker or a reactor no reader, listed in ``degraded``; "down" (503) when the hub cannot
+    worker, or no reactor or scheduler runs, listed in ``degraded``; "down" (503) when the hub cannot
     take events (Redis down or restarting, its disk full), listed in ``problems``. A config
     edit this process could not apply is listed in ``problems`` (and ``config``) but keeps
     the 200."""
@@ -80,7 +81,8 @@ def healthz():
     raw = backlogs.raw_lag(hub, now)
     queues = backlogs.job_queues(hub, now)
     reactors = backlogs.reactor_lags(hub, now)
-    slow = degraded(queues, reactors)
+    running = backlogs.processes(hub)
+    slow = degraded(queues, running)
     jobs = {q.name: q.depth for q in queues}
     jobs["waiting_sends"] = hub.redis.zcard(hub.keys.sends_due())  # retries, slow channels
     agent_queues = {q: hub.redis.zcard(hub.keys.queue(q)) for q in hub.config.hub.routing.queues}
@@ -104,8 +106,8 @@ def healthz():
         "queues": {q.name: {"depth": q.depth, "oldest_job_age_s": q.oldest_age_s,
                             "failed": q.failed, "workers": q.workers} for q in queues},
         "reactors": {name: {"behind": lag.behind, "pending": lag.pending,
-                            "lag_s": lag.oldest_age_s, "readers": lag.active}
-                     for name, lag in reactors.items()},
+                            "lag_s": lag.oldest_age_s} for name, lag in reactors.items()},
+        "processes": running,
         "agent_queues": agent_queues,
         "workers": {"live": len(Worker.all(connection=hub.redis))},
         "dead_letters": hub.redis.xlen(hub.keys.deadletter()),

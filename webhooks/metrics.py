@@ -76,13 +76,16 @@ class RedisCollector:
         behind = GaugeMetricFamily("tongdai_reactor_events_behind", "Change-feed events a "
                                    "reactor has not handled yet (unread, capped at 1,000 on "
                                    "Redis < 7, plus pending)", labels=["reactor"])
-        readers = GaugeMetricFamily("tongdai_reactor_consumers", "Reactor processes reading "
-                                    "the feed in the last 30 s", labels=["reactor"])
         for name, one in backlogs.reactor_lags(hub, now).items():
             lag.add_metric([name], one.oldest_age_s)
             behind.add_metric([name], one.behind + one.pending)
-            readers.add_metric([name], one.active)
-        yield from (lag, behind, readers)
+        yield from (lag, behind)
+        running = GaugeMetricFamily("tongdai_processes", "Running hub processes by role (web, "
+                                    "inbound, worker:<queues>, reactor, scheduler; a killed "
+                                    "one counts up to 3 minutes)", labels=["role"])
+        for role, n in backlogs.processes(hub).items():
+            running.add_metric([role], n)
+        yield running
 
         pipe = r.pipeline(transaction=False)
         queues = list(hub.config.hub.routing.queues)

@@ -13,6 +13,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.utils import utcparse
 
+from tongdai.core import config_watch
 from tongdai.core.clock import now_ms
 from tongdai.core.hub import Hub
 from tongdai.core.keys import (
@@ -31,7 +32,6 @@ JOB_QUEUES = {INGEST_QUEUE: "ingest", REPLIES_QUEUE: "replies", BACKGROUND_QUEUE
 # Queues that need a live worker (the legacy one drains with background's).
 SERVED = (INGEST_QUEUE, REPLIES_QUEUE, BACKGROUND_QUEUE, HOOKS_QUEUE)
 COUNT_CAP = 1000  # unread entries counted one by one at most (Redis < 7)
-CONSUMER_ACTIVE_MS = 30_000  # a reactor reads at least every second; idle longer: gone
 
 
 @dataclass(slots=True)
@@ -48,7 +48,6 @@ class StreamLag:
     behind: int        # entries not yet read by the group (capped at COUNT_CAP on Redis < 7)
     pending: int       # read, not yet acknowledged
     oldest_age_s: float  # the oldest entry not yet processed (0 when none)
-    active: int = 0    # consumers that read recently
 
 
 def _ms(entry_id: bytes | str) -> int:
@@ -86,8 +85,7 @@ def job_queues(hub: Hub, now: int | None = None) -> list[JobQueue]:
     return out
 
 
-def stream_lag(hub: Hub, key: str, group: str, now: int | None = None,
-               with_consumers: bool = False) -> StreamLag:
+def stream_lag(hub: Hub, key: str, group: str, now: int | None = None) -> StreamLag:
     """How far consumer group ``group`` of stream ``key`` is behind its stream."""
     now = now or now_ms()
     r = hub.redis
@@ -105,19 +103,14 @@ def stream_lag(hub: Hub, key: str, group: str, now: int | None = None,
     pipe.xrange(key, min=f"({last}", count=1 if lag is not None else COUNT_CAP)
     if info["pending"]:
         pipe.xpending(key, group)
-    if with_consumers:
-        pipe.xinfo_consumers(key, group)
     got = pipe.execute()
     unread = got[0]
     behind = int(lag) if lag is not None else len(unread)
     oldest = [_ms(unread[0][0])] if unread else []
     if info["pending"] and got[1]["min"] is not None:
         oldest.append(_ms(got[1]["min"]))
-    active = 0
-    if with_consumers:
-        active = sum(1 for c in got[-1] if c["idle"] < CONSUMER_ACTIVE_MS)
     age = max(0.0, (now - min(oldest)) / 1000) if oldest else 0.0
-    return StreamLag(behind, info["pending"], round(age, 3), active)
+    return StreamLag(behind, info["pending"], round(age, 3))
 
 
 def raw_lag(hub: Hub, now: int | None = None) -> StreamLag:
@@ -134,8 +127,17 @@ def raw_lag(hub: Hub, now: int | None = None) -> StreamLag:
 
 
 def reactor_lags(hub: Hub, now: int | None = None) -> dict[str, StreamLag]:
-    """Each reactor's consumer group on the change feed: how far behind, and whether any
-    reactor process is reading it."""
+    """Each reactor's consumer group on the change feed: how far behind it is."""
     now = now or now_ms()
-    return {name: stream_lag(hub, hub.keys.feed(), name, now, with_consumers=True)
-            for name in feed.load_reactors()}
+    return {name: stream_lag(hub, hub.keys.feed(), name, now) for name in feed.load_reactors()}
+
+
+def processes(hub: Hub) -> dict[str, int]:
+    """Running hub processes by role (``web``, ``reactor``, ``scheduler``, ``worker:ingest``,
+    ...), from the records every long-running process keeps (core/config_watch.py): one that
+    stops removes its own, a killed one's goes after ``STALE_S``."""
+    out: dict[str, int] = {}
+    for name in config_watch.processes(hub.redis, hub.keys.config_processes()):
+        role = name.partition("@")[0]
+        out[role] = out.get(role, 0) + 1
+    return out
