@@ -404,6 +404,11 @@ export function createConversation(ctx) {
   }
 
   const typedNow = () => draft.value.slice(0, draft.selectionStart);
+  const AT = /(^|\s)@([\w.-]*)$/;
+  const SLASH = /(^|\s)\/([\w-]*)$/;
+  // the "@word" or "/word" before the cursor now, its sigil included (a key may beat the
+  // list's update: what is replaced is what is there when the agent picks)
+  const tokenLength = (re) => { const m = re.exec(typedNow()); return m ? m[2].length + 1 : 0; };
   const shortcut = (c) => '/' + (c.shortcut || '').replace(/^\/+/, ''); // stored as "/chao"
 
   function suggest() {
@@ -413,7 +418,7 @@ export function createConversation(ctx) {
 
   async function mentions() {
     const before = typedNow();
-    const m = /(^|\s)@([\w.-]*)$/.exec(before);
+    const m = AT.exec(before);
     if (!m) { hidePick(); return; }
     const prefix = m[2].toLowerCase();
     const fits = (u) => u.name.startsWith(prefix) || (u.display_name || '').toLowerCase().startsWith(prefix);
@@ -425,13 +430,13 @@ export function createConversation(ctx) {
     pick = { kind: 'mention', items: ok.filter(fits).slice(0, 8), index: 0, typed: m[2].length,
       blocked: may ? others.filter((u) => !okNames.has(u.name) && fits(u)).slice(0, 3) : [],
       label: (u) => [el('strong', { text: '@' + u.name }), ' ', el('span', { text: u.display_name || '' })],
-      choose: (u) => insertMention(u.name, m[2].length) };
+      choose: (u) => insertMention(u.name, Math.max(0, tokenLength(AT) - 1)) };
     renderPick();
   }
 
   async function slashCanned() {
     const before = typedNow();
-    const m = /(^|\s)\/([\w-]*)$/.exec(before);
+    const m = SLASH.exec(before);
     if (!m || !has('GET', '/canned')) { hidePick(); return; }
     const word = m[2].toLowerCase();
     let items = [];
@@ -443,7 +448,7 @@ export function createConversation(ctx) {
     items.sort((a, b) => Number(!starts(a)) - Number(!starts(b))); // shortcuts first
     pick = { kind: 'canned', items: items.slice(0, 8), blocked: [], index: 0,
       label: (c) => [el('strong', { text: shortcut(c) }), ' ', el('span', { text: c.title || c.text || '' })],
-      choose: (c) => useCanned(c, m[2].length + 1) };
+      choose: (c) => useCanned(c, tokenLength(SLASH)) };
     renderPick();
   }
 
