@@ -2,7 +2,8 @@
 
 Layers (``tongdai/core/__init__.py`` says what each holds): plumbing ← identity ← pipeline ←
 workspace ← the entry points (cli, webhooks, worker, benchmarks). Adapters are pure: they may
-use the core's models, errors and pure identifier functions, never a Redis-touching layer.
+use the core's models, errors, pure identifier functions and config helpers (durations, time
+zones: an adapter's settings are config), never a Redis-touching layer.
 Every import counts, the ones inside functions too: a lazy import is still a dependency.
 """
 
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("adapters", "core", "webhooks", "worker", "benchmarks")
 RANK = {"plumbing": 0, "identity": 1, "pipeline": 2, "workspace": 3, "entry": 4}
 # What adapters may import from the core (pure modules, no Redis).
-ADAPTER_MAY = {"tongdai.core.errors", "tongdai.core.models", "tongdai.core.identity.identifiers"}
+ADAPTER_MAY = {"tongdai.core.errors", "tongdai.core.models", "tongdai.core.identity.identifiers",
+               "tongdai.core.config_base"}
 
 
 def layer(module: str) -> str | None:
