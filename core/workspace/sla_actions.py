@@ -97,6 +97,7 @@ def act(hub: Hub, data: dict[str, Any], step: str) -> None:
         return
     a = action_for(hub, step)
     target = str(data.get("target") or "")
+    # "SLA <target> <label>": consoles translate this exact form (webhooks/static/conversation.js)
     label = "breached" if step == "breach" else "warning"
     if a.raise_priority is not None:
         raise_priority(hub, conv_id, a.raise_priority, f"SLA {target} {label}")

@@ -13,6 +13,7 @@ from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
 from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
 from tests.helpers import drain_all, post, tg_update
+from tongdai.core.workspace import tiers
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
 playwright_api = pytest.importorskip("playwright.sync_api",
@@ -72,6 +73,11 @@ def test_escalate_and_deescalate_from_the_console(hub, server, people):  # noqa:
             expect(lines).to_have_count(3)
             # a system line is not a note
             expect(page.locator("#timeline li.msg.note")).to_have_count(0)
+            # the SLA policy escalating it: named, and its reason said, in Vietnamese (#17)
+            tiers.escalate(hub, None, "1", reason="SLA first_response breached", by="policy:sla")
+            expect(lines).to_have_count(4)
+            expect(lines.last).to_have_text("Quy định SLA chuyển cấp từ Hỗ trợ (cấp 1) lên "
+                                            "Thanh toán (cấp 2) — quá hạn phản hồi đầu tiên theo SLA")
         finally:
             browser.close()
     assert problems == []

@@ -231,7 +231,7 @@ export function createConversation(ctx) {
     // a policy acting (policy:sla) or the hub itself, named in words; people by their name
     const by = actor === 'system' || actor.startsWith('policy:') ? tr('actor.' + actor, {}, actor) : actor;
     const cut = text.indexOf(' — ');
-    const why = cut >= 0 ? t('line.why', { why: text.slice(cut + 3) }) : '';
+    const why = cut >= 0 ? t('line.why', { why: policyWhy(actor, text.slice(cut + 3)) }) : '';
     const team = (id) => ((ctx.teams || []).find((x) => x.id === id) || { name: id }).name;
     let s;
     if (p.action === 'assigned') {
@@ -261,6 +261,14 @@ export function createConversation(ctx) {
       return text;
     }
     return s + why;
+  }
+
+  // A policy's reason is ours, not a person's: "SLA first_response breached"
+  // (core/workspace/sla_actions.py) said in the console's language.
+  function policyWhy(actor, why) {
+    const m = actor === 'policy:sla' && /^SLA (\w+) (warning|breached)$/.exec(why);
+    if (!m) return why;
+    return tr('sla.why.' + m[2], { target: tr('sla.target.' + m[1], {}, m[1]) }, why);
   }
 
   function attachment(m, a, n) {
