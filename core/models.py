@@ -189,9 +189,8 @@ class Message:
     attachments: list[Attachment] = field(default_factory=list)
     status: DeliveryStatus = DeliveryStatus.RECEIVED
     status_reason: str | None = None
-    # the sender's own reason in parts a console translates: {"code": retrying | uncertain |
-    # uncertain_retry | failed | failed_after_unanswered | sent_after_unanswered, "detail":
-    # the platform's or adapter's words, ...}; None when the reason came from elsewhere
+    # the sender's reason in parts a console translates: {"code": retrying | uncertain | failed
+    # | ..., "detail": the platform's or adapter's words, ...}; None: the reason came from elsewhere
     status_why: dict[str, Any] | None = None
     tags: list[str] = field(default_factory=list)
     reply_to: str | None = None
@@ -345,19 +344,11 @@ class Conversation:
 
     def to_api(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "customer_id": self.customer_id,
-            "channel_id": self.channel_id,
-            "status": self.status.value,
-            "queue": self.queue,
-            "assignee": self.assignee,
-            "tags": self.tags,
-            "priority": self.priority,
-            "created_ts": self.created_ts_ms,
-            "updated_ts": self.updated_ts_ms,
-            "last_inbound_ts": self.last_inbound_ts_ms,
-            "resolved_ts": self.resolved_ts_ms,
-            "escalated": self.escalated,
+            "id": self.id, "customer_id": self.customer_id, "channel_id": self.channel_id,
+            "status": self.status.value, "queue": self.queue, "assignee": self.assignee,
+            "tags": self.tags, "priority": self.priority, "created_ts": self.created_ts_ms,
+            "updated_ts": self.updated_ts_ms, "last_inbound_ts": self.last_inbound_ts_ms,
+            "resolved_ts": self.resolved_ts_ms, "escalated": self.escalated,
             "snoozed_until_ts": self.snoozed_until_ts_ms, "priority_reason": self.priority_reason,
         }
 
