@@ -250,3 +250,13 @@ def test_the_sample_dashboard_charts_only_metrics_the_hub_serves(client, hub):
                              metrics.sse_clients()) for m in c.describe()]  # once counted
     served = {f.name + ("_total" if f.type == "counter" else "") for f in families}
     assert len(charted) >= 20 and charted <= served, charted - served
+
+
+def test_open_live_streams_are_counted_while_open(client, admin_token):
+    """The Flask stream (WSGI servers; uvicorn's is webhooks/streaming.py)."""
+    before = value(scrape(client), "tongdai_sse_clients")
+    stream = client.get("/api/v1/events/stream", headers=auth(admin_token), buffered=False)
+    assert "retry:" in next(stream.response).decode()
+    assert value(scrape(client), "tongdai_sse_clients") == before + 1
+    stream.close()
+    assert value(scrape(client), "tongdai_sse_clients") == before

@@ -27,6 +27,7 @@ import redis
 from flask import current_app, request
 from spectree import Response as Resp
 
+from tongdai.core import metrics
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import feed
@@ -188,6 +189,15 @@ def _stream(h: Hub, p: Principal, start: str, reset: bool,
             sent, beat = cursor, time.monotonic() + heartbeat_s
 
 
+def _counted(frames: Iterator[str]) -> Iterator[str]:
+    """The stream, counted in ``tongdai_sse_clients`` while it is open (WSGI servers)."""
+    metrics.stream_opened()
+    try:
+        yield from frames
+    finally:
+        metrics.stream_closed()
+
+
 @bp.get("/events/stream")
 @spec.validate(query=StreamQuery, resp=Resp(HTTP_200=None, **ERRORS), tags=[TAG])
 def event_stream():
@@ -201,9 +211,9 @@ def event_stream():
     start, reset = start_of(h, request.headers.get("Last-Event-ID")
                           or request.args.get("last_event_id"))
     cfg = current_app.config
-    body = _stream(h, p, start, reset, _still_allowed(h, p),
-                   float(cfg.get("SSE_MAX_SECONDS", STREAM_MAX_S)),
-                   float(cfg.get("SSE_HEARTBEAT_SECONDS", HEARTBEAT_S)))
+    body = _counted(_stream(h, p, start, reset, _still_allowed(h, p),
+                            float(cfg.get("SSE_MAX_SECONDS", STREAM_MAX_S)),
+                            float(cfg.get("SSE_HEARTBEAT_SECONDS", HEARTBEAT_S))))
     # A (generator, status, headers) answer: spectree passes it through unread, so it streams
     # (a Response object would be read whole to validate it).
     return body, 200, {"Content-Type": "text/event-stream; charset=utf-8",
