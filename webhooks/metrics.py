@@ -35,7 +35,7 @@ _STATS = {
 
 
 class RedisCollector:
-    """The hub's state, read from Redis when Prometheus scrapes (a few dozen commands)."""
+    """The hub's state, read from Redis when Prometheus scrapes (~60 commands, ~15 round trips)."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
