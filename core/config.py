@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from tongdai.core.config_acks import check as check_acks
+from tongdai.core.config_lookups import check_names as check_lookup_names
 from tongdai.core.config_routing import check as check_routing
 from tongdai.core.config_sections import (
     ChannelSection,
@@ -297,6 +298,7 @@ def load_config(path: str | None = None) -> LoadedConfig:
                                   f"{mailer!r} is not an email channel",
                                   "name an email channel instance from channels"))
     errors += check_routing(hub, path)  # rules and the tier ladder (core/config_routing.py)
+    errors += [ConfigError(path, k, p, f) for k, p, f in check_lookup_names(hub.lookups)]
     if errors:
         raise ConfigInvalid(errors)
     return LoadedConfig(path, hub, channel_settings, file_version(content))

@@ -14,6 +14,7 @@ from pydantic import Field, IPvAnyNetwork, field_validator
 from tongdai.core.config_acks import AcknowledgementsSection
 from tongdai.core.config_backup import BackupSection
 from tongdai.core.config_base import _Section, _tz, parse_duration
+from tongdai.core.config_lookups import Lookup
 from tongdai.core.config_sla import CalendarSection, SlaSection
 
 
@@ -328,5 +329,6 @@ class HubConfig(_Section):
     acknowledgements: AcknowledgementsSection = AcknowledgementsSection()
     notifications: NotificationsSection = NotificationsSection()
     backup: BackupSection = BackupSection()
+    lookups: dict[str, Lookup] = {}  # the business's data (core/config_lookups.py)
     channels: list[ChannelSection] = []
 

@@ -135,6 +135,14 @@ class Keys:
     def backup_claim(self) -> str:
         return self._k("backup", "running")
 
+    # -- lookups (core/workspace/lookups.py): lookup(name, digest) an answer (encrypted, TTL),
+    # (name, digest, "fetching") while fetched, (name, "breaker") hash, (name, "trial")
+    def lookup(self, name: str, *parts: str) -> str:
+        return self._k("lookup", name, *parts)
+
+    def conversation_attributes(self, conv_id: str) -> str:
+        return self._k("conv", conv_id, "attrs")  # what the intake collected (sealed values)
+
     # -- channel credentials that rotate (Zalo OAuth) ---------------------------------------------
     def credentials(self, channel_id: str) -> str:
         return self._k("creds", channel_id)

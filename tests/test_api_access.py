@@ -49,6 +49,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/v1/events/stream"): ("any", None),
     ("GET", "/api/v1/conversations/<conv_id>"): ("conv", None),
     ("GET", "/api/v1/conversations/<conv_id>/channels"): ("conv", None),
+    ("GET", "/api/v1/conversations/<conv_id>/lookups"): ("conv", None),
     ("GET", "/api/v1/conversations/<conv_id>/mentionable"): ("conv", None),
     ("GET", "/api/v1/conversations/<conv_id>/messages"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/messages"): ("conv", {"text": "Dạ vâng ạ"}),

@@ -21,6 +21,7 @@ from tongdai.core.workspace import (  # noqa: F401  (registration on import)
     assignment,
     backup_schedule,
     hooks,
+    lookup_rules,
     sla_actions,
     staffgroup,
     workflow,
