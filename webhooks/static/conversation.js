@@ -257,6 +257,9 @@ export function createConversation(ctx) {
       s = t('line.priority_raised', { by, priority: (p.priority || [])[1] });
     } else if (p.action === 'resolved' || p.action === 'reopened') {
       s = t('line.' + p.action, { by });
+    } else if (p.action === 'tagged' && p.lookup) { // a lookup's tag_when rule
+      s = t('line.lookup_tagged', { lookup: p.lookup, tag: p.tag });
+      if (p.canned) s += t('line.lookup_canned', { canned: p.canned });
     } else {
       return text;
     }

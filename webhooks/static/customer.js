@@ -2,6 +2,7 @@
 // conversations, and the identity graph's work: merge suggestions with evidence, merges
 // with a Split button.
 import { get, has, post } from './api.js';
+import { createLookups } from './lookups.js';
 import { $, ask, clear, el, fmtFull, fmtTime, t } from './ui.js';
 
 export function createCustomerPanel(ctx) {
@@ -9,9 +10,11 @@ export function createCustomerPanel(ctx) {
   let current = null;
   let conv = null;
   let loading = 0;
+  const lookups = createLookups(ctx); // the business's data (orders, top-ups...)
 
   function clearPanel() {
     current = null;
+    lookups.reset();
     clear(body).append(el('p', { class: 'empty', text: t('customer.none') }));
   }
 
@@ -70,6 +73,8 @@ export function createCustomerPanel(ctx) {
       body.append(section(t('customer.attributes'), el('dl', { class: 'attrs' },
         Object.entries(c.attributes).map(([k, v]) => [el('dt', { text: k }), el('dd', { text: String(v) })]))));
     }
+
+    body.append(lookups.section(conv && String(conv.customer_id) === String(c.id) ? conv : null));
 
     body.append(section(t('customer.conversations'), pastConversations(c)));
 
