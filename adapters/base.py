@@ -103,6 +103,7 @@ class OutboundMessage:
     references: list[str] = field(default_factory=list)
     in_reply_to: str | None = None
     reply_token: str | None = None  # for a reply+<token>@ address
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (payload, title) to press
 
 
 @dataclass(slots=True)
@@ -187,6 +188,7 @@ class Adapter(ABC):
     # Settings that processes bind at start (a listener's port, a mailbox's poller): an edit
     # of one is reported as needing a restart instead of applied live (core/config_watch.py).
     restart_settings: ClassVar[tuple[str, ...]] = ()
+    native_buttons: ClassVar[bool] = False  # send shows buttons; a press brings the payload
 
     def __init__(
         self, channel_id: str, settings: ChannelSettings, http: httpx.Client | None = None

@@ -39,6 +39,7 @@ from tongdai.core.config_sections import (
     TeamSection,
     parse_duration,
 )
+from tongdai.core.config_selfservice import check as check_selfservice
 from tongdai.core.config_sla import CalendarSection, SlaAction, SlaPolicy, SlaSection, SlaTargets
 from tongdai.core.errors import ConfigError, TongdaiError
 
@@ -291,6 +292,7 @@ def load_config(path: str | None = None) -> LoadedConfig:
                 errors.append(ConfigError(path, f"{where}.channels", f"no channel {c!r}",
                                           "name a channel instance from channels"))
     errors += check_acks(hub.acknowledgements, set(channel_settings), set(hub.calendars), path)
+    errors += check_selfservice(hub.selfservice, set(channel_settings), path)
     mailer = hub.notifications.email_channel
     if mailer is not None and getattr(channel_settings.get(mailer, (None,))[0], "name",
                                       "") != "email":

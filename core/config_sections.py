@@ -15,6 +15,7 @@ from tongdai.core.config_acks import AcknowledgementsSection
 from tongdai.core.config_backup import BackupSection
 from tongdai.core.config_base import _Section, _tz, parse_duration
 from tongdai.core.config_lookups import Lookup
+from tongdai.core.config_selfservice import SelfServiceSection
 from tongdai.core.config_sla import CalendarSection, SlaSection
 
 
@@ -327,6 +328,7 @@ class HubConfig(_Section):
     sla: SlaSection = SlaSection()
     calendars: dict[str, CalendarSection] = {}
     acknowledgements: AcknowledgementsSection = AcknowledgementsSection()
+    selfservice: SelfServiceSection = SelfServiceSection()
     notifications: NotificationsSection = NotificationsSection()
     backup: BackupSection = BackupSection()
     lookups: dict[str, Lookup] = {}  # the business's data (core/config_lookups.py)

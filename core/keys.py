@@ -347,22 +347,8 @@ class Keys:
     def staff_pause(self, chat_id: str) -> str:
         return self._k("sg", "pause", chat_id)
 
-    # -- self-service: the knowledge base and the bot (core/selfservice/) ---------------------
-    def kb_articles(self) -> str:
-        """Hash: article id → article JSON (every language variant)."""
-        return self._k("kb", "articles")
-
-    def kb_version(self) -> str:
-        """Counter bumped by every article change: each process rebuilds its index on it."""
-        return self._k("kb", "version")
-
-    def kb_stats(self) -> str:
-        """Hash: "answered|helped|handoff␟channel␟language" → count."""
-        return self._k("kb", "stats")
-
-    def kb_done(self, conv_id: str, message_id: str) -> str:
-        """The bot's marker for one customer message: acted on once (feed.act_once)."""
-        return self._k("kb", "done", conv_id, message_id)
+    def kb(self, part: str, *ids: str) -> str:  # self-service: docs/redis-schema.md "kb:"
+        return self._k("kb", part, *ids)
 
     # -- for the Lua scripts ------------------------------------------------------------------
     def lua_templates(self) -> dict[str, str]:

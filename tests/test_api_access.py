@@ -94,6 +94,13 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/v1/webhooks/<sub_id>/deliveries/<delivery_id>"): ("admin", None),
     ("POST", "/api/v1/webhooks/<sub_id>/deliveries/<delivery_id>/redeliver"): ("admin", None),
     ("POST", "/api/v1/webhooks/<sub_id>/ping"): ("admin", None),
+    ("GET", "/api/v1/kb/articles"): ("any", None),
+    ("GET", "/api/v1/kb/articles/<article_id>"): ("any", None),
+    ("PUT", "/api/v1/kb/articles/<article_id>"):
+        ("supervisor", {"variants": {"vi": {"title": "Giờ mở cửa", "body": "8:00–21:00"}}}),
+    ("DELETE", "/api/v1/kb/articles/<article_id>"): ("supervisor", None),
+    ("POST", "/api/v1/kb/match"): ("any", {"text": "quên mật khẩu"}),
+    ("GET", "/api/v1/kb/stats"): ("supervisor", None),
 }
 
 
@@ -123,7 +130,8 @@ def world(hub, client):
 def _url(rule: str, w: dict) -> str:
     values = {"conv_id": w["conv"], "customer_id": w["customer"], "canned_id": w["canned"],
               "msg_id": "999999", "int:n": "0", "name": "dung", "dl_id": "1-1", "merge_id": "999",
-              "pair": "1:2", "sub_id": "x404", "delivery_id": "x404"}
+              "pair": "1:2", "sub_id": "x404", "delivery_id": "x404",
+              "article_id": "opening-hours"}
     for k, v in values.items():
         rule = rule.replace(f"<{k}>", v)
     return rule

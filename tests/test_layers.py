@@ -32,7 +32,7 @@ def layer(module: str) -> str | None:
     if len(parts) == 2:
         return "plumbing"
     return {"identity": "identity", "pipeline": "pipeline", "workspace": "workspace",
-            "cli": "entry"}.get(parts[2], "plumbing")
+            "selfservice": "workspace", "cli": "entry"}.get(parts[2], "plumbing")
 
 
 def module_name(path: Path) -> str:

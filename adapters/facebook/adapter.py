@@ -42,6 +42,7 @@ class FacebookAdapter(Adapter):
     """One Facebook Page through the Messenger Platform (webhooks + Send API)."""
 
     name: ClassVar[str] = "facebook"
+    native_buttons: ClassVar[bool] = True
     Settings: ClassVar[type[ChannelSettings]] = FacebookSettings
     log_redaction = (_SECRET_PARAMS, r"\1<redacted>")
     settings: FacebookSettings
@@ -99,6 +100,11 @@ class FacebookAdapter(Adapter):
         recipient = _recipient(message.address)
         parts = [{"text": chunk} for chunk in _text_chunks(message.text or "")]
         parts += [_outgoing(att) for att in message.attachments]
+        if message.buttons and parts:  # quick replies on the last part; a press comes back
+            # as a message with quick_reply.payload (titles: 20 characters at most)
+            parts[-1]["quick_replies"] = [
+                {"content_type": "text", "title": title[:20], "payload": data}
+                for data, title in message.buttons]
         if not parts:
             raise DeliveryError(
                 "nothing to send: no text, no attachment", retryable=False, code="bad_request"

@@ -50,6 +50,7 @@ class TelegramAdapter(Adapter):
     """Telegram bots through the Bot API (webhook mode, secret-token header)."""
 
     name: ClassVar[str] = "telegram"
+    native_buttons: ClassVar[bool] = True
     Settings: ClassVar[type[ChannelSettings]] = TelegramSettings
     log_redaction = (_TOKEN_IN_TEXT, "bot<token>")
     settings: TelegramSettings
@@ -89,6 +90,9 @@ class TelegramAdapter(Adapter):
             caption = None
         if not calls and message.text:
             calls.append(("sendMessage", base | {"text": message.text}))
+        if message.buttons and calls:  # under the last part: an inline keyboard, one row
+            calls[-1][1]["reply_markup"] = {"inline_keyboard": [[
+                {"text": title, "callback_data": data[:64]} for data, title in message.buttons]]}
         if not calls:
             raise DeliveryError(
                 "nothing to send: no text, no attachment", retryable=False, code="bad_request"

@@ -37,6 +37,7 @@ class ZaloAdapter(Adapter):
     """One Zalo Official Account, through the OA OpenAPI v3 and OAuth v4."""
 
     name: ClassVar[str] = "zalo"
+    native_buttons: ClassVar[bool] = True
     Settings: ClassVar[type[ChannelSettings]] = ZaloSettings
     # ZNS events add ``X-ZEvent-Server: ZNS``; retries add ``num_retry``. Neither is secret.
     kept_headers: ClassVar[tuple[str, ...]] = ("content-type", "x-zevent-server", "num_retry")

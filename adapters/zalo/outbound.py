@@ -87,4 +87,11 @@ def _plan(message: OutboundMessage) -> list[JSON]:
         raise DeliveryError(
             "nothing to send: no text, no attachment", retryable=False, code="bad_request"
         )
+    if message.buttons and "attachment" not in parts[-1]:
+        # Buttons ride on the last text (OA API v3 message/cs, a "template" attachment of
+        # buttons). oa.query.hide: the press comes back as the user's text, the payload, not
+        # shown in the chat.
+        parts[-1]["attachment"] = {"type": "template", "payload": {"buttons": [
+            {"title": title[:100], "type": "oa.query.hide", "payload": data}
+            for data, title in message.buttons]}}
     return parts

@@ -8,6 +8,7 @@ from tongdai.core.cli import (  # noqa: F401  (each registers its commands on ma
     config,
     customer,
     deadletter,
+    faq,
     keys,
     processes,
     rules,

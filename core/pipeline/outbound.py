@@ -97,7 +97,8 @@ def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.A
 def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idempotency_key: str,
                  scope: str, attachments: list[Attachment] | None = None,
                  channel_id: str | None = None,
-                 author_kind: AuthorKind = AuthorKind.AGENT) -> tuple[Message, bool]:
+                 author_kind: AuthorKind = AuthorKind.AGENT,
+                 buttons: list[tuple[str, str]] | None = None) -> tuple[Message, bool]:
     """Store an agent's reply and enqueue its send. Returns (message, created).
 
     Without ``channel_id`` the reply goes out on the conversation's channel while its window
@@ -140,7 +141,9 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
         text=store.seal_text(hub, text, subject),
         attachments=store.seal_attachments(hub, attachments or [], subject),
         status=DeliveryStatus.QUEUED,
-        address=state.address)
+        address=state.address,
+        # the bot's answer buttons ride in the payload: {"buttons": [[payload, title], ...]}
+        payload=orjson.dumps({"buttons": buttons}).decode() if buttons else None)
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
     code, mid = hub.scripts.create_outbound(
         keys=[hub.keys.idempotency(scope, digest), hub.keys.messages(conv_id),
@@ -259,6 +262,8 @@ def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
         author_kind=msg.author_kind, idempotency_key=mid, attachments=msg.attachments,
         reply_to_external_id=msg.reply_to,
         last_inbound_ts_ms=int(last_in) if last_in else None, conversation_id=conv_id)
+    if msg.payload and msg.payload.startswith('{"buttons"'):
+        out.buttons = [(b[0], b[1]) for b in orjson.loads(msg.payload)["buttons"]]
     if adapter.threads_by_reference:
         ctx = mail.thread_context(hub, conv_id, msg.channel_id)
         out.subject, out.references = ctx["subject"], ctx["references"]

@@ -202,6 +202,7 @@ from tongdai.webhooks.api import (  # noqa: F401  (routes)
     events,
     hooks,
     inbox,
+    kb,
     lookups,
     reports,
     workflow,

@@ -1,0 +1,60 @@
+"""The ``selfservice:`` section of ``config/tongdai.yaml``: the bot that answers from the
+knowledge base (core/selfservice/).
+
+On the channels it names (``channels``; empty with ``enabled: true``: every channel), a
+customer's message in a conversation no person has taken is matched against the articles;
+at or above ``threshold`` the bot answers with the article and two buttons, "this helped" and
+"talk to a person"; below it, or on a hand-off word (``handoff_words`` plus the built-in
+"nhân viên", "gặp người thật", "人工", "agent", ...), the conversation is left to the queue
+and the bot stays quiet in it.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from tongdai.core.config_acks import LANGUAGES
+from tongdai.core.config_base import _Section
+from tongdai.core.errors import ConfigError
+
+# What the two buttons say (Messenger cuts a quick reply's title at 20 characters).
+BUTTONS = {
+    "vi": {"helped": "Đã giải quyết", "agent": "Gặp nhân viên"},
+    "en": {"helped": "This helped", "agent": "Talk to a person"},
+    "zh-Hans": {"helped": "已解决", "agent": "转人工"},
+    "zh-Hant": {"helped": "已解決", "agent": "轉真人客服"},
+}
+# Said after the article where the channel has no buttons (mail): the answer word works
+# everywhere, typed.
+REPLY_HINT = {
+    "vi": "Chưa giải quyết được? Trả lời \"nhân viên\" để gặp nhân viên hỗ trợ.",
+    "en": "Not solved? Reply \"agent\" to talk to a person.",
+    "zh-Hans": "没有解决？回复“人工”转接客服。",
+    "zh-Hant": "沒有解決？回覆「人工」轉接客服。",
+}
+
+
+class SelfServiceSection(_Section):
+    enabled: bool = False
+    channels: list[str] = []  # channel ids; empty: every channel (when enabled)
+    threshold: float = Field(0.3, ge=0.0, le=1.0)  # measured: docs/decisions.md
+    language: str = "vi"  # when the message's language is not one the article has
+    handoff_words: list[str] = []  # added to the built-in ones
+
+    @field_validator("language")
+    @classmethod
+    def _lang(cls, v: str) -> str:
+        if v not in LANGUAGES:
+            raise ValueError(f"use one of {', '.join(LANGUAGES)}")
+        return v
+
+    def on(self, channel_id: str) -> bool:
+        return self.enabled and (not self.channels or channel_id in self.channels)
+
+
+def check(section: SelfServiceSection, channels: set[str], path: str) -> list[ConfigError]:
+    """The channels named must exist."""
+    return [ConfigError(path, f"selfservice.channels[{i}]", f"no channel {c!r}",
+                        "name a channel instance from channels, or leave the list empty "
+                        "for every channel")
+            for i, c in enumerate(section.channels) if c not in channels]
