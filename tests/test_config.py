@@ -110,7 +110,7 @@ def test_shipped_configs_are_valid(monkeypatch):
     for name in ("FB_PAGE_TOKEN", "FB_VERIFY_TOKEN", "ZALO_OA_SECRET",
                  "ZALO_APP_SECRET", "ZALO_ACCESS_TOKEN", "ZALO_REFRESH_TOKEN",
                  "IMAP_PASSWORD", "MAILGUN_SIGNING_KEY", "SMTP_PASSWORD",
-                 "LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN"):
+                 "LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN", "SHOP_API_TOKEN"):
         monkeypatch.setenv(name, "a-secret-value-of-some-length")
     monkeypatch.setenv("FB_APP_SECRET", "0123456789abcdef0123456789abcdef")  # Meta: 32 hex
     assert "tg-demo" in load_config("config/tongdai.yaml").channel_settings
