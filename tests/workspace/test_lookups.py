@@ -220,3 +220,24 @@ def test_config_mistakes_name_the_key_and_the_fix(tmp_path, shop):
     said = str(err.value)
     assert "lookups.orders: placeholder(s) {mobile} are not inputs" in said
     assert "lookups.order.rows: " in said and "is not a JMESPath expression" in said
+
+
+def test_inputs_from_an_attribute_the_intake_collected_and_verified_identifiers(hub, client,
+                                                                                shop):
+    from tongdai.core.config_lookups import Lookup
+    from tongdai.core.pipeline import store
+
+    conv = store.get_conversation(hub, _conv(hub, client))
+    by_attribute = Lookup.model_validate({
+        "url": "http://shop.test/v1/orders/{order_id}?phone={phone}",
+        "inputs": {"order_id": {"source": "attribute", "name": "order_id"},
+                   "phone": {"source": "phone", "verified": True, "optional": True}},
+        "fields": [{"path": "id"}]})
+    assert lookups.inputs_for(hub, conv, by_attribute) == ({}, ["order_id"])
+    hub.redis.hset(hub.keys.conversation_attributes(conv.id), "order_id",
+                   hub.keyring.encrypt_text("778899", b"attribute"))
+    # the typed phone is not verified: left out, and the lookup runs without it
+    values, missing = lookups.inputs_for(hub, conv, by_attribute)
+    assert values == {"order_id": "778899"} and missing == []
+    req = lookups.request_for(hub, "x", by_attribute, values)
+    assert req.url == "http://shop.test/v1/orders/778899?phone="
