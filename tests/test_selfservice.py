@@ -200,3 +200,25 @@ def test_faq_eval_command_prints_precision_and_the_curve():
     line = next(x for x in r.output.splitlines() if x.startswith("threshold 0.30"))
     precision = float(line.split("precision@1 ")[1].split()[0])
     assert precision >= 0.9
+
+
+def test_a_channel_the_config_does_not_have_is_named_with_the_fix(tmp_path):
+    from tongdai.core.config import ConfigInvalid, load_config
+
+    path = write_config(tmp_path / "bad.yaml", extra="""
+selfservice:
+  enabled: true
+  channels: [tg-test, zalo-nope]
+  threshold: 1.5
+""")
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(str(path))
+    text = str(err.value)
+    assert "selfservice.threshold" in text
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(str(write_config(tmp_path / "bad2.yaml", extra="""
+selfservice:
+  channels: [zalo-nope]
+""")))
+    assert "selfservice.channels[0]: no channel 'zalo-nope'" in str(err.value)
+    assert "Fix: name a channel instance" in str(err.value)
