@@ -44,6 +44,8 @@ class RedisTokenStore:
     def save(self, pair: dict[str, str]) -> None:
         fields = {k: pair[k] for k in ("access_token", "refresh_token") if pair.get(k)}
         fields["rotated_at"] = str(int(time.time()))
+        if str(pair.get("expires_in", "")).isdigit():  # for `tongdai channels list`
+            fields["access_expires_at"] = str(int(time.time()) + int(pair["expires_in"]))
         self.hub.redis.hset(self.key, mapping=fields)
 
     def rotate(self, used_access_token: str,

@@ -261,6 +261,18 @@ class Keys:
     def channel_slow(self, channel_id: str) -> str:
         return self._k("send", "slow", channel_id)
 
+    def channels_disabled(self) -> str:
+        """Hash: channel → JSON {at, by, why}: channels an admin disabled (nothing is sent)."""
+        return self._k("channels", "disabled")
+
+    def channel_last_event(self) -> str:
+        """Hash: channel → ms when ingest last read a raw event of it."""
+        return self._k("channels", "last")
+
+    def channel_counts(self, bucket: int | str) -> str:
+        """Hash per 10 minutes (ms // 600,000): "events|errors|sent|send-failed:<ch>" → n."""
+        return self._k("channels", "counts", str(bucket))
+
     def senders(self, lane: str) -> str:
         return self._k("send", "senders", lane)
 

@@ -63,6 +63,9 @@ def test_key_formats():
     assert k.sends_in_flight("tg-main") == "td:send:inflight:tg-main"
     assert k.sends_parked("tg-main") == "td:send:parked:tg-main"
     assert k.channel_slow("tg-main") == "td:send:slow:tg-main"
+    assert k.channels_disabled() == "td:channels:disabled"
+    assert k.channel_last_event() == "td:channels:last"
+    assert k.channel_counts(2_931_840) == "td:channels:counts:2931840"
     assert k.senders("replies") == "td:send:senders:replies"
     assert k.key_rotation() == "td:keys:rotation"
     assert k.config_processes() == "td:config:processes"
@@ -122,6 +125,7 @@ def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
                 r"td:conv:\d+:(tags|timeline|messages)", r"td:dedupe:[\w-]+",
                 r"td:queue:\w+", r"td:convs:\w+", r"td:subjects", r"td:subject_keys", r"td:feed",
                 r"td:unread", r"td:sla:(due|warn|resolve)",
+                r"td:channels:(last|counts:\d+)",
                 r"rq:.*"]
     keys = [k.decode() for k in hub.redis.scan_iter("*")]
     assert keys

@@ -829,7 +829,8 @@ def test_expired_token_is_refreshed_and_the_send_retried_once(fake: FakeZaloAPI)
     receipt = adapter.send(out())
     assert len(fake.sent()) == 1 and receipt.external_id
     assert fake.refreshes == 1
-    assert store.pair == {"access_token": fake.access_token, "refresh_token": fake.refresh_token}
+    assert store.pair == {"access_token": fake.access_token, "refresh_token": fake.refresh_token,
+                          "expires_in": "90000"}  # Zalo's answer: for `channels list`
     paths = [c[0] for c in fake.calls]
     assert paths == ["/v3.0/oa/message/cs", TOKEN_PATH, "/v3.0/oa/message/cs"]
     _, headers, form = fake.calls[1]
@@ -1142,7 +1143,8 @@ def test_exchange_code_stores_the_pair(fake: FakeZaloAPI) -> None:
     adapter = make_adapter(fake.base_url, store)
     code = fake.issue_code()
     pair = adapter.exchange_code(code, code_verifier="v" * 43)
-    assert pair == {"access_token": fake.access_token, "refresh_token": fake.refresh_token}
+    assert pair == {"access_token": fake.access_token, "refresh_token": fake.refresh_token,
+                    "expires_in": "90000"}
     assert store.current() == pair
     ((path, headers, form),) = fake.calls
     assert (path, headers) == (TOKEN_PATH, {"secret_key": APP_SECRET})

@@ -166,6 +166,18 @@ class FacebookAdapter(Adapter):
         found = {"name": name, "picture": p.get("profile_pic")}
         return {k: v for k, v in found.items() if v} or None
 
+    def check_credentials(self) -> list[str]:
+        """``tongdai channels check``: GET /me with the Page token and its app secret proof;
+        the token must be this Page's (DeliveryError otherwise)."""
+        me = self.graph("GET", "me", params={"fields": "id,name"})
+        if str(me.get("id")) != self.settings.page_id:
+            raise DeliveryError(
+                f"facebook /me: the page_access_token belongs to {me.get('id')}, not to page_id "
+                f"{self.settings.page_id}: generate the token for this Page",
+                retryable=False, code="unauthorized")
+        return [(f"GET /me with the Page token and app secret proof: Page "
+                f"{me.get('name') or '?'} ({me['id']})")]
+
     def graph(
         self, method: str, path: str, body: JSON | None = None, params: dict[str, str] | None = None
     ) -> JSON:

@@ -160,6 +160,21 @@ class TelegramAdapter(Adapter):
         """Stop webhook delivery (Telegram keeps pending updates for 24 h)."""
         return self.call("deleteWebhook", {})
 
+    def check_credentials(self) -> list[str]:
+        """``tongdai channels check``: getMe with the bot token (DeliveryError if refused)."""
+        me = self.call("getMe", {})["result"]
+        return [f"getMe: the token is bot @{me.get('username') or '?'} (id {me.get('id')})"]
+
+    def registration(self) -> str:
+        """Where Telegram delivers this bot's updates (getWebhookInfo), for ``channels list``."""
+        info = self.call("getWebhookInfo", {})["result"]
+        if not info.get("url"):
+            return (f"not registered: tongdai channels telegram set-webhook {self.channel_id} "
+                    "--url https://your.host")
+        out = f"registered at {info['url']} ({info.get('pending_update_count', 0)} pending)"
+        return out + (f"; last error: {info['last_error_message']}"
+                      if info.get("last_error_message") else "")
+
     def answer_callback_query(self, callback_id: str) -> JSON:
         """Stop the button's spinner: Telegram expects an answer to every callback query."""
         return self.call("answerCallbackQuery", {"callback_query_id": callback_id})

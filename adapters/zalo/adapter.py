@@ -31,6 +31,8 @@ from tongdai.core.models import InboundEvent, RawEvent
 
 PROFILE_PATH = "/v3.0/oa/user/detail"
 TOKEN_PATH = "/v4/oa/access_token"
+OA_INFO_PATH = "/v2.0/oa/getoa"  # the OA's id, name, avatar (OA API "Lấy thông tin OA")
+REFRESH_TOKEN_LIFE_S = 90 * 86400  # Zalo: a refresh token lasts 3 months, used once
 
 
 class ZaloAdapter(Adapter):
@@ -201,10 +203,13 @@ class ZaloAdapter(Adapter):
             )
         answer = answer or {}
         if answer.get("access_token") and answer.get("refresh_token"):
-            return {
+            pair = {
                 "access_token": str(answer["access_token"]),
                 "refresh_token": str(answer["refresh_token"]),
             }
+            if str(answer.get("expires_in", "")).isdigit():  # seconds (Zalo: 90000)
+                pair["expires_in"] = str(answer["expires_in"])
+            return pair
         scrub = self._scrubber(extra_secrets)
         why = " ".join(
             str(answer.get(k))
@@ -236,6 +241,29 @@ class ZaloAdapter(Adapter):
                 code="unauthorized",
             )
         return pair["access_token"]
+
+    def check_credentials(self) -> list[str]:
+        """``tongdai channels check``: the OA's information with the current access token
+        (rotated if Zalo refuses it, as a send would); it must be this OA."""
+        data = self._call("GET", OA_INFO_PATH, "reading the OA's information")
+        if str(data.get("oa_id")) != self.settings.oa_id:
+            raise DeliveryError(
+                f"zalo getoa: the access token belongs to OA {data.get('oa_id')}, not oa_id "
+                f"{self.settings.oa_id}: authorize the app for this OA", retryable=False,
+                code="unauthorized")
+        return [(f"GET {OA_INFO_PATH} with the access token: OA {data.get('name') or '?'} "
+                f"({data['oa_id']})")]
+
+    def token_expiry(self) -> dict[str, int]:
+        """When the stored tokens expire (Unix seconds): the access token by Zalo's
+        ``expires_in`` at its rotation, the refresh token 3 months after it."""
+        pair = self.token_store.current() or {}
+        out = {}
+        if str(pair.get("access_expires_at", "")).isdigit():
+            out["access_token"] = int(pair["access_expires_at"])
+        if str(pair.get("rotated_at", "")).isdigit():
+            out["refresh_token"] = int(pair["rotated_at"]) + REFRESH_TOKEN_LIFE_S
+        return out
 
     # -- calling the OpenAPI --------------------------------------------------------------------
     def _call(self, method: str, path: str, what: str, **kw: Any) -> JSON:

@@ -30,7 +30,15 @@ from tongdai.core.models import (
     Message,
     RawEvent,
 )
-from tongdai.core.pipeline import acknowledgements, intercept, mail, rawlog, sla, store
+from tongdai.core.pipeline import (
+    acknowledgements,
+    channel_admin,
+    intercept,
+    mail,
+    rawlog,
+    sla,
+    store,
+)
 from tongdai.core.pipeline.acknowledgements import acknowledge, acknowledge_due  # noqa: F401
 from tongdai.core.pipeline.classify import classifier
 from tongdai.core.subjects import COMMANDS_PER_NEW_KEY
@@ -260,6 +268,8 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
     batch.prepare(items)
     for raw, ev, ch in items:
         batch.add(raw, ev, ch)
+    for _ in range(channel_admin.count_events(batch.pipe, hub, raws)):  # tongdai channels list
+        batch.ops.append(("count", None, None, ""))
     if batch.ops:  # rides along: have customers been erased since our keys were cached?
         batch.pipe.get(hub.keys.subject_erasures())
         batch.ops.append(("erasures", None, None, ""))
@@ -288,7 +298,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         if op == "erasures":
             hub.subjects.observe_erasures(reply)
             continue
-        if op in ("key", "key-id"):
+        if op in ("key", "key-id", "count"):
             continue
         if isinstance(reply, redis.ResponseError):
             log.error("storing an event of raw %s failed: %s", raw.id, reply)
@@ -332,15 +342,16 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
                 stored[ch] = stored.get(ch, 0) + 1
                 result.locations.append(reply[1].decode())
 
+    dead_by_channel: dict[str, int] = {}
+    for raw, _error in dead.values():
+        dead_by_channel[raw.channel_id] = dead_by_channel.get(raw.channel_id, 0) + 1
     if dead:
         pipe = hub.redis.pipeline(transaction=False)
         for raw, error in dead.values():
             rawlog.dead_letter(pipe, hub, raw, error)
+        channel_admin.count_errors(pipe, hub, dead_by_channel)
         pipe.execute()
         result.dead = len(dead)
-    dead_by_channel: dict[str, int] = {}
-    for raw, _error in dead.values():
-        dead_by_channel[raw.channel_id] = dead_by_channel.get(raw.channel_id, 0) + 1
     metrics.ingested(stored, dead_by_channel)  # a few writes to this process's own file
     if result.profiles or result.acks:
         _enqueue_platform_calls(hub, result.profiles, result.acks)

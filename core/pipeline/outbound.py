@@ -14,6 +14,7 @@ platform had the request is *uncertain*: tried once more, later, and then not ag
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from tongdai.core.errors import DeliveryError, WindowClosed
 from tongdai.core.hub import Hub
 from tongdai.core.keys import SEND_LANES
 from tongdai.core.models import Attachment, AuthorKind, DeliveryStatus, Direction, Message
-from tongdai.core.pipeline import channel_gate, mail, store
+from tongdai.core.pipeline import channel_admin, channel_gate, mail, store
 from tongdai.core.pipeline.send_schedule import JOB_TTLS, SEND_JOB, Waiting, schedule
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ class ChannelState:
     open: bool
     reason: str
     shown_address: str = ""
-    # the reason for the console to translate: not_configured, blocked, cannot_send,
-    # never_wrote, window_closed (with ``detail``), or "" when it is open
+    # the reason for the console to translate: not_configured, disabled, blocked,
+    # cannot_send, never_wrote, window_closed (with ``detail``), or "" when it is open
     reason_code: str = ""
     detail: dict = field(default_factory=dict)
 
@@ -70,7 +71,8 @@ def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.A
     pipe.hgetall(hub.keys.customer_identities(customer_id))
     pipe.hgetall(hub.keys.customer_last_inbound(customer_id))
     pipe.hgetall(hub.keys.customer(customer_id))
-    idents, last_in, cust = pipe.execute()
+    pipe.hgetall(hub.keys.channels_disabled())
+    idents, last_in, cust, off = pipe.execute()
     out = []
     for key, address in idents.items():
         channel, _, user = key.decode().partition("|")
@@ -80,6 +82,9 @@ def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.A
         if adapter is None:
             state_open, reason, code = False, "this channel is no longer configured", \
                 "not_configured"
+        elif channel.encode() in off:  # an admin disabled it (tongdai channels disable)
+            state_open, reason, code = False, channel_admin.why_disabled(
+                json.loads(off[channel.encode()])), "disabled"
         elif f"blocked:{channel}".encode() in cust:
             state_open, reason, code = False, "the customer blocked this channel", "blocked"
         elif (why := adapter.cannot_send()) is not None:
@@ -245,6 +250,11 @@ def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
     gate's outcome, what happened)."""
     conv_id, mid = msg.conversation_id, msg.id
     adapter = hub.adapter(msg.channel_id)
+    if channel_admin.is_disabled(hub, msg.channel_id):  # queued before: held, not sent, not lost
+        schedule(hub, waiting, now_ms() + channel_admin.HELD_RETRY_MS)
+        _set(hub, conv_id, mid, sr=f"held: {msg.channel_id} is disabled; it goes out once an "
+             "admin enables the channel", sw={"code": "held_disabled"})
+        return "none", f"held: {msg.channel_id} is disabled"
     conv = store.get_conversation(hub, conv_id)
     address = msg.address or conv.address
     identity = _identity_of(hub, conv.customer_id, msg.channel_id, address)
@@ -283,6 +293,7 @@ def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
         hub.redis.hset(hub.keys.dedupe(msg.channel_id),
                        mapping={k: f"{conv_id}:{mid}" for k in keys})
     metrics.send(msg.channel_id, "sent")
+    channel_admin.count_send(hub, msg.channel_id, "sent")
     return "ok", "sent"
 
 
@@ -302,6 +313,7 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
                  sw={"code": "uncertain", "twice": unanswered_before, "detail": str(exc)})
             log.warning("message %s on %s: uncertain, not tried again", mid, msg.channel_id)
             metrics.send(msg.channel_id, "uncertain")
+            channel_admin.count_send(hub, msg.channel_id, "uncertain")
             return "uncertain: not tried again"
         delay = hub.config.hub.replies.uncertain_retry
         schedule(hub, Waiting(waiting.lane, conv_id, mid, attempt + 1, waiting.flags + "u"),
@@ -322,11 +334,13 @@ def _failed(hub: Hub, msg: Message, customer_id: str, adapter: Adapter, waiting:
                  sr=f"{exc}; an earlier try got no answer and may have arrived",
                  sw={"code": "failed_after_unanswered", "detail": str(exc)})
             metrics.send(msg.channel_id, "uncertain")
+            channel_admin.count_send(hub, msg.channel_id, "uncertain")
             return f"uncertain: {exc}"
         _set(hub, conv_id, mid, sw={"code": "failed", "detail": str(exc)})
         _patch(hub, conv_id, mid, "status", "failed", str(exc))
         log.warning("message %s failed on %s: %s", mid, msg.channel_id, exc.code)
         metrics.send(msg.channel_id, "failed")
+        channel_admin.count_send(hub, msg.channel_id, "failed")
         return f"failed: {exc}"
     delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[attempt - 1]
     schedule(hub, Waiting(waiting.lane, conv_id, mid, attempt + 1, waiting.flags),

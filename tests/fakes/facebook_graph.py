@@ -67,8 +67,10 @@ class FakeGraphAPI(LocalHTTPServer):
         token: str = DEFAULT_TOKEN,
         app_secret: str | None = DEFAULT_APP_SECRET,
         profiles: dict[str, dict[str, str]] | None = None,
+        page: tuple[str, str] = ("104857600123456", "Shop Thời Trang Test"),
     ) -> None:
         self.token = token
+        self.page = page  # (id, name) of the Page the token belongs to: what GET /me answers
         # When set, an appsecret_proof sent along must be HMAC-SHA256(app_secret, token).
         self.app_secret = app_secret
         self.profiles = dict(profiles or {})
@@ -145,6 +147,8 @@ class FakeGraphAPI(LocalHTTPServer):
             if "id" in recipient:  # user_ref sends get no recipient_id (Send API reference)
                 answer["recipient_id"] = recipient["id"]
             return 200, answer, {}
+        if call.method == "GET" and call.path == "me":
+            return 200, {"id": self.page[0], "name": self.page[1]}, {}
         if call.method == "GET" and call.path in self.profiles:
             profile = self.profiles[call.path]
             wanted = (call.params.get("fields") or "").split(",")

@@ -159,10 +159,17 @@ class FakeTelegramAPI(LocalHTTPServer):
             if "caption" in params:
                 result["caption"] = params["caption"]
             return result
-        if method in ("setWebhook", "deleteWebhook", "answerCallbackQuery"):
+        if method in ("setWebhook", "deleteWebhook"):
+            self.webhook_url = params.get("url", "") if method == "setWebhook" else ""
+            return True
+        if method == "answerCallbackQuery":
             return True
         if method == "getMe":
-            return {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Fake"}
+            return {"id": int(self.token.split(":")[0]), "is_bot": True, "first_name": "Fake",
+                    "username": "fake_shop_bot"}
+        if method == "getWebhookInfo":  # the Bot API's WebhookInfo (no url: not set)
+            return {"url": getattr(self, "webhook_url", ""), "has_custom_certificate": False,
+                    "pending_update_count": 0}
         return None
 
     # -- forum topics (Bot API 6.3+) ------------------------------------------------------------

@@ -32,6 +32,8 @@ REFRESH_TOKEN = "RT-initial-fake-refresh-token"
 CS_PATH = "/v3.0/oa/message/cs"
 ANON_PATH = "/v2.0/oa/message"  # replies to anonymous users (anonymous_id + conversation_id)
 PROFILE_PATH = "/v3.0/oa/user/detail"
+OA_INFO_PATH = "/v2.0/oa/getoa"
+OA_ID = "388613280878808645"
 TOKEN_PATH = "/v4/oa/access_token"
 # Answers shaped as Zalo documents them (docs.zaloplatforms.com, OA API error table; the
 # -14xxx OAuth family is undocumented: -14014 is the code community clients report for a
@@ -123,7 +125,7 @@ class FakeZaloAPI(LocalHTTPServer):
             self._calls.append((path, headers, params))
             if path == TOKEN_PATH:
                 return 200, self._token(headers, params)
-            if path not in (CS_PATH, ANON_PATH, PROFILE_PATH):
+            if path not in (CS_PATH, ANON_PATH, PROFILE_PATH, OA_INFO_PATH):
                 return 404, {"error": 404, "message": "Not Found"}
             if self.access_token is None or headers.get("access_token") != self.access_token:
                 return 200, INVALID_TOKEN
@@ -135,6 +137,9 @@ class FakeZaloAPI(LocalHTTPServer):
                     return status, body
             if path == PROFILE_PATH:
                 return 200, self._profile(params)
+            if path == OA_INFO_PATH:  # the OA the token belongs to
+                return 200, {"error": 0, "message": "Success", "data": {
+                    "oa_id": OA_ID, "name": "Shop Test OA", "is_verified": True}}
             if path == ANON_PATH:
                 return 200, self._send_anonymous(params)
             return 200, self._send(params)
