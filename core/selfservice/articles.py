@@ -26,7 +26,7 @@ from tongdai.core.hub import Hub
 
 LANGUAGES = ("vi", "en", "zh-Hans", "zh-Hant")
 SAMPLE = Path(__file__).resolve().parent / "sample_kb.yaml"
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")  # + "ss:helped:" fits Telegram's 64 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ def parse(data: Any, where: str = "article") -> Article:
         _fail(f"{where}: an article is a mapping with id, tags, variants")
     aid = str(data.get("id") or "")
     if not _ID.match(aid):
-        raise ValueError(f"{where}.id: {aid!r} is not an article id; use 1-63 lower-case "
+        raise ValueError(f"{where}.id: {aid!r} is not an article id; use 1-48 lower-case "
                          "letters, digits, '-', '_' or '.'")
     raw = data.get("variants")
     if not isinstance(raw, dict) or not raw:
