@@ -101,15 +101,20 @@ class TagWhen(_Section):
     tags_any: list[str] = []
     tag: str = ""
     suggest_canned: str = ""    # a canned reply's shortcut, e.g. /bank_delay
+    # What a bot may tell the customer, per language; {value} is the field's value, {name}
+    # an input's (e.g. {order_id}). For the self-service bot: lookup_rules.answer().
+    answer: dict[str, str] = {}
 
     _f = field_validator("field")(classmethod(lambda cls, v: _jmespath(v)))
+    _a = field_validator("answer")(classmethod(lambda cls, v: _labels(v)))
 
     @model_validator(mode="after")
     def _check(self) -> TagWhen:
         if self.equals is None and not self.in_:
             raise ValueError("a tag_when rule needs equals: or in:")
-        if not self.tag and not self.suggest_canned:
-            raise ValueError("a tag_when rule needs tag: or suggest_canned: (what it does)")
+        if not self.tag and not self.suggest_canned and not self.answer:
+            raise ValueError("a tag_when rule needs tag:, suggest_canned: or answer: (what it "
+                             "does)")
         if self.suggest_canned and not self.suggest_canned.startswith("/"):
             raise ValueError(f"suggest_canned {self.suggest_canned!r} is a canned reply's "
                              "shortcut: write it with its /, e.g. /bank_delay")
@@ -185,6 +190,13 @@ class Lookup(_Section):
                              f"{', '.join(sorted(self.inputs))})")
         if self.body is not None and self.method != "POST":
             raise ValueError("a body needs method: POST")
+        for i, rule in enumerate(self.tag_when):
+            for lang, text in rule.answer.items():
+                bad = sorted(set(_PLACEHOLDER.findall(text)) - set(self.inputs) - {"value"})
+                if bad:
+                    raise ValueError(f"tag_when[{i}].answer.{lang}: {{{bad[0]}}} is neither "
+                                     "{value} nor an input; use {value} or one of "
+                                     + ", ".join("{" + n + "}" for n in sorted(self.inputs)))
         return self
 
 

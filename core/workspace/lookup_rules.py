@@ -10,15 +10,18 @@ Adding a tag the conversation has is nothing, so a redelivered event changes not
 console shows the suggested canned reply beside the lookup's result (computed from the cached
 answer when it is read, not stored).
 
-For the self-service bot (#14): :func:`evaluate` gives the rules an answer meets, for a bot
-to answer from (a next step: the bot does not call it yet).
+For the self-service bot (#14): :func:`answer` is what a rule's ``answer:`` tells the customer
+("giao dịch #123456 đang chờ ngân hàng xác nhận..."), in their language, for a bot to send
+instead of a queue wait (core/selfservice/bot.py does not call it yet: docs/lookups.md).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
+import jmespath
 import redis
 from jmespath.exceptions import JMESPathError
 
@@ -29,6 +32,7 @@ from tongdai.core.pipeline import feed, store
 from tongdai.core.workspace import lookups, timeline
 
 log = logging.getLogger(__name__)
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @feed.reactor("lookups")
@@ -66,9 +70,26 @@ def evaluate(hub: Hub, conv_id: str, wait: bool = True) -> list[dict[str, Any]]:
             log.error("lookup %s: a tag_when rule failed on the answer (%s)", name,
                       type(exc).__name__)
             continue
-        out += [{"lookup": name, "tag": r.tag or None, "suggest_canned": r.suggest_canned or None}
+        out += [{"lookup": name, "tag": r.tag or None, "suggest_canned": r.suggest_canned or None,
+                 "rule": r, "value": jmespath.search(r.field, outcome.get("data")),
+                 "inputs": (lookups.inputs_for(hub, conv, lookup)[0] if r.answer else {})}
                 for r in rules]
     return out
+
+
+def answer(hub: Hub, conv_id: str, language: str) -> str | None:
+    """The first matching rule's ``answer`` in ``language`` (``vi``, ``en``, ``zh``; a tag such
+    as ``zh-Hans`` is read as ``zh``; else Vietnamese, else any), filled in; None when no rule
+    with an answer holds. Fetches what is not cached (bounded by timeout and breaker): call it
+    off the request path, as the bot's reactor is."""
+    lang = (language or "vi").split("-")[0]
+    for hit in evaluate(hub, conv_id):
+        texts = hit["rule"].answer
+        text = texts.get(lang) or texts.get("vi") or next(iter(texts.values()), None)
+        if text:
+            values = {**hit["inputs"], "value": "" if hit["value"] is None else str(hit["value"])}
+            return _PLACEHOLDER.sub(lambda m, v=values: v.get(m.group(1), ""), text)
+    return None
 
 
 def apply(hub: Hub, conv_id: str) -> list[str]:

@@ -46,8 +46,14 @@ lookups:
       - {path: id, label: {vi: "Mã đơn", en: "Order"}}
       - {path: "payments[0].status", label: {en: "Payment"}, colours: {pending_bank: amber}}
     tag_when:
-      - {field: "order.payments[0].status", equals: pending_bank, tags_any: [payment],
-         tag: bank-delay, suggest_canned: /bank_delay}
+      - field: "order.payments[0].status"
+        equals: pending_bank
+        tags_any: [payment]
+        tag: bank-delay
+        suggest_canned: /bank_delay
+        answer:
+          vi: "Dạ, giao dịch #{order_id} đang chờ ngân hàng xác nhận ({value}), thường dưới 15 phút ạ."
+          zh: "您的交易 #{order_id} 正在等待银行确认，通常不超过15分钟。"
 """
 TEXT = "Shop ơi nạp thẻ đơn #123456 chưa nhận được xu, sdt 0912 345 678"
 
@@ -209,6 +215,12 @@ def test_a_rule_tags_the_conversation_from_the_answer(hub, client, people, shop)
     assert len([m for m in r.get_json()["items"] if m.get("kind") == "system"]) == 1
     events = [e.type for e in feed.read_after(hub, "0-0", count=1000)]
     assert events.count("conversation.tagged") == 1
+    # what a bot may tell the customer instead of a queue wait (#14's hook)
+    assert lookup_rules.answer(hub, conv, "vi") == (
+        "Dạ, giao dịch #123456 đang chờ ngân hàng xác nhận (pending_bank), thường dưới 15 phút ạ.")
+    assert lookup_rules.answer(hub, conv, "zh-Hans").startswith("您的交易 #123456 正在等待")
+    other = _conv(hub, client, "đơn #123456 sao rồi shop", chat=5004)  # no payment tag
+    assert lookup_rules.answer(hub, other, "vi") is None
 
 
 def test_config_mistakes_name_the_key_and_the_fix(tmp_path, shop):
@@ -220,6 +232,12 @@ def test_config_mistakes_name_the_key_and_the_fix(tmp_path, shop):
     said = str(err.value)
     assert "lookups.orders: placeholder(s) {mobile} are not inputs" in said
     assert "lookups.order.rows: " in said and "is not a JMESPath expression" in said
+    path.write_text(path.read_text().replace("'order[0'", "order").replace("({value})",
+                                                                          "({amount})"))
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(str(path))
+    assert ("lookups.order: tag_when[0].answer.vi: {amount} is neither {value} nor an input"
+            in str(err.value))
 
 
 def test_inputs_from_an_attribute_the_intake_collected_and_verified_identifiers(hub, client,
