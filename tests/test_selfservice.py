@@ -14,8 +14,9 @@ import pytest
 
 from tests.conftest import write_config
 from tests.fakes import facebook_graph as fbg
+from tests.fakes import zalo_api as zapi
 from tests.helpers import auth, drain_all, post, run_outbound, tg_update
-from tests.test_channels_e2e import fb_msg, fb_post
+from tests.test_channels_e2e import fb_msg, fb_post, zalo_post, zalo_text
 from tongdai.core.clock import now_ms
 from tongdai.core.pipeline import feed
 from tongdai.core.selfservice import articles, bot
@@ -30,7 +31,13 @@ def graph():
 
 
 @pytest.fixture
-def config_file(tmp_path, tg_fake, graph):
+def zalo():
+    with zapi.FakeZaloAPI() as z:
+        yield z
+
+
+@pytest.fixture
+def config_file(tmp_path, tg_fake, graph, zalo):
     return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=f"""
   - id: fb-test
     adapter: facebook
@@ -40,6 +47,17 @@ def config_file(tmp_path, tg_fake, graph):
       app_secret: "{fbg.DEFAULT_APP_SECRET}"
       verify_token: "verify-me"
       graph_base: "{graph.base_url}"
+  - id: zalo-test
+    adapter: zalo
+    settings:
+      oa_id: "388613280878808645"
+      app_id: "{zapi.APP_ID}"
+      oa_secret_key: "oa-secret-for-tests"
+      app_secret: "{zapi.APP_SECRET}"
+      access_token: "{zapi.ACCESS_TOKEN}"
+      refresh_token: "{zapi.REFRESH_TOKEN}"
+      api_base: "{zalo.base_url}"
+      oauth_base: "{zalo.base_url}"
 selfservice:
   enabled: true
 """)
@@ -148,6 +166,22 @@ def test_messenger_quick_replies_and_this_helped(client, kb, graph):
     assert hub.redis.hget(hub.keys.conversation(conv), "selfservice") == b"helped:forgot-password"
     assert bot.stats(hub)["channels"]["fb-test"] == {"answered": 1, "helped": 1}
     assert len(graph.sent()) == 1
+
+
+def test_zalo_buttons_and_a_hidden_query_press(client, kb, zalo):
+    hub = kb
+    zalo_post(client, zalo_text("z1", "账号被封了怎么解封", now_ms()))
+    settle(hub)
+    [sent] = zalo.sent()
+    assert sent["message"]["text"].startswith("账号被锁定")
+    assert sent["message"]["attachment"] == {"type": "template", "payload": {"buttons": [
+        {"title": "已解决", "type": "oa.query.hide", "payload": "ss:helped:account-locked"},
+        {"title": "转人工", "type": "oa.query.hide", "payload": "ss:agent"}]}}
+    zalo_post(client, zalo_text("z2", "ss:agent", now_ms()))  # the press: the payload as text
+    settle(hub)
+    assert hub.redis.hget(hub.keys.conversation(conv_of(hub, "zalo-test")), "selfservice") \
+        == b"handoff"
+    assert len(zalo.sent()) == 1
 
 
 def test_nothing_sent_outside_the_window(client, kb, graph):
