@@ -118,6 +118,21 @@ def test_telegram_question_article_buttons_then_a_person(client, kb, tg_fake):
     assert s["channels"]["tg-test"] == {"answered": 1, "handoff": 1}
 
 
+def test_the_longest_article_id_fits_a_telegram_button(client, kb, tg_fake):
+    hub = kb
+    long_id = "bao-hanh-" + "x" * 39  # 48 characters: the most an article id may have
+    articles.save(hub, [articles.parse({"id": long_id, "variants": {"vi": {
+        "title": "Bảo hành điện thoại", "body": "Bảo hành 12 tháng tại mọi cửa hàng.",
+        "keywords": ["bảo hành điện thoại bao lâu"]}}})])
+    with pytest.raises(ValueError, match="1-48"):
+        articles.parse({"id": long_id + "y", "variants": {"vi": {"title": "a", "body": "b"}}})
+    post(client, tg_update(1, CHAT, 11, "bảo hành điện thoại bao lâu vậy"))
+    settle(hub)
+    [sent] = tg_fake.sent("sendMessage")  # the fake refuses callback_data over 64 bytes
+    assert sent["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == \
+        f"ss:helped:{long_id}"
+
+
 def test_typed_handoff_words_and_unsure_questions_go_to_a_person(client, kb, tg_fake):
     hub = kb
     post(client, tg_update(1, CHAT, 11, "cho em gặp người thật"))

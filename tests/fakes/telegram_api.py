@@ -137,6 +137,8 @@ class FakeTelegramAPI(LocalHTTPServer):
         if (method in SEND_METHODS and params.get("message_thread_id") is not None
                 and (error := self._thread_error(params))):
             return error
+        if method in SEND_METHODS and (error := _markup_error(params.get("reply_markup"))):
+            return error
         if method in SEND_METHODS:
             message_id, self._next_message_id = self._next_message_id, self._next_message_id + 1
             chat_id = params.get("chat_id")
@@ -218,6 +220,23 @@ class _Failure(tuple):
 
 def _bad(description: str, status: int = 400) -> _Failure:
     return _Failure((status, {"ok": False, "error_code": status, "description": description}))
+
+
+def _markup_error(markup: Any) -> _Failure | None:
+    """What the Bot API says about an inline keyboard it refuses: each button needs a text and
+    ``callback_data`` of 1-64 bytes (InlineKeyboardButton)."""
+    if markup is None:
+        return None
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        return _bad("Bad Request: can't parse reply keyboard markup JSON object")
+    for button in (b for r in rows for b in r):
+        if not str(button.get("text") or ""):
+            return _bad("Bad Request: text buttons are unallowed in the inline keyboard")
+        data = button.get("callback_data")
+        if data is not None and not 1 <= len(str(data).encode()) <= 64:
+            return _bad("Bad Request: BUTTON_DATA_INVALID")
+    return None
 
 
 def _int(value: Any) -> int | None:
