@@ -1,5 +1,6 @@
 """`tongdai channels`: platform set-up steps (Telegram webhook, Zalo OAuth, trying a
-declarative channel's mapping)."""
+declarative channel's mapping); list / check / disable / enable / add / remove live in
+core/cli/channel_admin.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tongdai.core.errors import TongdaiError
 
 @main.group()
 def channels() -> None:
-    """Platform-specific channel operations."""
+    """Channels: health, credential checks, disable/enable, add/remove; platform set-up."""
 
 
 @channels.group("telegram")
