@@ -271,3 +271,27 @@ selfservice:
 """)))
     assert "selfservice.channels[0]: no channel 'zalo-nope'" in str(err.value)
     assert "Fix: name a channel instance" in str(err.value)
+
+
+def test_faq_import_export_round_trip_and_a_bad_file(hub, tmp_path):
+    from click.testing import CliRunner
+
+    from tongdai.core.cli import main
+
+    r = CliRunner().invoke(main, ["faq", "import", str(articles.SAMPLE)])
+    assert r.exit_code == 0, r.output
+    assert "12 articles imported" in r.output
+    out = CliRunner().invoke(main, ["faq", "export", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    exported = tmp_path / "kb.json"
+    exported.write_text(out.output, encoding="utf-8")
+    assert [a.to_dict()["variants"] for a in articles.load_file(exported)] == \
+        [a.to_dict()["variants"] for a in sorted(articles.load_file(articles.SAMPLE),
+                                                  key=lambda a: a.id)]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("articles:\n- id: refund\n  variants: {vi: {title: Hoàn tiền}}\n", "utf-8")
+    r = CliRunner().invoke(main, ["faq", "import", str(bad)])
+    assert r.exit_code != 0 and "articles[0][refund].variants.vi: needs a title and a body" \
+        in r.output
+    tried = CliRunner().invoke(main, ["faq", "try", "quen mat khau"])
+    assert tried.output.startswith("forgot-password")

@@ -22,12 +22,11 @@ def faq() -> None:
 def faq_import(file: str, replace: bool) -> None:
     """Add or update the articles of FILE (YAML or JSON, `articles:` list); try it with
     core/selfservice/sample_kb.yaml."""
-    from tongdai.core.errors import ConfigError
     from tongdai.core.selfservice import articles
 
     try:
         items = articles.load_file(Path(file))
-    except ConfigError as exc:
+    except articles.FileError as exc:
         raise click.ClickException(str(exc)) from None
     with open_hub() as hub:
         v = articles.save(hub, items, replace=replace)
@@ -73,14 +72,14 @@ def faq_try(text: str) -> None:
 @click.option("--misses", is_flag=True, help="list the wrong answers and needless hand-offs")
 def faq_eval(path: str | None, threshold: float | None, split: str, misses: bool) -> None:
     """Precision@1, the share answered and the threshold curve on a labelled set."""
-    from tongdai.core.errors import ConfigError
+    from tongdai.core.selfservice import articles
     from tongdai.core.selfservice import evaluation as ev
     from tongdai.core.selfservice.matching import Index
 
     set_path = Path(path) if path else ev.DEFAULT_SET
     try:
         questions, arts = ev.load_set(set_path)
-    except ConfigError as exc:
+    except articles.FileError as exc:
         raise click.ClickException(str(exc)) from None
     if threshold is None:
         threshold = _configured_threshold()

@@ -21,12 +21,17 @@ from typing import Any, NoReturn
 import orjson
 import yaml
 
-from tongdai.core.errors import ConfigError, NotFound
+from tongdai.core.errors import NotFound, TongdaiError
 from tongdai.core.hub import Hub
 
 LANGUAGES = ("vi", "en", "zh-Hans", "zh-Hant")
 SAMPLE = Path(__file__).resolve().parent / "sample_kb.yaml"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")  # + "ss:helped:" fits Telegram's 64 bytes
+
+
+class FileError(TongdaiError):
+    """An articles or questions file that cannot be used; the message names the file, the
+    place in it and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +126,18 @@ def load_file(path: Path) -> list[Article]:
     try:
         data = yaml.safe_load(path.read_text("utf-8"))  # JSON is YAML
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the articles: {exc}") from None
+        raise FileError(f"{path}: cannot read the articles: {exc}") from None
     items = data.get("articles") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise ConfigError(f"{path}: expected an 'articles' list")
+        raise FileError(f"{path}: expected an 'articles' list")
     out, seen = [], set()
     for i, item in enumerate(items):
         try:
             a = parse(item, f"articles[{i}]")
         except ValueError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise FileError(f"{path}: {exc}") from None
         if a.id in seen:
-            raise ConfigError(f"{path}: articles[{i}].id: {a.id!r} appears twice; rename one")
+            raise FileError(f"{path}: articles[{i}].id: {a.id!r} appears twice; rename one")
         seen.add(a.id)
         out.append(a)
     return out

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from tongdai.core.errors import ConfigError
-from tongdai.core.selfservice.articles import Article, load_file
+from tongdai.core.selfservice.articles import Article, FileError, load_file
 from tongdai.core.selfservice.matching import Index
 
 DEFAULT_SET = Path(__file__).resolve().parent / "evalsets" / "questions.yaml"
@@ -58,19 +57,19 @@ def load_set(path: Path) -> tuple[list[dict], list[Article]]:
     try:
         data = yaml.safe_load(path.read_text("utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the evaluation set: {exc}") from None
+        raise FileError(f"{path}: cannot read the evaluation set: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-        raise ConfigError(f"{path}: an evaluation set is a mapping with a 'questions' list")
+        raise FileError(f"{path}: an evaluation set is a mapping with a 'questions' list")
     for i, m in enumerate(data["questions"]):
         if not isinstance(m, dict) or not isinstance(m.get("q"), str) or not m.get("article"):
-            raise ConfigError(f"{path}: questions[{i}]: needs 'q' and 'article' (an id or none)")
+            raise FileError(f"{path}: questions[{i}]: needs 'q' and 'article' (an id or none)")
     if not data.get("articles"):
-        raise ConfigError(f"{path}: name the knowledge base: 'articles: kb.yaml'")
+        raise FileError(f"{path}: name the knowledge base: 'articles: kb.yaml'")
     articles = load_file(path.parent / data["articles"])
     ids = {a.id for a in articles} | {NONE}
     for i, m in enumerate(data["questions"]):
         if m["article"] not in ids:
-            raise ConfigError(f"{path}: questions[{i}].article: no article {m['article']!r} "
+            raise FileError(f"{path}: questions[{i}].article: no article {m['article']!r} "
                               "in the knowledge base; fix the id or write none")
     return data["questions"], articles
 
