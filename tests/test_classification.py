@@ -159,3 +159,11 @@ def test_rules_eval_takes_another_file_and_says_what_is_wrong(tmp_path):
     bad.write_text("messages: nope\n", "utf-8")
     out = cli("eval", "--file", str(bad))
     assert out.returncode != 0 and "'messages' list" in out.stderr
+    # a missing file and a rules file with a mistake: the file, the key and the fix, no traceback
+    out = cli("eval", "--file", str(tmp_path / "none.yaml"))
+    assert out.returncode == 1 and "cannot read the evaluation set" in out.stderr
+    assert "Fix: give the path" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "rules.yaml").write_text("tagging: {rules: [{tag: 1, any: 2}]}\n", "utf-8")
+    bad.write_text("rules: rules.yaml\nmessages: [{text: alo}]\n", "utf-8")
+    out = cli("eval", "--file", str(bad))
+    assert out.returncode == 1 and "rules.yaml: tagging.rules[0].tag:" in out.stderr, out.stderr

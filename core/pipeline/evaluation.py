@@ -72,12 +72,16 @@ def load_set(path: Path) -> tuple[list[dict], Path | None]:
     try:
         data = yaml.safe_load(path.read_text("utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the evaluation set: {exc}") from None
+        raise ConfigError(str(path), "(file)", f"cannot read the evaluation set ({exc})",
+                          "give the path of a YAML set like core/pipeline/evalsets/"
+                          "messages.yaml") from None
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        raise ConfigError(f"{path}: an evaluation set is a mapping with a 'messages' list")
+        raise ConfigError(str(path), "messages", "an evaluation set is a mapping with a "
+                          "'messages' list", "start from core/pipeline/evalsets/messages.yaml")
     for i, m in enumerate(data["messages"]):
         if not isinstance(m, dict) or not isinstance(m.get("text"), str):
-            raise ConfigError(f"{path}: messages[{i}]: needs a 'text'")
+            raise ConfigError(str(path), f"messages[{i}]", "needs a 'text'",
+                              "give every message its text")
     rules = data.get("rules")
     return data["messages"], (path.parent / rules) if rules else None
 
@@ -89,12 +93,14 @@ def load_rules(path: Path) -> HubConfig:
     try:
         data = yaml.safe_load(path.read_text("utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the rules: {exc}") from None
+        raise ConfigError(str(path), "(file)", f"cannot read the rules ({exc})",
+                          "fix the 'rules' path the set names") from None
     wanted = {k: data[k] for k in ("tagging", "priority", "routing") if k in data}
     try:
         return HubConfig.model_validate(wanted)
     except ValidationError as exc:
-        raise ConfigError("; ".join(str(e) for e in errors_from_validation(exc, str(path)))) from None
+        first, *_ = errors_from_validation(exc, str(path))
+        raise ConfigError(first.file, first.key, first.problem, first.fix) from None
 
 
 def evaluate(messages: list[dict], classifier: Classifier) -> Score:
