@@ -242,18 +242,8 @@ class Keys:
         target: "channel\x1fqueue\x1ftarget\x1fmet|breached" → count."""
         return self._k("sla", "stats", str(hour))
 
-    def kpi_hour(self, hour: int | str, dim: str) -> str:
-        """KPI counters of one UTC hour (epoch ms // 3,600,000) and dimension (all, channel,
-        team, agent, tag, lang): "scope\x1fvalue\x1fmetric" → n (core/workspace/kpis.py)."""
-        return self._k("kpi", "h", str(hour), dim)
-
-    def kpi_day(self, day: str, dim: str) -> str:
-        """The same counters per local day (YYYYMMDD in notifications.timezone)."""
-        return self._k("kpi", "d", day, dim)
-
-    def kpi_conversation(self, conv_id: str) -> str:
-        """A conversation's KPI clocks and the last feed entry counted (replays skip)."""
-        return self._k("kpi", "conv", conv_id)
+    def kpi(self, *parts: object) -> str:  # h:{hour}:{dim}, d:{YYYYMMDD}:{dim}, conv:{id}
+        return self._k("kpi", *parts)  # KPI counters and clocks (core/workspace/kpis.py)
 
     def idempotency(self, scope: str, key: str) -> str:
         return self._k("idem", scope, key)

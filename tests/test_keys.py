@@ -106,9 +106,9 @@ def test_key_formats():
     assert k.sla_resolve() == "td:sla:resolve"
     assert k.sla_action("7", "escalate:1700000000000") == "td:sla:act:7:escalate:1700000000000"
     assert k.sla_stats(493_000) == "td:sla:stats:493000"
-    assert k.kpi_hour(493_000, "channel") == "td:kpi:h:493000:channel"
-    assert k.kpi_day("20261204", "tag") == "td:kpi:d:20261204:tag"
-    assert k.kpi_conversation("7") == "td:kpi:conv:7"
+    assert k.kpi("h", 493_000, "channel") == "td:kpi:h:493000:channel"
+    assert k.kpi("d", "20261204", "tag") == "td:kpi:d:20261204:tag"
+    assert k.kpi("conv", "7") == "td:kpi:conv:7"
 
 
 def test_prefix_is_configurable_and_reaches_lua():

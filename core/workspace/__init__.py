@@ -6,7 +6,8 @@
 of who did what), ``tiers`` (escalation up and down the teams' tiers), ``canned``,
 ``staffgroup`` (Telegram staff group), ``agentmail`` (agents answering by mail), ``hooks``
 (outgoing webhooks; ``hookdelivery`` sends them, ``hookdestinations`` says where they may go),
-``sla_actions`` (what an SLA warning or breach sets off), ``privacy`` (export and erase a
+``sla_actions`` (what an SLA warning or breach sets off), ``kpis`` / ``kpi_report`` (support
+KPIs counted from the feed, and their reports), ``privacy`` (export and erase a
 customer: it reaches every domain's data, so it lives at the top), ``backup`` /
 ``backup_restore`` / ``backup_schedule`` (copies of the whole hub, restored and checked).
 
@@ -22,6 +23,7 @@ from tongdai.core.workspace import (  # noqa: F401  (registration on import)
     assignment,
     backup_schedule,
     hooks,
+    kpis,
     lookup_rules,
     sla_actions,
     staffgroup,

@@ -1,11 +1,13 @@
-"""Reports: SLA compliance per channel, queue and team (the insight dashboard builds on it)."""
+"""Reports: SLA compliance per channel, queue and team; support KPIs (the dashboard's figures)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from flask import jsonify
+import orjson
+from flask import Response, jsonify
 from pydantic import Field
 from spectree import Response as Resp
 
@@ -13,6 +15,7 @@ from tongdai.core.clock import now_ms
 from tongdai.core.errors import BadRequest
 from tongdai.core.pipeline import sla
 from tongdai.core.workspace import access
+from tongdai.core.workspace import kpi_report as kpi_report_
 from tongdai.webhooks.api import bp, hub, principal, spec
 from tongdai.webhooks.api.schemas import ERRORS, Model, Strict
 
@@ -79,3 +82,51 @@ def sla_report(query: SlaQuery):
                       "target": target, "met": n["met"], "breached": n["breached"],
                       "compliance": round(n["met"] / total, 4) if total else None})
     return jsonify({"since_ts": since, "until_ts": until, "timezone": tzname, "items": items})
+
+
+class KpiQuery(Strict):
+    from_: dt.date | None = Field(None, alias="from")
+    to: dt.date | None = None
+    by: Literal["channel", "team", "agent", "tag", "language"] | None = None
+    interval: Literal["hour", "day", "week"] = "day"
+    timezone: str | None = Field(None, max_length=64)
+    format: Literal["json", "csv"] = "json"
+    table: Literal["series", "totals", "histogram"] = "series"
+
+
+@bp.get("/reports/kpis")
+@spec.validate(query=KpiQuery, resp=Resp(HTTP_200=None, **ERRORS), tags=[TAG])
+def kpi_report(query: KpiQuery):
+    """Support KPIs from ``from`` to ``to`` (dates, ``to`` excluded, in ``timezone`` — default
+    ``notifications.timezone``; default range: the last 7 days and today) per ``interval``
+    (hour, day, week from Monday), in total and per ``by`` value: conversations, messages,
+    replies, first/next response time (average, p50/p90 from the histogram), handle and
+    resolution time (business hours where an SLA policy has a calendar), reopen rate, SLA
+    compliance (by channel and team), bot deflection, CSAT, NPS — null where nothing was
+    measured (docs/workspace.md "KPIs"). JSON: ``buckets`` (starts, ms), ``total`` and
+    ``groups[]`` each with ``totals`` and ``series``, the response-time ``histogram``, and
+    ``available`` (false: no data yet). ``format=csv``: ``table=series`` (a row per group and
+    bucket), ``totals`` (a row per group) or ``histogram``. Supervisors see their teams;
+    admins all."""
+    h, p = hub(), principal()
+    access.require(p, "supervisor")
+    tzname = query.timezone or h.config.hub.notifications.timezone
+    try:
+        tz = ZoneInfo(tzname)
+    except (ValueError, KeyError):
+        raise BadRequest(f"{tzname!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
+    today = dt.datetime.fromtimestamp(now_ms() / 1000, tz).date()
+    to = query.to or today + dt.timedelta(days=1)
+    start = query.from_ or to - dt.timedelta(days=8)
+    try:
+        r = kpi_report_.make_range(start, to, tzname, query.interval)
+        teams = None if p.is_admin else set(p.teams)
+        out = kpi_report_.report(h, r, query.by, teams, access.visible_queues(h, p))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if query.format == "csv":
+        body = kpi_report_.csv_table(out, query.table)
+        name = f"kpis-{query.by or 'total'}-{query.table}-{start}-{to}.csv"
+        return Response(body, 200, mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(orjson.dumps(out), 200, mimetype="application/json")
