@@ -13,6 +13,7 @@ Sections (each against its own baseline, on the same machine, in the same run):
 * webhook_p99_with_500_streams_ms / stream_fanout_p95_ms   a whole floor of open consoles
 * reply_latency_under_backlog_ms  p95 agent reply → platform, behind 10,000 queued profile
                         fetches and beside a channel answering after 15 s
+* kpi_api_p95_ms        the KPI dashboard's API over 30 days of counters (1,000,000 messages)
 
 Progress goes to stderr; stdout gets a table, or one JSON object with ``--json``.
 """
@@ -29,6 +30,7 @@ import traceback
 
 from tongdai.benchmarks.common import FULL, GUNICORN, QUICK
 from tongdai.benchmarks.env import BenchEnv, log
+from tongdai.benchmarks.kpis import bench_kpis  # issue #15: the KPI dashboard's API
 from tongdai.benchmarks.latency import bench_latency
 from tongdai.benchmarks.replies import bench_replies
 from tongdai.benchmarks.rules import bench_rules  # issue #13: ingest with 232 rules
@@ -52,6 +54,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "reply_latency_under_backlog_ms": ("<=", 1000),
     "parse_webhook_vs_telegram": ("<=", 3),
     "selfservice_answer_p95_ms": ("<=", 50),
+    "kpi_api_p95_ms": ("<=", 200),
 }
 
 
@@ -66,6 +69,7 @@ SECTIONS = [
     ("streams", bench_streams),
     ("replies", bench_replies),
     ("selfservice", bench_selfservice),
+    ("kpis", bench_kpis),
 ]
 
 
@@ -136,6 +140,14 @@ def table(res: dict, errors: dict, meta: dict) -> str:
         rows.append(("selfservice_answer_p95_ms", g("selfservice_answer_p95_ms"),
                      (f"bot: match + reply enqueued, {ss.get('articles')} articles; answered "
                       f"ones p95 {_fmt(ss.get('answered_p95_ms'))} ms; {ss.get('outcomes')}")))
+    kp = res.get("_kpis", {})
+    if g("kpi_api_p95_ms") is not None:
+        rows.append(("kpi_api_p95_ms", g("kpi_api_p95_ms"),
+                     (f"/reports/kpis, 30 days by day, {_fmt(kp.get('messages'))} messages in "
+                      f"{_fmt(kp.get('bucket_hashes'))} buckets; supervisor p95 "
+                      f"{_fmt(kp.get('supervisor_p95_ms'))} ms; {kp.get('hourly_days')} days by channel "
+                      f"per hour p95 "
+                      f"{_fmt(kp.get('hourly_by_channel_p95_ms'))} ms")))
     lines = [f"{'figure':<30} {'value':>9}  {'target':<8} {'result':<6} detail", "-" * 100]
     for key, value, detail in rows:
         op, target = TARGETS.get(key, ("", None))

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import sla
 from tongdai.core.workspace.access import teams_of_queue
-from tongdai.core.workspace.kpis import ALL, EDGES_S, HOUR_TTL_S, fields_of
+from tongdai.core.workspace.kpis import EDGES_S, HOUR_TTL_S, fields_of
 
 BY = {"channel": "channel", "team": "team", "agent": "agent", "tag": "tag", "language": "lang"}
 INTERVALS = ("hour", "day", "week")
@@ -64,45 +64,42 @@ def make_range(since: dt.date, until: dt.date, tz: str, interval: str) -> Range:
     return r
 
 
-def _sources(hub: Hub, r: Range, dim: str) -> list[tuple[str, int]]:
-    """(key, bucket index) of every bucket hash the range covers."""
+def _sources(hub: Hub, r: Range, dim: str, teams: set[str] | None) -> list[tuple[str, int]]:
+    """(key, bucket index) of every bucket hash the range covers: the hub's, or the teams'."""
     from bisect import bisect_right
 
-    keys = hub.keys
     idx = lambda t: bisect_right(r.buckets, t) - 1
+    scopes = [()] if teams is None else [("team", t) for t in sorted(teams)]
     if r.interval != "hour" and r.tz == hub.config.hub.notifications.timezone:
-        z, out = ZoneInfo(r.tz), []
+        z, days = ZoneInfo(r.tz), []
         d = dt.datetime.fromtimestamp(r.since_ms / 1000, z).date()
         while (t := int(dt.datetime.combine(d, dt.time(0), z).timestamp() * 1000)) < r.until_ms:
-            out.append((keys.kpi("d", d.strftime("%Y%m%d"), dim), idx(t)))
+            days.append((d.strftime("%Y%m%d"), idx(t)))
             d += dt.timedelta(days=1)
-        return out
+        return [(hub.keys.kpi("d", day, dim, *sc), i) for day, i in days for sc in scopes]
     if r.until_ms - r.since_ms > HOUR_TTL_S * 1000:
         raise ValueError("hourly figures (and reports in another time zone) are kept "
                          f"{HOUR_TTL_S // 86400} days: ask for a shorter range")
-    return [(keys.kpi("h", t // H, dim), idx(t)) for t in range(r.since_ms, r.until_ms, H)]
+    return [(hub.keys.kpi("h", t // H, dim, *sc), idx(t))
+            for t in range(r.since_ms, r.until_ms, H) for sc in scopes]
 
 
 def _read(hub: Hub, r: Range, dim: str, teams: set[str] | None
           ) -> dict[str, list[dict[str, int]]]:
-    """value → per bucket: metric → n, of the scopes the reader may see (None: all)."""
-    src = _sources(hub, r, dim)
+    """value → per bucket: metric → n, of the hub (``teams`` None) or of those teams."""
+    src = _sources(hub, r, dim, teams)
     pipe = hub.redis.pipeline(transaction=False)
     for k, _ in src:
         pipe.hgetall(k)
     out: dict[str, list[dict[str, int]]] = {}
     nb = len(r.buckets)
     for (_, i), raw in zip(src, pipe.execute(), strict=True):
-        for scope, value, metric, n in fields_of(raw):
-            if teams is None:
-                if scope != ALL and dim != "team":
-                    continue
-            elif scope not in teams:
-                continue
+        for value, metric, n in fields_of(raw):
             cells = out.get(value)
             if cells is None:
                 cells = out[value] = [{} for _ in range(nb)]
-            cells[i][metric] = cells[i].get(metric, 0) + n
+            cell = cells[i]
+            cell[metric] = cell.get(metric, 0) + n
     return out
 
 
@@ -159,6 +156,8 @@ def percentile(c: dict[str, int], prefix: str, q: float) -> float | None:
 
 def figures(c: dict[str, int]) -> dict[str, float | int | None]:
     """The KPIs of one cell of counters (None: nothing to measure yet)."""
+    if not c:
+        return dict(_EMPTY)
     g = c.get
     avg = lambda p: round(g(f"{p}_ms", 0) / g(f"{p}_n") / 1000, 1) if g(f"{p}_n") else None
     share = lambda a, b: round(a / b, 4) if b else None
@@ -183,6 +182,9 @@ def figures(c: dict[str, int]) -> dict[str, float | int | None]:
     }
 
 
+_EMPTY: dict = {}
+
+
 def _sum(cells: Iterable[dict[str, int]]) -> dict[str, int]:
     tot: dict[str, int] = {}
     for c in cells:
@@ -204,13 +206,24 @@ def histogram(c: dict[str, int], prefix: str) -> list[int]:
     return [c.get(f"{prefix}_h{i}", 0) for i in range(len(EDGES_S) + 1)]
 
 
+_EMPTY.update(figures({"conv": 0}))
+
+
 def report(hub: Hub, r: Range, by: str | None, teams: set[str] | None,
            queues: set[str] | None) -> dict:
     """Totals, per-bucket series and the response-time histogram, overall and per ``by``
     value (``teams``/``queues``: what a supervisor may see; None: an admin, everything)."""
     nb = len(r.buckets)
-    total_cells = _merge(_read(hub, r, "all", teams), _sla(hub, r, "all", queues), nb)
-    cells = total_cells.get("", [{} for _ in range(nb)])
+    rows = {}
+    if by:
+        dim = BY[by]
+        rows = _merge(_read(hub, r, dim, teams), _sla(hub, r, dim, queues), nb)
+    if by == "channel":  # every event counts in exactly one channel: the total is their sum
+        cells = [_sum(col) for col in zip(*rows.values(), strict=True)] if rows else []
+    else:
+        total = _merge(_read(hub, r, "all", teams), _sla(hub, r, "all", queues), nb)
+        cells = total.get("", [])
+    cells = cells or [{} for _ in range(nb)]
     tot = _sum(cells)
     out = {"since_ts": r.since_ms, "until_ts": r.until_ms, "timezone": r.tz,
            "interval": r.interval, "by": by, "buckets": r.buckets,
@@ -222,8 +235,6 @@ def report(hub: Hub, r: Range, by: str | None, teams: set[str] | None,
                          "deflection": bool(tot.get("ss"))},
            "groups": []}
     if by:
-        dim = BY[by]
-        rows = _merge(_read(hub, r, dim, teams), _sla(hub, r, dim, queues), nb)
         groups = [{"key": v, "totals": figures(_sum(c)), "series": _series(c)}
                   for v, c in rows.items()]
         groups.sort(key=lambda g: (-g["totals"]["conversations"], -g["totals"]["messages_in"],

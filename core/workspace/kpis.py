@@ -3,8 +3,8 @@
 Each feed event that moves a KPI adds to counters in hour buckets (UTC hours: epoch ms //
 3,600,000) and day buckets (dates in ``notifications.timezone``, the team's time zone), one
 Redis hash per bucket and dimension — ``all``, ``channel``, ``team``, ``agent``, ``tag``,
-``lang`` — with fields ``scope␟value␟metric``: ``scope`` is ``*`` (the whole hub) or the team
-whose queue the conversation is in, so a supervisor's report sums only their teams. Sums and
+``lang`` — with fields ``value␟metric``; the same again per team (the team whose queue the
+conversation is in), so a supervisor's report reads only their teams' hashes. Sums and
 counts, never averages: a report over any range adds them up (core/workspace/kpi_report.py).
 Response times also go to a coarse histogram (``EDGES_S``) for the distribution and
 percentiles.
@@ -45,7 +45,6 @@ from tongdai.core.pipeline import feed, sla
 from tongdai.core.workspace.access import teams_of_queue
 
 SEP = "\x1f"
-ALL = "*"
 DIMS = ("all", "channel", "team", "agent", "tag", "lang")
 # Response-time histogram: bin i holds times <= EDGES_S[i] (and > the edge before); the last
 # bin, index len(EDGES_S), holds everything longer than a day.
@@ -114,10 +113,11 @@ class _Counts:
     def add(self, metric: str, n: int = 1) -> None:
         self.n[metric] = self.n.get(metric, 0) + n
 
-    def duration(self, prefix: str, ms: int) -> None:
+    def duration(self, prefix: str, ms: int, histogram: bool = False) -> None:
         self.add(f"{prefix}_n")
         self.add(f"{prefix}_ms", ms)
-        self.add(f"{prefix}_h{bin_of(ms)}")
+        if histogram:
+            self.add(f"{prefix}_h{bin_of(ms)}")
 
 
 def _calendars(hub: Hub, conv: dict[str, str]):
@@ -149,7 +149,7 @@ def _step(hub: Hub, kind: str, msg: Message | None, ev: feed.FeedEvent, ts: int,
         if "wait" in st:
             cal = _calendars(hub, conv)[0]
             c.duration("nrt" if st.get("answered") == "1" else "frt",
-                       cal.working_ms(int(st["wait"]), ts))
+                       cal.working_ms(int(st["wait"]), ts), histogram=True)
             drop.append("wait")
         put["answered"] = "1"
     elif kind in ("bot", "handoff", "helped"):
@@ -196,22 +196,27 @@ def _step(hub: Hub, kind: str, msg: Message | None, ev: feed.FeedEvent, ts: int,
 
 
 def _fields(conv: dict[str, str], tags: list[str], agent: str, channel: str
-            ) -> list[tuple[str, str, str]]:
-    """(dimension, scope, value) rows an event of this conversation counts in."""
-    team = conv["team"]
-    scopes = [ALL, team] if team else [ALL]
+             ) -> list[tuple[str, str]]:
+    """(dimension, value) rows an event of this conversation counts in."""
     langs = sorted(t[5:] for t in tags if t.startswith("lang:"))
-    plain = sorted(t for t in tags if not t.startswith("lang:"))[:MAX_TAGS]
-    rows = [("team", team, team)] if team else []
-    for s in scopes:
-        rows.append(("all", s, ""))
-        rows.append(("channel", s, channel))
-        if agent:
-            rows.append(("agent", s, agent))
-        if langs:
-            rows.append(("lang", s, langs[0]))
-        rows += [("tag", s, t) for t in plain]
+    rows = [("all", ""), ("channel", channel)]
+    if conv["team"]:
+        rows.append(("team", conv["team"]))
+    if agent:
+        rows.append(("agent", agent))
+    if langs:
+        rows.append(("lang", langs[0]))
+    rows += [("tag", t) for t in sorted(t for t in tags if not t.startswith("lang:"))[:MAX_TAGS]]
     return rows
+
+
+def bucket_keys(hub: Hub, ts: int, dim: str, team: str) -> list[tuple[str, int]]:
+    """(key, TTL s) of the buckets an event at ``ts`` counts in: the hub's hour and day, and
+    the team's (a supervisor's report reads only their teams' keys)."""
+    hour, day = ts // 3_600_000, day_of(ts, hub.config.hub.notifications.timezone)
+    scopes = [(), ("team", team)] if team else [()]
+    return [(hub.keys.kpi(kind, b, dim, *sc), ttl) for sc in scopes
+            for kind, b, ttl in (("h", hour, HOUR_TTL_S), ("d", day, DAY_TTL_S))]
 
 
 def apply(hub: Hub, ev: feed.FeedEvent) -> bool:
@@ -223,7 +228,6 @@ def apply(hub: Hub, ev: feed.FeedEvent) -> bool:
     kind, msg = found
     sk, ck, keys = hub.keys.kpi("conv", conv_id), hub.keys.conversation(conv_id), hub.keys
     ts = int(ev.data.get("ts") or 0)
-    tz = hub.config.hub.notifications.timezone
     done = False
 
     def change(pipe: redis.client.Pipeline) -> None:
@@ -247,12 +251,10 @@ def apply(hub: Hub, ev: feed.FeedEvent) -> bool:
         pipe.expire(sk, STATE_TTL_S)
         if not counts.n:
             return
-        hour, day = ts // 3_600_000, day_of(ts, tz)
-        for dim, scope, value in _fields(conv, tags, agent, channel):
-            for bucket, ttl in ((keys.kpi("h", hour, dim), HOUR_TTL_S),
-                                (keys.kpi("d", day, dim), DAY_TTL_S)):
+        for dim, value in _fields(conv, tags, agent, channel):
+            for bucket, ttl in bucket_keys(hub, ts, dim, conv["team"]):
                 for metric, n in counts.n.items():
-                    pipe.hincrby(bucket, SEP.join((scope, value, metric)), n)
+                    pipe.hincrby(bucket, f"{value}{SEP}{metric}", n)
                 pipe.expire(bucket, ttl)
         done = True
 
@@ -266,13 +268,22 @@ def react(hub: Hub, events: list[feed.FeedEvent]) -> None:
         apply(hub, ev)
 
 
-def fields_of(raw: dict[bytes, bytes]) -> list[tuple[str, str, str, int]]:
-    """A bucket hash → (scope, value, metric, n) rows."""
-    out: list[tuple[str, str, str, int]] = []
+def fields_of(raw: dict[bytes, bytes]) -> list[tuple[str, str, int]]:
+    """A bucket hash → (value, metric, n) rows."""
+    out: list[tuple[str, str, int]] = []
+    names = _NAMES
     for f, n in raw.items():
-        scope, value, metric = f.decode().split(SEP)
-        out.append((scope, value, metric, int(n)))
+        got = names.get(f)
+        if got is None:
+            value, _, metric = f.decode().rpartition(SEP)
+            got = (value, metric)
+            if len(names) < 100_000:
+                names[f] = got
+        out.append((got[0], got[1], int(n)))
     return out
+
+
+_NAMES: dict[bytes, tuple[str, str]] = {}  # field → (value, metric): reports read the same ones
 
 
 def state(hub: Hub, conv_id: str) -> dict[str, Any]:
