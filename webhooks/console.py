@@ -185,3 +185,20 @@ def console():
     boot = _boot(p, csrf)
     return Response(render_template("console.html", t=boot["strings"], lang=boot["language"],
                                     csrf=csrf, boot=boot, me=boot["me"]), mimetype="text/html")
+
+
+@bp.get("/console/dashboard")
+def dashboard():
+    """The supervisors' KPI dashboard (charts over GET /api/v1/reports/kpis)."""
+    found = _signed_in()
+    if found is None:
+        return redirect("/login", 303)
+    p, csrf = found
+    boot = _boot(p, csrf)
+    t = boot["strings"]
+    if not p.at_least("supervisor"):
+        return Response(render_template("message.html", t=t, lang=boot["language"],
+                                        text=t["dash.forbidden"]), 403, mimetype="text/html")
+    boot["timezone"] = _hub().config.hub.notifications.timezone
+    return Response(render_template("dashboard.html", t=t, lang=boot["language"], csrf=csrf,
+                                    boot=boot, me=boot["me"]), mimetype="text/html")

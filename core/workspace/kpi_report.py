@@ -138,19 +138,16 @@ def _sla(hub: Hub, r: Range, dim: str, queues: set[str] | None
 
 
 def percentile(c: dict[str, int], prefix: str, q: float) -> float | None:
-    """The ``q`` quantile of a histogram (linear within its bin; the open bin: its floor)."""
+    """An upper bound of the ``q`` quantile from the histogram: the upper edge of the bin it
+    falls in (``q`` of the times were at most this long); past the last edge, that edge."""
     n = c.get(f"{prefix}_n", 0)
     if not n:
         return None
     want, seen = q * n, 0
-    for i in range(len(EDGES_S) + 1):
-        k = c.get(f"{prefix}_h{i}", 0)
-        if k and seen + k >= want:
-            lo = EDGES_S[i - 1] if i else 0
-            if i == len(EDGES_S):
-                return float(lo)
-            return round(lo + (EDGES_S[i] - lo) * (want - seen) / k, 1)
-        seen += k
+    for i, edge in enumerate(EDGES_S):
+        seen += c.get(f"{prefix}_h{i}", 0)
+        if seen >= want:
+            return float(edge)
     return float(EDGES_S[-1])
 
 

@@ -129,6 +129,9 @@ def test_kpis_of_a_timeline_in_business_hours(client, hub, people):
     assert h["first_response"][h["edges_s"].index(1800)] == 1
     assert h["next_response"][h["edges_s"].index(14400)] == 1
     assert sum(h["first_response"]) == sum(h["next_response"]) == 1
+    # percentiles are the bin's upper edge: 90 % answered within 30 min, then within 4 h
+    assert (tot["first_response_p50_s"], tot["first_response_p90_s"]) == (1800, 1800)
+    assert tot["next_response_p90_s"] == 14400
 
 
 def test_a_replayed_feed_counts_nothing_twice(client, hub, people):
@@ -227,3 +230,13 @@ def test_bad_ranges_are_refused_with_the_reason(client, hub, people):
         "from": "2025-01-01", "to": "2025-06-01", "interval": "hour"},
         headers=auth(people["admin"]))
     assert long.status_code == 400 and "62 days" in long.get_json()["error"]["message"]
+
+
+def test_percentiles_are_the_upper_edge_of_their_bin():
+    from tongdai.core.workspace.kpi_report import percentile
+
+    c = {"frt_n": 10, "frt_h0": 5, "frt_h3": 4, "frt_h12": 1}  # ≤30 s, (2, 5] min, > a day
+    assert percentile(c, "frt", 0.5) == 30
+    assert percentile(c, "frt", 0.9) == 300
+    assert percentile(c, "frt", 0.95) == 86400  # past the last edge: "more than a day"
+    assert percentile({}, "frt", 0.5) is None
