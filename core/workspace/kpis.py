@@ -54,6 +54,7 @@ DAY_TTL_S = 400 * 86400  # day buckets: a year, and a month to compare with (as 
 STATE_TTL_S = 180 * 86400
 MAX_TAGS = 20  # a conversation's tags counted (the rest would only widen every bucket)
 _CONV = ["channel", "queue", "priority", "assignee", "status"]
+BOT_AUTHOR = "selfservice"  # the self-service bot's answers (core/selfservice/bot.py)
 SURVEYS = {"csat.rated": (1, 5), "nps.rated": (0, 10)}
 BOT_EVENTS = {"selfservice.answered": "answered", "selfservice.handoff": "handoff",
               "selfservice.helped": "helped"}
@@ -89,7 +90,8 @@ def _kind(hub: Hub, ev: feed.FeedEvent) -> tuple[str, Message | None] | None:
             return "customer", msg
         if msg.direction == Direction.OUT and msg.author_kind == AuthorKind.AGENT:
             return "agent", msg
-        if msg.direction == Direction.OUT and msg.author_kind == AuthorKind.BOT:
+        if (msg.direction == Direction.OUT and msg.author_kind == AuthorKind.BOT
+                and msg.author_id == BOT_AUTHOR):  # (not automatic acknowledgements)
             return "bot", msg
         return None
     if t in ("conversation.assigned", "conversation.resolved", "conversation.open"):

@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, tg_update
 from tests.workspace.conftest import TEAMS
+from tongdai.core.models import AuthorKind
 from tongdai.core.pipeline import feed, outbound
 from tongdai.core.workspace import kpis
 
@@ -183,6 +184,12 @@ def test_csat_nps_and_deflection_say_no_data_until_their_events_come(client, hub
     rep = kpi(client, people["admin"])
     assert rep["available"] == {"sla": False, "csat": False, "nps": False, "deflection": False}
     assert rep["total"]["totals"]["csat_avg"] is None
+    # an automatic acknowledgement is not the bot taking part; the bot's answer is
+    ack, _ = outbound.create_reply(hub, cid, "Shop đã nhận tin ạ", "auto-acknowledgement", "a1",
+                                   "system", author_kind=AuthorKind.BOT)
+    kpis.react(hub, [e for e in feed.read_after(hub, "0-0", count=1000)
+                     if e.data.get("message_id") == ack.id])
+    assert kpi(client, people["admin"])["available"]["deflection"] is False
     t = Timeline(cid)
     t.add("selfservice.answered", now)
     t.add("selfservice.handoff", now + 1, why="asked")
