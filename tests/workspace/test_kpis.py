@@ -247,3 +247,9 @@ def test_percentiles_are_the_upper_edge_of_their_bin():
     assert percentile(c, "frt", 0.9) == 300
     assert percentile(c, "frt", 0.95) == 86400  # past the last edge: "more than a day"
     assert percentile({}, "frt", 0.5) is None
+
+
+def test_dates_at_the_calendars_ends_are_a_bad_request(client, hub, people):
+    r = client.get("/api/v1/reports/kpis", query_string={"to": "0001-01-02"},
+                   headers=auth(people["admin"]))  # the default start would be before year 1
+    assert r.status_code == 400 and "between years" in r.get_json()["error"]["message"]

@@ -116,12 +116,14 @@ def kpi_report(query: KpiQuery):
     except (ValueError, KeyError):
         raise BadRequest(f"{tzname!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
     today = dt.datetime.fromtimestamp(now_ms() / 1000, tz).date()
-    to = query.to or today + dt.timedelta(days=1)
-    start = query.from_ or to - dt.timedelta(days=8)
     try:
+        to = query.to or today + dt.timedelta(days=1)
+        start = query.from_ or to - dt.timedelta(days=8)
         r = kpi_report_.make_range(start, to, tzname, query.interval)
         teams = None if p.is_admin else set(p.teams)
         out = kpi_report_.report(h, r, query.by, teams, access.visible_queues(h, p))
+    except OverflowError:  # a date at the calendar's very ends
+        raise BadRequest("from and to must be dates between years 1 and 9999") from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     if query.format == "csv":
