@@ -157,6 +157,14 @@ class Keys:
     def conversation_tags(self, conv_id: str) -> str:
         return self._k("conv", conv_id, "tags")
 
+    def conversation_labels(self, conv_id: str) -> str:
+        """The tags an agent added by hand (hash tag → who, when): rules' tags are not here."""
+        return self._k("conv", conv_id, "labels")
+
+    def labels_used(self) -> str:
+        """Every tag added by hand, scored by when last added (the console's suggestions)."""
+        return self._k("labels")
+
     def timeline(self, conv_id: str) -> str:
         return self._k("conv", conv_id, "timeline")
 

@@ -50,6 +50,8 @@ def test_key_formats():
     assert k.link_code_quota("tg:5") == "td:linkcode:quota:tg:5"
     assert k.conversation("9") == "td:conv:9"
     assert k.conversation_tags("9") == "td:conv:9:tags"
+    assert k.conversation_labels("9") == "td:conv:9:labels"
+    assert k.labels_used() == "td:labels"
     assert k.timeline("9") == "td:conv:9:timeline"
     assert k.messages("9") == "td:conv:9:messages"
     assert k.dedupe("tg-main") == "td:dedupe:tg-main"
