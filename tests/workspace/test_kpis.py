@@ -255,7 +255,7 @@ def test_dates_at_the_calendars_ends_are_a_bad_request(client, hub, people):
     assert r.status_code == 400 and "between years" in r.get_json()["error"]["message"]
 
 
-def test_the_dashboard_page_is_for_supervisors_and_admins(client, hub, people):
+def test_the_dashboard_page_is_for_supervisors_and_admins(app, client, hub, people):
     from tests.console.conftest import log_in
 
     log_in(client, "an")
@@ -264,8 +264,9 @@ def test_the_dashboard_page_is_for_supervisors_and_admins(client, hub, people):
     refused = client.get("/console/dashboard")
     assert refused.status_code == 403
     assert "giám sát và quản trị" in refused.get_data(as_text=True)
-    log_in(client, "cuong")  # (a new log-in replaces the session)
-    assert 'href="/console/dashboard"' in client.get("/console").get_data(as_text=True)
-    ok = client.get("/console/dashboard")
+    supervisor = app.test_client()  # another browser
+    log_in(supervisor, "cuong")
+    assert 'href="/console/dashboard"' in supervisor.get("/console").get_data(as_text=True)
+    ok = supervisor.get("/console/dashboard")
     assert ok.status_code == 200 and "uPlot.iife.min.js" in ok.get_data(as_text=True)
     assert "script-src 'self'" in ok.headers["Content-Security-Policy"]
