@@ -66,6 +66,12 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/conversations/<conv_id>/deescalate"): ("conv", {"reason": ""}),
     ("POST", "/api/v1/conversations/<conv_id>/snooze"): ("conv", {"until_ts": 0}),
     ("POST", "/api/v1/conversations/<conv_id>/resolve"): ("conv", None),
+    # per-id refusals inside a 200: bich's answer says not_found for the conversation
+    ("POST", "/api/v1/conversations/bulk"): ("any", {"ids": ["{conv}"], "action": "resolve"}),
+    ("GET", "/api/v1/conversations/<conv_id>/labels"): ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/labels"): ("conv", {"tag": "khách quen"}),
+    ("DELETE", "/api/v1/conversations/<conv_id>/labels/<path:tag>"): ("conv", None),
+    ("GET", "/api/v1/labels"): ("any", None),
     ("POST", "/api/v1/conversations/<conv_id>/reopen"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/canned/<canned_id>/render"): ("conv", None),
     ("GET", "/api/v1/customers/<customer_id>"): ("conv", None),
@@ -132,7 +138,7 @@ def _url(rule: str, w: dict) -> str:
     values = {"conv_id": w["conv"], "customer_id": w["customer"], "canned_id": w["canned"],
               "msg_id": "999999", "int:n": "0", "name": "dung", "dl_id": "1-1", "merge_id": "999",
               "pair": "1:2", "sub_id": "x404", "delivery_id": "x404",
-              "article_id": "opening-hours"}
+              "article_id": "opening-hours", "path:tag": "khách quen"}
     for k, v in values.items():
         rule = rule.replace(f"<{k}>", v)
     return rule
@@ -168,6 +174,8 @@ def test_every_role_on(method, rule, client, world):
                     if isinstance(v, str) else v) for k, v in body.items()}
         if "until_ts" in body:
             body["until_ts"] = int(time.time() * 1000) + 3_600_000
+        if "ids" in body:
+            body["ids"] = [world["conv"] if i == "{conv}" else i for i in body["ids"]]
     toks = world["tokens"]
 
     anon = _call(client, method, url, body, None)

@@ -91,6 +91,7 @@ def test_every_create_declares_the_idempotency_key_header(app, client):
     assert honoured == {
         ("POST", "/api/v1/conversations/{conv_id}/messages"),
         ("POST", "/api/v1/conversations/{conv_id}/notes"),
+        ("POST", "/api/v1/conversations/bulk"),
         ("POST", "/api/v1/canned"), ("POST", "/api/v1/users"), ("POST", "/api/v1/tokens"),
         ("POST", "/api/v1/webhooks"), ("POST", "/api/v1/webhooks/{sub_id}/ping"),
         ("POST", "/api/v1/customers/{customer_id}/link-code")}

@@ -226,7 +226,8 @@ def snooze(hub: Hub, principal: Principal, conv_id: str, until_ts_ms: int,
         if status is None:
             raise NotFound(f"no conversation {conv_id}")
         if status.decode() == ConversationStatus.RESOLVED.value:
-            raise Conflict(f"conversation {conv_id} is resolved: reopen it first")
+            raise Conflict(f"conversation {conv_id} is resolved: reopen it first").because(
+                "reopen_first", id=conv_id)
         pipe.multi()
         pipe.hset(ck, mapping={"status": ConversationStatus.PENDING.value,
                                "snoozed_until": until_ts_ms, "updated": now})

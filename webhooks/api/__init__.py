@@ -203,6 +203,7 @@ from tongdai.webhooks.api import (  # noqa: F401  (routes)
     hooks,
     inbox,
     kb,
+    labels,
     lookups,
     reports,
     workflow,
