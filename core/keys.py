@@ -373,49 +373,6 @@ class Keys:
     def kb(self, part: str, *ids: str) -> str:  # self-service: docs/redis-schema.md "kb:"
         return self._k("kb", part, *ids)
 
-    # -- for the Lua scripts ------------------------------------------------------------------
-    def lua_templates(self) -> dict[str, str]:
-        """Key formats for Lua, with ``%s`` where the id goes (``string.format``)."""
-        esc = self.prefix.replace("%", "%%")
-        t = Keys(esc)
-        return {
-            "SEQ_CUSTOMER": t.seq("customer"),
-            "SEQ_CONVERSATION": t.seq("conversation"),
-            "SEQ_MESSAGE": t.seq("message"),
-            "STATS": t.stats(),
-            "IDENTITY": t.identity_index("%s"),
-            "CUSTOMER": t.customer("%s"),
-            "CUSTOMER_IDENTITIES": t.customer_identities("%s"),
-            "CUSTOMER_IDENTIFIERS": t.customer_identifiers("%s"),
-            "CUSTOMER_LAST_IN": t.customer_last_inbound("%s"),
-            "CUSTOMER_CONVS": t.customer_conversations("%s"),
-            "CONV": t.conversation("%s"),
-            "CONV_TAGS": t.conversation_tags("%s"),
-            "TIMELINE": t.timeline("%s"),
-            "MESSAGES": t.messages("%s"),
-            "DEDUPE": t.dedupe("%s"),
-            "QUEUE": t.queue("%s"),
-            "CONVS": t.conversations_by_status("%s"),
-            "FEED": t.feed(),
-            "FEED_MAXLEN": str(FEED_MAXLEN),
-            "SEQ_MERGE": t.seq("merge"),
-            "IDENTIFIER_HOLDERS": t.identifier_holders("%s", "%s"),
-            "MERGE": t.merge("%s"),
-            "CUSTOMER_MERGES": t.customer_merges("%s"),
-            "SUGGESTION": t.suggestion("%s"),
-            "SUGGESTIONS": t.suggestions(),
-            "CUSTOMER_SUGGESTIONS": t.customer_suggestions("%s"),
-            "LINK_CODE": t.link_code("%s"),
-            "LINK_CODE_QUOTA": t.link_code_quota("%s"),
-            "SUBJECT_ERASURES": t.subject_erasures(),
-            "ACKS_DUE": t.acknowledgements_due(),
-            "UNREAD": t.unread(),
-            "SLA_DUE": t.sla_due(),
-            "SLA_WARN": t.sla_warn(),
-            "SLA_STATS": t.sla_stats("%d"),
-            "USER_LOAD": t.user_load("%s"),
-        }
-
 
 def check_id(value: str, what: str) -> str:
     """Ids that become part of keys: letters, digits and ``_ . : -`` only."""

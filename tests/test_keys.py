@@ -3,6 +3,7 @@
 from tests.helpers import drain_all, post, tg_update  # (imports the workspace, as processes do)
 from tongdai.core.keys import Keys
 from tongdai.core.pipeline import outbound
+from tongdai.core.scripts import lua_templates
 
 
 def test_key_formats():
@@ -89,6 +90,9 @@ def test_key_formats():
     assert k.kb("version") == "td:kb:version"
     assert k.kb("stats") == "td:kb:stats"
     assert k.kb("done", "7", "12") == "td:kb:done:7:12"
+    assert k.survey("conv", "7") == "td:survey:conv:7"
+    assert k.survey("stats") == "td:survey:stats"
+    assert k.survey("nps") == "td:survey:nps"
     assert k.user_load("an") == "td:user:an:load"
     assert k.presence() == "td:presence"
     assert k.presence_seen() == "td:presence:seen"
@@ -116,7 +120,7 @@ def test_key_formats():
 def test_prefix_is_configurable_and_reaches_lua():
     k = Keys("acme:")
     assert k.conversation("1") == "acme:conv:1"
-    assert Keys("50%:").lua_templates()["CONV"] == "50%%:conv:%s"  # string.format-safe
+    assert lua_templates(Keys("50%:"))["CONV"] == "50%%:conv:%s"  # string.format-safe
 
 
 def test_every_key_written_by_an_ingest_matches_the_schema(client, hub):
