@@ -144,7 +144,7 @@ function live({ inbox, conversation, customer, open }) {
     'conversation.open', 'conversation.pending', 'conversation.resolved', 'conversation.assigned',
     'conversation.escalated', 'conversation.deescalated', 'conversation.snoozed', 'conversation.unsnoozed',
     'conversation.created', 'conversation.read', 'conversation.sla_breached',
-    'conversation.sla_warning', 'conversation.priority_changed', 'conversation.tagged', 'note.created', 'presence.changed', 'customer.merged', 'customer.split'];
+    'conversation.sla_warning', 'conversation.priority_changed', 'conversation.tagged', 'conversation.untagged', 'note.created', 'presence.changed', 'customer.merged', 'customer.split'];
 
   function connect() {
     const url = '/api/v1/events/stream' + (lastId ? '?last_event_id=' + encodeURIComponent(lastId) : '');

@@ -2,6 +2,7 @@
 // and the reply / note composer (channel picker, canned replies, @mentions).
 import { ApiError, get, has, post, query } from './api.js';
 import { TICK_ICONS, icon } from './icons.js';
+import { createLabels } from './labels.js';
 import { $, ask, clear, el, fmtFull, fmtTime, t, tr, uuid } from './ui.js';
 
 const SAFE_URL = /^https?:\/\//i;
@@ -10,9 +11,16 @@ const WHY_STATUS = { retrying: 'queued', uncertain_retry: 'queued', uncertain: '
   failed_after_unanswered: 'uncertain', failed: 'failed', sent_after_unanswered: 'sent' };
 // feed events whose change wrote a system line into the timeline
 const LINES = new Set(['conversation.assigned', 'conversation.escalated', 'conversation.deescalated',
-  'conversation.resolved', 'conversation.open', 'conversation.priority_changed']);
+  'conversation.resolved', 'conversation.open', 'conversation.priority_changed', 'conversation.tagged',
+  'conversation.untagged']);
 
 export function createConversation(ctx) {
+  // a label changed: the inbox, the header (and the customer panel's tags), the line it wrote
+  const labels = createLabels({ ...ctx, changed: () => {
+    ctx.changed();
+    loadTimeline(false, true);
+    refreshHeader().then(() => { if (conv) ctx.customer.load(conv.customer_id, conv); });
+  } });
   const view = $('#conv-view');
   const empty = $('#conv-empty');
   const timeline = $('#timeline');
@@ -148,8 +156,8 @@ export function createConversation(ctx) {
         text: t('tier.badge', { n: teamOf(conv.queue).tier }) })] : []),
       el('span', { class: 'assignee', text: conv.assignee ? '@' + conv.assignee : t('inbox.unassigned') }),
       // (DOM append writes null as the text "null": leave the badge out instead)
-      ...(conv.priority ? [el('span', { class: 'priority', text: 'P' + conv.priority })] : []),
-      ...(conv.tags || []).map((g) => el('span', { class: 'tag', text: g })));
+      ...(conv.priority ? [el('span', { class: 'priority', text: 'P' + conv.priority })] : []));
+    labels.show(conv); // the tags as chips, hand labels apart (labels.js)
     const resolved = conv.status === 'resolved';
     const team = teamOf(conv.queue);
     const show = {
@@ -257,6 +265,8 @@ export function createConversation(ctx) {
       s = t('line.priority_raised', { by, priority: (p.priority || [])[1] });
     } else if (p.action === 'resolved' || p.action === 'reopened') {
       s = t('line.' + p.action, { by });
+    } else if (p.action === 'labeled' || p.action === 'unlabeled') { // by hand (labels.js)
+      s = t('line.' + p.action, { by, tag: p.tag });
     } else if (p.action === 'tagged' && p.lookup) { // a lookup's tag_when rule
       s = t('line.lookup_tagged', { lookup: p.lookup, tag: p.tag });
       if (p.canned) s += t('line.lookup_canned', { canned: p.canned });

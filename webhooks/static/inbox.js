@@ -2,6 +2,7 @@
 // per queue. Uses GET /inbox; on a server without it, GET /conversations (queue and status
 // filters on the server, channel/tag/assignee here; no search, SLA or unread).
 import { ApiError, get, has, query } from './api.js';
+import { createBulk } from './bulk.js';
 import { $, clear, el, fmtRelative, fmtTime, t } from './ui.js';
 
 export function createInbox(ctx) {
@@ -18,6 +19,9 @@ export function createInbox(ctx) {
   let timer = null;
   let loading = 0;
   const names = new Map();     // customer id -> name (fallback mode)
+  const picked = new Set();    // conversations ticked for the bulk bar
+  let lastPick = null;         // the row a shift-click ranges from
+  let prune = false;           // after a bulk action: keep picked only what the list still shows
   const previews = new Map();  // conversation id -> [updated_ts, text] (fallback mode)
 
   function fallbackControls() {
@@ -125,6 +129,10 @@ export function createInbox(ctx) {
     if (mine !== loading) return; // a newer load started meanwhile
     items = append ? items.concat(got) : got;
     cursor = page.next_cursor;
+    if (prune) {
+      prune = false;
+      for (const id of [...picked]) if (!items.some((c) => c.id === id)) picked.delete(id);
+    }
     renderCounts(page.counts);
     render();
   }
@@ -150,6 +158,33 @@ export function createInbox(ctx) {
     if (!items.length) list.append(el('li', { class: 'empty', text: t('inbox.empty') }));
     for (const c of items) list.append(row(c));
     more.hidden = !cursor;
+    bar.update(picked.size, items.length);
+  }
+
+  // Ticking a row's box picks it; shift-click picks (or unpicks) the range from the last one.
+  function pick(c, e) {
+    e.stopPropagation();
+    const on = e.target.checked;
+    const from = items.findIndex((x) => x.id === lastPick);
+    const to = items.findIndex((x) => x.id === c.id);
+    const range = e.shiftKey && from >= 0 ? items.slice(Math.min(from, to), Math.max(from, to) + 1) : [c];
+    for (const x of range) { if (on) picked.add(x.id); else picked.delete(x.id); }
+    lastPick = c.id;
+    for (const box of list.querySelectorAll('input.pick')) box.checked = picked.has(box.dataset.id);
+    bar.update(picked.size, items.length);
+  }
+
+  function pickPage(on) {
+    for (const c of items) { if (on) picked.add(c.id); else picked.delete(c.id); }
+    render();
+  }
+
+  // after a bulk action: keep only ``keep`` picked (the refused ones)
+  function unpick(keep) {
+    picked.clear();
+    for (const id of keep || []) picked.add(id);
+    prune = Boolean(keep);
+    render();
   }
 
   function preview(m) {
@@ -165,8 +200,10 @@ export function createInbox(ctx) {
       dataset: { id: c.id }, tabindex: 0, role: 'option',
       'aria-selected': c.id === selected ? 'true' : 'false',
       onclick: () => open(c.id),
-      onkeydown: (e) => { if (e.key === 'Enter') open(c.id); },
+      onkeydown: (e) => { if (e.key === 'Enter' && e.target === e.currentTarget) open(c.id); },
     },
+    bulkOn ? el('input', { type: 'checkbox', class: 'pick', dataset: { id: c.id }, checked: picked.has(c.id),
+      'aria-label': t('bulk.pick', { id: c.id }), onclick: (e) => pick(c, e) }) : null,
     el('div', { class: 'conv-top' },
       el('span', { class: 'conv-name', text: c.customer_name || t('customer.unnamed', { id: c.customer_id }) }),
       c.unread ? el('span', { class: 'badge unread-count', text: c.unread, title: t('inbox.unread') }) : null,
@@ -228,6 +265,10 @@ export function createInbox(ctx) {
     f[k].addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(() => load(false), 300); });
   }
   more.addEventListener('click', () => load(true));
+
+  const bulkOn = has('POST', '/conversations/bulk');
+  const bar = createBulk({ ...ctx, changed: () => load(false) }, { picked: () => [...picked], pickPage, unpick,
+    pickedOnPage: () => items.filter((c) => picked.has(c.id)).length });
 
   return { load: () => load(false), soon, next: () => step(1), prev: () => step(-1), select,
     markRead, focusSearch: () => (f.q.closest('.filter').hidden ? f.tag : f.q).focus() };
