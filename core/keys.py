@@ -373,6 +373,9 @@ class Keys:
     def kb(self, part: str, *ids: str) -> str:  # self-service: docs/redis-schema.md "kb:"
         return self._k("kb", part, *ids)
 
+    def survey(self, part: str, *ids: str) -> str:  # CSAT/NPS: docs/redis-schema.md "survey:"
+        return self._k("survey", part, *ids)
+
 
 def check_id(value: str, what: str) -> str:
     """Ids that become part of keys: letters, digits and ``_ . : -`` only."""
