@@ -40,6 +40,13 @@ class SelfServiceSection(_Section):
     threshold: float = Field(0.3, ge=0.0, le=1.0)  # measured: docs/decisions.md
     language: str = "vi"  # when the message's language is not one the article has
     handoff_words: list[str] = []  # added to the built-in ones
+    # Ticket status and surveys (core/selfservice/status.py, surveys.py), on ``channels`` too
+    status: bool = False  # answer "/status", "tình trạng", "进度", ... about their own tickets
+    status_words: list[str] = []  # added to the built-in ones
+    csat: bool = False  # a 1-5 rating after resolve, once per conversation
+    comment_minutes: int = Field(10, ge=0, le=1440)  # after the rating, a comment is taken
+    nps: bool = False  # 0-10 after the CSAT answer, at most every nps_every_days per customer
+    nps_every_days: int = Field(90, ge=1, le=3650)
 
     @field_validator("language")
     @classmethod
@@ -48,8 +55,9 @@ class SelfServiceSection(_Section):
             raise ValueError(f"use one of {', '.join(LANGUAGES)}")
         return v
 
-    def on(self, channel_id: str) -> bool:
-        return self.enabled and (not self.channels or channel_id in self.channels)
+    def on(self, channel_id: str, feature: str = "enabled") -> bool:
+        """The feature (``enabled``: the bot; ``status``, ``csat``) is on for the channel."""
+        return getattr(self, feature) and (not self.channels or channel_id in self.channels)
 
 
 def check(section: SelfServiceSection, channels: set[str], path: str) -> list[ConfigError]:
@@ -57,4 +65,7 @@ def check(section: SelfServiceSection, channels: set[str], path: str) -> list[Co
     return [ConfigError(path, f"selfservice.channels[{i}]", f"no channel {c!r}",
                         "name a channel instance from channels, or leave the list empty "
                         "for every channel")
-            for i, c in enumerate(section.channels) if c not in channels]
+            for i, c in enumerate(section.channels) if c not in channels] + (
+        [ConfigError(path, "selfservice.nps", "NPS is asked after the CSAT answer, and "
+                     "csat is off", "set selfservice.csat: true, or nps: false")]
+        if section.nps and not section.csat else [])

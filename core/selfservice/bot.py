@@ -32,6 +32,7 @@ from tongdai.core.pipeline import feed, store
 from tongdai.core.pipeline.acknowledgements import pick
 from tongdai.core.pipeline.tagging import _spell_out, _words, fold_chinese
 from tongdai.core.selfservice import matching
+from tongdai.core.selfservice import status as ticket_status
 from tongdai.core.selfservice.articles import Article
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
             or not cfg.on(msg.channel_id) or msg.channel_id not in hub.adapters):
         return ""
     msg = store.reveal(hub, msg)
+    if cfg.status and ticket_status.asks(msg, cfg.status_words)[0]:
+        return ""  # the ticket status answers it (core/selfservice/status.py)
     lang = next((t.partition(":")[2] for t in reversed(msg.tags) if t.startswith("lang:")), "")
     pressed = msg.payload or ((msg.text or "").strip() if (msg.text or "").startswith("ss:")
                               else "")

@@ -87,8 +87,12 @@ def list_conversations():
 @bp.get("/conversations/<conv_id>")
 @spec.validate(resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
 def get_conversation(conv_id: str):
-    """One conversation."""
-    return jsonify(access.conversation(hub(), principal(), conv_id).to_api())
+    """One conversation, with its CSAT/NPS survey (``survey``, null: never asked)."""
+    from tongdai.core.selfservice import surveys
+
+    out = access.conversation(hub(), principal(), conv_id).to_api()
+    out["survey"] = surveys.of_conversation(hub(), conv_id)
+    return jsonify(out)
 
 
 @bp.get("/conversations/<conv_id>/channels")

@@ -132,3 +132,17 @@ def kpi_report(query: KpiQuery):
         return Response(body, 200, mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{name}"'})
     return Response(orjson.dumps(out), 200, mimetype="application/json")
+
+
+@bp.get("/reports/csat")
+@spec.validate(resp=Resp(HTTP_200=None, **ERRORS), tags=[TAG])
+def csat_report():
+    """CSAT (1–5: count, average, share of 4–5 ``satisfied``) and NPS (0–10: count, average,
+    ``nps`` = % 9–10 − % 0–6) in total and per channel, agent and team, all time, from the
+    surveys (core/selfservice/surveys.py); ``skipped``: surveys not sent, per channel and why
+    (admins). Supervisors see their teams' conversations only."""
+    from tongdai.core.selfservice import surveys
+
+    h, p = hub(), principal()
+    access.require(p, "supervisor")
+    return jsonify(surveys.report(h, None if p.is_admin else sorted(p.teams)))

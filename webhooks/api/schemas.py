@@ -109,6 +109,9 @@ class ConversationOut(Model):
     escalated: bool = False
     snoozed_until_ts: int | None = None  # while snoozed (status pending)
     priority_reason: str | None = None  # which rule set the priority, and what matched
+    # CSAT/NPS of this conversation (one conversation only): asked_at, csat, nps, comment,
+    # skipped (why not asked), waiting_for — core/selfservice/surveys.py
+    survey: dict | None = None
 
 
 class ConversationPage(Model):
