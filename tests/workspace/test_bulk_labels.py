@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.helpers import auth, drain_all, post, tg_update
-from tongdai.core.workspace import audit
+from tongdai.core.workspace import audit, privacy
 
 TEXTS = ["Cho mình hỏi đơn #A1", "Shop ơi đơn #A2 sao rồi", "Mình muốn đổi size áo",
          "Đơn #A4 giao chưa ạ", "Mình nạp thẻ 100k mà chưa nhận"]
@@ -163,3 +163,13 @@ def test_labels_by_hand_are_told_apart_audited_on_the_timeline_and_in_the_feed(
     r = bulk(client, an, "unlabel", [c2], {"tag": "VIP"})
     assert outcome(r) == {c2: "ok"} and "VIP" not in conv(client, an, c2)["tags"]
     assert bulk(client, an, "label", [c1], {"tag": "lang:en"}).status_code == 400
+
+
+def test_erasing_the_customer_forgets_their_hand_labels(client, hub, people, convs):
+    c1 = convs[0]
+    client.post(f"/api/v1/conversations/{c1}/labels", headers=auth(people["an"]),
+                json={"tag": "khách quen"})
+    assert hub.redis.exists(hub.keys.conversation_labels(c1))
+    customer = hub.redis.hget(hub.keys.conversation(c1), "customer").decode()
+    privacy.erase_customer(hub, customer, "admin")
+    assert not hub.redis.exists(hub.keys.conversation_labels(c1))
