@@ -215,3 +215,23 @@ def test_window_closed_skips_the_survey_and_counts_why(client, hub, graph):
     ("5 cái áo", 1, 5, None), ("", 1, 5, None)])
 def test_typed_scores(text, lo, hi, want):
     assert surveys.score_of(text, lo, hi) == want
+
+
+def test_nps_without_csat_is_named_with_the_fix(tmp_path):
+    from tongdai.core.config import ConfigInvalid, load_config
+
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(str(write_config(tmp_path / "bad.yaml", extra="""
+selfservice:
+  nps: true
+  nps_every_days: 0
+""")))
+    text = str(err.value)
+    assert "selfservice.nps_every_days" in text
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(str(write_config(tmp_path / "bad2.yaml", extra="""
+selfservice:
+  nps: true
+""")))
+    assert "selfservice.nps: NPS is asked after the CSAT answer" in str(err.value)
+    assert "Fix: set selfservice.csat: true" in str(err.value)
