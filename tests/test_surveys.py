@@ -117,6 +117,15 @@ def test_status_on_telegram_says_the_queue_place_the_agent_and_the_due_time(clie
     assert "đơn của mình" not in said and "vị trí" not in said  # nothing about the other one
     assert len(texts(tg_fake)) == 2  # and the bot said nothing else (once per message)
 
+    # resolved long ago, the customer asks again: a new conversation, the answer is the old one
+    store.set_status(hub, mine, ConversationStatus.RESOLVED)
+    hub.redis.hset(hub.keys.conversation(mine), "resolved_at", now_ms() - 30 * 86400_000)
+    post(client, tg_update(5, CHAT, 14, "cho mình hỏi tình trạng ticket", now_s()))
+    settle(hub)
+    assert current(hub, CHAT) != mine
+    assert texts(tg_fake)[2].startswith("Cảm ơn bạn đã liên hệ! Bạn đánh giá")  # the CSAT
+    assert texts(tg_fake)[3] == f"Yêu cầu #{mine} đã được giải quyết."
+
 
 def test_csat_on_telegram_press_then_nps_then_a_comment_once(client, hub, tg_fake, admin_token):
     post(client, tg_update(1, CHAT, 11, "quên mật khẩu"))
@@ -157,6 +166,11 @@ def test_csat_on_telegram_press_then_nps_then_a_comment_once(client, hub, tg_fak
     rated = [e for e in rated if e["type"] in ("csat.rated", "nps.rated")]
     assert [(e["type"], e["score"], e["agent"], e["team"], e["channel"]) for e in rated] == [
         ("csat.rated", 4, "lan", "cskh", "tg-test"), ("nps.rated", 9, "lan", "cskh", "tg-test")]
+    feed.run_pending(hub, ["kpis"])  # the dashboard's counters read the same events
+    kpis = client.get("/api/v1/reports/kpis", headers=auth(admin_token)).json
+    t = kpis["total"]["totals"]
+    assert (t["csat_count"], t["csat_avg"], t["nps_count"], t["nps"]) == (1, 4.0, 1, 100.0)
+    assert t["messages_in"] == 1  # the answers are not messages
     rep = client.get("/api/v1/reports/csat", headers=auth(admin_token)).json
     assert rep["csat"]["total"] == {"n": 1, "average": 4.0, "satisfied": 1.0}
     assert rep["csat"]["agent"]["lan"]["n"] == 1 and rep["csat"]["team"]["cskh"]["n"] == 1
@@ -207,6 +221,15 @@ def test_window_closed_skips_the_survey_and_counts_why(client, hub, graph):
     fb_post(client, [fb_msg("m2", "5", now_ms())])  # no survey waits: an ordinary message
     settle(hub)
     assert hub.redis.hget(hub.keys.conversation(conv), "status") == b"open"
+
+
+def test_nps_at_most_every_nps_every_days_per_customer(hub):
+    now = now_ms()
+    assert surveys.nps_due(hub, "41", now)  # never asked
+    hub.redis.hset(hub.keys.survey("nps"), "41", now - 89 * 86400_000)
+    assert not surveys.nps_due(hub, "41", now)
+    hub.redis.hset(hub.keys.survey("nps"), "41", now - 90 * 86400_000)
+    assert surveys.nps_due(hub, "41", now)
 
 
 @pytest.mark.parametrize("text,lo,hi,want", [

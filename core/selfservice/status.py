@@ -139,16 +139,17 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
     return out[0] if out else ""
 
 
-def _language(hub: Hub, conv_id: str, msg: Message) -> str:
+def language_of(hub: Hub, conv_id: str, msg: Message | None = None) -> str:
     """The message's language, unless it is the bare command or a press ("/status" says
-    nothing of it): then the latest of the customer's recent messages that has one."""
-    if not _COMMAND.fullmatch((msg.text or "").strip()) and not msg.payload:
+    nothing of it); else the latest of the customer's recent messages that has one ("" when
+    none does)."""
+    if msg is not None and not _COMMAND.fullmatch((msg.text or "").strip()) and not msg.payload:
         tag = next((t[5:] for t in reversed(msg.tags) if t.startswith("lang:")), "")
         if tag:
             return tag
     ids = hub.redis.zrevrange(hub.keys.timeline(conv_id), 0, 9)
     for blob, mid in zip(hub.redis.hmget(hub.keys.messages(conv_id), ids) if ids else [], ids):
-        if blob is None or mid.decode() == msg.id:
+        if blob is None or (msg is not None and mid.decode() == msg.id):
             continue
         m = Message.from_blob(mid.decode(), conv_id, blob)
         if m.direction == Direction.IN and not m.payload and not _COMMAND.fullmatch(
@@ -163,9 +164,14 @@ def _answer(hub: Hub, conv_id: str, msg: Message, number: str | None) -> str:
     from tongdai.core.pipeline.outbound import create_reply
 
     cfg = hub.config.hub.selfservice
-    lang = pick(_language(hub, conv_id, msg), TEXTS, cfg.language)
+    lang = pick(language_of(hub, conv_id, msg), TEXTS, cfg.language)
     customer = (hub.redis.hget(hub.keys.conversation(conv_id), "customer") or b"").decode()
     about, prefix = conv_id, ""
+    if not number and hub.redis.zcard(hub.keys.timeline(conv_id)) <= 1:
+        # the question opened a new conversation (the last one was resolved a while ago):
+        # they mean the one before
+        recent = hub.redis.zrevrange(hub.keys.customer_conversations(customer), 0, 1)
+        about = next((c.decode() for c in recent if c.decode() != conv_id), conv_id)
     if number and number != conv_id:
         if hub.redis.zscore(hub.keys.customer_conversations(customer), number) is not None:
             about = number

@@ -23,6 +23,8 @@ from __future__ import annotations
 import logging
 import re
 
+import redis
+
 from tongdai.core.clock import now_ms
 from tongdai.core.errors import NotFound, WindowClosed
 from tongdai.core.hub import Hub
@@ -79,10 +81,6 @@ def _say(what: str, lang: str) -> str:
     return TEXTS[what][pick(lang, TEXTS[what], "vi")]
 
 
-def _lang(tags: list[str], default: str) -> str:
-    return next((t.partition(":")[2] for t in tags if t.startswith("lang:")), default)
-
-
 def _send(hub: Hub, conv_id: str, channel: str, text: str, step: str,
           buttons: list[tuple[str, str]] | None = None) -> None:
     from tongdai.core.pipeline.outbound import create_reply
@@ -107,7 +105,9 @@ def ask(hub: Hub, conv_id: str) -> str:
     ch = conv.channel_id
     if not cfg.on(ch, "csat") or ch not in hub.adapters:
         return ""
-    lang = pick(_lang(conv.tags, cfg.language), TEXTS["csat"], cfg.language)
+    from tongdai.core.selfservice.status import language_of
+
+    lang = pick(language_of(hub, conv_id) or cfg.language, TEXTS["csat"], cfg.language)
     team = next((t.id for t in hub.config.hub.teams if conv.queue in t.queues), "")
     state = {"channel": ch, "agent": conv.assignee or "", "team": team, "lang": lang,
              "customer": conv.customer_id, "at": now_ms()}
@@ -152,7 +152,17 @@ def answer(hub: Hub, conv_id: str, channel: str, ev: InboundEvent, identity: str
     ``identity`` ("channel|user" as stored): the comment is sealed with its own key, so
     erasing the customer makes it unreadable."""
     sk = hub.keys.survey("conv", conv_id)
-    st = {k.decode(): v.decode() for k, v in hub.redis.hgetall(sk).items()}
+    with hub.redis.pipeline(transaction=True) as p:
+        p.watch(sk)  # two workers on one redelivered event: one counts it
+        try:
+            return _answer(hub, p, sk, conv_id, channel, ev, identity)
+        except redis.WatchError:
+            return True
+
+
+def _answer(hub: Hub, p, sk: str, conv_id: str, channel: str, ev: InboundEvent,
+            identity: str) -> bool:
+    st = {k.decode(): v.decode() for k, v in p.hgetall(sk).items()}
     step = st.get("await", "done")
     if step == "done" or st.get("channel") != channel:
         return False
@@ -166,6 +176,7 @@ def answer(hub: Hub, conv_id: str, channel: str, ev: InboundEvent, identity: str
     pressed = ev.payload or (text if text.startswith("csat:") else "")
     lang = st.get("lang", cfg.language)
     put: dict[str, str | int] = {"last": ev.dedupe_key, "answered_at": now}
+    nps_asked = False
     event: dict | None = None
     if step in ("csat", "nps"):
         lo, hi = (1, 5) if step == "csat" else (0, 10)
@@ -179,7 +190,7 @@ def answer(hub: Hub, conv_id: str, channel: str, ev: InboundEvent, identity: str
                  "agent": st.get("agent", ""), "team": st.get("team", ""), "channel": channel}
         if step == "csat" and nps_due(hub, st.get("customer", ""), now):
             _send(hub, conv_id, channel, _say("nps", lang), "nps")
-            put["await"] = "nps"
+            put["await"], nps_asked = "nps", True
         else:
             if cfg.comment_minutes:
                 _send(hub, conv_id, channel, _say("comment", lang), "comment")
@@ -193,12 +204,12 @@ def answer(hub: Hub, conv_id: str, channel: str, ev: InboundEvent, identity: str
         put.update(comment=hub.keyring.encrypt_text(text[:2000], b"survey", subject),
                    **{"await": "done"})
         event = {"type": "survey.comment", "conversation_id": conv_id}
-    p = hub.redis.pipeline(transaction=True)
+    p.multi()
     p.hset(sk, mapping=put)
     if event and event["type"].endswith(".rated"):
         _counts(p, hub, step, st, int(event["score"]))
-        if step == "nps":
-            p.hset(hub.keys.survey("nps"), st.get("customer", ""), now)
+    if nps_asked:  # the cadence counts from the question, answered or not
+        p.hset(hub.keys.survey("nps"), st.get("customer", ""), now)
     if event:
         feed.publish(hub, event, p)
     p.execute()
