@@ -176,6 +176,13 @@ def test_csat_on_telegram_press_then_nps_then_a_comment_once(client, hub, tg_fak
     assert rep["csat"]["agent"]["lan"]["n"] == 1 and rep["csat"]["team"]["cskh"]["n"] == 1
     assert rep["csat"]["channel"]["tg-test"]["n"] == 1 and rep["nps"]["total"]["nps"] == 100
 
+    from tongdai.core.workspace import privacy  # erased: the comment goes, the counts stay
+
+    privacy.erase_customer(hub, hub.redis.hget(hub.keys.conversation(conv), "customer")
+                           .decode(), "admin")
+    assert surveys.of_conversation(hub, conv) is None
+    assert surveys.report(hub)["csat"]["total"]["n"] == 1
+
 
 def orjson_loads(b: bytes) -> dict:
     import orjson

@@ -98,7 +98,7 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
         pipe.delete(k.staff_topics(conv))
         pipe.delete(k.conversation(conv), k.conversation_tags(conv), k.timeline(conv),
                     k.messages(conv), k.conversation_attributes(conv),
-                    k.conversation_labels(conv))
+                    k.conversation_labels(conv), k.survey("conv", conv))  # CSAT: counts stay
     for ident in identities:
         channel, _, user = ident.partition("|")
         pipe.hdel(k.identity_index(channel), user)
