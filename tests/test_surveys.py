@@ -15,7 +15,7 @@ from tests.conftest import write_config
 from tests.fakes import facebook_graph as fbg
 from tests.fakes import zalo_api as zapi
 from tests.helpers import auth, drain_all, post, run_outbound, tg_update
-from tests.test_channels_e2e import fb_msg, fb_post, zalo_post, zalo_text
+from tests.test_channels_e2e import PSID, fb_msg, fb_post, zalo_post, zalo_text
 from tests.test_selfservice import CHAT, conv_of, press
 from tongdai.core.clock import now_ms
 from tongdai.core.models import ConversationStatus
@@ -215,6 +215,22 @@ def test_csat_on_messenger_quick_reply_and_zalo_typed_five(client, hub, graph, z
     rep = surveys.report(hub)["csat"]
     assert rep["channel"] == {"fb-test": {"n": 1, "average": 3.0, "satisfied": 0.0},
                               "zalo-test": {"n": 1, "average": 5.0, "satisfied": 1.0}}
+
+
+def test_status_button_from_a_messenger_menu(client, hub, graph):
+    """A persistent-menu postback (Messenger Platform docs, messaging_postbacks: title, payload,
+    mid) carrying ``ss:status``; the answer in the customer's language."""
+    fb_post(client, [fb_msg("m1", "I ordered a lamp last week and it has not arrived", now_ms())])
+    settle(hub)
+    conv = conv_of(hub, "fb-test")
+    fb_post(client, [{"sender": {"id": PSID}, "recipient": {"id": "1122334455"},
+                      "timestamp": now_ms(), "postback": {
+                          "title": "Ticket status", "payload": "ss:status", "mid": "m_pb1"}}])
+    settle(hub)
+    [said] = graph.sent()
+    assert said["message"]["text"] == (
+        f"Ticket #{conv} is waiting for an agent; you are number 1 in the queue. "
+        "Expect an answer within about 30 minutes.")
 
 
 def test_window_closed_skips_the_survey_and_counts_why(client, hub, graph):
