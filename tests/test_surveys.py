@@ -246,6 +246,24 @@ def test_window_closed_skips_the_survey_and_counts_why(client, hub, graph):
     assert hub.redis.hget(hub.keys.conversation(conv), "status") == b"open"
 
 
+def test_a_late_answer_is_a_message_again(client, hub, tg_fake):
+    post(client, tg_update(1, CHAT, 11, "quên mật khẩu", now_s()))
+    settle(hub)
+    conv = current(hub, CHAT)
+    resolve(hub, conv)
+    assert len(tg_fake.sent("sendMessage")) == 1  # the question
+    wk = hub.keys.survey("waiting")
+    ident = f"tg-test|{CHAT}"
+    assert hub.redis.hget(wk, ident).decode().startswith(f"{conv}\x1f")
+    eight_days_ago = now_ms() - 8 * 86400_000
+    hub.redis.hset(wk, ident, f"{conv}\x1f{eight_days_ago}")
+    post(client, tg_update(2, CHAT, 12, "5", now_s()))
+    assert drain_all(hub)["stored"] == 1  # a message of the conversation, as any other
+    settle(hub)
+    assert surveys.of_conversation(hub, conv)["csat"] is None
+    assert hub.redis.hlen(wk) == 0
+
+
 def test_nps_at_most_every_nps_every_days_per_customer(hub):
     now = now_ms()
     assert surveys.nps_due(hub, "41", now)  # never asked

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 SEP = "\x1f"
 AUTHOR = "surveys"  # not the bot's answers: the KPIs count those as the bot taking part
 DIMS = ("all", "channel", "agent", "team")
+ANSWER_WINDOW_MS = 7 * 86_400_000  # a rating or comment later than this is a new message
 TEXTS = {
     "csat": {"vi": "Cảm ơn bạn đã liên hệ! Bạn đánh giá cuộc hỗ trợ vừa rồi thế nào, từ 1 "
                    "(rất tệ) đến 5 (rất tốt)?",
@@ -124,7 +125,12 @@ def ask(hub: Hub, conv_id: str) -> str:
         p.execute()
         log.info("CSAT of conversation %s skipped: %s", conv_id, why)
         return f"skipped:{why}"
-    hub.redis.hset(sk, mapping={**state, "await": "csat"})
+    ident = (hub.redis.hget(hub.keys.conversation(conv_id), "identity") or b"").decode()
+    p = hub.redis.pipeline(transaction=True)
+    p.hset(sk, mapping={**state, "await": "csat", "identity": ident})
+    if ident:  # what ingest looks answers up by (one HGETALL per batch, not per event)
+        p.hset(hub.keys.survey("waiting"), ident, f"{conv_id}{SEP}{state['at']}")
+    p.execute()
     return "asked"
 
 
@@ -182,8 +188,8 @@ def _answer(hub: Hub, p, sk: str, conv_id: str, channel: str, ev: InboundEvent,
         lo, hi = (1, 5) if step == "csat" else (0, 10)
         score = (score_of(pressed[5:], 1, 5) if pressed.startswith("csat:") and step == "csat"
                  else score_of(text, lo, hi))
-        if score is None:
-            hub.redis.hset(sk, "await", "done")  # something else: a message as usual
+        if score is None:  # something else: a message as usual
+            _end(hub, sk, st)
             return False
         put[step] = score
         event = {"type": f"{step}.rated", "conversation_id": conv_id, "score": score,
@@ -197,7 +203,7 @@ def _answer(hub: Hub, p, sk: str, conv_id: str, channel: str, ev: InboundEvent,
             put["await"] = "comment" if cfg.comment_minutes else "done"
     else:  # a comment, within comment_minutes of the invitation
         if not text or now - int(st.get("answered_at") or 0) > cfg.comment_minutes * 60_000:
-            hub.redis.hset(sk, "await", "done")
+            _end(hub, sk, st)
             return False
         _send(hub, conv_id, channel, _say("thanks", lang), "thanks")
         subject = hub.subjects.key_for(identity) if identity else None
@@ -206,6 +212,8 @@ def _answer(hub: Hub, p, sk: str, conv_id: str, channel: str, ev: InboundEvent,
         event = {"type": "survey.comment", "conversation_id": conv_id}
     p.multi()
     p.hset(sk, mapping=put)
+    if put.get("await") == "done" and st.get("identity"):
+        p.hdel(hub.keys.survey("waiting"), st["identity"])
     if event and event["type"].endswith(".rated"):
         _counts(p, hub, step, st, int(event["score"]))
     if nps_asked:  # the cadence counts from the question, answered or not
@@ -218,6 +226,15 @@ def _answer(hub: Hub, p, sk: str, conv_id: str, channel: str, ev: InboundEvent,
 
         _enqueue_platform_calls(hub, [], [(channel, ev.ack)])
     return True
+
+
+def _end(hub: Hub, sk: str, st: dict[str, str]) -> None:
+    """The survey is over, unanswered: nothing more is taken as an answer."""
+    p = hub.redis.pipeline(transaction=True)
+    p.hset(sk, "await", "done")
+    if st.get("identity"):
+        p.hdel(hub.keys.survey("waiting"), st["identity"])
+    p.execute()
 
 
 def of_conversation(hub: Hub, conv_id: str) -> dict | None:
@@ -277,21 +294,33 @@ def _figures(kind: str, r: dict) -> dict:
 
 @intercept.interceptor("surveys", order=30)
 def _take_answers(hub: Hub) -> intercept.Take | None:
-    """Ingest asks: a rating or comment answering a survey is not a new message (it would
-    reopen the resolved conversation)."""
-    cfg = hub.config.hub.selfservice
-    if not (cfg.csat or cfg.nps):
+    """Ingest asks, once per batch: a rating or comment answering a survey is not a new
+    message (it would reopen the resolved conversation). The identities a survey waits on
+    are read once per batch (``td:survey:waiting``; nothing when none waits), so other
+    events cost nothing; entries older than ``ANSWER_WINDOW_MS`` are dropped as they are
+    read."""
+    wk = hub.keys.survey("waiting")
+    if not hub.redis.hlen(wk):
         return None
+    waiting: dict[str, str] = {}
+    now, stale = now_ms(), []
+    for k, v in hub.redis.hgetall(wk).items():
+        conv, _, at = v.decode().partition(SEP)
+        if now - int(at or 0) > ANSWER_WINDOW_MS:
+            stale.append(k)
+        else:
+            waiting[k.decode()] = conv
+    if stale:
+        hub.redis.hdel(wk, *stale)
 
     def take(raw: RawEvent, ev: InboundEvent, channel_id: str) -> bool:
         if ev.direction != Direction.IN or ev.kind not in (EventKind.MESSAGE,
                                                             EventKind.POSTBACK):
             return False
-        user = store.stored_user(hub, channel_id, ev.external_user_id)
-        cust = hub.redis.hget(hub.keys.identity_index(channel_id), user)
-        conv = cust and hub.redis.hget(hub.keys.customer(cust.decode()), "conv")
-        return bool(conv) and answer(hub, conv.decode(), channel_id, ev, f"{channel_id}|{user}")
-    return take
+        ident = f"{channel_id}|{store.stored_user(hub, channel_id, ev.external_user_id)}"
+        conv = waiting.get(ident)
+        return conv is not None and answer(hub, conv, channel_id, ev, ident)
+    return take if waiting else None
 
 
 @feed.reactor("surveys")

@@ -17,8 +17,7 @@ Importing this package registers the workspace on the pipeline's hooks (the feed
 the ingest interceptors). Every process entry point (web app, workers, CLI) imports it.
 """
 from tongdai.core.pipeline import sla, sla_resolution  # noqa: F401  (ticks and a reactor)
-from tongdai.core.selfservice import bot  # noqa: F401  (the self-service reactor)
-from tongdai.core.selfservice import surveys  # noqa: F401  (CSAT/NPS, ticket status)
+from tongdai.core.selfservice import bot, surveys  # noqa: F401  (bot; CSAT/NPS, status)
 from tongdai.core.workspace import (  # noqa: F401  (registration on import)
     agentmail,
     assignment,

@@ -102,6 +102,7 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     for ident in identities:
         channel, _, user = ident.partition("|")
         pipe.hdel(k.identity_index(channel), user)
+        pipe.hdel(k.survey("waiting"), ident)  # a survey waiting on their answer
     for field in r.hkeys(k.customer_identifiers(customer_id)):
         kind, _, index = field.decode().partition(":")
         pipe.hdel(k.identifier_holders(kind, index), customer_id)
