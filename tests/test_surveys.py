@@ -264,6 +264,17 @@ def test_a_late_answer_is_a_message_again(client, hub, tg_fake):
     assert hub.redis.hlen(wk) == 0
 
 
+def test_answers_found_one_by_one_when_many_surveys_wait(client, hub, tg_fake, monkeypatch):
+    monkeypatch.setattr(surveys, "READ_ALL_UP_TO", 0)  # as with more than 5,000 waiting
+    post(client, tg_update(1, CHAT, 11, "quên mật khẩu", now_s()))
+    settle(hub)
+    conv = current(hub, CHAT)
+    resolve(hub, conv)
+    post(client, tg_update(2, CHAT, 12, "5 sao", now_s()))
+    settle(hub)
+    assert surveys.of_conversation(hub, conv)["csat"] == 5
+
+
 def test_nps_at_most_every_nps_every_days_per_customer(hub):
     now = now_ms()
     assert surveys.nps_due(hub, "41", now)  # never asked

@@ -37,6 +37,7 @@ SEP = "\x1f"
 AUTHOR = "surveys"  # not the bot's answers: the KPIs count those as the bot taking part
 DIMS = ("all", "channel", "agent", "team")
 ANSWER_WINDOW_MS = 7 * 86_400_000  # a rating or comment later than this is a new message
+READ_ALL_UP_TO = 5000  # surveys waiting that ingest reads at once per batch
 TEXTS = {
     "csat": {"vi": "Cảm ơn bạn đã liên hệ! Bạn đánh giá cuộc hỗ trợ vừa rồi thế nào, từ 1 "
                    "(rất tệ) đến 5 (rất tốt)?",
@@ -300,27 +301,37 @@ def _take_answers(hub: Hub) -> intercept.Take | None:
     events cost nothing; entries older than ``ANSWER_WINDOW_MS`` are dropped as they are
     read."""
     wk = hub.keys.survey("waiting")
-    if not hub.redis.hlen(wk):
+    n = hub.redis.hlen(wk)
+    if not n:
         return None
-    waiting: dict[str, str] = {}
     now, stale = now_ms(), []
-    for k, v in hub.redis.hgetall(wk).items():
-        conv, _, at = v.decode().partition(SEP)
-        if now - int(at or 0) > ANSWER_WINDOW_MS:
+    # a very busy week (more than READ_ALL_UP_TO waiting): one HGET per event instead
+    entries = hub.redis.hgetall(wk).items() if n <= READ_ALL_UP_TO else ()
+    waiting: dict[str, str] | None = {} if n <= READ_ALL_UP_TO else None
+    for k, v in entries:
+        if now - int(v.decode().partition(SEP)[2] or 0) > ANSWER_WINDOW_MS:
             stale.append(k)
-        else:
-            waiting[k.decode()] = conv
+        elif waiting is not None:
+            waiting[k.decode()] = v.decode()
     if stale:
         hub.redis.hdel(wk, *stale)
+
+    def waiting_on(ident: str) -> str | None:
+        v = waiting.get(ident) if waiting is not None else (
+            (hub.redis.hget(wk, ident) or b"").decode() or None)
+        if v is None:
+            return None
+        conv, _, at = v.partition(SEP)
+        return conv if now_ms() - int(at or 0) <= ANSWER_WINDOW_MS else None
 
     def take(raw: RawEvent, ev: InboundEvent, channel_id: str) -> bool:
         if ev.direction != Direction.IN or ev.kind not in (EventKind.MESSAGE,
                                                             EventKind.POSTBACK):
             return False
         ident = f"{channel_id}|{store.stored_user(hub, channel_id, ev.external_user_id)}"
-        conv = waiting.get(ident)
+        conv = waiting_on(ident)
         return conv is not None and answer(hub, conv, channel_id, ev, ident)
-    return take if waiting else None
+    return take if waiting is None or waiting else None
 
 
 @feed.reactor("surveys")
