@@ -130,11 +130,18 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
         return _handoff(hub, conv_id, msg.channel_id, lang, "asked")
     if not msg.text:
         return ""
-    m = matching.index(hub).match(msg.text)
-    if m.article is None or m.confidence < cfg.threshold:
-        return _handoff(hub, conv_id, msg.channel_id, lang, "unsure")
     native = hub.adapters[msg.channel_id].native_buttons
-    ans_lang, text, buttons = compose(m.article, lang, cfg.language, native)
+    # The business's own data first: a lookup rule's answer about this customer's order
+    # ("giao dịch #123 đang chờ ngân hàng xác nhận") beats a general article.
+    said = _from_lookups(hub, conv_id, lang or cfg.language, native)
+    if said is not None:
+        ans_lang, text, buttons, what, confidence = *said, 1.0
+    else:
+        m = matching.index(hub).match(msg.text)
+        if m.article is None or m.confidence < cfg.threshold:
+            return _handoff(hub, conv_id, msg.channel_id, lang, "unsure")
+        ans_lang, text, buttons = compose(m.article, lang, cfg.language, native)
+        what, confidence = m.article.id, m.confidence
     try:
         create_reply(hub, conv_id, text, "selfservice", f"kb:{conv_id}:{mid}", "system",
                      channel_id=msg.channel_id, author_kind=AuthorKind.BOT, buttons=buttons)
@@ -143,11 +150,31 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
         count(hub, "refused", msg.channel_id, lang)
         return _handoff(hub, conv_id, msg.channel_id, lang, "refused")
     p = hub.redis.pipeline(transaction=True)
-    p.hset(ck, mapping={"selfservice": f"answered:{m.article.id}",
-                        "selfservice_confidence": m.confidence})
+    p.hset(ck, mapping={"selfservice": f"answered:{what}", "selfservice_confidence": confidence})
     count(hub, "answered", msg.channel_id, ans_lang, p)
     p.execute()
     return "answered"
+
+
+def _from_lookups(hub: Hub, conv_id: str, lang: str, native: bool
+                  ) -> tuple[str, str, list[tuple[str, str]], str] | None:
+    """(language, text, buttons, what) of a lookup rule's ``answer`` that holds for this
+    conversation (core/workspace/lookup_rules.py; fetched within the lookup's timeout and
+    breaker), or None: no lookup has answers, none holds, or the business system failed."""
+    if not any(r.answer for lk in hub.config.hub.lookups.values() for r in lk.tag_when):
+        return None
+    from tongdai.core.config_selfservice import BUTTONS, REPLY_HINT
+    from tongdai.core.workspace import lookup_rules
+
+    text = lookup_rules.answer(hub, conv_id, lang)
+    if not text:
+        return None
+    lang = lang or "vi"
+    what = "lookup"
+    if not native:
+        return lang, f"{text}\n\n{REPLY_HINT[pick(lang, REPLY_HINT, 'vi')]}", [], what
+    labels = BUTTONS[pick(lang, BUTTONS, "vi")]
+    return lang, text, [(f"{HELPED}{what}", labels["helped"]), (AGENT, labels["agent"])], what
 
 
 def _handoff(hub: Hub, conv_id: str, channel: str, lang: str, why: str) -> str:
