@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import free_port, write_config
-from tests.helpers import drain_all, post, tg_update
+from tests.helpers import auth, drain_all, post, tg_update
 from tongdai.core.config import load_config
 from tongdai.core.crypto import load_keyring
 from tongdai.core.hub import Hub, connect
@@ -133,14 +133,24 @@ def _traffic(client, hub, n: int, start: int = 1) -> None:
     drain_all(hub)
 
 
+def _backup_metrics(client, token: str) -> list[str]:
+    r = client.get("/metrics", headers=auth(token))
+    return [line for line in r.get_data(as_text=True).splitlines()
+            if line.startswith("tongdai_backup_")]
+
+
 def test_logical_backup_of_a_redis_url_restores_into_an_empty_redis(client, hub, tmp_path,
-                                                                    fresh_redis):
+                                                                    fresh_redis, admin_token):
     _traffic(client, hub, 30)
+    assert _backup_metrics(client, admin_token) == ["tongdai_backup_stale 0.0"]  # none yet
     manifest = backup.take(hub, tmp_path / "bk")
     assert manifest["mode"] == "logical" and manifest["counts"]["conversations"] == 7
     assert manifest["with_keys"] is False and not (tmp_path / "bk" / "keys").exists()
     shown = client.get("/healthz").json["backup"]  # the last good backup, and its age
     assert shown["dir"] == str((tmp_path / "bk").resolve()) and shown["stale"] is False
+    age, stale = _backup_metrics(client, admin_token)  # and for Prometheus
+    assert age.startswith("tongdai_backup_age_seconds ") and float(age.split()[1]) < 60
+    assert stale == "tongdai_backup_stale 0.0"
     report = backup_restore.restore(tmp_path / "bk", hub.config, hub.keyring,
                                     redis_url=fresh_redis, blobs_dir=tmp_path / "blobs2")
     assert report["counts"]["messages"] == 30

@@ -118,6 +118,15 @@ class RedisCollector:
             if prefix in families and ":" not in channel:
                 families[prefix].add_metric([channel], int(n))
         yield from families.values()
+        from tongdai.core.workspace import backup_schedule
+
+        b = backup_schedule.health(hub)
+        if b["age_s"] is not None:  # none yet: no sample (alert on absent() as well)
+            yield GaugeMetricFamily("tongdai_backup_age_seconds", "Age of the last good backup "
+                                    "(tongdai backup)", value=b["age_s"])
+        yield GaugeMetricFamily("tongdai_backup_stale", "1 when scheduled backups are on and the "
+                                "last good one is older than backup.max_age (or missing)",
+                                value=int(bool(b["stale"])))
 
 
 def _authorise(hub: Hub) -> None:
