@@ -108,6 +108,24 @@ def _no_dns(monkeypatch):
 
 
 @pytest.fixture
+def graph():
+    """A fake Graph API (Messenger) over real HTTP (tests/fakes/facebook_graph.py)."""
+    from tests.fakes.facebook_graph import FakeGraphAPI
+
+    with FakeGraphAPI() as f:
+        yield f
+
+
+@pytest.fixture
+def zalo():
+    """A fake Zalo OpenAPI over real HTTP (tests/fakes/zalo_api.py)."""
+    from tests.fakes.zalo_api import FakeZaloAPI
+
+    with FakeZaloAPI() as z:
+        yield z
+
+
+@pytest.fixture
 def tg_fake():
     """A fake Telegram Bot API over real HTTP (tests/fakes/telegram_api.py)."""
     from tests.fakes.telegram_api import FakeTelegramAPI

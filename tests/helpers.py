@@ -82,3 +82,32 @@ def auth(token: str, idempotency_key: str | None = None) -> dict:
         headers["Idempotency-Key"] = (uuid.uuid4().hex if idempotency_key == "new"
                                       else idempotency_key)
     return headers
+
+
+def fb_and_zalo_channels(graph, zalo) -> str:
+    """Config lines for a Messenger page (``fb-test``) and a Zalo OA (``zalo-test``) on the fake
+    Graph and Zalo servers (the ``graph`` and ``zalo`` fixtures of tests/conftest.py), to add
+    to ``write_config``'s channels."""
+    from tests.fakes import facebook_graph as fbg
+    from tests.fakes import zalo_api as zapi
+
+    return f"""  - id: fb-test
+    adapter: facebook
+    settings:
+      page_id: "1122334455"
+      page_access_token: "{fbg.DEFAULT_TOKEN}"
+      app_secret: "{fbg.DEFAULT_APP_SECRET}"
+      verify_token: "verify-me"
+      graph_base: "{graph.base_url}"
+  - id: zalo-test
+    adapter: zalo
+    settings:
+      oa_id: "388613280878808645"
+      app_id: "{zapi.APP_ID}"
+      oa_secret_key: "oa-secret-for-tests"
+      app_secret: "{zapi.APP_SECRET}"
+      access_token: "{zapi.ACCESS_TOKEN}"
+      refresh_token: "{zapi.REFRESH_TOKEN}"
+      api_base: "{zalo.base_url}"
+      oauth_base: "{zalo.base_url}"
+"""

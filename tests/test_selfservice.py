@@ -13,9 +13,7 @@ import orjson
 import pytest
 
 from tests.conftest import write_config
-from tests.fakes import facebook_graph as fbg
-from tests.fakes import zalo_api as zapi
-from tests.helpers import auth, drain_all, post, run_outbound, tg_update
+from tests.helpers import auth, drain_all, fb_and_zalo_channels, post, run_outbound, tg_update
 from tests.test_channels_e2e import fb_msg, fb_post, zalo_post, zalo_text
 from tongdai.core.clock import now_ms
 from tongdai.core.pipeline import feed
@@ -25,39 +23,8 @@ CHAT = 7770001
 
 
 @pytest.fixture
-def graph():
-    with fbg.FakeGraphAPI() as f:
-        yield f
-
-
-@pytest.fixture
-def zalo():
-    with zapi.FakeZaloAPI() as z:
-        yield z
-
-
-@pytest.fixture
 def config_file(tmp_path, tg_fake, graph, zalo):
-    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=f"""
-  - id: fb-test
-    adapter: facebook
-    settings:
-      page_id: "1122334455"
-      page_access_token: "{fbg.DEFAULT_TOKEN}"
-      app_secret: "{fbg.DEFAULT_APP_SECRET}"
-      verify_token: "verify-me"
-      graph_base: "{graph.base_url}"
-  - id: zalo-test
-    adapter: zalo
-    settings:
-      oa_id: "388613280878808645"
-      app_id: "{zapi.APP_ID}"
-      oa_secret_key: "oa-secret-for-tests"
-      app_secret: "{zapi.APP_SECRET}"
-      access_token: "{zapi.ACCESS_TOKEN}"
-      refresh_token: "{zapi.REFRESH_TOKEN}"
-      api_base: "{zalo.base_url}"
-      oauth_base: "{zalo.base_url}"
+    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=fb_and_zalo_channels(graph, zalo) + """
 selfservice:
   enabled: true
 """)
