@@ -55,12 +55,7 @@ def sla_report(query: SlaQuery):
     scheduler reports its breach. Supervisors see their teams' queues; admins all."""
     h, p = hub(), principal()
     access.require(p, "supervisor")
-    tzname = query.timezone or h.config.hub.notifications.timezone
-    try:
-        tz = ZoneInfo(tzname)
-    except (ValueError, KeyError):
-        raise BadRequest(f"{tzname!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
-    today = dt.datetime.fromtimestamp(now_ms() / 1000, tz).date()
+    tzname, tz, today = _zone(h, query.timezone)
     to = query.to or today + dt.timedelta(days=1)
     start = query.from_ or to - dt.timedelta(days=8)
     since = int(dt.datetime.combine(start, dt.time(0), tz).timestamp() * 1000)
@@ -110,12 +105,7 @@ def kpi_report(query: KpiQuery):
     admins all."""
     h, p = hub(), principal()
     access.require(p, "supervisor")
-    tzname = query.timezone or h.config.hub.notifications.timezone
-    try:
-        tz = ZoneInfo(tzname)
-    except (ValueError, KeyError):
-        raise BadRequest(f"{tzname!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
-    today = dt.datetime.fromtimestamp(now_ms() / 1000, tz).date()
+    tzname, _, today = _zone(h, query.timezone)
     try:
         to = query.to or today + dt.timedelta(days=1)
         start = query.from_ or to - dt.timedelta(days=8)
@@ -146,3 +136,13 @@ def csat_report():
     h, p = hub(), principal()
     access.require(p, "supervisor")
     return jsonify(surveys.report(h, None if p.is_admin else sorted(p.teams)))
+
+
+def _zone(h, asked: str | None) -> tuple[str, ZoneInfo, dt.date]:
+    """The report's time zone (asked, else ``notifications.timezone``) and today in it."""
+    tzname = asked or h.config.hub.notifications.timezone
+    try:
+        tz = ZoneInfo(tzname)
+    except (ValueError, KeyError):
+        raise BadRequest(f"{tzname!r} is not a time zone; write it like Asia/Ho_Chi_Minh") from None
+    return tzname, tz, dt.datetime.fromtimestamp(now_ms() / 1000, tz).date()
