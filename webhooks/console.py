@@ -202,3 +202,17 @@ def dashboard():
     boot["timezone"] = _hub().config.hub.notifications.timezone
     return Response(render_template("dashboard.html", t=t, lang=boot["language"], csrf=csrf,
                                     boot=boot, me=boot["me"]), mimetype="text/html")
+
+
+@bp.get("/console/kb")
+def knowledge_base():
+    """The bot's knowledge base (over /api/v1/kb): everyone signed in reads and tries a
+    question; supervisors and admins edit and see the bot's counts."""
+    found = _signed_in()
+    if found is None:
+        return redirect("/login", 303)
+    p, csrf = found
+    boot = _boot(p, csrf)
+    boot["can_edit"] = p.at_least("supervisor")
+    return Response(render_template("kb.html", t=boot["strings"], lang=boot["language"],
+                                    csrf=csrf, boot=boot, me=boot["me"]), mimetype="text/html")

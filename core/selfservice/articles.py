@@ -90,6 +90,10 @@ def _fail(problem: str) -> NoReturn:
     raise ValueError(problem)
 
 
+def valid_id(article_id: str) -> bool:
+    return bool(_ID.match(article_id))
+
+
 def parse(data: Any, where: str = "article") -> Article:
     """An article from its dict shape; ValueError naming the field and the fix."""
     if not isinstance(data, dict):

@@ -38,14 +38,17 @@ def _validation_error(req, resp, req_validation_error, instance, model_adapter=N
     """spectree's hook: a request that fails its model gets our JSON error, naming the field."""
     if req_validation_error is None:
         return
-    problems = []
+    problems, fields = [], []
     for e in req_validation_error.errors():
         where = ".".join(str(p) for p in e.get("loc", ())) or "body"
+        fields.append(where)
         if where == "Idempotency-Key" and e.get("type") != "string_too_long":
             problems.append(IDEMPOTENCY_HELP)  # missing or blank: say why it is needed
             continue
         problems.append(f"{where}: {e.get('msg')}")
-    raise BadRequest("; ".join(problems) or "invalid request")
+    # named for the console ("error.invalid_fields"), which says the fields in its language
+    raise BadRequest("; ".join(problems) or "invalid request").because(
+        "invalid_fields", fields=fields)
 
 
 spec = SpecTree(

@@ -86,12 +86,32 @@ def kb_put_article(article_id: str):
     data = json_body()
     if data.get("id") not in (None, article_id):
         raise BadRequest(f"id {data['id']!r} in the body is not the path's {article_id!r}")
+    _named_refusals(article_id, data)
     try:
         article = articles.parse({**data, "id": article_id})
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     articles.save(hub(), [article])
     return jsonify(articles.get(hub(), article_id).to_dict())
+
+
+def _named_refusals(article_id: str, data: dict) -> None:
+    """The refusals a person makes in the console, named (``reason``) so it says them in its
+    language; parse() below stays the one judge."""
+    if not articles.valid_id(article_id):
+        raise BadRequest(f"{article_id!r} is not an article id; use 1-48 lower-case letters, "
+                         "digits, '-', '_' or '.'").because("kb_id", id=article_id)
+    for lang, v in data["variants"].items():
+        if lang not in articles.LANGUAGES:
+            raise BadRequest(f"variants.{lang}: not a language the hub tells apart; use "
+                             f"{', '.join(articles.LANGUAGES)}").because("kb_language",
+                                                                         language=lang)
+        if not v["title"].strip() or not v["body"].strip():
+            raise BadRequest(f"variants.{lang}: needs a title and a body").because(
+                "kb_incomplete", language=lang)
+    if not data["variants"]:
+        raise BadRequest("variants: give at least one language with a title and a body"
+                         ).because("kb_no_variant")
 
 
 @bp.delete("/kb/articles/<article_id>")
