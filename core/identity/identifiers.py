@@ -56,6 +56,22 @@ def normalise(kind: str, value: str, regions: tuple[str, ...] = ("VN",)) -> str:
     return value.strip()
 
 
+def find_phones(text: str, regions: tuple[str, ...] = ("VN",)) -> list[tuple[int, int, str]]:
+    """(start, end, E.164) of each phone number valid in ``regions`` written in the text; a run
+    of digits that is not one is tried without its last space-separated parts ("0987.654.321
+    1,5tr": the number, then the amount)."""
+    out = []
+    for m in _PHONE_TEXT.finditer(text):
+        run = m.group(1)
+        ends = [len(run)] + [s.start() for s in reversed(list(re.finditer(r" +", run)))]
+        for end in ends:
+            p = phone(run[:end], regions)
+            if p:
+                out.append((m.start(1), m.start(1) + end, p))
+                break
+    return out
+
+
 def typed_claims(text: str | None, regions: tuple[str, ...] = ("VN",)) -> list[tuple[str, str]]:
     """(kind, canonical value) of the phone numbers and addresses written in a message."""
     if not text or len(text) > 4000:

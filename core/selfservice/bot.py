@@ -16,6 +16,10 @@ turns on, in a conversation no person has taken (no assignee, not resolved, not 
   ``kb:<conversation>:<message>`` within the platform's window rules;
 - below the threshold → handed off.
 
+Before a hand-off (asked for, or unsure), a conversation carrying a tag of a
+``selfservice.intake`` script first gets the intake: the bot asks for the fields the team needs
+and hands off once they are known or skipped (core/selfservice/intake.py).
+
 Automatic mail is never answered (it is stored as ``auto_reply``, not a message). Each
 customer message is acted on once (``feed.act_once`` on ``td:kb:done:<conv>:<msg>``): a
 redelivered feed event neither sends nor counts twice. Counts: ``td:kb:stats``.
@@ -94,7 +98,7 @@ def compose(article: Article, language: str | None, default: str, native: bool
 
 def handle(hub: Hub, conv_id: str, mid: str) -> str:
     """Act on one stored message; returns what was done (for tests and logs): "", "answered",
-    "helped", "handoff", "refused"."""
+    "helped", "handoff", "refused", "intake" (the intake asked)."""
     from tongdai.core.pipeline.outbound import create_reply
 
     cfg = hub.config.hub.selfservice
@@ -105,7 +109,7 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
     if blob is None or status is None or assignee or status == b"resolved":
         return ""
     if mark == b"handoff":
-        return ""
+        return ""  # a person's now (an intake in progress stops too when someone is assigned)
     from tongdai.core.models import Message
 
     msg = Message.from_blob(mid, conv_id, blob)
@@ -119,6 +123,10 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
     lang = next((t.partition(":")[2] for t in reversed(msg.tags) if t.startswith("lang:")), "")
     pressed = msg.payload or ((msg.text or "").strip() if (msg.text or "").startswith("ss:")
                               else "")
+    if mark == b"intake":
+        from tongdai.core.selfservice import intake
+
+        return intake.answer(hub, conv_id, msg, lang, pressed)
     ck = hub.keys.conversation(conv_id)
     if pressed.startswith(HELPED):
         p = hub.redis.pipeline(transaction=True)
@@ -127,7 +135,7 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
         p.execute()
         return "helped"
     if pressed == AGENT or (msg.text and wants_person(msg.text, cfg.handoff_words)):
-        return _handoff(hub, conv_id, msg.channel_id, lang, "asked")
+        return _before_handoff(hub, conv_id, msg, lang, "asked")
     if not msg.text:
         return ""
     native = hub.adapters[msg.channel_id].native_buttons
@@ -139,7 +147,7 @@ def handle(hub: Hub, conv_id: str, mid: str) -> str:
     else:
         m = matching.index(hub).match(msg.text)
         if m.article is None or m.confidence < cfg.threshold:
-            return _handoff(hub, conv_id, msg.channel_id, lang, "unsure")
+            return _before_handoff(hub, conv_id, msg, lang, "unsure")
         ans_lang, text, buttons = compose(m.article, lang, cfg.language, native)
         what, confidence = m.article.id, m.confidence
     try:
@@ -175,6 +183,16 @@ def _from_lookups(hub: Hub, conv_id: str, lang: str, native: bool
         return lang, f"{text}\n\n{REPLY_HINT[pick(lang, REPLY_HINT, 'vi')]}", [], what
     labels = BUTTONS[pick(lang, BUTTONS, "vi")]
     return lang, text, [(f"{HELPED}{what}", labels["helped"]), (AGENT, labels["agent"])], what
+
+
+def _before_handoff(hub: Hub, conv_id: str, msg, lang: str, why: str) -> str:
+    """The intake when a script's tags are on the conversation, else the hand-off now."""
+    from tongdai.core.selfservice import intake
+
+    index = intake.script_for(hub, conv_id, msg.channel_id)
+    if index is None:
+        return _handoff(hub, conv_id, msg.channel_id, lang, why)
+    return intake.start(hub, conv_id, msg, lang, index, why)
 
 
 def _handoff(hub: Hub, conv_id: str, channel: str, lang: str, why: str) -> str:

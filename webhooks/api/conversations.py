@@ -87,11 +87,13 @@ def list_conversations():
 @bp.get("/conversations/<conv_id>")
 @spec.validate(resp=Resp(HTTP_200=ConversationOut, **ERRORS), tags=[TAG])
 def get_conversation(conv_id: str):
-    """One conversation, with its CSAT/NPS survey (``survey``, null: never asked)."""
-    from tongdai.core.selfservice import surveys
+    """One conversation, with its CSAT/NPS survey (``survey``, null: never asked) and what the
+    bot's intake collected (``intake``, null: no intake ran)."""
+    from tongdai.core.selfservice import intake, surveys
 
     out = access.conversation(hub(), principal(), conv_id).to_api()
     out["survey"] = surveys.of_conversation(hub(), conv_id)
+    out["intake"] = intake.of_conversation(hub(), conv_id)
     return jsonify(out)
 
 

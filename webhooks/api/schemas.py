@@ -112,6 +112,9 @@ class ConversationOut(Model):
     # CSAT/NPS of this conversation (one conversation only): asked_at, csat, nps, comment,
     # skipped (why not asked), waiting_for — core/selfservice/surveys.py
     survey: dict | None = None
+    # What the self-service intake collected before hand-off: fields [{name, kind, required,
+    # value}], complete, skipped, state — core/selfservice/intake.py
+    intake: dict | None = None
 
 
 class ConversationPage(Model):
