@@ -32,6 +32,7 @@ export function createConversation(ctx) {
   const mentionList = $('#mention-list');
   const cannedPanel = $('#canned-panel');
   let conv = null;
+  let intakeInfo = null; // what the bot's intake collected (GET /conversations/{id} `intake`)
   let customerName = '';
   let msgs = [];          // newest first, as the API gives them
   let olderCursor = null;
@@ -157,6 +158,9 @@ export function createConversation(ctx) {
       el('span', { class: 'assignee', text: conv.assignee ? '@' + conv.assignee : t('inbox.unassigned') }),
       // (DOM append writes null as the text "null": leave the badge out instead)
       ...(conv.priority ? [el('span', { class: 'priority', text: 'P' + conv.priority })] : []));
+    // (action responses carry no `intake`: keep the one the conversation's GET gave)
+    if ('intake' in conv) intakeInfo = conv.intake;
+    if (intakeInfo) meta.append(intakeBlock(intakeInfo));
     labels.show(conv); // the tags as chips, hand labels apart (labels.js)
     const resolved = conv.status === 'resolved';
     const team = teamOf(conv.queue);
@@ -176,6 +180,18 @@ export function createConversation(ctx) {
     for (const b of document.querySelectorAll('#conv-actions [data-action]')) {
       b.hidden = !show[b.dataset.action];
     }
+  }
+
+  // The intake's answers at the top: "Intake ✓ order_id 123456 · phone +8491… · amount …"
+  function intakeBlock(ik) {
+    const mark = { complete: '✓', skipped: tr('intake.skipped', null, 'skipped'),
+      taken: tr('intake.taken', null, 'stopped'), asking: tr('intake.asking', null, 'asking…') };
+    const parts = ik.fields.filter((f) => f.value !== null).map((f) => f.name + ' '
+      + (f.kind === 'image' ? tr('intake.image', null, '(image in the timeline)') : f.value));
+    const missing = ik.fields.filter((f) => f.value === null && f.required).map((f) => f.name);
+    return el('span', { class: 'intake', title: missing.length
+      ? tr('intake.missing', null, 'missing') + ': ' + missing.join(', ') : '',
+    text: `${tr('intake.title', null, 'Intake')} ${mark[ik.state] || ''} ${parts.join(' · ')}` });
   }
 
   function teamOf(queue) {
