@@ -65,6 +65,12 @@ def test_a_supervisor_writes_an_article_the_bot_finds_and_an_agent_reads_it(
             page.click("#kb-save")
             expect(page.locator("#kb-error")).to_contain_text("Mã bài “Hoá đơn” không dùng được")
             page.fill("#kb-id", "vat-invoice")
+            en = page.locator('.kb-variant[data-lang="en"]')
+            en.locator("summary").click()
+            en.locator(".kb-title").fill("VAT invoice")  # and no body: refused, said in Vietnamese
+            page.click("#kb-save")
+            expect(page.locator("#kb-error")).to_have_text("Kiểm tra lại: Nội dung (Tiếng Anh).")
+            en.locator(".kb-title").fill("")
             page.click("#kb-save")
             expect(page.locator("#kb-list .kb-item")).to_have_count(13)
             assert articles.get(hub, "vat-invoice").variants["vi"].keywords == (
@@ -100,6 +106,6 @@ def test_a_supervisor_writes_an_article_the_bot_finds_and_an_agent_reads_it(
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
         finally:
             browser.close()
-    # the one refused save (the bad id) is the only request that failed
-    assert problems == [("console error: Failed to load resource: the server responded with "
-                         "a status of 400 (Bad Request)")]
+    # the two refused saves (the bad id, the English title without a body) are all that failed
+    assert problems == 2 * [("console error: Failed to load resource: the server responded "
+                             "with a status of 400 (Bad Request)")]
