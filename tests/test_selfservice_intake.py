@@ -14,12 +14,15 @@ import orjson
 import pytest
 
 from tests.conftest import write_config
-from tests.helpers import auth, drain_all, post, run_outbound, tg_update
+from tests.helpers import auth, drain_all, fb_and_zalo_channels, post, run_outbound, tg_update
+from tests.test_channels_e2e import fb_msg, fb_post
+from tongdai.core.clock import now_ms
+from tongdai.core.config_lookups import Lookup
 from tongdai.core.config_selfservice import IntakeField
 from tongdai.core.models import Attachment
-from tongdai.core.pipeline import feed
+from tongdai.core.pipeline import feed, store
 from tongdai.core.selfservice import intake
-from tongdai.core.workspace import users
+from tongdai.core.workspace import lookups, users
 
 CHAT = 7780001
 INTAKE = """
@@ -43,8 +46,9 @@ selfservice:
 
 
 @pytest.fixture
-def config_file(tmp_path, tg_fake):
-    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=INTAKE)
+def config_file(tmp_path, tg_fake, graph, zalo):
+    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url,
+                        extra=fb_and_zalo_channels(graph, zalo) + INTAKE)
 
 
 def settle(hub) -> None:
@@ -111,6 +115,14 @@ def test_failed_top_up_asks_takes_answers_in_any_order_then_a_person(client, hub
     # sealed at rest: the phone is not readable in Redis
     raw = hub.redis.hget(hub.keys.conversation_attributes(conv), "phone")
     assert b"912345678" not in raw
+    # a lookup reads the collected order id (docs/lookups.md, `source: attribute`)
+    by_order = Lookup.model_validate({
+        "url": "http://shop.test/v1/topups/{order_id}?phone={phone}",
+        "inputs": {"order_id": {"source": "attribute", "name": "order_id"},
+                   "phone": {"source": "attribute", "name": "phone"}},
+        "fields": [{"path": "id"}]})
+    values, missing = lookups.inputs_for(hub, store.get_conversation(hub, conv), by_order)
+    assert values == {"order_id": "123456", "phone": "+84912345678"} and missing == []
 
 
 def test_a_screenshot_then_skip_hands_off_with_what_is_known(client, hub, tg_fake,
@@ -165,6 +177,17 @@ def test_no_intake_without_the_tag_and_a_redelivered_answer_asks_once(client, hu
     run_outbound(hub)
     texts = [s["text"] for s in tg_fake.sent("sendMessage")]
     assert len(texts) == 2 and texts[1].startswith("Thank you! Please also tell us:")
+
+
+def test_never_outside_the_window(client, hub, graph):
+    two_days_ago = now_ms() - 2 * 86400_000  # Messenger: 24 h for a bot's message
+    fb_post(client, [fb_msg("m1", "top up failed, order #5551234", two_days_ago)])
+    settle(hub)
+    assert graph.sent() == []  # no questions: a person answers, with a message tag
+    [cid] = hub.redis.zrange(hub.keys.conversations_by_status("open"), 0, -1)
+    ck = hub.keys.conversation(cid.decode())
+    assert hub.redis.hget(ck, "selfservice") == b"handoff"
+    assert hub.redis.hget(ck, "selfservice_why") == b"refused"
 
 
 @pytest.mark.parametrize("text, expected", [
