@@ -21,7 +21,7 @@ from tongdai.core.config_lookups import Lookup
 from tongdai.core.config_selfservice import IntakeField
 from tongdai.core.models import Attachment
 from tongdai.core.pipeline import feed, store
-from tongdai.core.selfservice import intake
+from tongdai.core.selfservice import bot, intake
 from tongdai.core.workspace import lookups, users
 
 CHAT = 7780001
@@ -188,6 +188,7 @@ def test_never_outside_the_window(client, hub, graph):
     ck = hub.keys.conversation(cid.decode())
     assert hub.redis.hget(ck, "selfservice") == b"handoff"
     assert hub.redis.hget(ck, "selfservice_why") == b"refused"
+    assert bot.stats(hub)["total"] == {"refused": 1, "handoff": 1}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -208,6 +209,18 @@ def test_formats_understood(text, expected):
               IntakeField(name="amount", kind="amount", prompt={"vi": "x"}),
               IntakeField(name="paid_at", kind="datetime", prompt={"vi": "x"})]
     assert intake.extract(fields, _msg(text), set(), ("VN", "CN")) == expected
+
+
+def test_free_text_and_an_image_file_answer_what_is_missing():
+    fields = [IntakeField(name="amount", kind="amount", prompt={"vi": "x"}),
+              IntakeField(name="note", kind="text", prompt={"vi": "x"}),
+              IntakeField(name="screenshot", kind="image", prompt={"vi": "x"})]
+    said = "tài khoản game là lan_99"
+    assert intake.extract(fields, _msg(said), {"note"}, ("VN",)) == {"note": said}
+    assert intake.extract(fields, _msg(said), set(), ("VN",)) == {}  # nothing asks for it
+    assert intake.extract(fields, _msg("50k", [Attachment(kind="file", mime="image/png")]),
+                          {"note"}, ("VN",)) == {"amount": "50,000 VND",
+                                                "screenshot": "message:9"}
 
 
 def _msg(text: str, attachments: list[Attachment] | None = None):

@@ -192,7 +192,7 @@ def _before_handoff(hub: Hub, conv_id: str, msg, lang: str, why: str) -> str:
     index = intake.script_for(hub, conv_id, msg.channel_id)
     if index is None:
         return _handoff(hub, conv_id, msg.channel_id, lang, why)
-    return intake.start(hub, conv_id, msg, lang, index, why)
+    return intake.start(hub, conv_id, msg, lang, index)
 
 
 def _handoff(hub: Hub, conv_id: str, channel: str, lang: str, why: str) -> str:

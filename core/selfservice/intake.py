@@ -133,7 +133,8 @@ def extract(fields: list[IntakeField], msg: Message, missing: set[str],
                 g = 1 if m.re.groups else 0
                 out[f.name] = m.group(g)
                 take(m.span(g if m.group(g) is not None else 0))
-    for f in fields:
+    rank = {"phone": 0, "amount": 1, "datetime": 2}  # phones before amounts and times
+    for f in sorted(fields, key=lambda f: rank.get(f.kind, 3)):
         if f.kind == "phone" and text:
             found = identifiers.find_phones(text, regions)
             if found:
@@ -200,7 +201,7 @@ def _lang_of(msg: Message) -> str:
     return next((t.partition(":")[2] for t in reversed(msg.tags) if t.startswith("lang:")), "")
 
 
-def start(hub: Hub, conv_id: str, msg: Message, lang: str, index: int, why: str) -> str:
+def start(hub: Hub, conv_id: str, msg: Message, lang: str, index: int) -> str:
     """Begin the intake with the message that would have handed off (it may already answer
     some fields): "intake" (asked), else the hand-off's result."""
     script = hub.config.hub.selfservice.intake[index]
@@ -215,13 +216,14 @@ def start(hub: Hub, conv_id: str, msg: Message, lang: str, index: int, why: str)
         "intake_lang": pick(lang, TEXTS["ask"], hub.config.hub.selfservice.language)})
     p.execute()
     if not any(f.required for f in missing):  # the question said it all
-        return _finish(hub, conv_id, msg, lang, "complete", why)
+        return _finish(hub, conv_id, msg, lang, "complete", "intake")
+    from tongdai.core.selfservice.bot import count
+
     if not _send(hub, conv_id, msg, _question(hub, lang, missing, True), True):
+        count(hub, "refused", msg.channel_id, lang)  # as an answer refused: a person answers
         return _finish(hub, conv_id, msg, lang, "refused", "refused", say=False)
     hub.redis.hset(hub.keys.conversation(conv_id), mapping={"selfservice": "intake",
                                                             "intake_state": "asking"})
-    from tongdai.core.selfservice.bot import count
-
     count(hub, "intake", msg.channel_id, lang)
     return "intake"
 
