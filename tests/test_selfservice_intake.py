@@ -163,6 +163,23 @@ def test_an_agent_taking_the_conversation_stops_the_intake(client, hub, tg_fake,
     assert got["intake"]["state"] == "taken"
 
 
+def test_an_agent_answering_without_taking_it_stops_the_intake_too(client, hub, tg_fake,
+                                                                  admin_token):
+    post(client, tg_update(1, CHAT, 11, "nạp thẻ lỗi rồi"))
+    settle(hub)
+    conv = the_conv(hub)
+    users.create(hub, users.User(name="alice", role="admin"), None)
+    r = client.post(f"/api/v1/conversations/{conv}/messages", json={"text": "Dạ em xem ạ"},
+                    headers=auth(admin_token, "new"))
+    assert r.status_code in (200, 201), r.get_json()
+    post(client, tg_update(2, CHAT, 12, "đơn #123456"))
+    settle(hub)
+    texts = [s["text"] for s in tg_fake.sent("sendMessage")]
+    assert len(texts) == 2 and texts[1] == "Dạ em xem ạ"  # the question, the agent; no bot
+    got = client.get(f"/api/v1/conversations/{conv}", headers=auth(admin_token)).get_json()
+    assert got["intake"]["state"] == "taken"
+
+
 def test_no_intake_without_the_tag_and_a_redelivered_answer_asks_once(client, hub, tg_fake):
     post(client, tg_update(1, CHAT, 11, "áo này còn size L không"))  # no payment tag
     settle(hub)

@@ -15,13 +15,13 @@ script's fields — order id, phone, amount, time, a screenshot — in the custo
 - "bỏ qua" / "skip" / "跳过" (or the skip button), or asking for a person again, hands off at
   once with what is known (``intake_state=skipped``);
 - a person who takes the conversation (claim, assign) stops it: the bot acts only where no one
-  is assigned.
+  is assigned; so does an agent's reply without taking it (``agent_reply`` after ``intake_at``).
 
 Answers are conversation attributes (``td:conv:{id}:attrs``, each value sealed with
 ``encrypt_text(value, b"attribute")``): what lookups' ``source: attribute`` inputs read and what
 the agent sees at the top of the conversation (``intake`` in GET /api/v1/conversations/{id}).
 The state is on the conversation hash: ``intake`` (the script's index), ``intake_state``
-(asking | complete | skipped), ``intake_lang``, ``intake_misses`` (messages in a row nothing was recognised in).
+(asking | complete | skipped | taken), ``intake_at``, ``intake_lang``, ``intake_misses`` (messages in a row nothing was recognised in).
 Sent like the bot's answers: through ``create_reply`` within the platform's window, under the
 idempotency key ``in:<conv>:<message>``, once per message (the bot's ``act_once``).
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 
+from tongdai.core.clock import now_ms
 from tongdai.core.config_selfservice import IntakeField, IntakeScript
 from tongdai.core.errors import NotFound, WindowClosed
 from tongdai.core.hub import Hub
@@ -212,7 +213,7 @@ def start(hub: Hub, conv_id: str, msg: Message, lang: str, index: int) -> str:
     p = hub.redis.pipeline(transaction=True)
     _store(hub, conv_id, got, p)
     p.hset(hub.keys.conversation(conv_id), mapping={
-        "intake": index, "intake_misses": 0,
+        "intake": index, "intake_misses": 0, "intake_at": now_ms(),
         "intake_lang": pick(lang, TEXTS["ask"], hub.config.hub.selfservice.language)})
     p.execute()
     if not any(f.required for f in missing):  # the question said it all
@@ -233,7 +234,12 @@ def answer(hub: Hub, conv_id: str, msg: Message, lang: str, pressed: str) -> str
     from tongdai.core.selfservice.bot import AGENT, _folded_words, wants_person
 
     cfg = hub.config.hub.selfservice
-    raw, said = hub.redis.hmget(hub.keys.conversation(conv_id), ["intake", "intake_lang"])
+    ck = hub.keys.conversation(conv_id)
+    raw, said, began, replied = hub.redis.hmget(
+        ck, ["intake", "intake_lang", "intake_at", "agent_reply"])
+    if replied and int(replied) >= int(began or 0):  # a person answered without taking it
+        hub.redis.hset(ck, "intake_state", "taken")
+        return ""
     index = int(raw) if raw is not None else -1
     lang = said.decode() if said else lang  # short answers ("0912…") say no language
     if not 0 <= index < len(cfg.intake):  # the script left the config meanwhile
@@ -248,7 +254,6 @@ def answer(hub: Hub, conv_id: str, msg: Message, lang: str, pressed: str) -> str
     missing = _missing(script, known | set(got))
     p = hub.redis.pipeline(transaction=True)
     _store(hub, conv_id, got, p)
-    ck = hub.keys.conversation(conv_id)
     if got:
         p.hset(ck, "intake_misses", 0)
     else:
