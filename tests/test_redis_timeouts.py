@@ -46,3 +46,20 @@ def test_a_longer_timeout_for_a_client_whose_pool_already_has_connections(hub):
     short.connection_pool.connection_kwargs["socket_timeout"] = 5  # what RQ does
     with pytest.raises(redis.TimeoutError):
         short.blpop(["td:test:nothing"], timeout=1)
+
+
+@pytest.mark.parametrize("kind", ["forking", "simple"])
+def test_a_worker_stops_at_once_after_reading_its_unsubscribe_reply(hub, kind):
+    """rq's command thread reads for 60 s at a time and redis-py 8's stop() waits for the read:
+    rq's own worker, stopped just after its thread read the unsubscribe reply, is still alive
+    5 s later (up to a minute). Ours reads in 1 s steps (worker/main.py:_PromptCommands)."""
+    from tongdai.worker.main import WatchingSimpleWorker, WatchingWorker
+
+    w = (WatchingWorker if kind == "forking" else WatchingSimpleWorker)(
+        ["probe"], connection=hub.redis)
+    w.subscribe()
+    time.sleep(0.3)
+    w.pubsub.unsubscribe()
+    time.sleep(0.5)  # the thread has read the reply and is reading again
+    w.pubsub_thread.stop(timeout=5)
+    assert not w.pubsub_thread.is_alive()

@@ -48,7 +48,20 @@ _job_running = threading.Lock()
 RQ_SOCKET_TIMEOUT_S = DEFAULT_WORKER_TTL + 30
 
 
-class WatchingWorker(Worker):
+class _PromptCommands:
+    """rq listens for commands (shutdown, kill-horse) on a pub/sub thread that reads with a 60 s
+    timeout, and redis-py 8.2's ``PubSubWorkerThread.stop()`` waits for that read to end: a
+    worker whose thread had just read the unsubscribe reply took a minute to stop (a deploy, a
+    Ctrl-C of ``tongdai up``). Read in 1 s steps instead; a command still arrives at once."""
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler)
+
+
+class WatchingWorker(_PromptCommands, Worker):
     """Forks a work horse per job. The parent looks at the config file before each fork
     (unthrottled: a stat), so a horse starts from the file's last valid version, and from the
     ``watch_between_jobs`` thread while a horse runs (what it swaps never reaches the horse,
@@ -71,7 +84,7 @@ class WatchingWorker(Worker):
     _last_horse = 0
 
 
-class WatchingSimpleWorker(SimpleWorker):
+class WatchingSimpleWorker(_PromptCommands, SimpleWorker):
     """Runs jobs in-process: looks before each one, and between jobs from the thread."""
 
     def execute_job(self, job, queue):
