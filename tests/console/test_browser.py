@@ -77,6 +77,14 @@ def open_browser(p, problems: list[str]):
     return browser, page
 
 
+def sign_in(page, server: str, name: str) -> None:
+    """The log-in form, filled and sent as a person would (the password of tests/staff.py)."""
+    page.goto(server + "/login")
+    page.fill("#login-name", name)
+    page.fill("#login-password", PASSWORD)
+    page.click("button[type=submit]")
+
+
 def test_agent_sees_a_telegram_message_live_and_replies(hub, server, tg_fake):
     started = time.monotonic()
     users.create(hub, users.User(name="lan", role="agent", teams=["billing"],
@@ -171,10 +179,7 @@ def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(h
                 status=404, content_type="application/json",
                 body='{"error": {"code": "NotFound", "message": '
                      '"The requested URL was not found on the server."}}'))
-            page.goto(server + "/login")
-            page.fill("#login-name", "lan")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, server, "lan")
             expect(page.locator("body")).to_have_attribute("data-live", "1")
 
             row = page.locator("#conv-list li.conv").first

@@ -11,8 +11,8 @@ import os
 import pytest
 
 from tests.conftest import write_config
-from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tests.identity.people import config_extra, feed, tg_text
 from tongdai.core.models import ConversationStatus
 from tongdai.core.pipeline import store
@@ -39,10 +39,7 @@ def test_resolve_three_at_once_and_label_one_by_hand(hub, server, people):  # no
     with playwright_api.sync_playwright() as p:
         browser, page = open_browser(p, problems)
         try:
-            page.goto(server + "/login")
-            page.fill("#login-name", "an")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, server, "an")
             expect(page.locator("body")).to_have_attribute("data-live", "1")
             rows = page.locator("#conv-list li.conv")
             expect(rows).to_have_count(4)

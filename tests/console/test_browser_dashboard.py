@@ -14,8 +14,8 @@ import os
 import pytest
 
 from tests.conftest import write_config
-from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tests.helpers import drain_all, post, tg_update
 from tongdai.core.models import ConversationStatus
 from tongdai.core.pipeline import feed, outbound, store
@@ -64,10 +64,7 @@ def test_the_dashboard_draws_every_chart_with_data(client, hub, server, people):
     with playwright_api.sync_playwright() as p:
         browser, page = open_browser(p, problems)
         try:
-            page.goto(server + "/login")
-            page.fill("#login-name", "admin")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, server, "admin")
             page.click("#dash-link")
             expect(page.locator("body")).to_have_attribute("data-ready", "1")
             expect(page.locator("#chart-volume h2")).to_have_text("Số hội thoại mới theo kênh")

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401  (fixture)
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401  (fixture)
 from tests.identity.people import feed, tg_contact, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
@@ -47,10 +47,7 @@ def test_agent_merges_a_suggested_customer_and_splits_it_again(hub, server):  # 
     with playwright_api.sync_playwright() as p:
         browser, page = open_browser(p, problems)
         try:
-            page.goto(server + "/login")
-            page.fill("#login-name", "an")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, server, "an")
             page.wait_for_url(server + "/console")
 
             # open the conversation of the customer who typed the number

@@ -15,8 +15,8 @@ import os
 import pytest
 
 from tests.conftest import write_config
-from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tongdai.core.selfservice import articles
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
@@ -30,10 +30,7 @@ def config_file(tmp_path):
 
 
 def log_in(page, server: str, name: str) -> None:  # noqa: F811
-    page.goto(server + "/login")
-    page.fill("#login-name", name)
-    page.fill("#login-password", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, server, name)
     page.wait_for_url("**/console")
 
 

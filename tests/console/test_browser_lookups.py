@@ -11,8 +11,8 @@ import time
 import pytest
 
 from tests.conftest import write_config
-from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tests.fakes.shop_api import API_KEY, FakeShopAPI
 from tests.helpers import drain_all, post, tg_update
 
@@ -75,10 +75,7 @@ def test_the_panel_shows_the_shops_answer_and_a_failing_system(hub, server, peop
     with playwright_api.sync_playwright() as p:
         browser, page = open_browser(p, problems)
         try:
-            page.goto(server + "/login")
-            page.fill("#login-name", "admin")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, server, "admin")
             page.locator("#conv-list li.conv").first.click()
             orders = page.locator(".lookup[data-lookup=orders]")
             expect(orders.locator("h4")).to_contain_text("Đơn hàng")

@@ -13,8 +13,8 @@ import os
 import pytest
 
 from tests.conftest import write_config
-from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tests.helpers import run_outbound
 from tests.identity.people import config_extra, feed, mail, tg_text
 from tongdai.core.identity import graph as identity
@@ -45,10 +45,7 @@ def test_a_shift_in_the_vietnamese_console(hub, server, people):  # noqa: F811
     with playwright_api.sync_playwright() as p:
         browser, page = open_browser(p, problems)
         try:
-            page.goto(server + "/login")
-            page.fill("#login-name", "an")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, server, "an")
             expect(page.locator("body")).to_have_attribute("data-live", "1")
             page.locator("#conv-list li.conv[data-id='1']").click()
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from tests.conftest import write_config
-from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server  # noqa: F401 (fixture)
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tests.helpers import drain_all, post, tg_update
 from tongdai.core.workspace import tiers
 
@@ -44,10 +44,7 @@ def test_escalate_and_deescalate_from_the_console(hub, server, people):  # noqa:
     with playwright_api.sync_playwright() as p:
         browser, page = open_browser(p, problems)
         try:
-            page.goto(server + "/login")
-            page.fill("#login-name", "admin")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in(page, server, "admin")
             expect(page.locator("body")).to_have_attribute("data-live", "1")
             page.locator("#conv-list li.conv").first.click()
             expect(page.locator("#conv-meta .tier")).to_have_text("Cấp 1")
