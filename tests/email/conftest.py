@@ -33,6 +33,20 @@ def config_file(tmp_path, relay, listen_port):
 """)
 
 
+def mail_channel(relay, listen_port: int) -> str:
+    """Config lines for a plain mail channel ``mail`` (SMTP in on ``listen_port``, out through
+    the ``relay`` peer), to add to ``write_config``'s channels."""
+    return f"""  - id: mail
+    adapter: email
+    settings:
+      address: {SUPPORT}
+      inbound:
+        smtp: {{host: 127.0.0.1, port: {listen_port}}}
+      outbound:
+        smtp: {{host: 127.0.0.1, port: {relay.port}, starttls: false}}
+"""
+
+
 def customer_mail(text: str, subject: str = "Đơn hàng #123 chưa nhận được",
                   sender: str = "lan.nguyen@gmail.com", name: str = "Nguyễn Thị Lan",
                   to: str = SUPPORT, **headers: str) -> EmailMessage:

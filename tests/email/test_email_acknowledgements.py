@@ -8,26 +8,18 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import write_config
-from tests.email.conftest import SUPPORT, customer_mail, send_to
+from tests.email.conftest import customer_mail, mail_channel, send_to
 from tests.helpers import drain_all, run_outbound
 from tongdai.core.clock import now_ms
 
 
 @pytest.fixture
 def config_file(tmp_path, relay, listen_port):
-    return write_config(tmp_path / "tongdai.yaml", extra=f"""
-  - id: mail
-    adapter: email
-    settings:
-      address: {SUPPORT}
-      inbound:
-        smtp: {{host: 127.0.0.1, port: {listen_port}}}
-      outbound:
-        smtp: {{host: 127.0.0.1, port: {relay.port}, starttls: false}}
+    return write_config(tmp_path / "tongdai.yaml", extra=mail_channel(relay, listen_port) + """
 acknowledgements:
   enabled: true
   channels:
-    tg-test: {{enabled: false}}
+    tg-test: {enabled: false}
 """)
 
 

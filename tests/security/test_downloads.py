@@ -10,11 +10,11 @@ from urllib.parse import unquote
 import pytest
 
 from tests.conftest import write_config
+from tests.email.conftest import SUPPORT, mail_channel
 from tests.helpers import auth, drain_all
 from tests.security.conftest import TEAMS
 from tongdai.webhooks.api.conversations import download_disposition
 
-SUPPORT = "support@shop.example.vn"
 # name as the mail's Content-Disposition carries it -> (filename=, filename* decoded)
 NAMES = {
     "filename=\"../../etc/passwd\"": ("passwd", "passwd"),
@@ -31,15 +31,7 @@ NAMES = {
 
 @pytest.fixture
 def config_file(tmp_path, relay, listen_port):
-    return write_config(tmp_path / "tongdai.yaml", extra=f"""
-  - id: mail
-    adapter: email
-    settings:
-      address: {SUPPORT}
-      inbound:
-        smtp: {{host: 127.0.0.1, port: {listen_port}}}
-      outbound:
-        smtp: {{host: 127.0.0.1, port: {relay.port}, starttls: false}}
+    return write_config(tmp_path / "tongdai.yaml", extra=mail_channel(relay, listen_port) + f"""
 {TEAMS}""")
 
 
