@@ -41,8 +41,15 @@ def redis_url(tmp_path_factory) -> str:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def start_redis(d: Path) -> tuple[subprocess.Popen, str]:
+    """The embedded redis-server on a free port, nothing persisted, answering PING."""
     port = free_port()
-    d = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(d)],
@@ -54,9 +61,7 @@ def redis_url(tmp_path_factory) -> str:
                 break
         except redis.ConnectionError:
             time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    return proc, url
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ retention; one scheduled backup however many schedulers run."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,13 +12,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port, write_config
+from tests.conftest import start_redis, write_config
 from tests.helpers import auth, drain_all, post, tg_update
 from tongdai.core.config import load_config
 from tongdai.core.crypto import load_keyring
 from tongdai.core.hub import Hub, connect
 from tongdai.core.pipeline import rawlog, store
-from tongdai.core.redis_server import EmbeddedRedis, redis_server_binary
+from tongdai.core.redis_server import EmbeddedRedis
 from tongdai.core.workspace import backup, backup_restore, backup_schedule, privacy
 
 SEALED = "security:\n  encrypt_message_text: true\n"
@@ -28,17 +27,7 @@ SEALED = "security:\n  encrypt_message_text: true\n"
 @pytest.fixture
 def fresh_redis(tmp_path):
     """A second, empty redis-server: where a backup is restored."""
-    port = free_port()
-    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(200):
-        try:
-            if redis.Redis.from_url(url).ping():
-                break
-        except redis.ConnectionError:
-            threading.Event().wait(0.02)
+    proc, url = start_redis(tmp_path)
     yield url
     proc.terminate()
     proc.wait(10)
