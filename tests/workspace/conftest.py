@@ -16,6 +16,17 @@ security:
 
 
 @pytest.fixture
+def shop(monkeypatch):
+    """The business's fake shop API (tests/fakes/shop_api.py), its key in the environment the
+    lookups' config reads (``${SHOP_API_KEY}``)."""
+    from tests.fakes.shop_api import API_KEY, FakeShopAPI
+
+    monkeypatch.setenv("SHOP_API_KEY", API_KEY)
+    with FakeShopAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
 def config_file(tmp_path):
     return write_config(tmp_path / "tongdai.yaml", extra=TEAMS + LOCAL_RECEIVERS)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import write_config
-from tests.fakes.shop_api import API_KEY, FakeShopAPI
 from tests.helpers import drain_all, post, run_outbound, tg_update
 from tests.staff import TEAMS
 from tests.workspace.test_lookups import LOOKUPS, TEXT
@@ -15,13 +14,6 @@ from tongdai.core.pipeline import feed
 from tongdai.core.selfservice import bot
 
 CHAT = 6001
-
-
-@pytest.fixture
-def shop(monkeypatch):
-    monkeypatch.setenv("SHOP_API_KEY", API_KEY)
-    with FakeShopAPI() as fake:
-        yield fake
 
 
 @pytest.fixture

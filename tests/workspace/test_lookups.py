@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import write_config
-from tests.fakes.shop_api import API_KEY, FakeShopAPI, wait_calls
+from tests.fakes.shop_api import API_KEY, wait_calls
 from tests.helpers import auth, drain_all, post, tg_update
 from tests.staff import TEAMS
 from tongdai.core.config import ConfigInvalid, load_config
@@ -56,13 +56,6 @@ lookups:
           zh: "您的交易 #{order_id} 正在等待银行确认，通常不超过15分钟。"
 """
 TEXT = "Shop ơi nạp thẻ đơn #123456 chưa nhận được xu, sdt 0912 345 678"
-
-
-@pytest.fixture
-def shop(monkeypatch):
-    monkeypatch.setenv("SHOP_API_KEY", API_KEY)
-    with FakeShopAPI() as fake:
-        yield fake
 
 
 @pytest.fixture
