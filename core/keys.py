@@ -376,6 +376,9 @@ class Keys:
     def survey(self, part: str, *ids: str) -> str:  # CSAT/NPS: docs/redis-schema.md "survey:"
         return self._k("survey", part, *ids)
 
+    def broadcast(self, part: str, *ids: object) -> str:  # broadcasts: redis-schema.md "bc:"
+        return self._k("bc", part, *ids)
+
 
 def check_id(value: str, what: str) -> str:
     """Ids that become part of keys: letters, digits and ``_ . : -`` only."""
