@@ -78,6 +78,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/v1/customers/<customer_id>"): ("conv", None),
     ("GET", "/api/v1/customers/<customer_id>/suggestions"): ("conv", None),
     ("GET", "/api/v1/customers/<customer_id>/merges"): ("conv", None),
+    ("GET", "/api/v1/customers/<customer_id>/timeline"): ("conv", None),
     ("POST", "/api/v1/customers/<customer_id>/link-code"): ("conv", None),
     ("POST", "/api/v1/customers/<customer_id>/merge"):
         ("conv", {"source_customer_id": "{customer}", "why": "test"}),

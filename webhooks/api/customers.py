@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from itertools import islice
 
-from flask import jsonify
+from flask import jsonify, request
 from pydantic import Field
 from spectree import Response as Resp
 
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
-from tongdai.core.workspace import access, audit, privacy
+from tongdai.core.workspace import access, audit, customer_timeline, privacy
 from tongdai.core.workspace.access import Principal, require
 from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
 from tongdai.webhooks.api.schemas import (
@@ -22,6 +22,7 @@ from tongdai.webhooks.api.schemas import (
     IdempotencyHeaders,
     ListQuery,
     MergeIn,
+    MessagePage,
     Strict,
     WhyIn,
 )
@@ -50,6 +51,24 @@ def _customer(p: Principal, customer_id: str) -> dict:
     body["tier"] = tier.decode() if tier else None
     body["conversations"] = past
     return body
+
+
+class CustomerTimelineQuery(Strict):
+    before: str | None = None
+    limit: int = 50
+
+
+@bp.get("/customers/<customer_id>/timeline")
+@spec.validate(query=CustomerTimelineQuery, resp=Resp(HTTP_200=MessagePage, **ERRORS),
+               tags=[TAG])
+def get_customer_timeline(customer_id: str):
+    """The customer's messages on every channel, merged in time order, newest first: each
+    with its ``conversation_id`` and ``channel_id``; only the conversations the caller may
+    see (among the customer's 200 newest). ``next_cursor`` goes into ``before`` for older
+    ones."""
+    items, nxt = customer_timeline.page(hub(), principal(), customer_id,
+                                        request.args.get("before"), limit_arg())
+    return jsonify({"items": [m.to_api() for m in items], "next_cursor": nxt})
 
 
 class CustomerPatch(Strict):
