@@ -80,6 +80,9 @@ __all__ = [
 
 DEFAULT_PATH = "config/tongdai.yaml"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# "enc:...": a secret sealed with the data keys (``config_edit.seal``), opened at load
+SEALED = "enc:"
+SEALED_PURPOSE = b"config-secret"
 _CHANNEL_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -122,6 +125,8 @@ def _substitute(node: Any, path: str, file: str, errors: list[ConfigError]) -> A
         return [_substitute(v, f"{path}[{i}]", file, errors) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
+    if node.startswith(SEALED):
+        return _unseal(node, path, file, errors)
 
     def repl(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
@@ -136,6 +141,25 @@ def _substitute(node: Any, path: str, file: str, errors: list[ConfigError]) -> A
         return value
 
     return _ENV_REF.sub(repl, node)
+
+
+def _unseal(value: str, path: str, file: str, errors: list[ConfigError]) -> str:
+    """A secret an admin rotated from the console, kept in the file sealed with the data keys
+    (core/crypto.py): every process of the hub has them, a copy of the file alone is useless."""
+    from tongdai.core.crypto import load_keyring
+    from tongdai.core.hub import data_dir
+
+    try:
+        text = load_keyring(data_dir()).decrypt_text(value, SEALED_PURPOSE)
+    except (ConfigError, ValueError, IndexError):
+        text = None
+    if text is None:
+        errors.append(ConfigError(file, path, "this sealed secret does not open with this "
+                                  "process's data keys", "give the process the hub's "
+                                  "TONGDAI_DATA_KEYS, or set the secret again (console admin "
+                                  "area, or an ${ENV} reference)"))
+        return ""
+    return text
 
 
 def _key_path(loc: tuple[Any, ...], channels: list[dict[str, Any]] | None = None) -> str:

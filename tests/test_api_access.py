@@ -37,6 +37,14 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/tokens"): ("admin", {"name": "bot", "role": "agent"}),
     ("DELETE", "/api/v1/tokens/<name>"): ("admin", None),
     ("GET", "/api/v1/audit"): ("admin", None),
+    ("GET", "/api/v1/admin/overview"): ("admin", None),
+    ("GET", "/api/v1/admin/channels"): ("admin", None),
+    ("POST", "/api/v1/admin/channels"): ("admin", {"id": "tg-two", "adapter": "telegram"}),
+    ("DELETE", "/api/v1/admin/channels/<channel_id>"): ("admin", None),
+    ("POST", "/api/v1/admin/channels/<channel_id>/check"): ("admin", None),
+    ("POST", "/api/v1/admin/channels/<channel_id>/disable"): ("admin", {"why": "test"}),
+    ("POST", "/api/v1/admin/channels/<channel_id>/enable"): ("admin", None),
+    ("PUT", "/api/v1/admin/channels/<channel_id>/secrets/<key>"): ("admin", {"value": "x"}),
     ("GET", "/api/v1/deadletters"): ("admin", None),
     ("POST", "/api/v1/deadletters/<dl_id>/replay"): ("admin", None),
     ("GET", "/api/v1/conversations"): ("any", None),
@@ -140,7 +148,8 @@ def _url(rule: str, w: dict) -> str:
     values = {"conv_id": w["conv"], "customer_id": w["customer"], "canned_id": w["canned"],
               "msg_id": "999999", "int:n": "0", "name": "dung", "dl_id": "1-1", "merge_id": "999",
               "pair": "1:2", "sub_id": "x404", "delivery_id": "x404",
-              "article_id": "opening-hours", "path:tag": "khách quen"}
+              "article_id": "opening-hours", "path:tag": "khách quen", "channel_id": "tg-test",
+              "key": "bot_token"}
     for k, v in values.items():
         rule = rule.replace(f"<{k}>", v)
     return rule

@@ -216,3 +216,21 @@ def knowledge_base():
     boot["can_edit"] = p.at_least("supervisor")
     return Response(render_template("kb.html", t=boot["strings"], lang=boot["language"],
                                     csrf=csrf, boot=boot, me=boot["me"]), mimetype="text/html")
+
+
+@bp.get("/console/admin")
+def admin_area():
+    """The admins' settings (channels, teams and members, users and roles, canned replies,
+    routing and SLA) over /api/v1/admin/*, /users, /teams and /canned; 403 for the others."""
+    found = _signed_in()
+    if found is None:
+        return redirect("/login", 303)
+    p, csrf = found
+    boot = _boot(p, csrf)
+    t = boot["strings"]
+    if not p.is_admin:
+        return Response(render_template("message.html", t=t, lang=boot["language"],
+                                        text=t["admin.forbidden"]), 403, mimetype="text/html")
+    boot["roles"] = list(users.ROLES)
+    return Response(render_template("admin.html", t=t, lang=boot["language"], csrf=csrf,
+                                    boot=boot, me=boot["me"]), mimetype="text/html")

@@ -1,5 +1,5 @@
 """`tongdai channels list | check | disable | enable | add | remove`: channels as an admin runs
-them (core/pipeline/channel_admin.py; the config file edits: core/cli/config_edit.py)."""
+them (core/pipeline/channel_admin.py; the config file edits: core/config_edit.py)."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def channels_enable(channel_id: str) -> None:
 def channels_add(channel_id: str, adapter_name: str, values: tuple[str, ...]) -> None:
     """Add a channel to the config file (comments kept), checked by the config loader before
     it replaces the file; running processes pick it up within seconds."""
-    from tongdai.core.cli.config_edit import add_channel, parse_sets
+    from tongdai.core.config_edit import add_channel, parse_sets
 
     try:
         path = add_channel(channel_id, adapter_name, parse_sets(values))
@@ -183,7 +183,7 @@ def channels_add(channel_id: str, adapter_name: str, values: tuple[str, ...]) ->
 def channels_remove(channel_id: str) -> None:
     """Remove a channel from the config file (comments kept), checked first. Its stored
     conversations stay; its webhook answers 404 from then on (`disable` keeps receiving)."""
-    from tongdai.core.cli.config_edit import remove_channel
+    from tongdai.core.config_edit import remove_channel
 
     try:
         path = remove_channel(channel_id)

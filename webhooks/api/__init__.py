@@ -200,6 +200,7 @@ def json_body() -> dict[str, Any]:
 from tongdai.webhooks.api import (  # noqa: F401  (routes)
     admin,
     assignment,
+    channels,
     conversations,
     customers,
     events,

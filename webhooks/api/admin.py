@@ -216,3 +216,22 @@ def replay_dead_letter(dl_id: str):
     audit.record(hub(), p.name, "deadletter.replayed", dl_id)
     return jsonify({"replayed": result.dead == 0, "stored": result.stored,
                     "duplicates": result.duplicates})
+
+
+@bp.get("/admin/overview")
+@spec.validate(resp=Resp(HTTP_200=AnyObject, **ERRORS), tags=[TAG])
+def admin_overview():
+    """Routing and SLA as configured (admin, read-only: they are edited in the config file,
+    which every process reloads by itself), and which config version runs and why a newer
+    file is not applied, if it is not."""
+    require(principal(), "admin")
+    h = hub()
+    cfg = h.config.hub
+    return jsonify({
+        "config": {"path": h.config.path, "version": h.config.version,
+                   "problems": h.watch.problems()},
+        "routing": cfg.routing.model_dump(mode="json"),
+        "sla": cfg.sla.model_dump(mode="json"),
+        "teams": [{"id": t.id, "name": t.name or t.id, "queues": t.queues, "tier": t.tier,
+                   "auto_assign": t.auto_assign, "capacity": t.capacity} for t in cfg.teams],
+    })

@@ -1,4 +1,5 @@
-"""Edits of the config file by a command (`tongdai channels add / remove`), done safely.
+"""Edits of the config file (`tongdai channels add / remove`, the console's admin area: add,
+remove, a channel secret set), done safely.
 
 The file is read and written by ruamel.yaml's round-trip mode, so the admin's comments, key
 order and quoting stay; the result goes to a temporary file beside it, is loaded by the
@@ -18,7 +19,15 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from tongdai.core.config import ConfigInvalid, config_path, load_config
+from tongdai.core.config import (
+    _ENV_REF,
+    SEALED,
+    SEALED_PURPOSE,
+    ConfigInvalid,
+    config_path,
+    load_config,
+)
+from tongdai.core.crypto import Keyring
 from tongdai.core.errors import ConfigError
 
 
@@ -117,6 +126,61 @@ def remove_channel(channel_id: str, path: str | None = None) -> str:
 
     _rewrite(path, change)
     return path
+
+
+def _entry(data: Any, path: str, channel_id: str) -> Any:
+    for c in _channels(data, path):
+        if isinstance(c, dict) and c.get("id") == channel_id:
+            return c
+    raise ConfigError(path, f"channels[{channel_id}]", "no such channel",
+                      "tongdai channels list shows the configured ones")
+
+
+def seal(keyring: Keyring, value: str) -> str:
+    """A secret as the file keeps it when it is not an ${ENV} reference: sealed with the data
+    keys (opened by ``load_config``)."""
+    return keyring.encrypt_text(value, SEALED_PURPOSE)
+
+
+def set_channel_secret(channel_id: str, key: str, value: str, keyring: Keyring,
+                       path: str | None = None) -> str:
+    """Write a new value for one secret of a channel's settings (``key`` dotted:
+    ``bot_token``, ``secrets.access_token``): an ``${ENV}`` reference as written, anything
+    else sealed. Validated like every edit; returns the file's path."""
+    path = path or config_path()
+    stored = value if _ENV_REF.fullmatch(value) else seal(keyring, value)
+
+    def change(data: Any) -> None:
+        node = _entry(data, path, channel_id).get("settings")
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise ConfigError(path, f"channels[{channel_id}].settings.{key}", "not in the file",
+                              "rotate a secret the channel's settings have")
+        node[last] = stored
+
+    _rewrite(path, change)
+    return path
+
+
+def secret_sources(channel_id: str, keys: list[str], path: str | None = None) -> dict[str, Any]:
+    """Where each secret of a channel comes from, never its value: ``{"env": NAME}`` for an
+    ${ENV} reference, ``{"sealed": True}``, or ``{"file": True}`` (written in clear)."""
+    path = path or config_path()
+    data = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8")) or {}
+    entry = next((c for c in data.get("channels") or [] if isinstance(c, dict)
+                  and c.get("id") == channel_id), {})
+    out: dict[str, Any] = {}
+    for key in keys:
+        node: Any = entry.get("settings") or {}
+        for p in key.split("."):
+            node = node.get(p) if isinstance(node, dict) else None
+        raw = node if isinstance(node, str) else ""
+        m = _ENV_REF.fullmatch(raw.strip())
+        out[key] = ({"env": m.group(1)} if m else {"sealed": True}
+                    if raw.startswith(SEALED) else {"file": True})
+    return out
 
 
 def _commented(value: Any) -> Any:
