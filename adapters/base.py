@@ -106,6 +106,30 @@ class OutboundMessage:
     buttons: list[tuple[str, str]] = field(default_factory=list)  # (payload, title) to press
 
 
+@dataclass(frozen=True, slots=True)
+class FetchedFile:
+    """A file a customer sent, as the platform handed it over (``Adapter.fetch_file``)."""
+
+    data: bytes
+    mime: str | None = None  # what the platform said, if anything (the core sniffs too)
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRefusal:
+    """Why a platform will not take a file an agent attaches: ``code`` for the console to
+    translate (``no_files``, ``too_big``, ``type_not_allowed``), ``reason`` in English."""
+
+    code: str
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# Attachment kinds that are files on the platform (a location, a contact or a link is not)
+FILE_KINDS = frozenset({"image", "sticker", "animation", "video", "video_note", "voice",
+                        "audio", "file"})
+
+
 @dataclass(slots=True)
 class Receipt:
     """What the platform answered to a successful send."""
@@ -276,6 +300,20 @@ class Adapter(ABC):
         """Answer an event's ``ack`` token (e.g. stop a pressed button's spinner). Called by a
         background job; raise ``DeliveryError`` to have it retried. Default: nothing to do."""
 
+    def fetch_file(self, att: Attachment, max_bytes: int) -> FetchedFile | None:
+        """The bytes of a file a customer sent (``att`` as parsed), at most ``max_bytes``:
+        ``DeliveryError`` (``too_big`` when larger; retryable for 429/5xx/network), or None
+        when this platform has no way to fetch it. Called by a background job, never in the
+        request path. Default: None."""
+        return None
+
+    def file_refusal(self, kind: str, mime: str, size: int) -> FileRefusal | None:
+        """Why this platform will not send a file an agent attaches (``kind`` image or file,
+        its sniffed or declared type, its size in bytes), or None when it takes it. Checked
+        before the reply is stored. Default: no files on this platform."""
+        return FileRefusal("no_files", f"{self.name} cannot send files from the hub",
+                           {"platform": self.name})
+
     def fetch_profile(self, external_user_id: str) -> dict[str, Any] | None:
         """The customer's ``name`` and ``picture`` (URL) from the platform, or None.
 
@@ -397,3 +435,37 @@ def redact_http_logs(pattern: re.Pattern[str], replacement: str) -> None:
     log = logging.getLogger("httpx")
     if not any(isinstance(f, RedactInLogs) and f.pattern == pattern for f in log.filters):
         log.addFilter(RedactInLogs(pattern, replacement))
+
+
+def download(http: httpx.Client, url: str, max_bytes: int, what: str,
+             headers: Mapping[str, str] | None = None) -> FetchedFile:
+    """GET a platform's file URL, streamed and cut at ``max_bytes`` (``too_big``, final);
+    429/5xx and network errors are retryable, other refusals final (an expired CDN link)."""
+    try:
+        with http.stream("GET", url, headers=dict(headers or {}), follow_redirects=True) as r:
+            if r.status_code == 429 or r.status_code >= 500:
+                raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=True,
+                                    code="rate_limited" if r.status_code == 429
+                                    else "server_error")
+            if r.status_code != 200:
+                raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=False,
+                                    code="not_found" if r.status_code in (403, 404, 410)
+                                    else "bad_request")
+            declared = int(r.headers.get("content-length") or 0)
+            if declared > max_bytes:
+                raise _too_big(what, declared, max_bytes)
+            chunks, n = [], 0
+            for chunk in r.iter_bytes():
+                n += len(chunk)
+                if n > max_bytes:
+                    raise _too_big(what, n, max_bytes)
+                chunks.append(chunk)
+            mime = (r.headers.get("content-type") or "").split(";")[0].strip() or None
+            return FetchedFile(b"".join(chunks), mime)
+    except httpx.HTTPError as e:
+        raise transport_error(e, what) from None
+
+
+def _too_big(what: str, size: int, max_bytes: int) -> DeliveryError:
+    return DeliveryError(f"{what}: the file is over {max_bytes} bytes ({size})",
+                         retryable=False, code="too_big")

@@ -65,6 +65,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/conversations/<conv_id>/messages"): ("conv", {"text": "Dạ vâng ạ"}),
     ("GET", "/api/v1/conversations/<conv_id>/messages/<msg_id>/attachments/<int:n>"):
         ("conv", None),
+    ("POST", "/api/v1/conversations/<conv_id>/messages/upload"): ("conv", {"text": "ảnh"}),
     ("POST", "/api/v1/conversations/<conv_id>/notes"): ("conv", {"text": "ghi chú"}),
     ("POST", "/api/v1/conversations/<conv_id>/read"): ("conv", None),
     ("POST", "/api/v1/conversations/<conv_id>/claim"): ("conv", None),

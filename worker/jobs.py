@@ -119,3 +119,11 @@ def deliver_hook(delivery_id: str) -> str:
     from tongdai.core.workspace import hookdelivery
 
     return hookdelivery.attempt(hub(), delivery_id)
+
+
+def fetch_files(channel_id: str, conv_id: str, message_id: str) -> str:
+    """Fetch the files of a customer's message from the platform into the blob store
+    (core/pipeline/files.py); a 429/5xx raises and RQ tries again later."""
+    from tongdai.core.pipeline import files
+
+    return files.fetch(hub(), channel_id, conv_id, message_id)

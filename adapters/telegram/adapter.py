@@ -12,20 +12,24 @@ import httpx
 import orjson
 
 from tongdai.adapters.base import (
+    FILE_KINDS,
     Adapter,
     ChannelFacts,
     ChannelSettings,
+    FetchedFile,
+    FileRefusal,
     OutboundMessage,
     RateLimit,
     Receipt,
     constant_time_equal,
+    download,
     header,
     transport_error,
 )
 from tongdai.adapters.telegram.events import JSON, _load, parse_update
 from tongdai.adapters.telegram.settings import TelegramSettings
 from tongdai.core.errors import DeliveryError, SignatureError
-from tongdai.core.models import InboundEvent, RawEvent
+from tongdai.core.models import Attachment, InboundEvent, RawEvent
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # What setWebhook asks for (message_reaction needs Bot API 7.0 and must be asked for).
@@ -36,6 +40,11 @@ ALLOWED_UPDATES = [
     "my_chat_member",
     "message_reaction",
 ]
+# Bot API limits (core.telegram.org/bots/api: getFile, sendPhoto, sendDocument)
+DOWNLOAD_LIMIT = 20 * 2**20
+PHOTO_LIMIT = 10 * 2**20
+UPLOAD_LIMIT = 50 * 2**20
+PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 _TOKEN_IN_TEXT = re.compile(r"bot[0-9]+:[A-Za-z0-9_-]+")
 
 
@@ -82,8 +91,11 @@ class TelegramAdapter(Adapter):
             base["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
         calls, caption = [], message.text
         for att in message.attachments:
-            field = "photo" if att.kind == "image" else "document"
-            params = base | {field: att.url or att.file_id}
+            field = "photo" if att.kind == "image" and _as_photo(att) else "document"
+            if att.data is not None:  # an agent's upload: sent as multipart/form-data
+                params = base | {field: att}
+            else:
+                params = base | {field: att.url or att.file_id}
             if caption:
                 params["caption"] = caption
             calls.append((f"send{field.title()}", params))
@@ -112,10 +124,21 @@ class TelegramAdapter(Adapter):
         return Receipt(str(ids[0]), sent_ms, {"chat_id": chat_id, "message_ids": ids})
 
     def call(self, method: str, params: JSON) -> JSON:
-        """POST one Bot API method; return its JSON answer or raise ``DeliveryError``."""
+        """POST one Bot API method; return its JSON answer or raise ``DeliveryError``. A
+        parameter holding an ``Attachment`` with bytes goes as a file of a multipart/form-data
+        request (the Bot API's way to upload), the others as form fields (objects as JSON)."""
         token = self.settings.bot_token.get_secret_value()
+        files = {k: (v.name or "file", v.data, v.mime or "application/octet-stream")
+                 for k, v in params.items() if isinstance(v, Attachment)}
         try:
-            resp = self.http.post(f"{self.settings.api_base}/bot{token}/{method}", json=params)
+            if files:
+                form = {k: v if isinstance(v, str) else orjson.dumps(v).decode()
+                        for k, v in params.items() if k not in files}
+                resp = self.http.post(f"{self.settings.api_base}/bot{token}/{method}",
+                                      data=form, files=files)
+            else:
+                resp = self.http.post(f"{self.settings.api_base}/bot{token}/{method}",
+                                      json=params)
         except httpx.HTTPError as e:  # uncertain once the request was written
             raise transport_error(e, f"telegram {method}") from None
         try:
@@ -125,6 +148,34 @@ class TelegramAdapter(Adapter):
         if resp.status_code == 200 and answer.get("ok"):
             return answer
         raise _delivery_error(method, resp.status_code, answer, token)
+
+    def fetch_file(self, att: Attachment, max_bytes: int) -> FetchedFile | None:
+        """``getFile`` for the file's path, then its download URL (bots may download up to
+        20 MB: Bot API, getFile). Without a ``file_id`` (a location) there is nothing to get."""
+        if not att.file_id or att.kind not in FILE_KINDS:
+            return None
+        limit = min(max_bytes, DOWNLOAD_LIMIT)
+        if att.size and att.size > limit:
+            raise DeliveryError(f"telegram getFile: the file is {att.size} bytes; bots may "
+                                f"download {limit}", retryable=False, code="too_big")
+        info = self.call("getFile", {"file_id": att.file_id})["result"]
+        path = info.get("file_path")
+        if not path:  # Telegram gives no path for files over the limit
+            raise DeliveryError("telegram getFile: no file_path (over 20 MB?)",
+                                retryable=False, code="too_big")
+        token = self.settings.bot_token.get_secret_value()
+        got = download(self.http, f"{self.settings.api_base}/file/bot{token}/{path}", limit,
+                       "telegram file download")
+        name = att.name or path.rsplit("/", 1)[-1]
+        return FetchedFile(got.data, att.mime, name)
+
+    def file_refusal(self, kind: str, mime: str, size: int) -> FileRefusal | None:
+        """Bots upload photos up to 10 MB (sendPhoto) and other files up to 50 MB
+        (sendDocument); a bigger image goes as a document."""
+        if size > UPLOAD_LIMIT:
+            return FileRefusal("too_big", f"telegram takes files up to {UPLOAD_LIMIT} bytes",
+                               {"platform": self.name, "max_mb": UPLOAD_LIMIT // 2**20})
+        return None
 
     @property
     def bot_id(self) -> str:
@@ -200,6 +251,14 @@ class TelegramAdapter(Adapter):
         body = {"update_id": n % 2**31, "message": message | {"date": n // 10**6, "text": text}}
         secret = self.settings.secret_token.get_secret_value()
         return {SECRET_HEADER: secret, "Content-Type": "application/json"}, orjson.dumps(body)
+
+
+def _as_photo(att: Attachment) -> bool:
+    """Whether an image goes as a photo (sendPhoto: JPEG/PNG/WebP up to 10 MB), not as a
+    document; images by URL or file_id always do."""
+    if att.data is None:
+        return True
+    return (att.mime or "") in PHOTO_TYPES and len(att.data) <= PHOTO_LIMIT
 
 
 def _delivery_error(method: str, status: int, answer: JSON, token: str) -> DeliveryError:

@@ -33,6 +33,7 @@ from tongdai.core.models import (
 from tongdai.core.pipeline import (
     acknowledgements,
     channel_admin,
+    files,
     intercept,
     mail,
     rawlog,
@@ -68,6 +69,8 @@ class IngestResult:
     acks: list[tuple[str, str]] = field(default_factory=list)
     # (channel, conversation) whose automatic acknowledgement the batch made due
     opened: list[tuple[str, str]] = field(default_factory=list)
+    # (channel, "conv:msg") of stored messages with files to fetch from the platform
+    files: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _blob(hub: Hub, ev: InboundEvent, channel_id: str, raw: RawEvent, tags: list[str],
@@ -285,7 +288,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
         again = process(hub, list(stale.values()))
         for f in ("stored", "duplicates", "updated", "skipped", "dead"):
             setattr(result, f, getattr(result, f) + getattr(again, f))
-        for f in ("locations", "profiles", "acks", "opened"):
+        for f in ("locations", "profiles", "acks", "opened", "files"):
             getattr(result, f).extend(getattr(again, f))
         pairs = [(o, rp) for o, rp in pairs if id(o[1]) not in stale]
 
@@ -315,6 +318,8 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
             result.stored += 1
             stored[ch] = stored.get(ch, 0) + 1
             result.locations.append(reply[1].decode())
+            if ev.attachments and files.fetchable(ev.attachments):
+                result.files.append((ch, reply[1].decode()))
             # a nameless new customer: ask the platform (never where user ids are addresses:
             # the job's arguments would carry them in clear)
             if (len(reply) > 4 and int(reply[4]) == 1
@@ -341,6 +346,8 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
                 result.stored += 1
                 stored[ch] = stored.get(ch, 0) + 1
                 result.locations.append(reply[1].decode())
+                if _ev.attachments and files.fetchable(_ev.attachments):
+                    result.files.append((ch, reply[1].decode()))
 
     dead_by_channel: dict[str, int] = {}
     for raw, _error in dead.values():
@@ -355,6 +362,7 @@ def process(hub: Hub, raws: list[RawEvent]) -> IngestResult:
     metrics.ingested(stored, dead_by_channel)  # a few writes to this process's own file
     if result.profiles or result.acks:
         _enqueue_platform_calls(hub, result.profiles, result.acks)
+    files.enqueue(hub, result.files)
     for ch, conv in result.opened:
         acknowledge(hub, ch, conv)
     return result

@@ -25,7 +25,7 @@ from rq import Queue
 from tongdai.adapters.base import Adapter, OutboundMessage
 from tongdai.core import metrics
 from tongdai.core.clock import now_ms
-from tongdai.core.errors import DeliveryError, WindowClosed
+from tongdai.core.errors import BadRequest, DeliveryError, NotFound, WindowClosed
 from tongdai.core.hub import Hub
 from tongdai.core.keys import SEND_LANES
 from tongdai.core.models import Attachment, AuthorKind, DeliveryStatus, Direction, Message
@@ -140,6 +140,8 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
     now = now_ms()
     # the customer identity's own key: erasing them makes our replies unreadable too
     subject = hub.subjects.key_for(f"{channel_id}|{state.external_user_id}")
+    if attachments and any(a.data is not None for a in attachments):
+        attachments = _keep_uploads(hub, channel_id, attachments, subject)
     msg = Message(
         id="", conversation_id=conv_id, direction=Direction.OUT, author_kind=author_kind,
         author_id=author_id, channel_id=channel_id, platform_ts_ms=now, received_ts_ms=now,
@@ -162,6 +164,31 @@ def create_reply(hub: Hub, conv_id: str, text: str | None, author_id: str, idemp
             SEND_JOB, conv_id, mid, 1, job_id=f"send-{mid}", description=f"send message {mid}",
             **JOB_TTLS)
     return store.get_message(hub, conv_id, mid), created
+
+
+def _keep_uploads(hub: Hub, channel_id: str, attachments: list[Attachment],
+                  subject) -> list[Attachment]:
+    """Files an agent attached (bytes in hand): refused before anything is stored when the
+    channel will not take them (``BadRequest`` naming the reason), else kept encrypted in the
+    blob store, the message holding ``blob:<sha256>`` (a retried request stores nothing new:
+    the store is content-addressed)."""
+    from tongdai.core.pipeline import files
+
+    out = []
+    for a in attachments:
+        if a.data is None:
+            out.append(a)
+            continue
+        refusal = files.upload_refusal(hub, channel_id, a.kind, a.mime or "", len(a.data))
+        if refusal is not None:
+            raise BadRequest(f"{a.name or 'the file'} cannot go out on {channel_id}: "
+                             f"{refusal.reason}").because(
+                f"file_{refusal.code}", channel=channel_id, name=a.name or "",
+                **refusal.detail)
+        meta = {**a.meta, "sha256": hashlib.sha256(a.data).hexdigest()}
+        out.append(Attachment(a.kind, None, hub.blobs.put(a.data, subject), a.name, a.mime,
+                              len(a.data), meta))
+    return out
 
 
 def lane_of(author_kind: AuthorKind) -> str:
@@ -267,6 +294,14 @@ def _attempt(hub: Hub, msg: Message, waiting: Waiting) -> tuple[str, str]:
             schedule(hub, waiting.with_flag("r"), now_ms() + wait_ms)
             metrics.send(msg.channel_id, "rate_limited")
             return "none", f"rate limited: due in {wait_ms} ms"
+    try:  # an agent's upload: the adapter gets the bytes (from the blob store, decrypted)
+        for a in msg.attachments:
+            if (a.file_id or "").startswith("blob:"):
+                a.data = hub.blobs.get(a.file_id)
+    except NotFound:
+        return "none", _failed(hub, msg, conv.customer_id, adapter, waiting, DeliveryError(
+            "the attached file is no longer stored (erased?)", retryable=False,
+            code="file_gone"))
     out = OutboundMessage(
         address=store.reveal_address(hub, address), text=msg.text,
         author_kind=msg.author_kind, idempotency_key=mid, attachments=msg.attachments,

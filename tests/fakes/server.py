@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -44,6 +47,32 @@ class LocalHTTPServer:
         self.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    """A file part of a multipart/form-data request, as a platform receives an upload."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    """A multipart/form-data body (RFC 7578): text parts as str, file parts (those with a
+    filename) as ``UploadedFile``. The stdlib's mail parser reads the MIME structure."""
+    msg = BytesParser(policy=default).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    form: dict[str, Any] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            form[name] = UploadedFile(filename, part.get_content_type(), data)
+        else:
+            form[name] = data.decode()
+    return form
+
+
 class FakeHandler(BaseHTTPRequestHandler):
     """A request as platforms' APIs take them: GET and POST both go to ``serve(body)``."""
 
@@ -62,6 +91,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         form: dict[str, Any] = {}
         if body and "json" in self.headers.get("Content-Type", ""):
             form = orjson.loads(body)
+        elif body and self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+            form = parse_multipart(self.headers["Content-Type"], body)
         elif body:
             form = dict(parse_qsl(body.decode()))
         return url.path, dict(parse_qsl(url.query)), form

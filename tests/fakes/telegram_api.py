@@ -11,6 +11,12 @@ Forum supergroups (the staff group) are declared with ``make_forum(chat_id)``; t
 ``deleteForumTopic`` work on them, and ``sendMessage`` with ``message_thread_id`` checks the
 topic like Telegram does ("message thread not found", "TOPIC_CLOSED"). Without
 ``message_thread_id`` any chat id is accepted, as before.
+
+Files (Bot API getFile, sendPhoto, sendDocument; core.telegram.org/bots/api): ``add_file``
+registers what a user sent; ``getFile`` answers its ``file_path`` (400 "invalid file_id",
+"file is too big" over 20 MB), ``GET /file/bot<token>/<file_path>`` serves the bytes; uploads
+come as multipart/form-data (``UploadedFile`` in the params) and become files too. Fail a
+download with ``fail_next("<download>", 502)``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from tests.fakes.server import FakeHandler, LocalHTTPServer
+from tests.fakes.server import FakeHandler, LocalHTTPServer, UploadedFile
 
 DEFAULT_TOKEN = "123456789:AAHfakeTokenForTestsOnly-abcdefghijk"
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument"})
@@ -45,6 +51,8 @@ class FakeTelegramAPI(LocalHTTPServer):
         self._forums: dict[int, dict[int, dict[str, Any]]] = {}
         self._stamps: list[tuple[str, float, dict[str, Any]]] = []
         self._sent_stamps: list[tuple[str, float, dict[str, Any]]] = []
+        # files the bot may download (getFile): file_id -> (file_path, bytes)
+        self._files: dict[str, tuple[str, bytes]] = {}
         # Seconds between acting on a call and answering it: set it above the client's timeout
         # for a platform that sends what it was asked to but answers too late.
         self.answer_delay = 0.0
@@ -93,6 +101,34 @@ class FakeTelegramAPI(LocalHTTPServer):
         with self._lock:
             return [params for m, params in self._sent if m == method]
 
+    def add_file(self, data: bytes, file_path: str = "photos/file_0.jpg",
+                 file_id: str | None = None) -> str:
+        """A file a user sent the bot: ``getFile`` answers for its ``file_id`` (returned) and
+        ``/file/bot<token>/<file_path>`` serves its bytes."""
+        with self._lock:
+            file_id = file_id or f"AgACAgUAAxkBAAI{len(self._files):04d}fake"
+            self._files[file_id] = (file_path, data)
+        return file_id
+
+    def downloads(self) -> list[str]:
+        """The file paths downloaded, in order."""
+        with self._lock:
+            return [p["file_path"] for m, p in self._calls if m == "<download>"]
+
+    def download(self, token: str, file_path: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) of ``GET /file/bot<token>/<file_path>``."""
+        with self._lock:
+            self._calls.append(("<download>", {"file_path": file_path}))
+            queued = self._failures.get("<download>")
+            if queued:
+                status, body = queued.popleft()
+                return status, orjson.dumps(body), "application/json"
+            found = next((d for p, d in self._files.values() if p == file_path), None)
+        if token != self.token or found is None:
+            return 404, orjson.dumps({"ok": False, "error_code": 404,
+                                      "description": "Not Found"}), "application/json"
+        return 200, found, "application/octet-stream"
+
     def make_forum(self, chat_id: int) -> None:
         """Declare ``chat_id`` a supergroup with topics enabled (the bot an admin there)."""
         with self._lock:
@@ -139,6 +175,18 @@ class FakeTelegramAPI(LocalHTTPServer):
             return error
         if method in SEND_METHODS and (error := _markup_error(params.get("reply_markup"))):
             return error
+        if method == "getFile":  # Bot API File; bots download up to 20 MB
+            found = self._files.get(str(params.get("file_id") or ""))
+            if found is None:
+                return _bad("Bad Request: invalid file_id")
+            if len(found[1]) > 20 * 2**20:
+                return _bad("Bad Request: file is too big")
+            return {"file_id": params["file_id"], "file_unique_id": "AQAD" + params["file_id"][-6:],
+                    "file_size": len(found[1]), "file_path": found[0]}
+        if method in ("sendPhoto", "sendDocument"):
+            field = "photo" if method == "sendPhoto" else "document"
+            if not params.get(field):
+                return _bad(f"Bad Request: there is no {field} in the request")
         if method in SEND_METHODS:
             message_id, self._next_message_id = self._next_message_id, self._next_message_id + 1
             chat_id = params.get("chat_id")
@@ -160,6 +208,20 @@ class FakeTelegramAPI(LocalHTTPServer):
                 result["text"] = params["text"]
             if "caption" in params:
                 result["caption"] = params["caption"]
+            upload = params.get("photo") or params.get("document")
+            if isinstance(upload, UploadedFile):  # stored: the bot may getFile it later
+                fid = f"BQACAgUAAxkDAAI{len(self._files):04d}sent"
+                folder = "photos" if "photo" in params else "documents"
+                self._files[fid] = (f"{folder}/file_{len(self._files)}", upload.data)
+                if "photo" in params:
+                    result["photo"] = [{"file_id": fid, "file_unique_id": "AQAD" + fid[-8:],
+                                        "file_size": len(upload.data), "width": 1,
+                                        "height": 1}]
+                else:
+                    result["document"] = {"file_id": fid, "file_unique_id": "AgAD" + fid[-8:],
+                                          "file_name": upload.filename,
+                                          "mime_type": upload.content_type,
+                                          "file_size": len(upload.data)}
             return result
         if method in ("setWebhook", "deleteWebhook"):
             self.webhook_url = params.get("url", "") if method == "setWebhook" else ""
@@ -251,6 +313,10 @@ def _handler_for(fake: FakeTelegramAPI) -> type[BaseHTTPRequestHandler]:
         def serve(self, body: bytes) -> None:
             path, query, form = self.request_params(body)
             parts = path.strip("/").split("/")
+            if len(parts) > 2 and parts[0] == "file" and parts[1].startswith("bot"):
+                status, data, ctype = fake.download(parts[1][3:], "/".join(parts[2:]))
+                self.reply(status, data, ctype)
+                return
             if len(parts) != 2 or not parts[0].startswith("bot"):
                 status, answer = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
             else:

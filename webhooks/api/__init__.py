@@ -99,11 +99,17 @@ def principal_from_session(hub_: Hub, cookie: str) -> tuple[Principal, str] | No
                      language=user.language), s.csrf
 
 
+# Endpoints taking multipart/form-data (files); every other one takes JSON only.
+UPLOADS = frozenset({"api.post_message_with_files"})
+
+
 @bp.before_request
 def _authenticate() -> None:
     if request.path in PUBLIC:
         return
-    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    # (file uploads are the one exception: sessions need the CSRF header whatever the body)
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded") and not (
+            request.mimetype == "multipart/form-data" and request.endpoint in UPLOADS):
         raise BadRequest("the API takes JSON bodies (Content-Type: application/json)")
     h = hub()
     header = request.headers.get("Authorization", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import unicodedata
 from urllib.parse import quote
@@ -11,7 +12,7 @@ from spectree import Response as Resp
 
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.models import Attachment, ConversationStatus
-from tongdai.core.pipeline import outbound, store
+from tongdai.core.pipeline import files, outbound, store
 from tongdai.core.workspace import access, workflow
 from tongdai.webhooks.api import bp, hub, idempotency_key, limit_arg, principal, spec
 from tongdai.webhooks.api.schemas import (
@@ -147,10 +148,58 @@ def post_message(conv_id: str, json: ReplyIn):
     return jsonify(msg.to_api()), 201 if created else 200
 
 
+@bp.post("/conversations/<conv_id>/messages/upload")
+@spec.validate(headers=IdempotencyHeaders,
+               resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS), tags=[TAG])
+def post_message_with_files(conv_id: str):
+    """An agent's reply with files: ``multipart/form-data`` with one or more ``file`` parts,
+    optional ``text`` and ``channel_id``. Each file is checked against what the channel
+    takes (size, type) before anything is stored: refused with 400 and ``reason``
+    ``file_too_big`` / ``file_type_not_allowed`` / ``file_no_files`` otherwise. Stored
+    encrypted, then sent like any reply (Telegram sendPhoto/sendDocument, Messenger and Zalo
+    uploads, a mail attachment). Needs an ``Idempotency-Key``: a retry never sends twice.
+    Bodies are limited to 10 MB."""
+    key = idempotency_key()
+    p = principal()
+    access.conversation(hub(), p, conv_id)
+    uploads = request.files.getlist("file")
+    if not uploads:
+        raise BadRequest("attach at least one file as a multipart 'file' part")
+    attachments = [_uploaded(f) for f in uploads]
+    text = request.form.get("text") or None
+    msg, created = outbound.create_reply(
+        hub(), conv_id, text, author_id=p.name, idempotency_key=key, scope=p.name,
+        attachments=attachments, channel_id=request.form.get("channel_id") or None)
+    return jsonify(msg.to_api()), 201 if created else 200
+
+
+# What an agent may not send whatever the platform: programs a customer's device would run.
+_RUNNABLE = re.compile(r"\.(exe|com|bat|cmd|scr|msi|vbs|js|jse|wsf|ps1|jar|apk|app|sh|html?|svg|"
+                       r"xhtml|hta|lnk)$", re.IGNORECASE)
+
+
+def _uploaded(f) -> Attachment:
+    """An uploaded file as an attachment with its bytes: an image only when its bytes are one
+    (whatever its name or the browser said), its type sniffed, else guessed from the name."""
+    name = (f.filename or "file").replace("\\", "/").rsplit("/", 1)[-1][:200] or "file"
+    if _RUNNABLE.search(name):
+        raise BadRequest(f"{name}: programs and web pages cannot be sent to customers").because(
+            "file_type_not_allowed", name=name)
+    data = f.read()
+    found = files.sniff(data)
+    mime = found or mimetypes.guess_type(name)[0] or f.mimetype or "application/octet-stream"
+    kind = "image" if found and found.startswith("image/") else "file"
+    return Attachment(kind, name=name, mime=mime, data=data)
+
+
 @bp.get("/conversations/<conv_id>/messages/<msg_id>/attachments/<int:n>")
 @spec.validate(resp=Resp(HTTP_200=None, **ERRORS), tags=[TAG])
 def download_attachment(conv_id: str, msg_id: str, n: int):
-    """The bytes of a file a customer sent by mail (attachments, the original .eml)."""
+    """The bytes of a stored file: mail attachments and the original .eml, photos, voice,
+    stickers and files fetched from the platform, agents' uploads. Only to those who may see
+    the conversation (404 otherwise). Images, audio and video whose bytes say so are served
+    inline (the console shows them; ``?download=1`` asks for a download); everything else is
+    a download, and HTML, SVG or scripts never go out as themselves."""
     access.conversation(hub(), principal(), conv_id)
     msg = store.get_message(hub(), conv_id, msg_id)
     if not 0 <= n < len(msg.attachments) or not (msg.attachments[n].file_id or "").startswith(
@@ -158,9 +207,14 @@ def download_attachment(conv_id: str, msg_id: str, n: int):
         raise NotFound(f"message {msg_id} has no stored file number {n}")
     a = msg.attachments[n]
     data = hub().blobs.get(a.file_id)
-    return Response(data, 200, mimetype=a.mime or "application/octet-stream", headers={
-        "Content-Disposition": download_disposition(a.name or "", f"attachment-{n}"),
-        "X-Content-Type-Options": "nosniff"})
+    mime, inline = files.served_type(data, a.mime)
+    disposition = download_disposition(a.name or "", f"attachment-{n}")
+    if inline and not request.args.get("download"):
+        disposition = "inline" + disposition.removeprefix("attachment")
+    return Response(data, 200, mimetype=mime, headers={
+        "Content-Disposition": disposition, "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, max-age=86400"})
 
 
 def _set_status(conv_id: str, status: ConversationStatus):
