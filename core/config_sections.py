@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, IPvAnyNetwork, field_validator
 
+from tongdai.core import i18n
 from tongdai.core.config_acks import AcknowledgementsSection
 from tongdai.core.config_backup import BackupSection
 from tongdai.core.config_base import _Section, _tz, parse_duration
@@ -275,7 +276,7 @@ class ConsoleSection(_Section):
     session_ttl: float = 12 * 3600.0   # a console session ends after this long without use
     login_attempts: int = Field(5, ge=1)  # failed log-ins per user (and per address) ...
     lockout: float = 900.0             # ... within this time lock further tries for it
-    default_language: str = "vi"      # vi or en; each agent can choose
+    default_language: str = "vi"      # vi, en, zh (a file in webhooks/static/i18n); each agent can choose
     away_after: float = 600.0          # no activity this long: online -> away
     offline_after: float = 1800.0      # ... and this long: offline (assignments released)
     # Mark console cookies Secure even when the request reached us over plain HTTP (a proxy
@@ -288,8 +289,9 @@ class ConsoleSection(_Section):
     @field_validator("default_language")
     @classmethod
     def _lang(cls, v: str) -> str:
-        if v not in ("vi", "en"):
-            raise ValueError("default_language must be vi or en")
+        if v not in i18n.languages():
+            raise ValueError(f"default_language must be one of {', '.join(i18n.languages())} "
+                             "(the files in webhooks/static/i18n)")
         return v
 
 

@@ -11,15 +11,13 @@ site cannot log a browser in to an account of its choosing.
 
 from __future__ import annotations
 
-import functools
 import hmac
-import json
 import secrets
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 
+from tongdai.core import i18n
 from tongdai.core.errors import Unauthorized
 from tongdai.core.hub import Hub
 from tongdai.core.workspace import access, audit, users
@@ -29,8 +27,6 @@ bp = Blueprint("console", __name__)
 
 LOGIN_CSRF_COOKIE = "td_login_csrf"
 LOGIN_CSRF_TTL_S = 1800
-LANGUAGES = ("vi", "en")
-I18N = Path(__file__).parent / "static" / "i18n"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
        "img-src 'self' https: data:; object-src 'none'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")
@@ -40,16 +36,16 @@ def _hub() -> Hub:
     return current_app.extensions["tongdai"]
 
 
-@functools.cache
 def strings(lang: str) -> dict[str, str]:
     """The console's strings in ``lang`` (static/i18n/<lang>.json, shared with the page)."""
-    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
+    return i18n.strings(lang)
 
 
 def _language(preferred: str = "") -> str:
-    if preferred in LANGUAGES:
-        return preferred
-    return _hub().config.hub.console.default_language
+    """The page's language: the one asked for (?lang=, the user's setting), else the
+    browser's (Accept-Language), else console.default_language."""
+    return i18n.choose(preferred, accept=request.headers.get("Accept-Language", ""),
+                       default=_hub().config.hub.console.default_language)
 
 
 def _same(a: str, b: str) -> bool:
@@ -89,7 +85,8 @@ def _login_page(status: int = 200, error: str = "", name: str = "") -> Response:
     lang = _language(request.args.get("lang", ""))
     token = secrets.token_urlsafe(24)
     resp = Response(render_template("login.html", t=strings(lang), lang=lang, csrf=token,
-                                    error=error, name=name), status, mimetype="text/html")
+                                    error=error, name=name, languages=i18n.languages()),
+                    status, mimetype="text/html")
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=LOGIN_CSRF_TTL_S, path="/login",
                     httponly=True, samesite="Lax", secure=_secure())
     return resp
@@ -164,6 +161,7 @@ def _boot(p: access.Principal, csrf: str) -> dict[str, Any]:
                     set(cfg.routing.queues) | {q for t in cfg.teams for q in t.queues})
     return {
         "csrf": csrf, "language": lang, "strings": strings(lang),
+        "languages": i18n.languages(),
         "me": {"name": p.name, "role": p.role, "teams": sorted(p.teams),
                "display_name": (user.display_name if user else "") or p.name},
         "queues": queues,

@@ -60,15 +60,6 @@ from tongdai.core.workspace.agentmail_sending import (
 
 log = logging.getLogger(__name__)
 
-_REASONS = {
-    "vi": {"access": "bạn không còn quyền trên cuộc hội thoại này",
-           "gone": "cuộc hội thoại không còn tồn tại",
-           "empty": "thư của bạn không có nội dung mới phía trên phần trích dẫn"},
-    "en": {"access": "you may no longer act on this conversation",
-           "gone": "the conversation no longer exists",
-           "empty": "your mail had no new text above the quoted part"},
-}
-
 
 @intercept.interceptor("agent mail", order=20)
 def _take_agent_replies(hub: Hub) -> intercept.Take:
@@ -149,7 +140,7 @@ def _answer(hub: Hub, conv_id: str, user: users.User, ref: str, message_id: str 
             full_text: str, ev: InboundEvent) -> bool:
     """Send a genuine agent's mail reply to the customer, or refuse it and say why."""
     name = user.name
-    t = _REASONS.get(user.language or hub.config.hub.console.default_language, _REASONS["en"])
+    t = {k[7:]: v for k, v in texts_for(hub, user).items() if k.startswith("reason.")}
     try:
         conv = store.get_conversation(hub, conv_id)
     except NotFound:

@@ -15,6 +15,7 @@ from email.utils import format_datetime, formataddr, localtime
 
 from tongdai.adapters.email import sending
 from tongdai.adapters.email.settings import EmailSettings
+from tongdai.core import i18n
 from tongdai.core.errors import DeliveryError
 from tongdai.core.hub import Hub
 from tongdai.core.models import InboundEvent
@@ -27,41 +28,6 @@ TOKEN_PURPOSE = "agent-reply-token"  # the HMAC's own purpose: never a customer 
 _TOKEN = re.compile(r"^a(\d{1,12})\.([a-z0-9][a-z0-9_.-]{0,62})\.([0-9a-f]{20})$")
 SENDING_TTL_S = 300  # a sender that died mid-send: its event is sent again after this
 KEEP_S = 30 * 86400  # how long "sent" is remembered (longer than any redelivery)
-
-_TEXT = {
-    "vi": {
-        "assigned": "Cuộc hội thoại #{conv} đã được giao cho bạn{by}.",
-        "by": " (bởi {by})",
-        "customer": "Khách hàng: {name} · kênh {channel}",
-        "latest": "Tin nhắn gần nhất của khách:",
-        "none": "(chưa có tin nhắn)",
-        "how": "Trả lời thư này để trả lời khách trên kênh của khách; phần trích dẫn bên dưới "
-               "sẽ được bỏ đi.",
-        "open": "Mở trong bảng điều khiển: {link}",
-        "refused_subject": "[#{conv}] Chưa gửi được trả lời của bạn",
-        "refused": "Trả lời của bạn cho cuộc hội thoại #{conv} chưa được gửi cho khách:\n\n"
-                   "{reason}\n\nBạn có thể trả lời trong bảng điều khiển: {link}",
-        "digest_subject": "Các cuộc hội thoại đang chờ bạn trả lời ({n})",
-        "digest": "Các cuộc hội thoại được giao cho bạn đang chờ trả lời:",
-        "reply_to": "trả lời: {address}",
-    },
-    "en": {
-        "assigned": "Conversation #{conv} was assigned to you{by}.",
-        "by": " (by {by})",
-        "customer": "Customer: {name} · channel {channel}",
-        "latest": "The customer's latest messages:",
-        "none": "(no messages yet)",
-        "how": "Reply to this mail to answer the customer on their channel; the quoted part "
-               "below is cut off.",
-        "open": "Open in the console: {link}",
-        "refused_subject": "[#{conv}] Your reply was not sent",
-        "refused": "Your reply to conversation #{conv} was not sent to the customer:\n\n"
-                   "{reason}\n\nYou can answer in the console: {link}",
-        "digest_subject": "Conversations waiting for your reply ({n})",
-        "digest": "Conversations assigned to you that wait for a reply:",
-        "reply_to": "reply: {address}",
-    },
-}
 
 
 # -- tokens ------------------------------------------------------------------------------------
@@ -145,8 +111,10 @@ def compose(settings: EmailSettings, to: str, to_name: str, subject: str, text: 
 
 
 def texts_for(hub: Hub, user: users.User) -> dict[str, str]:
-    """The mail texts in the user's language (else the console's default, else English)."""
-    return _TEXT.get(user.language or hub.config.hub.console.default_language, _TEXT["en"])
+    """The mail texts (``mail.*`` of webhooks/static/i18n/<lang>.json, without the prefix) in
+    the user's language, else the console's default."""
+    strings = i18n.strings(user.language or hub.config.hub.console.default_language)
+    return {k[5:]: v for k, v in strings.items() if k.startswith("mail.")}
 
 
 def console_link(hub: Hub, conv_id: str) -> str:

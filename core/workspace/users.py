@@ -19,6 +19,7 @@ import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from tongdai.core import i18n
 from tongdai.core.clock import now_ms
 from tongdai.core.errors import BadRequest, Conflict, NotFound, TongdaiError, Unauthorized
 from tongdai.core.hub import Hub
@@ -50,7 +51,7 @@ class User:
     capacity: int | None = None     # open conversations at once; None: the team's capacity
     telegram_user_id: int | None = None  # links the user's messages in a staff group
     email: str | None = None        # where assignment notifications go; their replies count
-    language: str = ""              # console language (vi / en); "" = console.default_language
+    language: str = ""              # console language (vi / en / zh…); "" = console.default_language
     disabled: bool = False
 
     def to_api(self) -> dict[str, Any]:
@@ -108,6 +109,7 @@ def create(hub: Hub, user: User, password: str | None) -> User:
     check_name(user.name)
     check_role(user.role)
     user.teams = check_teams(hub, user.teams)
+    check_language(user.language)
     if password is not None:
         _check_password(password)
     _check_telegram_free(hub, user)
@@ -122,6 +124,13 @@ def create(hub: Hub, user: User, password: str | None) -> User:
     _index(pipe, hub, user, None)
     pipe.execute()
     return user
+
+
+def check_language(lang: str) -> None:
+    """"" (the console's default) or a language the console has (a file in i18n/)."""
+    if lang and lang not in i18n.languages():
+        raise BadRequest(f"language must be one of {', '.join(i18n.languages())} (or empty "
+                         "for the console's default)")
 
 
 def _check_telegram_free(hub: Hub, user: User) -> None:
@@ -200,8 +209,7 @@ def update(hub: Hub, name: str, changes: dict[str, Any]) -> User:
         setattr(new, key, value)
     check_role(new.role)
     new.teams = check_teams(hub, list(new.teams))
-    if new.language not in ("", "vi", "en"):
-        raise BadRequest("language must be vi or en")
+    check_language(new.language)
     _check_telegram_free(hub, new)
     if _is_active_admin(old) and not _is_active_admin(new) and not any(
             _is_active_admin(u) for u in all_users(hub) if u.name != name):

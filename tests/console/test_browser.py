@@ -172,7 +172,8 @@ def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(h
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            # vi-VN as the team's browsers say (Accept-Language picks the page's language)
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="vi-VN")
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.set_default_timeout(20_000)
             page.route("**/api/v1/inbox?*", lambda route: route.fulfill(
@@ -220,7 +221,25 @@ def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(h
             expect(page.locator("#logout")).to_have_text("Log out")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "console-english.png"))
+
+            # Chinese: offered because webhooks/static/i18n/zh.json exists, named by itself
+            expect(page.locator("#language option[value=zh]")).to_have_text("中文")
+            with page.expect_navigation():
+                page.select_option("#language", "zh")
+            expect(page.locator("html")).to_have_attribute("lang", "zh")
+            expect(page.locator("#logout")).to_have_text("退出登录")
+            expect(page.locator("#conv-list")).to_have_text("暂无会话。")  # only open ones
+            page.select_option("#f-status", "resolved")
+            expect(page.locator("#f-status option:checked")).to_have_text("已解决")
+            # the preview is the latest message, not the hub's (English) "lan resolved …" line
+            expect(page.locator("#conv-list li.conv .conv-preview")).to_have_text(
+                "Khách nạp 100 tệ, nhờ @minh kiểm tra giúp")
+            page.locator("#conv-list li.conv").first.click()
+            expect(page.locator("#conv-meta .status")).to_have_text("已解决")
+            expect(page.locator("#conv-actions [data-action=reopen]")).to_have_text("重新打开")
+            page.set_viewport_size({"width": 1440, "height": 900})
+            page.screenshot(path=str(ARTIFACTS / "console-chinese.png"))
         finally:
             browser.close()
     assert problems == []
-    assert users.get(hub, "lan").language == "en"
+    assert users.get(hub, "lan").language == "zh"

@@ -276,6 +276,12 @@ def test_daily_digest_lists_waiting_conversations_once(hub, client, an, relay):
     assert agentmail_notices.digest_tick(hub) == 1
     assert agentmail_notices.digest_tick(hub) == 0
     assert len(relay.received) == 3  # notification, 2020-01-01's digest, today's
+    # An agent who chose Chinese gets the mail in Chinese (i18n/zh.json's mail.* texts).
+    users.update(hub, "an", {"language": "zh"})
+    assert agentmail_notices.send_digests(hub, "2020-01-02") == 1
+    assert relay.received[-1].message["Subject"] == "等待您回复的会话（1）"
+    assert "分配给您、正在等待回复的会话" in relay.received[-1].message.get_body(
+        ("plain",)).get_content()
 
 
 def test_long_vietnamese_subjects_keep_their_spaces(hub):

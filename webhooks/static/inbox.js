@@ -75,8 +75,11 @@ export function createInbox(ctx) {
         const seen = previews.get(c.id);
         if (!seen || seen[0] !== c.updated_ts) {
           try {
-            const page = await get(`/conversations/${c.id}/messages?limit=1`);
-            const m = page.items[0];
+            // the newest that is not a system line (as /inbox does: those are in the timeline,
+            // in the console's language; their stored text is the server's English)
+            const page = await get(`/conversations/${c.id}/messages?limit=5`);
+            const m = page.items.find((x) => !(x.direction === 'internal' && x.kind === 'system'))
+              || null;
             previews.set(c.id, [c.updated_ts, m ? (m.text || m.subject || '') : '']);
           } catch { previews.set(c.id, [c.updated_ts, '']); }
         }

@@ -3,6 +3,10 @@
 
 let strings = {};
 let language = 'vi';
+// The locale dates and times are written in: the console's language, with a region where the
+// bare code would pick another country's conventions (a language file needs no entry here).
+const LOCALES = { vi: 'vi-VN', en: 'en-GB', zh: 'zh-CN' };
+const locale = () => LOCALES[language] || language;
 
 export function setLanguage(lang, dict) {
   language = lang;
@@ -57,12 +61,12 @@ export function fmtTime(ms) {
   const sameDay = d.toDateString() === new Date().toDateString();
   const opts = sameDay ? { hour: '2-digit', minute: '2-digit' }
     : { day: '2-digit', month: '2-digit', hour: '2-digit', minute: '2-digit' };
-  return new Intl.DateTimeFormat(language === 'vi' ? 'vi-VN' : 'en-GB', opts).format(d);
+  return new Intl.DateTimeFormat(locale(), opts).format(d);
 }
 
 export function fmtFull(ms) {
   if (!ms) return '';
-  return new Intl.DateTimeFormat(language === 'vi' ? 'vi-VN' : 'en-GB',
+  return new Intl.DateTimeFormat(locale(),
     { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date(ms));
 }
 

@@ -1,0 +1,100 @@
+"""The languages agents use the hub in: one JSON file per language, nothing else to change.
+
+``webhooks/static/i18n/<code>.json`` holds every text the console, its log-in page, the
+dashboard, the knowledge-base page and the agents' mails show, keyed like ``"login.wrong"``;
+``"_language"`` is the language's own name for the switcher ("中文"). The set of languages is
+the set of files: copy ``en.json`` to ``xx.json``, translate the values, restart — the switcher
+lists it, agents may pick it, ``Accept-Language: xx`` chooses it and the server's texts come
+from it. A key a file lacks falls back to English (tests/console/test_i18n.py keeps the files
+complete). ``{name}`` in a text is a value filled in, the same way in Python and in the page.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+DIR = Path(__file__).resolve().parents[1] / "webhooks" / "static" / "i18n"
+BASE = "en"  # the complete one; every other file has its keys
+NAME_KEY = "_language"
+_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+
+@functools.cache
+def _catalog(directory: Path) -> dict[str, dict[str, str]]:
+    out = {}
+    for f in sorted(directory.glob("*.json")):
+        if _CODE.match(f.stem):
+            out[f.stem] = json.loads(f.read_text(encoding="utf-8"))
+    return out
+
+
+def languages() -> dict[str, str]:
+    """{code: the language's own name} of every file, in code order."""
+    return {code: d.get(NAME_KEY, code) for code, d in _catalog(DIR).items()}
+
+
+def strings(lang: str) -> dict[str, str]:
+    """Every text in ``lang`` (English where its file lacks a key)."""
+    cat = _catalog(DIR)
+    return _merged(DIR, lang if lang in cat else BASE)
+
+
+@functools.cache
+def _merged(directory: Path, lang: str) -> dict[str, str]:
+    cat = _catalog(directory)
+    return {**cat.get(BASE, {}), **cat[lang]}
+
+
+def fill(text: str, **params: object) -> str:
+    """``text`` with each ``{name}`` replaced by ``params[name]`` (as the page's t() does)."""
+    for k, v in params.items():
+        text = text.replace("{" + k + "}", str(v))
+    return text
+
+
+def text(lang: str, key: str, **params: object) -> str:
+    """The text ``key`` in ``lang``, its ``{name}`` filled in."""
+    return fill(strings(lang)[key], **params)
+
+
+def choose(*preferred: str, accept: str = "", default: str = BASE) -> str:
+    """The first of ``preferred`` that is a language here, else the best match of an
+    Accept-Language header (``zh-CN``, ``zh-TW``, ``zh-Hant`` → ``zh``), else ``default``."""
+    known = _catalog(DIR)
+    for p in preferred:
+        if p in known:
+            return p
+    lower = {code.lower(): code for code in known}
+    for tag in _accepted(accept):
+        for cand in (tag, tag.split("-")[0]):
+            if cand in lower:
+                return lower[cand]
+    return default if default in known else BASE
+
+
+def _accepted(header: str) -> list[str]:
+    """The header's language tags, most wanted first (q=0 left out), lower-case."""
+    ranked = []
+    for i, part in enumerate(header.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        for prm in params.split(";"):
+            k, _, v = prm.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        tag = tag.strip().lower()
+        if tag and tag != "*" and q > 0:
+            ranked.append((-q, i, tag))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def reload() -> None:
+    """Read the files again (tests that add one; a running hub reads them once)."""
+    _catalog.cache_clear()
+    _merged.cache_clear()
