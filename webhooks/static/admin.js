@@ -260,6 +260,14 @@ function table(head, rows) {
     el('tbody', {}, rows.map((r) => el('tr', {}, r.map((v) => el('td', { text: v }))))));
 }
 
+// A rule's conditions as written ("tags_any: payment, refund"), the empty ones left out.
+function condition(rule) {
+  const shown = (v) => (Array.isArray(v) ? v.join(', ') : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  return Object.entries(rule).filter(([k, v]) => !['queue', 'priority'].includes(k) && v !== null &&
+    v !== '' && !(Array.isArray(v) && !v.length) && !(typeof v === 'object' && !Object.keys(v).length))
+    .map(([k, v]) => `${k}: ${shown(v)}`).join('; ') || '*';
+}
+
 async function loadOverview() {
   const o = await get('/admin/overview');
   const r = o.routing;
@@ -268,11 +276,11 @@ async function loadOverview() {
   clear($('#routing')).append(
     el('p', { text: t('admin.routing.queues', { queues: r.queues.join(', '), fallback: r.default_queue }) }),
     table([t('admin.routing.when'), t('admin.routing.queue'), t('admin.routing.priority')],
-      r.rules.map((x) => [Object.entries(x).filter(([k]) => !['queue', 'priority'].includes(k))
-        .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}`).join('; '), x.queue, x.priority ?? ''])));
+      r.rules.map((x) => [condition(x), x.queue, x.priority ?? ''])));
   const s = o.sla;
   clear($('#sla')).append(
     el('p', { text: t('admin.sla.defaults', { first: dur(s.first_response), next: dur(s.next_response) }) }),
+    s.policies.length + Object.keys(s.queues).length === 0 ? '' :
     table([t('admin.sla.name'), t('admin.sla.applies'), t('admin.sla.first'), t('admin.sla.next')], [
       ...s.policies.map((p) => [p.name || '', [...(p.adapters || []), ...(p.channels || [])].join(', ') || '*',
         dur(p.first_response), dur(p.next_response)]),
