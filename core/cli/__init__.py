@@ -4,6 +4,7 @@ from tongdai.core.cli import (  # noqa: F401  (each registers its commands on ma
     agentmail,
     backup,
     bench,
+    broadcast,
     channel_admin,
     channels,
     config,

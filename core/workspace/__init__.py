@@ -22,6 +22,7 @@ from tongdai.core.workspace import (  # noqa: F401  (registration on import)
     agentmail,
     assignment,
     backup_schedule,
+    broadcast_optout,
     hooks,
     kpis,
     lookup_rules,

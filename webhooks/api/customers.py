@@ -11,7 +11,7 @@ from spectree import Response as Resp
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
-from tongdai.core.workspace import access, audit, customer_timeline, privacy
+from tongdai.core.workspace import access, audit, broadcast_optout, customer_timeline, privacy
 from tongdai.core.workspace.access import Principal, require
 from tongdai.webhooks.api import bp, hub, idempotent, limit_arg, principal, spec
 from tongdai.webhooks.api.schemas import (
@@ -49,6 +49,8 @@ def _customer(p: Principal, customer_id: str) -> dict:
     body = store.get_customer(h, customer_id).to_api()
     tier = h.redis.hget(h.keys.customer(customer_id), "tier")
     body["tier"] = tier.decode() if tier else None
+    # answered "stop" to a broadcast: no broadcast reaches them (core/workspace/broadcast_optout)
+    body["opted_out"] = broadcast_optout.opted_out(h, customer_id)
     body["conversations"] = past
     return body
 

@@ -165,6 +165,7 @@ class CustomerOut(Model):
     identities: list[IdentityOut]
     identifiers: list[dict[str, Any]]
     tier: str | None = None  # routing and priority rules read it (PATCH to set it)
+    opted_out: dict[str, Any] | None = None  # {ts, channel, word}: broadcasts skip them
     conversations: list[CustomerConversationOut] = Field(default_factory=list)
 
 
