@@ -148,3 +148,15 @@ def test_disable_enable_overview_and_only_admins(hub, client, admin):
     assert 'id="admin-link"' in client.get("/console").get_data(as_text=True)
     page = client.get("/console/admin")
     assert page.status_code == 200 and b'id="channels"' in page.data
+
+
+def test_a_sealed_secret_that_does_not_open_is_named_at_load(config_file):
+    from tongdai.core.config import ConfigInvalid, load_config
+
+    text = config_file.read_text(encoding="utf-8")
+    config_file.write_text(text.replace(f'"{TOKEN}"', '"enc:AQVrbm9wZQ=="'), "utf-8")
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(str(config_file))
+    (err,) = e.value.errors
+    assert err.key == "channels[tg-test].settings.bot_token"
+    assert "does not open" in err.problem and "TONGDAI_DATA_KEYS" in err.fix

@@ -13,15 +13,18 @@ their next look (``core/config_watch.py``, within seconds).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from flask import jsonify, request
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from spectree import Response as Resp
 
 from tongdai.core import config_edit
+from tongdai.core.config import _ENV_REF, SEALED, _substitute
 from tongdai.core.errors import BadRequest, ConfigError, DeliveryError, NotFound, TongdaiError
 from tongdai.core.pipeline import channel_admin
+from tongdai.core.registry import resolve_adapter
 from tongdai.core.workspace import audit
 from tongdai.core.workspace.access import require
 from tongdai.webhooks.api import bp, hub, principal, spec
@@ -196,33 +199,42 @@ class ChannelIn(Strict):
 def admin_add_channel(json: ChannelIn):
     """Add a channel to the config file (``tongdai channels add``): validated by the loader
     first — a mistake is a 400 naming the key, and the file is unchanged. Secrets are best
-    given as ``${ENV}`` references; a value written here is sealed with the data keys."""
+    given as ``${ENV}`` references; a value typed in is sealed with the data keys before the
+    file is written."""
     p = principal()
     require(p, "admin")
     h = hub()
     try:
-        config_edit.add_channel(json.id, json.adapter, json.settings, h.config.path)
+        config_edit.add_channel(json.id, json.adapter, _sealed(h, json.adapter, json.settings),
+                                h.config.path)
     except ConfigError as exc:
         raise _refused(exc) from None
     outcome = _applied()
-    _seal_plain(h, json.id)
     audit.record(h, p.name, "channel.added", json.id, {"adapter": json.adapter})
     return jsonify({"id": json.id, "applied": outcome}), 201
 
 
-def _seal_plain(h, channel_id: str) -> None:
-    """Secrets given in clear to a new channel are sealed in the file at once."""
-    if channel_id not in h.config.channel_settings:
-        return
-    settings = h.config.channel_settings[channel_id][1]
-    keys = secret_keys(settings)
-    plain = [k for k, s in config_edit.secret_sources(channel_id, keys, h.config.path).items()
-             if s.get("file") and _value(settings, k)]
-    for k in plain:
-        config_edit.set_channel_secret(channel_id, k, _value(settings, k), h.keyring,
-                                       h.config.path)
-    if plain:
-        _applied()
+def _sealed(h, adapter: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with every secret typed in clear sealed, before the file is written: a
+    value never sits in the file in clear. Settings the adapter refuses are left as given
+    (the loader's check then names the mistake)."""
+    errors: list[ConfigError] = []
+    try:
+        model = resolve_adapter(adapter).Settings.model_validate(
+            _substitute(settings, "", "", errors))
+    except (ConfigError, ValidationError):
+        return settings
+    out = copy.deepcopy(settings)
+    for key in secret_keys(model):
+        node: Any = out
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        raw = node.get(last) if isinstance(node, dict) else None
+        if isinstance(raw, str) and raw and not _ENV_REF.fullmatch(raw) \
+                and not raw.startswith(SEALED):
+            node[last] = config_edit.seal(h.keyring, raw)
+    return out
 
 
 @bp.delete("/admin/channels/<channel_id>")
