@@ -41,6 +41,7 @@ from tongdai.core.config_sections import (
 )
 from tongdai.core.config_selfservice import check as check_selfservice
 from tongdai.core.config_sla import CalendarSection, SlaAction, SlaPolicy, SlaSection, SlaTargets
+from tongdai.core.config_spikes import check as check_spikes
 from tongdai.core.errors import ConfigError, TongdaiError
 
 # The sections' models live in core/config_sections.py; callers import them from here too.
@@ -317,6 +318,7 @@ def load_config(path: str | None = None) -> LoadedConfig:
                                           "name a channel instance from channels"))
     errors += check_acks(hub.acknowledgements, set(channel_settings), set(hub.calendars), path)
     errors += check_selfservice(hub.selfservice, set(channel_settings), path)
+    errors += check_spikes(hub.spikes, team_ids, {t.id for t in hub.teams if t.staff_group}, path)
     mailer = hub.notifications.email_channel
     if mailer is not None and getattr(channel_settings.get(mailer, (None,))[0], "name",
                                       "") != "email":

@@ -18,6 +18,7 @@ from tongdai.core.config_base import _Section, _tz, parse_duration
 from tongdai.core.config_lookups import Lookup
 from tongdai.core.config_selfservice import SelfServiceSection
 from tongdai.core.config_sla import CalendarSection, SlaSection
+from tongdai.core.config_spikes import SpikesSection
 
 
 class RedisSection(_Section):
@@ -333,6 +334,7 @@ class HubConfig(_Section):
     selfservice: SelfServiceSection = SelfServiceSection()
     notifications: NotificationsSection = NotificationsSection()
     backup: BackupSection = BackupSection()
+    spikes: SpikesSection = SpikesSection()  # spike alerts (core/config_spikes.py)
     lookups: dict[str, Lookup] = {}  # the business's data (core/config_lookups.py)
     channels: list[ChannelSection] = []
 

@@ -376,6 +376,9 @@ class Keys:
     def survey(self, part: str, *ids: str) -> str:  # CSAT/NPS: docs/redis-schema.md "survey:"
         return self._k("survey", part, *ids)
 
+    def spike(self, part: str, *ids: object) -> str:  # spike alerts: docs/redis-schema.md "spike:"
+        return self._k("spike", part, *ids)
+
     def broadcast(self, part: str, *ids: object) -> str:  # broadcasts: redis-schema.md "bc:"
         return self._k("bc", part, *ids)
 

@@ -52,6 +52,8 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("GET", "/api/v1/reports/sla"): ("supervisor", None),
     ("GET", "/api/v1/reports/kpis"): ("supervisor", None),
     ("GET", "/api/v1/reports/csat"): ("supervisor", None),
+    ("GET", "/api/v1/spikes"): ("supervisor", None),
+    ("GET", "/api/v1/spikes/now"): ("supervisor", None),
     ("GET", "/api/v1/mentions"): ("any", None),
     ("GET", "/api/v1/presence"): ("any", None),
     ("PUT", "/api/v1/presence"): ("any", {"status": "online"}),

@@ -120,6 +120,9 @@ def test_key_formats():
     assert k.kpi("h", 493_000, "channel") == "td:kpi:h:493000:channel"
     assert k.kpi("d", "20261204", "tag") == "td:kpi:d:20261204:tag"
     assert k.kpi("conv", "7") == "td:kpi:conv:7"
+    assert k.spike("n", 5987983, "tag", "payment") == "td:spike:n:5987983:tag:payment"
+    assert k.spike("alert", "sp_1_ab") == "td:spike:alert:sp_1_ab"
+    assert k.spike("lock", "channel", "tg-test") == "td:spike:lock:channel:tg-test"
 
 
 def test_prefix_is_configurable_and_reaches_lua():

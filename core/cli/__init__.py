@@ -15,6 +15,7 @@ from tongdai.core.cli import (  # noqa: F401  (each registers its commands on ma
     processes,
     rules,
     simulate,
+    spikes,
     token,
     up,
     users,

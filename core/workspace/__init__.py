@@ -9,7 +9,8 @@ of who did what), ``tiers`` (escalation up and down the teams' tiers), ``canned`
 ``sla_actions`` (what an SLA warning or breach sets off), ``kpis`` / ``kpi_report`` (support
 KPIs counted from the feed, and their reports), ``privacy`` (export and erase a
 customer: it reaches every domain's data, so it lives at the top), ``backup`` /
-``backup_restore`` / ``backup_schedule`` (copies of the whole hub, restored and checked).
+``backup_restore`` / ``backup_schedule`` (copies of the whole hub, restored and checked),
+``spikes`` / ``spike_alerts`` (a tag or channel far above its usual volume, and its alerts).
 
 May import: plumbing, ``identity`` and ``pipeline``.
 
@@ -27,6 +28,8 @@ from tongdai.core.workspace import (  # noqa: F401  (registration on import)
     kpis,
     lookup_rules,
     sla_actions,
+    spike_alerts,
+    spikes,
     staffgroup,
     workflow,
 )

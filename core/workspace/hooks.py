@@ -50,7 +50,7 @@ from tongdai.core.pipeline import feed, store
 from tongdai.core.workspace import hookdestinations
 
 EVENTS = ("conversation.created", "message.created", "conversation.assigned",
-          "conversation.resolved", "sla.warning", "sla.breached")
+          "conversation.resolved", "sla.warning", "sla.breached", "spike.detected")
 SLA_EVENTS = {"conversation.sla_warning": ("sla.warning", "on_warning"),
               "conversation.sla_breached": ("sla.breached", "on_breach")}
 LEASE_MS = 5 * 60 * 1000   # a handed-out delivery is handed out again if its job never ran
@@ -249,6 +249,10 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str,
 # -- feed entries → integrator events ---------------------------------------------------------
 def integrator_events(hub: Hub, ev: feed.FeedEvent) -> list[tuple[str, dict[str, Any]]]:
     """The integrator events one feed entry stands for (none for notes and other changes)."""
+    if ev.type == "spike.detected":  # not a conversation's: core/workspace/spike_alerts.py
+        from tongdai.core.workspace import spike_alerts
+
+        return spike_alerts.webhook_events(hub, ev)
     if ev.type not in ("message.created", "conversation.assigned", "conversation.resolved",
                        *SLA_EVENTS):
         return []

@@ -216,5 +216,6 @@ from tongdai.webhooks.api import (  # noqa: F401  (routes)
     labels,
     lookups,
     reports,
+    spikes,
     workflow,
 )

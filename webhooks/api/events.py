@@ -5,7 +5,7 @@ Each event is ``id: <feed entry id>``, ``event: <type>`` (``message.created``,
 with ``Last-Event-ID`` (browsers' EventSource does it by itself) gets everything it missed while
 the feed still holds it; when the feed no longer does, it gets one ``reset`` event and reloads
 its lists. A caller sees only the events of conversations they may see, notes that mention
-them, presence changes, and merges/splits of customers they see.
+them, presence changes, merges/splits of customers they see, and (supervisors) spike alerts.
 
 A stream holds one web thread (gunicorn gthread) and one Redis connection, so it is bounded:
 it ends after ``STREAM_MAX_S`` and the browser reconnects where it left off. A comment line
@@ -128,6 +128,8 @@ def shown_to(h: Hub, p: Principal, events: list[feed.FeedEvent],
         mentioned = e.type == "note.created" and p.name in (d.get("mentions") or ())
         if e.type == "presence.changed" or mentioned:
             ok = True
+        elif e.type == "spike.detected":  # hub-wide counts, no text (core/workspace/spikes.py)
+            ok = p.at_least("supervisor")
         elif d.get("conversation_id"):
             conv = where.get(str(d["conversation_id"]))
             ok = (conv is not None and access.can_see(h, p, conv)) or d.get("assignee") == p.name

@@ -17,7 +17,7 @@ from tongdai.webhooks.api.schemas import ERRORS, IdempotencyHeaders, ListQuery, 
 
 TAG = "webhooks"
 Event = Literal["conversation.created", "message.created", "conversation.assigned",
-                "conversation.resolved"]
+                "conversation.resolved", "sla.warning", "sla.breached", "spike.detected"]
 
 
 class HookOut(Model):
@@ -45,7 +45,7 @@ class HookIn(Strict):
     url: str = Field(min_length=1, max_length=2000,
                      description="https:// in production (http:// only on your own network, "
                                  "listed in security.webhook_allowed_networks)")
-    events: list[Event] | None = Field(None, description="default: all four")
+    events: list[Event] | None = Field(None, description="default: all")
     description: str = Field("", max_length=500)
     active: bool = True
 
