@@ -60,6 +60,19 @@ def text(lang: str, key: str, **params: object) -> str:
     return fill(strings(lang)[key], **params)
 
 
+def explain(lang: str, exc: BaseException) -> str:
+    """A refusal said in ``lang``: the case the error names (``error.<reason>``, as the
+    console's page does), else the error's own (English) words."""
+    reason, params = getattr(exc, "reason", ""), dict(getattr(exc, "params", {}) or {})
+    s = strings(lang)
+    if not reason or f"error.{reason}" not in s:
+        return str(exc)
+    why = f"reach.{params.get('why')}"
+    if reason == "channel_unreachable" and why in s:
+        params["why"] = fill(s[why], **(params.get("detail") or {}))
+    return fill(s[f"error.{reason}"], **params)
+
+
 def choose(*preferred: str, accept: str = "", default: str = BASE) -> str:
     """The first of ``preferred`` that is a language here, else the best match of an
     Accept-Language header (``zh-CN``, ``zh-TW``, ``zh-Hant`` → ``zh``), else ``default``."""

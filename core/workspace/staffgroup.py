@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from tongdai.core import i18n
 from tongdai.core.errors import NotFound, TongdaiError
 from tongdai.core.hub import Hub
 from tongdai.core.models import Attachment, ConversationStatus, EventKind, InboundEvent, RawEvent
@@ -116,77 +117,75 @@ def handle(hub: Hub, channel_id: str, ev: InboundEvent) -> None:
 
 def _act(hub: Hub, principal: Principal, user: users.User, channel_id: str, chat: str,
          conv_id: str, message_id: str, ev: InboundEvent) -> str | None:
-    """Do what the agent's message asks; returns the answer to post under it (None: none)."""
+    """Do what the agent's message asks; returns the answer to post under it (None: none),
+    in the agent's console language (``staff.*`` of webhooks/static/i18n/<lang>.json)."""
     who = user.display_name or user.name
+    lang = user.language or hub.config.hub.console.default_language
     try:
         access.conversation(hub, principal, conv_id)
     except NotFound:
-        return f"{who}: you may not work on conversation #{conv_id} (not in your teams)."
+        return i18n.text(lang, "staff.not_your_team", who=who, id=conv_id)
     if ev.kind == EventKind.EDIT:
-        return "Edits are not passed on: the customer keeps the first version."
+        return i18n.text(lang, "staff.edits")
     text = (ev.text or "").strip()
     command, arg = _command(text)
     key = f"tg-staff:{chat}:{message_id}"
     try:
         if command == "claim":
-            return _claim(hub, principal, conv_id, who)
+            return _claim(hub, principal, conv_id, who, lang)
         if command == "resolve":
             from tongdai.core.workspace import workflow
 
             workflow.set_status(hub, principal, conv_id, ConversationStatus.RESOLVED,
                                 via="telegram")
-            return f"✅ Resolved by {who}."
+            return i18n.text(lang, "staff.resolved", who=who)
         if command == "note":
-            return _note(hub, principal, conv_id, arg, key)
+            return _note(hub, principal, conv_id, arg, key, lang)
         if command in ("escalate", "deescalate"):
-            return _tier(hub, principal, conv_id, command, arg, who)
+            return _tier(hub, principal, conv_id, command, arg, who, lang)
         if command is not None:
-            return (f"Unknown command /{command}. Commands: /claim, /resolve, /note text, "
-                    "/escalate reason, /deescalate. Anything else is sent to the customer.")
-        return _reply(hub, conv_id, user.name, text, ev.attachments, key)
+            return i18n.text(lang, "staff.unknown_command", command=command)
+        return _reply(hub, conv_id, user.name, text, ev.attachments, key, lang)
     except TongdaiError as exc:  # refused (window closed, conflict, ...): say why, in place
-        return f"Not done: {exc}"
+        return i18n.text(lang, "staff.not_done", why=i18n.explain(lang, exc))
 
 
-def _claim(hub: Hub, principal: Principal, conv_id: str, who: str) -> str:
-    try:
-        from tongdai.core.workspace import assignment  # written alongside; imported when first used
-    except ImportError:
-        return "/claim is not available on this hub yet: claim it in the console."
+def _claim(hub: Hub, principal: Principal, conv_id: str, who: str, lang: str) -> str:
+    from tongdai.core.workspace import assignment  # imported when first used, like workflow
+
     assignment.claim(hub, principal, conv_id)
-    return f"🙋 {who} took this conversation."
+    return i18n.text(lang, "staff.claimed", who=who)
 
 
-def _note(hub: Hub, principal: Principal, conv_id: str, text: str, key: str) -> str:
+def _note(hub: Hub, principal: Principal, conv_id: str, text: str, key: str, lang: str) -> str:
     if not text:
-        return "Usage: /note text — a private note, never sent to the customer."
+        return i18n.text(lang, "staff.note_usage")
     from tongdai.core.workspace import (
         workflow,  # imported when first used (it imports much of the core)
     )
 
     workflow.add_note(hub, principal, conv_id, text, key)
-    return "📝 Note saved (not sent to the customer)."
+    return i18n.text(lang, "staff.note_saved")
 
 
 def _tier(hub: Hub, principal: Principal, conv_id: str, command: str, reason: str,
-          who: str) -> str:
+          who: str, lang: str) -> str:
     from tongdai.core.workspace import tiers  # imported when first used, like workflow
 
     if command == "escalate":
         if not reason:
-            return "Usage: /escalate reason — moves it up a tier (the reason goes with it)."
+            return i18n.text(lang, "staff.escalate_usage")
         conv = tiers.escalate(hub, principal, conv_id, reason)
-        word = "⬆️ Escalated"
     else:
         conv = tiers.deescalate(hub, principal, conv_id, reason)
-        word = "⬇️ De-escalated"
-    return f"{word} by {who}: now in queue {conv.queue} (tier {tiers.tier_of(hub, conv.queue)})."
+    return i18n.text(lang, f"staff.{command}d", who=who, queue=conv.queue,
+                     tier=tiers.tier_of(hub, conv.queue))
 
 
 def _reply(hub: Hub, conv_id: str, author: str, text: str, attachments: list[Attachment],
-           key: str) -> str | None:
+           key: str, lang: str) -> str | None:
     if not text:
-        return "Files from the staff group are not passed on yet: send them from the console."
+        return i18n.text(lang, "staff.no_files")
     # Noted before the reply exists, so the reactor never mirrors it back (see
     # ``staffgroup_mirror._replied_from_topic``); the digest is the one create_reply files the
     # key under.
@@ -203,5 +202,5 @@ def _reply(hub: Hub, conv_id: str, author: str, text: str, attachments: list[Att
         hub.redis.srem(echoes, digest)
         raise
     if attachments:
-        return "Only the text was sent: files from the staff group are not passed on yet."
+        return i18n.text(lang, "staff.text_only")
     return None

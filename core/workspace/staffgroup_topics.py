@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from tongdai.core import i18n
 from tongdai.core.config import StaffGroup
 from tongdai.core.errors import DeliveryError, NotFound
 from tongdai.core.hub import Hub
@@ -146,11 +147,10 @@ def topic_name(hub: Hub, conv: Conversation) -> str:
 
 
 def _intro(hub: Hub, conv: Conversation) -> str:
-    tags = ", ".join(conv.tags) or "—"
-    return (f"Conversation #{conv.id} with {_customer_name(hub, conv)} on {conv.channel_id}\n"
-            f"Queue: {conv.queue} · Tags: {tags}\n"
-            "Write in this topic to answer the customer. Commands: /claim, /resolve, "
-            "/note text (private), /escalate reason, /deescalate.")
+    """The topic's first post, in console.default_language (the group is the whole team's)."""
+    return i18n.text(hub.config.hub.console.default_language, "staff.intro", id=conv.id,
+                     name=_customer_name(hub, conv), channel=conv.channel_id, queue=conv.queue,
+                     tags=", ".join(conv.tags) or "—")
 
 
 def ensure_topic(hub: Hub, group: StaffGroup, conv: Conversation) -> int:

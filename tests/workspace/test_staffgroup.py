@@ -40,11 +40,13 @@ def config_file(tmp_path, tg_fake):
 @pytest.fixture(autouse=True)
 def staff(hub):
     """an (support) and bich (billing), linked to their Telegram ids (the reactor's group
-    exists before any traffic: every process creates it at start, rawlog.ensure_groups)."""
+    exists before any traffic: every process creates it at start, rawlog.ensure_groups); both
+    chose English, the language the hub answers them in."""
     users.create(hub, users.User(name="an", role="agent", teams=["support"],
-                                 display_name="An Nguyễn", telegram_user_id=AN), None)
+                                 display_name="An Nguyễn", telegram_user_id=AN,
+                                 language="en"), None)
     users.create(hub, users.User(name="bich", role="agent", teams=["billing"],
-                                 telegram_user_id=BICH), None)
+                                 telegram_user_id=BICH, language="en"), None)
 
 
 _update_ids = iter(range(500, 10_000))
@@ -261,12 +263,13 @@ def test_claim_from_the_topic(client, hub, opened, tg_fake):
     assert tg_fake.posts(STAFF_CHAT, thread)[-1] == "🙋 An Nguyễn took this conversation."
     # a second agent of the team is told who has it
     users.create(hub, users.User(name="chi", role="agent", teams=["support"],
-                                 telegram_user_id=7003), None)
+                                 telegram_user_id=7003, language="zh"), None)
     post(client, staff_update(7003, 910, "/claim", thread, first_name="Chi"))
     drain_all(hub)
     mirror(hub)
     assert store.get_conversation(hub, conv).assignee == "an"
-    assert tg_fake.posts(STAFF_CHAT, thread)[-1] == "Not done: already taken by An Nguyễn"
+    # ... in chi's language (the case the hub named, as the console says it)
+    assert tg_fake.posts(STAFF_CHAT, thread)[-1] == "未执行：An Nguyễn 已接手该会话。"
 
 
 def test_a_refused_reply_is_explained_in_the_topic(client, hub, opened, tg_fake):
@@ -284,7 +287,7 @@ def test_a_refused_reply_is_explained_in_the_topic(client, hub, opened, tg_fake)
     mirror(hub)
     assert to_customer(tg_fake) == []
     notice = tg_fake.posts(STAFF_CHAT, thread)[-1]
-    assert notice.startswith("Not done: cannot reply on tg-test") and "blocked" in notice
+    assert notice == "Not done: Cannot reply on tg-test: the customer blocked this channel."
 
 
 def test_flood_wait_on_create_topic_is_retried_later_not_lost(client, hub, tg_fake):
