@@ -10,12 +10,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, localtime, make_msgid
 from typing import Any
 
-from tongdai.adapters.base import Adapter, ChannelFacts, OutboundMessage, Receipt
+from tongdai.adapters.base import Adapter, ChannelFacts, FileRefusal, OutboundMessage, Receipt
 from tongdai.adapters.email import events, mailgun, sending
 from tongdai.adapters.email.mime import normalise_address, parse_mail
 from tongdai.adapters.email.settings import EmailSettings
 from tongdai.core.errors import SignatureError
 from tongdai.core.models import InboundEvent, RawEvent
+
+MAIL_FILE_LIMIT = 18 * 2**20
 
 
 class EmailAdapter(Adapter):
@@ -80,6 +82,14 @@ class EmailAdapter(Adapter):
         if self.settings.outbound is None:
             return ("this mail channel has no outbound relay (outbound.smtp in its settings): "
                     "it receives mail but cannot send replies")
+        return None
+
+    def file_refusal(self, kind: str, mime: str, size: int) -> FileRefusal | None:
+        """Relays commonly refuse mails over 25 MB; base64 makes files a third bigger."""
+        if size > MAIL_FILE_LIMIT:
+            return FileRefusal("too_big", f"mail takes files up to {MAIL_FILE_LIMIT} bytes "
+                               "(25 MB mails once encoded)",
+                               {"platform": self.name, "max_mb": MAIL_FILE_LIMIT // 2**20})
         return None
 
     def facts(self) -> ChannelFacts:

@@ -75,6 +75,12 @@ def build(settings: EmailSettings, message: OutboundMessage) -> EmailMessage:
     body = html.escape(text).replace("\n", "<br>\n")
     m.add_alternative(f'<!doctype html><html><body><div style="white-space:normal">{body}'
                       "</div></body></html>", subtype="html", charset="utf-8")
+    for a in message.attachments:  # an agent's files: MIME attachments (multipart/mixed)
+        if a.data is None:
+            continue
+        maintype, _, subtype = (a.mime or "application/octet-stream").partition("/")
+        m.add_attachment(a.data, maintype=maintype, subtype=subtype or "octet-stream",
+                         filename=a.name or "file")  # RFC 2231 names: "Hóa đơn.pdf" stays
     return m
 
 

@@ -14,22 +14,32 @@ import httpx
 import orjson
 
 from tongdai.adapters.base import (
+    FILE_KINDS,
     Adapter,
     ChannelFacts,
     ChannelSettings,
+    FetchedFile,
+    FileRefusal,
     OutboundMessage,
     RateLimit,
     Receipt,
     constant_time_equal,
+    download,
     header,
     transport_error,
 )
 from tongdai.adapters.facebook.events import JSON, _load, parse_body
 from tongdai.adapters.facebook.graph_errors import _delivery_error
-from tongdai.adapters.facebook.send_api import _outgoing, _recipient, _text_chunks
+from tongdai.adapters.facebook.send_api import (
+    _UPLOAD,
+    UPLOAD_LIMIT,
+    _outgoing,
+    _recipient,
+    _text_chunks,
+)
 from tongdai.adapters.facebook.settings import FacebookSettings
 from tongdai.core.errors import DeliveryError, Forbidden, PayloadError, SignatureError, WindowClosed
-from tongdai.core.models import InboundEvent, RawEvent
+from tongdai.core.models import Attachment, InboundEvent, RawEvent
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 LEGACY_SIGNATURE_HEADER = "X-Hub-Signature"  # sha1; only when the sha256 header is absent
@@ -112,6 +122,15 @@ class FacebookAdapter(Adapter):
         answers: list[JSON] = []
         for part in parts:
             try:
+                upload = part.pop(_UPLOAD, None)
+                if upload is not None:  # upload and send in one call (Attachment Upload API)
+                    form = {"recipient": recipient, "message": part} | kind
+                    answers.append(self.graph("POST", "me/messages", form={
+                        k: v if isinstance(v, str) else orjson.dumps(v).decode()
+                        for k, v in form.items()}, files={"filedata": (
+                            upload.name or "file", upload.data,
+                            upload.mime or "application/octet-stream")}))
+                    continue
                 answers.append(
                     self.graph(
                         "POST", "me/messages", {"recipient": recipient, "message": part} | kind
@@ -178,8 +197,23 @@ class FacebookAdapter(Adapter):
         return [(f"GET /me with the Page token and app secret proof: Page "
                 f"{me.get('name') or '?'} ({me['id']})")]
 
+    def fetch_file(self, att: Attachment, max_bytes: int) -> FetchedFile | None:
+        """A file a customer sent, from the CDN URL in the webhook (it expires: fetched soon
+        after ingest)."""
+        if att.kind not in FILE_KINDS or not att.url:
+            return None
+        return download(self.http, att.url, max_bytes, "facebook attachment download")
+
+    def file_refusal(self, kind: str, mime: str, size: int) -> FileRefusal | None:
+        """Messenger takes attachments up to 25 MB (Send API reference)."""
+        if size > UPLOAD_LIMIT:
+            return FileRefusal("too_big", f"messenger takes files up to {UPLOAD_LIMIT} bytes",
+                               {"platform": self.name, "max_mb": UPLOAD_LIMIT // 2**20})
+        return None
+
     def graph(
-        self, method: str, path: str, body: JSON | None = None, params: dict[str, str] | None = None
+        self, method: str, path: str, body: JSON | None = None, params: dict[str, str] | None = None,
+        form: dict[str, str] | None = None, files: dict | None = None,
     ) -> JSON:
         """One Graph API call; its JSON answer, or ``DeliveryError`` saying whether to retry.
 
@@ -194,6 +228,8 @@ class FacebookAdapter(Adapter):
                 method,
                 f"{self.settings.graph_base}/{path}",
                 json=body,
+                data=form,
+                files=files,
                 params={**(params or {}), "appsecret_proof": proof},
                 headers={"Authorization": f"Bearer {token}"},
             )

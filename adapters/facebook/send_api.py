@@ -7,6 +7,7 @@ from tongdai.core.errors import DeliveryError
 from tongdai.core.models import Attachment
 
 TEXT_LIMIT = 2000  # Send API: message.text is at most 2000 characters
+UPLOAD_LIMIT = 25 * 2**20  # Send API: attachments up to 25 MB
 
 
 def _text_chunks(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -32,9 +33,16 @@ _SEND_TYPES = {
 }
 
 
+# The key of a part carrying an agent's upload (removed before the part is sent).
+_UPLOAD = "_upload"
+
+
 def _outgoing(att: Attachment) -> JSON:
     if att.kind == "sticker" and att.meta.get("sticker_id"):  # Sticker API (Jun 2026)
         return {"sticker_id": att.meta["sticker_id"]}
+    if att.data is not None:  # an agent's upload: multipart with the bytes as ``filedata``
+        kind = _SEND_TYPES.get(att.kind, "file")
+        return {"attachment": {"type": kind, "payload": {"is_reusable": False}}, _UPLOAD: att}
     if not att.url:
         raise DeliveryError(
             f"facebook send: the {att.kind} attachment has no URL; Messenger "

@@ -12,22 +12,39 @@ import httpx
 import orjson
 
 from tongdai.adapters.base import (
+    FILE_KINDS,
     Adapter,
     ChannelFacts,
     ChannelSettings,
+    FetchedFile,
+    FileRefusal,
     OutboundMessage,
     RateLimit,
     Receipt,
+    download,
     transport_error,
 )
 from tongdai.adapters.zalo.answers import TOKEN_ERRORS, _api_error, _json
 from tongdai.adapters.zalo.events import _load, parse_event
 from tongdai.adapters.zalo.fields import JSON, _int, _pick
-from tongdai.adapters.zalo.outbound import ANON_PATH, ANON_PREFIX, CS_PATH, _anonymous, _plan
+from tongdai.adapters.zalo.outbound import (
+    ANON_PATH,
+    ANON_PREFIX,
+    CS_PATH,
+    FILE_TYPES,
+    IMAGE_TYPES,
+    UPLOAD,
+    UPLOAD_FILE,
+    UPLOAD_GIF,
+    UPLOAD_IMAGE,
+    _anonymous,
+    _plan,
+    uploaded_part,
+)
 from tongdai.adapters.zalo.settings import ZaloSettings
 from tongdai.adapters.zalo.signatures import SIGNATURE_HEADER, signature, verify_signature
 from tongdai.core.errors import DeliveryError, WindowClosed
-from tongdai.core.models import InboundEvent, RawEvent
+from tongdai.core.models import Attachment, InboundEvent, RawEvent
 
 PROFILE_PATH = "/v3.0/oa/user/detail"
 TOKEN_PATH = "/v4/oa/access_token"
@@ -64,6 +81,9 @@ class ZaloAdapter(Adapter):
         An ``anon:`` address goes to the anonymous-user endpoint, the same way."""
         self._check_window(message)
         parts = _plan(message)
+        for part in parts:  # uploads first: nothing is sent when one is refused
+            if (att := part.pop(UPLOAD, None)) is not None:
+                part.update(self._upload(att))
         if message.address.startswith(ANON_PREFIX):
             recipient, path, what = _anonymous(message.address), ANON_PATH, "anonymous message"
         else:
@@ -100,6 +120,40 @@ class ZaloAdapter(Adapter):
         if quota is not None:  # Zalo's count of free replies left, worth seeing in the log
             raw["quota"] = quota
         return Receipt(ids[0], sent_ms, raw)
+
+    def _upload(self, att: Attachment) -> JSON:
+        """Upload an agent's file to Zalo; the message part that sends it."""
+        mime = att.mime or ""
+        if att.kind == "image":
+            path = UPLOAD_GIF if mime == "image/gif" else UPLOAD_IMAGE
+        else:
+            path = UPLOAD_FILE
+        data = self._call("POST", path, f"upload {path.rsplit('/', 1)[-1]}", files={
+            "file": (att.name or "file", att.data, mime or "application/octet-stream")})
+        try:
+            return uploaded_part(att.kind, mime, data)
+        except KeyError:
+            raise DeliveryError(f"zalo {path}: the answer has no attachment id or token",
+                                retryable=False, code="bad_response") from None
+
+    def fetch_file(self, att: Attachment, max_bytes: int) -> FetchedFile | None:
+        """A file a customer sent, from the URL in the webhook (Zalo's CDN)."""
+        if att.kind not in FILE_KINDS or not att.url:
+            return None
+        return download(self.http, att.url, max_bytes, "zalo attachment download")
+
+    def file_refusal(self, kind: str, mime: str, size: int) -> FileRefusal | None:
+        """Zalo takes uploaded JPG/PNG images up to 1 MB, GIFs up to 5 MB, and PDF/DOC/DOCX
+        files up to 5 MB; nothing else."""
+        allowed = IMAGE_TYPES if kind == "image" else FILE_TYPES
+        if mime not in allowed:
+            return FileRefusal("type_not_allowed", "zalo takes JPG/PNG/GIF images and "
+                               "PDF/DOC/DOCX files only", {"platform": self.name,
+                                                            "allowed": "JPG, PNG, GIF, PDF, DOC, DOCX"})
+        if size > allowed[mime]:
+            return FileRefusal("too_big", f"zalo takes such files up to {allowed[mime]} bytes",
+                               {"platform": self.name, "max_mb": allowed[mime] // 2**20})
+        return None
 
     def sent_dedupe_keys(self, message: OutboundMessage, receipt: Receipt) -> list[str]:
         """Zalo echoes our sends as ``oa_send_*`` and receipts name them: ``m:<msg_id>``."""

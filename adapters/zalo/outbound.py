@@ -50,6 +50,27 @@ def _media(url: str) -> JSON:
     }
 
 
+# Uploads (Zalo OA API, "upload image / gif / file"): multipart ``file``; images JPG/PNG up to
+# 1 MB and GIFs up to 5 MB answer ``data.attachment_id``, files (PDF/DOC/DOCX, 5 MB) answer
+# ``data.token``; kept by Zalo for 7 days.
+UPLOAD = "_upload"
+UPLOAD_IMAGE, UPLOAD_GIF, UPLOAD_FILE = ("/v2.0/oa/upload/image", "/v2.0/oa/upload/gif",
+                                         "/v2.0/oa/upload/file")
+IMAGE_TYPES = {"image/jpeg": 2**20, "image/png": 2**20, "image/gif": 5 * 2**20}
+FILE_TYPES = {"application/pdf": 5 * 2**20, "application/msword": 5 * 2**20,
+              "application/vnd.openxmlformats-officedocument.wordprocessingml.document":
+                  5 * 2**20}
+
+
+def uploaded_part(kind: str, mime: str, answer: JSON) -> JSON:
+    """The message part for an uploaded image (media template by attachment_id) or file."""
+    if kind == "image":
+        return {"attachment": {"type": "template", "payload": {
+            "template_type": "media",
+            "elements": [{"media_type": "image", "attachment_id": answer["attachment_id"]}]}}}
+    return {"attachment": {"type": "file", "payload": {"token": answer["token"]}}}
+
+
 def _split(text: str, limit: int = MAX_TEXT) -> list[str]:
     """Cut text into messages Zalo accepts, at a line break when there is one."""
     chunks = []
@@ -62,32 +83,36 @@ def _split(text: str, limit: int = MAX_TEXT) -> list[str]:
 
 
 def _plan(message: OutboundMessage) -> list[JSON]:
-    """The ``message`` objects to send, in order. Zalo sends files only by an upload token
-    (``/v2.0/oa/upload/file``, PDF/DOC/CSV, 5 MB, 7 days): files go as links in the text."""
-    if unsendable := [a for a in message.attachments if not a.url]:
+    """The ``message`` objects to send, in order. Images by URL go as media templates, other
+    files by URL as links in the text; an agent's uploads (bytes in hand) as a part holding
+    ``UPLOAD``, which ``send`` turns into an uploaded image (``attachment_id``) or file
+    (``token``) before sending anything."""
+    by_url = [a for a in message.attachments if a.data is None]
+    if unsendable := [a for a in by_url if not a.url]:
         raise DeliveryError(
             f"zalo sends attachments by URL; {unsendable[0].kind} "
             f"{unsendable[0].name or unsendable[0].file_id or ''} has none",
             retryable=False,
             code="bad_request",
         )
-    images = [a.url for a in message.attachments if a.kind == "image"]
-    links = [
-        f"{a.name}: {a.url}" if a.name else a.url for a in message.attachments if a.kind != "image"
-    ]
+    images = [_media(a.url) for a in by_url if a.kind == "image"]
+    images += [{UPLOAD: a} for a in message.attachments if a.data is not None and a.kind == "image"]
+    files = [{UPLOAD: a} for a in message.attachments if a.data is not None and a.kind != "image"]
+    links = [f"{a.name}: {a.url}" if a.name else a.url for a in by_url if a.kind != "image"]
     # NFC first: Zalo counts characters, and decomposed Vietnamese is longer.
     text = unicodedata.normalize("NFC", message.text or "")
     chunks = _split("\n".join(p for p in (text, *links) if p))
     if images and len(chunks) <= 1:  # the text rides with the first image
-        first = _media(images[0]) | ({"text": chunks[0]} if chunks else {})
-        parts = [first, *(_media(u) for u in images[1:])]
+        first = images[0] | ({"text": chunks[0]} if chunks else {})
+        parts = [first, *images[1:]]
     else:
-        parts = [{"text": c} for c in chunks] + [_media(u) for u in images]
+        parts = [{"text": c} for c in chunks] + images
+    parts += files
     if not parts:
         raise DeliveryError(
             "nothing to send: no text, no attachment", retryable=False, code="bad_request"
         )
-    if message.buttons and "attachment" not in parts[-1]:
+    if message.buttons and "attachment" not in parts[-1] and UPLOAD not in parts[-1]:
         # Buttons ride on the last text (OA API v3 message/cs, a "template" attachment of
         # buttons). oa.query.hide: the press comes back as the user's text, the payload, not
         # shown in the chat.

@@ -7,6 +7,11 @@ what was sent::
         adapter = FacebookAdapter("fb", settings(graph_base=fake.base_url))
         fake.fail_next("POST", 400, 10, 2018278, "This message is sent outside of allowed window.")
 
+Agents' files go out as the Send API's "upload and send" (multipart: ``recipient`` and
+``message`` as JSON text, the file as ``filedata``; developers.facebook.com/docs/
+messenger-platform/reference/attachment-upload-api): the file is an ``UploadedFile`` in the
+sent body. A CDN file a customer sent is served at ``/cdn/<name>`` once ``add_cdn_file``d.
+
 Errors have the Graph API's shape: ``{"error": {"message", "type", "code", "error_subcode",
 "fbtrace_id"}}``.
 """
@@ -79,9 +84,23 @@ class FakeGraphAPI(LocalHTTPServer):
         self._sent: list[dict[str, Any]] = []
         self._failures: deque[tuple[str, int, dict[str, Any], dict[str, str]]] = deque()
         self._next_message_id = 1
+        self._cdn: dict[str, tuple[bytes, str]] = {}
+        self.cdn_downloads: list[str] = []
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
+
+    # -- files on the CDN (what webhooks' attachment URLs point at) -----------------------------
+    def add_cdn_file(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Serve ``data`` at a CDN-like URL (returned) as the payload.url of a webhook."""
+        with self._lock:
+            self._cdn[name] = (data, content_type)
+        return self.base_url.removesuffix(self.base_path) + f"/cdn/{name}"
+
+    def cdn_get(self, name: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            self.cdn_downloads.append(name)
+            return self._cdn.get(name)
 
     # -- scripting and inspection -------------------------------------------------------------
     def fail_next(
@@ -141,9 +160,18 @@ class FakeGraphAPI(LocalHTTPServer):
             if not recipient or not call.body.get("message"):
                 msg = "(#100) The parameter recipient is required"
                 return 400, graph_error(100, msg), {}
+            att = call.body["message"].get("attachment") or {}
+            payload = att.get("payload") or {}
+            upload = call.body.get("filedata")
+            if att and "url" not in payload and "attachment_id" not in payload and upload is None:
+                return 400, graph_error(100, "(#100) Upload attachment failure."), {}
+            if upload is not None and len(upload.data) > 25 * 2**20:
+                return 400, graph_error(100, "(#100) Upload attachment failure."), {}
             mid, self._next_message_id = self._next_message_id, self._next_message_id + 1
             self._sent.append(call.body)
             answer = {"message_id": f"m_{mid}"}
+            if upload is not None and payload.get("is_reusable"):
+                answer["attachment_id"] = f"{1857777774821032 + mid}"
             if "id" in recipient:  # user_ref sends get no recipient_id (Send API reference)
                 answer["recipient_id"] = recipient["id"]
             return 200, answer, {}
@@ -173,6 +201,16 @@ def _handler_for(fake: FakeGraphAPI) -> type[BaseHTTPRequestHandler]:
     class Handler(FakeHandler):
         def serve(self, raw: bytes) -> None:
             path, params, body = self.request_params(raw)
+            if path.startswith("/cdn/"):  # a signed CDN link: no token; expired ones get 403
+                found = fake.cdn_get(path.removeprefix("/cdn/"))
+                if found is None:
+                    self.reply(403, b"URL signature expired", "text/plain")
+                else:
+                    self.reply(200, found[0], found[1])
+                return
+            for k in ("recipient", "message"):  # multipart sends carry these as JSON text
+                if isinstance(body.get(k), str):
+                    body[k] = orjson.loads(body[k])
             auth = self.headers.get("Authorization", "")
             token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
             # The Graph API takes the token from the header, the query or a form body.

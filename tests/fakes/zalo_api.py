@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from tests.fakes.server import FakeHandler, LocalHTTPServer
+from tests.fakes.server import FakeHandler, LocalHTTPServer, UploadedFile
 
 APP_ID = "3608465248940903967"
 APP_SECRET = "fake-app-secret-Xq9"
@@ -35,6 +35,14 @@ PROFILE_PATH = "/v3.0/oa/user/detail"
 OA_INFO_PATH = "/v2.0/oa/getoa"
 OA_ID = "388613280878808645"
 TOKEN_PATH = "/v4/oa/access_token"
+# Uploads (OA API "upload image/gif/file": multipart ``file``; JPG/PNG 1 MB, GIF 5 MB answer
+# data.attachment_id; PDF/DOC/DOCX 5 MB answer data.token). The refusal's code and wording
+# are the fake's own (-201 like its other invalid parameters), not verified.
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+UPLOADS = {"/v2.0/oa/upload/image": ({"image/jpeg", "image/png"}, 2**20, "attachment_id"),
+           "/v2.0/oa/upload/gif": ({"image/gif"}, 5 * 2**20, "attachment_id"),
+           "/v2.0/oa/upload/file": ({"application/pdf", "application/msword", DOCX}, 5 * 2**20,
+                                    "token")}
 # Answers shaped as Zalo documents them (docs.zaloplatforms.com, OA API error table; the
 # -14xxx OAuth family is undocumented: -14014 is the code community clients report for a
 # burnt refresh token; the adapter does not depend on the number).
@@ -71,6 +79,9 @@ class FakeZaloAPI(LocalHTTPServer):
         self.refreshes = 0  # successful rotations
         self.burnt_refresh_uses = 0  # refresh tokens presented after they were spent
         self._serial = 0
+        self.uploads: list[tuple[str, Any, str]] = []  # (path, UploadedFile, id or token)
+        self._cdn: dict[str, tuple[bytes, str]] = {}
+        self.cdn_downloads: list[str] = []
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -125,7 +136,7 @@ class FakeZaloAPI(LocalHTTPServer):
             self._calls.append((path, headers, params))
             if path == TOKEN_PATH:
                 return 200, self._token(headers, params)
-            if path not in (CS_PATH, ANON_PATH, PROFILE_PATH, OA_INFO_PATH):
+            if path not in (CS_PATH, ANON_PATH, PROFILE_PATH, OA_INFO_PATH, *UPLOADS):
                 return 404, {"error": 404, "message": "Not Found"}
             if self.access_token is None or headers.get("access_token") != self.access_token:
                 return 200, INVALID_TOKEN
@@ -142,6 +153,8 @@ class FakeZaloAPI(LocalHTTPServer):
                     "oa_id": OA_ID, "name": "Shop Test OA", "is_verified": True}}
             if path == ANON_PATH:
                 return 200, self._send_anonymous(params)
+            if path in UPLOADS:
+                return 200, self._upload(path, params.get("file"))
             return 200, self._send(params)
 
     def _next(self, prefix: str) -> str:
@@ -224,6 +237,22 @@ class FakeZaloAPI(LocalHTTPServer):
             },
         }
 
+    def _upload(self, path: str, file: Any) -> dict[str, Any]:
+        types, limit, key = UPLOADS[path]
+        if not isinstance(file, UploadedFile) or file.content_type not in types:
+            return {"error": -201, "message": "file is invalid!"}
+        if len(file.data) > limit:
+            return {"error": -201, "message": "file size is invalid!"}
+        handle = self._next("att" if key == "attachment_id" else "tok")
+        self.uploads.append((path, file, handle))
+        return {"error": 0, "message": "Success", "data": {key: handle}}
+
+    def add_cdn_file(self, name: str, data: bytes, content_type: str = "image/jpeg") -> str:
+        """Serve ``data`` at a CDN-like URL (returned), as a webhook's payload.url."""
+        with self._lock:
+            self._cdn[name] = (data, content_type)
+        return f"{self.base_url}/cdn/{name}"
+
     def _profile(self, params: dict[str, Any]) -> dict[str, Any]:
         try:
             user_id = orjson.loads(params.get("data") or "{}").get("user_id")
@@ -246,6 +275,14 @@ def _handler_for(fake: FakeZaloAPI) -> type[BaseHTTPRequestHandler]:
     class Handler(FakeHandler):
         def serve(self, body: bytes) -> None:
             path, query, form = self.request_params(body)
+            if path.startswith("/cdn/"):
+                found = fake._cdn.get(path.removeprefix("/cdn/"))
+                fake.cdn_downloads.append(path.removeprefix("/cdn/"))
+                if found is None:
+                    self.reply(404, b"Not Found", "text/plain")
+                else:
+                    self.reply(200, *found)
+                return
             headers = {
                 h: self.headers[h]
                 for h in ("access_token", "secret_key")
