@@ -14,6 +14,7 @@ from tongdai.core.cli import (  # noqa: F401  (each registers its commands on ma
     keys,
     processes,
     rules,
+    search,
     simulate,
     spikes,
     token,

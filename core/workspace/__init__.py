@@ -27,6 +27,7 @@ from tongdai.core.workspace import (  # noqa: F401  (registration on import)
     hooks,
     kpis,
     lookup_rules,
+    search_feed,
     sla_actions,
     spike_alerts,
     spikes,

@@ -35,6 +35,8 @@ class Filters:
     assignee: str | None = None   # a user's name; "" = nobody; None = anyone
     sla: str | None = None        # "due": a wait is running; "breached": past its due time
     q: str | None = None
+    since: int | None = None      # search: messages from this time (ms)
+    until: int | None = None      # search: messages up to this time (ms)
 
 
 @dataclass(slots=True)

@@ -10,8 +10,8 @@ import redis
 from tongdai.core import clock
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.hub import Hub
-from tongdai.core.pipeline import outbound, store
-from tongdai.core.workspace import backup
+from tongdai.core.pipeline import feed, outbound, store
+from tongdai.core.workspace import backup, search_feed
 
 PAGE = 200
 
@@ -51,8 +51,9 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
     Deleted: name, picture, identities (the channel index forgets them: their next message
     starts a new customer), identifiers and who held them, merge suggestions, conversations
     with their messages and files, and the retained raw events of their identities. Merge
-    records keep only ids. What is left on the customer is ``erased`` (when, by whom) and the
-    counts. Redis's append-only file is rewritten so the old values leave the disk too.
+    records keep only ids; the search index drops their rows. What is left on the customer is
+    ``erased`` (when, by whom) and the counts. Redis's append-only file is rewritten so the old
+    values leave the disk too.
     """
 
     r, k = hub.redis, hub.keys
@@ -130,7 +131,12 @@ def erase_customer(hub: Hub, customer_id: str, actor: str) -> dict[str, Any]:
                                                 **{f"count:{n}": v for n, v in counts.items()}})
     pipe.hincrby(k.stats(), "erased:customers", 1)
     pipe.hincrby(k.stats(), "erased:messages", messages)
+    # every node's search index drops their rows (core/workspace/search_feed.py); this one now
+    gone = [customer_id] + [source for _, source in merged_in]
+    feed.publish(hub, {"type": "customer.erased", "customer_id": customer_id,
+                       "customer_ids": gone, "conversation_ids": convs}, pipe)
     pipe.execute()
+    search_feed.forget(gone, convs)
     from tongdai.core.workspace import hookdelivery
 
     counts["webhook_deliveries"] = hookdelivery.forget_conversations(hub, set(convs))

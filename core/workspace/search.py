@@ -1,44 +1,29 @@
-"""Inbox search (``q``): by conversation id, identifier, customer name and message text.
+"""Inbox search (``q``): every message, customer name and identifier, through the search index.
 
-Exact hits by conversation id and by identifier (a phone or address in any
-format, normalised as ingest does, found through the blind index), plus substring matches —
-diacritics and case ignored, so "nguyen van a" finds "Nguyễn Văn A" — on the customer's name
-and the latest ``SEARCH_MESSAGES`` messages' text of the most recent ``SEARCH_RECENT``
-conversations that pass the other filters. Names and (with ``security.encrypt_message_text``)
-texts are encrypted at rest, so matching them means decrypting: that bound is what keeps a
-search affordable. Older conversations are found by id or identifier.
+Exact hits first: a conversation id, and the conversations of customers holding the phone or
+address typed (in any format, normalised as ingest does, found through the blind index) or
+whose name or identifiers match (``core/workspace/search_index.py``). Then conversations by
+their newest message matching the text — diacritics, case and Chinese script ignored, so
+"nap the" finds "nạp thẻ" and 帳號 finds 账号 — within ``since``/``until``. Every hit passes
+the other filters and the agent's access, read from Redis (the truth: status, queue, tags
+change after the text was indexed). The cursor is the last hit: ``-updated:conv`` among the exact ones,
+``rowid:conv`` among messages.
+One request looks at no more than ``SEARCH_SCAN`` matching conversations.
 """
 
 from __future__ import annotations
 
 import re
 
-import orjson
-
 from tongdai.core.crypto import SUBJECT_PREFIX, TEXT_PREFIX
 from tongdai.core.hub import Hub
 from tongdai.core.identity import identifiers
-from tongdai.core.pipeline.tagging import fold
-from tongdai.core.workspace import access
+from tongdai.core.workspace import access, search_index
 from tongdai.core.workspace.access import Principal
-from tongdai.core.workspace.inbox_index import (
-    Filters,
-    Row,
-    _beyond,
-    _cursor,
-    _load,
-    _matches,
-    _source,
-    _walk,
-)
+from tongdai.core.workspace.inbox_index import Filters, Row, _beyond, _cursor, _load, _matches
 
-SEARCH_RECENT = 2000      # conversations whose names and texts a search decrypts and matches
-SEARCH_MESSAGES = 10      # latest messages per conversation a text search looks at
-SEARCH_SCAN = 20_000      # index entries looked at to find those SEARCH_RECENT
-
-
-def _norm(text: str | None) -> str:
-    return " ".join(fold(text).split()) if text else ""
+SEARCH_SCAN = 5000        # matching conversations one request looks at, at most
+DIRECT_MAX = 200          # conversations of exact (id, identifier, name) hits, at most
 
 
 def _direct_hits(hub: Hub, q: str) -> list[str]:
@@ -101,89 +86,68 @@ def _names(hub: Hub, customer_ids: list[str]) -> dict[str, str | None]:
     return out
 
 
-def _texts(hub: Hub, conv_ids: list[str]) -> dict[str, list[str]]:
-    """Conversation → the texts (and mail subjects) of its latest messages, in clear."""
-    k = hub.keys
-    pipe = hub.redis.pipeline(transaction=False)
-    for c in conv_ids:
-        pipe.zrevrange(k.timeline(c), 0, SEARCH_MESSAGES - 1)
-    mids = pipe.execute()
-    pipe = hub.redis.pipeline(transaction=False)
-    for c, ids in zip(conv_ids, mids):
-        if ids:
-            pipe.hmget(k.messages(c), ids)
-    blobs = iter(pipe.execute())
-    found: dict[str, list[tuple[str, bytes]]] = {}
-    sealed: list[str] = []
-    for c, ids in zip(conv_ids, mids):
-        if not ids:
-            continue
-        for b in next(blobs):
-            if not b:
-                continue
-            d = orjson.loads(b)
-            for field, purpose in (("x", b"text"), ("sj", b"subject")):
-                v = d.get(field)
-                if isinstance(v, str) and v:
-                    found.setdefault(c, []).append((v, purpose))
-                    sealed.append(v)
-    _prefetch(hub, sealed)
-    ring = hub.keyring
-    out: dict[str, list[str]] = {}
-    for c, values in found.items():
-        texts = []
-        for v, purpose in values:
-            try:
-                texts.append(ring.decrypt_text(v, purpose) or "")
-            except ValueError:  # a value sealed with a key no longer configured
-                continue
-        out[c] = texts
-    return out
+
+
+def _in_range(row: Row, f: Filters) -> bool:
+    updated = int(row.h.get("updated") or 0)
+    return ((f.since is None or updated >= f.since)
+            and (f.until is None or int(row.h.get("created") or 0) <= f.until))
+
+
+def _direct(hub: Hub, f: Filters, query: str | None, regions: tuple[str, ...]) -> list[str]:
+    """Conversation ids of exact hits: id, identifier, customers by name or identifier."""
+    out = _direct_hits(hub, f.q or "")
+    if query:
+        customers = search_index.open_index().customers(query)
+        if customers:
+            pipe = hub.redis.pipeline(transaction=False)
+            for c in customers:
+                pipe.zrevrange(hub.keys.customer_conversations(str(c)), 0, 49)
+            out += [c.decode() for convs in pipe.execute() for c in convs]
+    return list(dict.fromkeys(out))[:DIRECT_MAX]
 
 
 def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None, limit: int,
             now: int) -> tuple[list[Row], str | None]:
-    key, desc, bound = _source(hub, f, now)
     visible = access.visible_queues(hub, p)
-    needle = _norm(f.q)
-    # the most recent conversations passing the other filters: what names and texts are
-    # matched against (from the start of the index: every page sees the same set)
-    cands: list[Row] = []
-    scanned = 0
-    for chunk in _walk(hub, key, None, desc, bound):
-        for row in _load(hub, chunk):
-            scanned += 1
-            if row is not None and _matches(row, f, p, visible, now):
-                cands.append(row)
-        if len(cands) >= SEARCH_RECENT or scanned >= SEARCH_SCAN:
-            break
-    cands = cands[:SEARCH_RECENT]
-    hits: dict[str, Row] = {}
-    # exact: conversation id, identifier (any age, still filtered and ordered by the index)
-    direct = [c for c in dict.fromkeys(_direct_hits(hub, f.q or ""))]
-    if direct:
-        pipe = hub.redis.pipeline(transaction=False)
-        for c in direct:
-            pipe.zscore(key, c)
-        scored = [(c, s) for c, s in zip(direct, pipe.execute())
-                  if s is not None and (bound is None or s <= bound)]
-        for row in _load(hub, scored) if scored else []:
-            if row is not None and _matches(row, f, p, visible, now):
-                hits[row.id] = row
-    if needle:
-        names = _names(hub, [r.h["customer"] for r in cands])
-        rest = []
-        for row in cands:
-            if needle in _norm(names.get(row.h["customer"])):
-                hits[row.id] = row
-            elif row.id not in hits:
-                rest.append(row)
-        texts = _texts(hub, [r.id for r in rest]) if rest else {}
-        for row in rest:
-            if any(needle in _norm(t) for t in texts.get(row.id, ())):
-                hits[row.id] = row
-    ordered = sorted(hits.values(), key=lambda r: (r.score, r.id), reverse=desc)
-    if after is not None:
-        ordered = [r for r in ordered if _beyond(r.score, r.id, after, desc)]
-    out = ordered[:limit]
-    return out, (_cursor(out[-1].score, out[-1].id) if len(ordered) > limit else None)
+    regions = tuple(hub.config.hub.identity.regions)
+    query = search_index.match(f.q or "", regions)
+    index = search_index.open_index()
+    ok = lambda row: row is not None and _matches(row, f, p, visible, now)
+    direct = _direct(hub, f, query, regions)
+    out: list[Row] = []
+    if after is None or after[0] < 0:  # exact hits first, latest activity first
+        rows = [r for r in _load(hub, [(c, 0.0) for c in direct]) if ok(r) and _in_range(r, f)]
+        for r in rows:  # (their cursor is negative: -updated)
+            r.score = -float(r.h["updated"])
+        rows.sort(key=lambda r: (r.score, r.id))
+        if after is not None:
+            rows = [r for r in rows if _beyond(r.score, r.id, after, False)]
+        if len(rows) >= limit:
+            return rows[:limit], _cursor(rows[limit - 1].score, rows[limit - 1].id)
+        out = rows
+    if query is None:
+        return out, None
+    before = int(after[0]) if after is not None and after[0] >= 0 else None
+    seen = set(direct)
+    looked = 0
+    for chunk in index.messages(query, before, f.since, f.until):
+        fresh = []
+        for rid, conv in chunk:
+            if conv in seen:
+                continue
+            seen.add(conv)
+            # on a later page, a conversation with a match above the cursor was shown (or
+            # filtered out) on an earlier one
+            if before is not None and index.newer_match(query, conv, before):
+                continue
+            fresh.append((conv, float(rid)))
+        for (conv, rid), row in zip(fresh, _load(hub, fresh) if fresh else []):
+            looked += 1
+            if ok(row):
+                if len(out) == limit:  # full, and more follow
+                    return out, _cursor(out[-1].score, out[-1].id)
+                out.append(row)
+            if looked >= SEARCH_SCAN:  # a shorter page; the next one goes on from here
+                return out, _cursor(rid, conv)
+    return out, None

@@ -178,6 +178,7 @@ def test_an_agent_sees_only_their_teams_conversations(client, hub, people):
     say(client, 401, "alo shop", name="Mai")
     say(client, 402, "nạp thẻ không được", name="Mai")
     drain_all(hub)
+    feed.run_pending(hub, ["search"])  # the search index's reactor
     general, billing = conv_of(hub, 401), conv_of(hub, 402)
     page = get_inbox(client, people["bich"])
     assert ids(page) == {billing} and page["counts"] == {"billing": 1}
@@ -201,6 +202,7 @@ def test_search(client, hub, people, encrypt):
     share_contact(client, 503, "+84912345678", name="Trần Thị Bích")
     say(client, 504, "ĐẶT HÀNG GIÚP EM", name="Lê Đức")
     drain_all(hub)
+    feed.run_pending(hub, ["search"])  # the search index's reactor
     c1, c2, c3, c4 = (conv_of(hub, u) for u in (501, 502, 503, 504))
     if encrypt:  # what is searched is not stored in clear
         assert b"ho\xc3\xa0n" not in b"".join(hub.redis.hvals(hub.keys.messages(c1)))
@@ -291,6 +293,7 @@ def test_pages_return_every_match_exactly_once(client, hub, people, monkeypatch,
         text = "nạp thẻ" if n % 3 == 0 else "hỏi đơn"
         say(client, 700 + n, f"{text} {n}", name=f"Khách {n}", date=NOW_S - n)
     drain_all(hub)
+    feed.run_pending(hub, ["search"])
     convs = {conv_of(hub, 700 + n): n for n in range(14)}
 
     def walk(token: str) -> list[str]:

@@ -24,6 +24,8 @@ class InboxQuery(Strict):
     assignee: str | None = Field(None, min_length=1, max_length=100)
     sla: Literal["due", "breached"] | None = None
     q: str | None = Field(None, max_length=200)
+    since: int | None = Field(None, ge=0, description="search: messages from (ms)")
+    until: int | None = Field(None, ge=0, description="search: messages until (ms)")
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(50, ge=1, le=200)
 
@@ -64,10 +66,12 @@ def get_inbox(query: InboxQuery):
 
     Filters: ``queue``, ``status`` (default open), ``channel`` (the customer's latest),
     ``tag``, ``priority_min``, ``assignee`` (``me``, ``none`` or a name), ``sla`` (``due``: a
-    reply is owed; ``breached``: past its due time), ``q`` (customer name, phone or address in
-    any format, conversation id, or text of recent messages; accents and case ignored).
+    reply is owed; ``breached``: past its due time), ``q`` (every message, customer name and
+    identifier, conversation id; phones and order numbers in any format; accents, case and
+    Chinese script ignored) with ``since``/``until`` (ms: the matching message's time).
     Order: by SLA due time with ``sla``, queue order (priority, then oldest) with ``queue``,
-    else latest activity. ``counts``: queue → open conversations with unread messages, for
+    else latest activity; a search: exact hits (id, identifier, name) first, then by the
+    newest matching message. ``counts``: queue → open conversations with unread messages, for
     every queue the caller sees. Each item: the conversation, ``customer_name``,
     ``last_message`` (a preview of at most 140 characters), ``unread`` (customer messages
     since an agent last read or answered), ``sla_due_ts``, ``sla_breached``,
@@ -76,7 +80,7 @@ def get_inbox(query: InboxQuery):
     assignee = {"me": p.name, "none": ""}.get(a.assignee or "", a.assignee)
     f = inbox.Filters(status=a.status, queue=a.queue or None, channel=a.channel or None,
                       tag=a.tag or None, priority_min=a.priority_min, assignee=assignee,
-                      sla=a.sla, q=a.q or None)
+                      sla=a.sla, q=a.q or None, since=a.since, until=a.until)
     page = inbox.page(h, p, f, a.cursor, a.limit)
     return jsonify({"items": page.items, "next_cursor": page.next_cursor,
                     "counts": page.counts})

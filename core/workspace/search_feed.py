@@ -1,0 +1,169 @@
+"""Keeping the search index current: a reactor on the change feed, a rebuild, erasure.
+
+The ``search`` reactor reads ``message.created`` / ``message.updated`` (the message, decrypted,
+folded, upserted) and ``customer.merged`` / ``customer.split`` / ``customer.erased`` (the
+customers' rows again, or gone). Ingest does not wait for it: a message is searchable once
+the reactor has read it (usually well under a second). Each node runs its own reactor group
+(``search@<TONGDAI_SEARCH_NODE>`` when set) into its own file, so every web node has a full
+index. An index that was never built (a new node, an upgrade, a deleted file) builds itself
+from Redis on the reactor's first batch; ``tongdai search reindex`` rebuilds it on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+import orjson
+
+from tongdai.core.hub import Hub
+from tongdai.core.pipeline import feed, store
+from tongdai.core.workspace import search_index
+from tongdai.core.workspace.search_index import SearchIndex, body
+
+BATCH = 200
+INDEXED_KINDS = ("in", "out")  # customers' and agents' messages; not notes or system lines
+
+
+def reactor_name() -> str:
+    node = os.environ.get("TONGDAI_SEARCH_NODE", "").strip()
+    return f"search@{node}" if node else "search"
+
+
+def _regions(hub: Hub) -> tuple[str, ...]:
+    return tuple(hub.config.hub.identity.regions)
+
+
+def message_rows(hub: Hub, conv: str, blobs: Iterable[tuple[str, bytes]]
+                 ) -> list[tuple[str, str, int, str]]:
+    """(conversation, message id, time ms, body) for the index, from stored message blobs."""
+    ring, regions = hub.keyring, _regions(hub)
+    out = []
+    for mid, blob in blobs:
+        d = orjson.loads(blob)
+        if d.get("d") not in INDEXED_KINDS:
+            continue
+        parts = []
+        for field, purpose in (("sj", b"subject"), ("x", b"text")):
+            v = d.get(field)
+            if isinstance(v, str) and v:
+                try:
+                    parts.append(ring.decrypt_text(v, purpose) or "")
+                except ValueError:  # sealed with a key no longer configured
+                    continue
+        text = " ".join(p for p in parts if p)
+        if text:
+            out.append((conv, mid, int(d.get("t") or d.get("r") or 0), body(text, regions)))
+    return out
+
+
+def customer_rows(hub: Hub, customer_ids: Iterable[str]) -> list[tuple[int, str]]:
+    """(customer id, body): the name, identities' user ids and identifiers, folded."""
+    regions = _regions(hub)
+    out = []
+    for cid in sorted(set(customer_ids)):
+        if not cid.isdigit():
+            continue
+        try:
+            c = store.get_customer(hub, cid)
+        except Exception:  # noqa: BLE001 — gone (erased, merged away): no row
+            out.append((int(cid), ""))
+            continue
+        if c.erased_ts_ms or c.merged_into:
+            out.append((int(cid), ""))
+            continue
+        words = [c.name or ""] + [i.external_user_id for i in c.identities]
+        for idf in c.identifiers:
+            v = idf.get("value") or ""
+            words.append(v[1:] if idf.get("kind") == "phone" and v.startswith("+") else v)
+        out.append((int(cid), body(" ".join(w for w in words if w), regions)))
+    return out
+
+
+def _customer_of(hub: Hub, convs: Iterable[str]) -> set[str]:
+    pipe = hub.redis.pipeline(transaction=False)
+    convs = list(convs)
+    for c in convs:
+        pipe.hget(hub.keys.conversation(c), "customer")
+    return {v.decode() for v in pipe.execute() if v}
+
+
+def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
+    """The reactor: index what the events changed (idempotent upserts)."""
+    index = search_index.open_index()
+    if index.get_state("built") is None:
+        reindex(hub, index)
+        return  # the rebuild read everything these events are about
+    wanted: dict[str, set[str]] = {}
+    customers: set[str] = set()
+    forget_convs: list[str] = []
+    forget_customers: list[int] = []
+    for e in events:
+        d = e.data
+        if e.type in ("message.created", "message.updated") and d.get("message_id"):
+            wanted.setdefault(str(d["conversation_id"]), set()).add(str(d["message_id"]))
+        elif e.type in ("customer.merged", "customer.split"):
+            customers |= {str(d[k]) for k in ("customer_id", "merged_customer_id",
+                                              "restored_customer_id") if d.get(k)}
+        elif e.type == "customer.erased":
+            forget_convs += [str(c) for c in d.get("conversation_ids", ())]
+            forget_customers += [int(c) for c in d.get("customer_ids", ()) if str(c).isdigit()]
+    if forget_convs or forget_customers:
+        index.forget(forget_convs, forget_customers)
+    rows = []
+    if wanted:
+        pipe = hub.redis.pipeline(transaction=False)
+        for conv, mids in wanted.items():
+            pipe.hmget(hub.keys.messages(conv), sorted(mids))
+        for (conv, mids), blobs in zip(wanted.items(), pipe.execute()):
+            rows += message_rows(hub, conv, [(m, b) for m, b in zip(sorted(mids), blobs) if b])
+        customers |= _customer_of(hub, wanted)
+    index.put_messages(rows)
+    index.put_customers(customer_rows(hub, customers))
+
+
+feed.reactor(reactor_name())(on_events)
+
+
+def reindex(hub: Hub, index: SearchIndex | None = None,
+            progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    """Rebuild the index from Redis: every conversation's messages and every customer.
+    In place: searches made meanwhile find what is indexed so far. ``progress(done, total)``
+    is called after each batch of conversations."""
+    index = index or search_index.open_index()
+    r, k = hub.redis, hub.keys
+    index.clear()
+    convs: list[str] = []
+    for status in ("open", "pending", "resolved"):
+        convs += [c.decode() for c in r.zrange(k.conversations_by_status(status), 0, -1)]
+    convs = list(dict.fromkeys(convs))
+    messages = 0
+    customers: set[str] = set()
+    for i in range(0, len(convs), BATCH):
+        part = convs[i:i + BATCH]
+        pipe = r.pipeline(transaction=False)
+        for c in part:
+            pipe.hgetall(k.messages(c))
+            pipe.hget(k.conversation(c), "customer")
+        replies = pipe.execute()
+        rows = []
+        for n, c in enumerate(part):
+            blobs, cust = replies[2 * n], replies[2 * n + 1]
+            rows += message_rows(hub, c, [(m.decode(), b) for m, b in blobs.items()])
+            if cust:
+                customers.add(cust.decode())
+        index.put_messages(rows)
+        messages += len(rows)
+        if progress:
+            progress(min(i + BATCH, len(convs)), len(convs))
+    cust = customer_rows(hub, customers)
+    for i in range(0, len(cust), 1000):
+        index.put_customers(cust[i:i + 1000])
+    index.set_state("built", str(messages))
+    return {"conversations": len(convs), "messages": messages, "customers": len(customers)}
+
+
+def forget(customers: list[str], conversations: list[str]) -> None:
+    """Erasure: this node's index drops the customers' rows now; the feed's
+    ``customer.erased`` (published by the caller) tells the other nodes'."""
+    search_index.open_index().forget(conversations, [int(c) for c in customers if c.isdigit()])

@@ -1,0 +1,248 @@
+"""The search index: SQLite FTS5 with the trigram tokenizer, one file per node.
+
+What it holds (``<data dir>/search.sqlite3``, mode 0600): for each message, its text and mail
+subject *folded* — lower case, no diacritics, Chinese in Simplified (OpenCC ``tw2sp``) — with
+search helpers appended (Chinese as words of one and two characters, numbers written
+together, phones in E.164); for each customer, their name and identifiers folded the same
+way. Texts are encrypted at rest in Redis; this file is plaintext-derived, so it lives beside
+Redis's own files, is never part of a backup (``tongdai search reindex`` rebuilds it), and
+loses a customer's rows when they are erased (``forget``; secure_delete zeroes the pages).
+
+Rows: ``msg`` (FTS5, rowid = the message's time in ms × 1024 + a hash of its id: newest
+first is rowid order, and a date range is a rowid range) with ``msg_meta`` (rowid →
+conversation, message id); ``cust`` (FTS5, rowid = customer id). Every write is an upsert:
+the change feed delivers at least once.
+
+Matching: a query is folded like the text and matched as a substring (trigrams); a query of
+one or two characters matches a whole word (Latin) or word of the helpers (Chinese).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from tongdai.core.identity import identifiers
+from tongdai.core.pipeline.language import HAN
+from tongdai.core.pipeline.tagging import fold, fold_chinese
+
+FILE = "search.sqlite3"
+SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS msg USING fts5(body, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS msg_meta(id INTEGER PRIMARY KEY, conv TEXT NOT NULL,
+                                    mid TEXT NOT NULL, UNIQUE(conv, mid));
+CREATE INDEX IF NOT EXISTS msg_meta_conv ON msg_meta(conv, id);
+CREATE VIRTUAL TABLE IF NOT EXISTS cust USING fts5(body, tokenize='trigram');
+CREATE TABLE IF NOT EXISTS state(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+"""
+_WORD = re.compile(r"\w+")
+_HAN_RUN = re.compile(HAN.pattern + "+")
+_PHONE = re.compile(r"\+?\d[\d .\-()]{6,20}\d")
+
+
+def _han(text: str) -> bool:
+    return _HAN_RUN.search(text) is not None
+
+
+def fold_text(text: str) -> str:
+    """Lower case, no diacritics, Simplified Chinese, words only: ``"Nạp THẺ #12"`` → ``"nap
+    the 12"``."""
+    t = fold(text)
+    if _han(t):
+        t = fold_chinese(t)
+    return " ".join(_WORD.findall(t))
+
+
+def body(text: str, regions: tuple[str, ...]) -> str:
+    """What the index holds for a text: the folded words between spaces, then the helpers."""
+    folded = fold_text(text)
+    extra: list[str] = []
+    for run in _HAN_RUN.findall(folded):  # 退款 is two characters: below a trigram
+        extra += [run[i:i + 2] for i in range(len(run) - 1)] + list(run)
+    for word in re.findall(r"\S*\d\S*", text):  # DH-123/45 → dh12345
+        compact = "".join(_WORD.findall(fold(word))).replace("_", "")
+        if compact and compact not in folded:
+            extra.append(compact)
+    for m in _PHONE.findall(text):
+        if (e164 := identifiers.phone(m, regions)) is not None:
+            extra.append(e164[1:])
+    return f" {folded} " + (" ".join(dict.fromkeys(extra)) + " " if extra else "")
+
+
+def match(q: str, regions: tuple[str, ...]) -> str | None:
+    """The FTS5 query for what an agent typed (None: nothing to look for)."""
+    folded = fold_text(q)
+    if not folded:
+        return None
+    alts = [folded if len(folded) >= 3 else f" {folded} "]
+    compact = "".join(_WORD.findall(fold(q))).replace("_", "")
+    if any(c.isdigit() for c in compact) and len(compact) >= 3 and compact != folded:
+        alts.append(compact)
+    if _PHONE.fullmatch(q.strip()) and (e164 := identifiers.phone(q.strip(), regions)):
+        alts.append(e164[1:])
+    return " OR ".join('"' + a.replace('"', " ") + '"' for a in dict.fromkeys(alts))
+
+
+def rowid(ts_ms: int, conv: str, mid: str) -> int:
+    return max(int(ts_ms), 0) * 1024 + (zlib.crc32(f"{conv}|{mid}".encode()) & 1023)
+
+
+class SearchIndex:
+    """One connection to the index file (per thread: sqlite3 connections stay in theirs)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA secure_delete=ON")  # an erased customer's pages are zeroed
+        self.db.executescript(SCHEMA)
+        self.inode = os.stat(path).st_ino
+
+    # -- writing -------------------------------------------------------------------------------
+    def put_messages(self, rows: list[tuple[str, str, int, str]]) -> None:
+        """Upsert (conversation, message id, time ms, body) rows, in one transaction."""
+        if not rows:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for conv, mid, ts, text in rows:
+                old = db.execute("SELECT id FROM msg_meta WHERE conv=? AND mid=?",
+                                 (conv, mid)).fetchone()
+                if old is not None:
+                    db.execute("DELETE FROM msg WHERE rowid=?", old)
+                    db.execute("DELETE FROM msg_meta WHERE id=?", old)
+                rid = rowid(ts, conv, mid)
+                while db.execute("SELECT 1 FROM msg_meta WHERE id=?", (rid,)).fetchone():
+                    rid += 1  # two messages of one millisecond and one hash: the next free
+                db.execute("INSERT INTO msg_meta(id, conv, mid) VALUES (?,?,?)", (rid, conv, mid))
+                db.execute("INSERT INTO msg(rowid, body) VALUES (?,?)", (rid, text))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def put_customers(self, rows: list[tuple[int, str]]) -> None:
+        """Upsert (customer id, body) rows."""
+        if not rows:
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for cid, text in rows:
+                db.execute("DELETE FROM cust WHERE rowid=?", (cid,))
+                if text.strip():
+                    db.execute("INSERT INTO cust(rowid, body) VALUES (?,?)", (cid, text))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def forget(self, conversations: list[str], customers: list[int]) -> int:
+        """Remove the conversations' messages and the customers' rows (erasure); returns
+        messages removed. The postings are rewritten at once (``optimize``) so no trigram of
+        the text stays in the file either."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        n = 0
+        try:
+            for conv in conversations:
+                ids = db.execute("SELECT id FROM msg_meta WHERE conv=?", (conv,)).fetchall()
+                db.executemany("DELETE FROM msg WHERE rowid=?", ids)
+                db.execute("DELETE FROM msg_meta WHERE conv=?", (conv,))
+                n += len(ids)
+            db.executemany("DELETE FROM cust WHERE rowid=?", [(c,) for c in customers])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if n or customers:
+            db.execute("INSERT INTO msg(msg) VALUES('optimize')")
+            db.execute("INSERT INTO cust(cust) VALUES('optimize')")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the old pages leave the WAL too
+        return n
+
+    def clear(self) -> None:
+        """Empty the index (a rebuild starts here)."""
+        self.db.executescript("BEGIN IMMEDIATE; DROP TABLE msg; DROP TABLE msg_meta; "
+                              "DROP TABLE cust; DELETE FROM state; COMMIT;")
+        self.db.executescript(SCHEMA)
+        self.db.execute("VACUUM")
+
+    def get_state(self, k: str) -> str | None:
+        row = self.db.execute("SELECT v FROM state WHERE k=?", (k,)).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, k: str, v: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO state(k, v) VALUES (?,?)", (k, v))
+
+    # -- reading -------------------------------------------------------------------------------
+    def customers(self, query: str, limit: int = 50) -> list[int]:
+        """Customer ids whose name or identifiers match, by id (newest customers first)."""
+        rows = self.db.execute("SELECT rowid FROM cust WHERE cust MATCH ? ORDER BY rowid DESC "
+                               "LIMIT ?", (query, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def messages(self, query: str, before: int | None, since_ms: int | None,
+                 until_ms: int | None, chunk: int = 500) -> Iterator[list[tuple[int, str]]]:
+        """(rowid, conversation) of matching messages, newest first, in chunks."""
+        hi = before if before is not None else 2**62
+        if until_ms is not None:
+            hi = min(hi, (until_ms + 1) * 1024)
+        lo = since_ms * 1024 if since_ms is not None else -1
+        while True:
+            rows = self.db.execute(
+                "SELECT msg.rowid, m.conv FROM msg JOIN msg_meta m ON m.id = msg.rowid "
+                "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
+                "ORDER BY msg.rowid DESC LIMIT ?", (query, hi, lo, chunk)).fetchall()
+            if rows:
+                yield rows
+            if len(rows) < chunk:
+                return
+            hi = rows[-1][0]
+
+    def newer_match(self, query: str, conv: str, than: int) -> bool:
+        """Whether the conversation has a matching message after rowid ``than``."""
+        ids = self.db.execute("SELECT id FROM msg_meta WHERE conv=? AND id > ?",
+                              (conv, than)).fetchall()
+        return any(self.db.execute("SELECT 1 FROM msg WHERE msg MATCH ? AND rowid=?",
+                                   (query, i)).fetchone() for (i,) in ids)
+
+    def count(self) -> tuple[int, int]:
+        """(messages, customers) indexed."""
+        m = self.db.execute("SELECT count(*) FROM msg_meta").fetchone()[0]
+        c = self.db.execute("SELECT count(*) FROM cust").fetchone()[0]
+        return m, c
+
+
+_local = threading.local()
+
+
+def path() -> Path:
+    from tongdai.core.hub import data_dir
+
+    return data_dir().resolve() / FILE
+
+
+def open_index() -> SearchIndex:
+    """This thread's connection to this node's index (reopened when the file was replaced)."""
+    p = path()
+    cur: SearchIndex | None = getattr(_local, "index", None)
+    if cur is not None and cur.path == p:
+        try:
+            if os.stat(p).st_ino == cur.inode:
+                return cur
+        except FileNotFoundError:
+            pass
+        cur.db.close()
+    _local.index = SearchIndex(p)
+    return _local.index
