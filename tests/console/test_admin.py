@@ -19,8 +19,8 @@ NEW_TOKEN = "987654321:AAnew-rotated-token-value_XYZ9"
 
 
 @pytest.fixture
-def config_file(tmp_path):
-    path = write_config(tmp_path / "tongdai.yaml", extra=TEAMS)
+def config_file(tmp_path, tg_fake):
+    path = write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=TEAMS)
     text = path.read_text(encoding="utf-8")
     return path.write_text("# ops: keep this note\n" + text.replace(
         "    adapter: telegram\n", "    adapter: telegram  # the shop's bot\n"), "utf-8") and path
@@ -38,7 +38,7 @@ def _worker() -> Hub:
 
 
 def test_secrets_are_masked_rotated_sealed_and_used_by_a_running_worker(hub, client, admin,
-                                                                           config_file):
+                                                                           config_file, tg_fake):
     headers, _ = admin
     worker = _worker()
     r = client.get("/api/v1/admin/channels", headers=headers)
@@ -49,7 +49,11 @@ def test_secrets_are_masked_rotated_sealed_and_used_by_a_running_worker(hub, cli
     assert secrets["bot_token"] == {"key": "bot_token", "set": True, "hint": "••••" + TOKEN[-4:],
                                     "source": {"file": True}}
     assert secrets["secret_token"]["hint"] == "••••"  # too short to spare four characters
-    assert ch["settings"] == {"api_base": "http://127.0.0.1:9"} and ch["disabled"] is None
+    assert ch["settings"] == {"api_base": tg_fake.base_url} and ch["disabled"] is None
+    check = client.post("/api/v1/admin/channels/tg-test/check", headers=headers)
+    assert check.json["ok"] is True and "getMe" in check.json["lines"][0]
+    assert check.json["webhook"].startswith("not registered")
+    assert TOKEN not in check.get_data(as_text=True)
 
     r = client.put("/api/v1/admin/channels/tg-test/secrets/bot_token", headers=headers,
                    json={"value": NEW_TOKEN})
@@ -68,6 +72,9 @@ def test_secrets_are_masked_rotated_sealed_and_used_by_a_running_worker(hub, cli
     assert worker.adapter("tg-test").settings.bot_token.get_secret_value() == NEW_TOKEN
     listed = client.get("/api/v1/admin/channels", headers=headers).get_data(as_text=True)
     assert NEW_TOKEN not in listed
+    check = client.post("/api/v1/admin/channels/tg-test/check", headers=headers)
+    assert check.json["ok"] is False  # the fake Bot API knows only the old token: it is in use
+    assert NEW_TOKEN not in check.get_data(as_text=True)
     (entry,), _ = audit.entries(hub, action="channel.secret_set")
     assert entry["details"] == {"key": "bot_token"} and entry["actor"] == "admin"
 

@@ -143,19 +143,21 @@ def admin_channels():
 @bp.post("/admin/channels/<channel_id>/check")
 @spec.validate(resp=Resp(HTTP_200=AnyObject, **ERRORS), tags=[TAG])
 def admin_check_channel(channel_id: str):
-    """Ask the platform whether the channel's credentials work (``tongdai channels check``):
-    ``{"ok", "lines"}``; ``ok`` null when the platform has no call for it."""
+    """Ask the platform whether the channel's credentials work (``tongdai channels check``)
+    and where it delivers webhooks: ``{"ok", "lines", "webhook"}``; ``ok`` null when the
+    platform has no call for it, ``webhook`` null when it has none for that."""
     require(principal(), "admin")
     adapter = hub().adapter(channel_id)
     scrub = _Scrub(adapter.settings)
+    webhook = _ask(adapter, "registration", scrub)
     ask = getattr(adapter, "check_credentials", None)
     if ask is None:
         why = f"the {adapter.name} adapter has no platform call to check credentials with"
-        return jsonify({"ok": None, "lines": [why]})
+        return jsonify({"ok": None, "lines": [why], "webhook": webhook})
     try:
-        return jsonify({"ok": True, "lines": scrub(ask())})
+        return jsonify({"ok": True, "lines": scrub(ask()), "webhook": webhook})
     except DeliveryError as exc:
-        return jsonify({"ok": False, "lines": [scrub(str(exc))]})
+        return jsonify({"ok": False, "lines": [scrub(str(exc))], "webhook": webhook})
 
 
 class DisableIn(Strict):

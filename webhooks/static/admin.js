@@ -89,7 +89,8 @@ async function check(id, row) {
   const r = await change(() => post(`/admin/channels/${encodeURIComponent(id)}/check`));
   if (!r) { box.textContent = ''; return; }
   const verdict = r.ok === null ? t('admin.ch.check.none') : r.ok ? t('admin.ch.check.ok') : t('admin.ch.check.bad');
-  box.textContent = `${verdict}: ${r.lines.join(' · ')}`;
+  box.textContent = `${verdict}: ${r.lines.join(' · ')}` +
+    (r.webhook ? ` — ${t('admin.ch.webhook')}: ${r.webhook}` : '');
   box.className = 'ch-check ' + (r.ok === false ? 'error' : 'muted');
 }
 
