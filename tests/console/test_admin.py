@@ -167,3 +167,41 @@ def test_a_sealed_secret_that_does_not_open_is_named_at_load(config_file):
     (err,) = e.value.errors
     assert err.key == "channels[tg-test].settings.bot_token"
     assert "does not open" in err.problem and "TONGDAI_DATA_KEYS" in err.fix
+
+
+@pytest.fixture
+def zalo_config(tmp_path, monkeypatch, graph, zalo):
+    from tests.helpers import fb_and_zalo_channels
+
+    path = write_config(tmp_path / "tongdai.yaml", extra=fb_and_zalo_channels(graph, zalo) + TEAMS)
+    monkeypatch.setenv("TONGDAI_CONFIG", str(path))
+    return path
+
+
+def test_a_zalo_token_set_anew_replaces_the_stored_pairs_half(redis_client, redis_url,
+                                                              zalo_config, monkeypatch, tmp_path):
+    from tests.fakes.zalo_api import ACCESS_TOKEN, REFRESH_TOKEN
+    from tongdai.core.credentials import RedisTokenStore
+    from tongdai.webhooks import create_app
+
+    monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    h = Hub.from_env()
+    client = create_app(h, {"TESTING": True}).test_client()
+    headers = {"Authorization": f"Bearer {create_people(h)['admin']}"}
+    store = RedisTokenStore(h, "zalo-test")
+    store.save({"access_token": "AT-revoked-by-zalo", "refresh_token": "RT-already-used",
+                "expires_in": "90000"})  # a pair the OA's owner has since revoked
+    check = client.post("/api/v1/admin/channels/zalo-test/check", headers=headers)
+    assert check.json["ok"] is False
+    r = client.put("/api/v1/admin/channels/zalo-test/secrets/access_token", headers=headers,
+                   json={"value": ACCESS_TOKEN})
+    assert r.status_code == 200 and ACCESS_TOKEN not in r.get_data(as_text=True)
+    assert store.current()["access_token"] == ACCESS_TOKEN
+    assert store.current()["refresh_token"] == "RT-already-used"  # the other half: untouched
+    assert "access_expires_at" not in store.current()
+    check = client.post("/api/v1/admin/channels/zalo-test/check", headers=headers)
+    assert check.json["ok"] is True, check.json
+    assert ACCESS_TOKEN not in check.get_data(as_text=True)
+    assert REFRESH_TOKEN not in client.get("/api/v1/admin/channels",
+                                           headers=headers).get_data(as_text=True)

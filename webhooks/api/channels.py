@@ -258,6 +258,19 @@ def admin_remove_channel(channel_id: str):
     return jsonify({"id": channel_id, "applied": outcome})
 
 
+def _into_token_store(h, channel_id: str, key: str) -> None:
+    """A token the platform also rotates by itself (Zalo's pair, core/credentials.py): the
+    stored current pair wins over the file's first one, so a token set anew replaces its half
+    of the stored pair too — else the admin's new token would never be used."""
+    store = getattr(h.adapter(channel_id), "token_store", None)
+    if key not in ("access_token", "refresh_token") or store is None or not store.current():
+        return
+    fields = {key: _value(h.config.channel_settings[channel_id][1], key)}
+    h.redis.hset(store.key, mapping=fields)
+    if key == "access_token":  # its expiry was the old token's
+        h.redis.hdel(store.key, "access_expires_at")
+
+
 class SecretIn(Strict):
     value: str = Field(min_length=1, max_length=4000)
 
@@ -282,6 +295,8 @@ def admin_set_secret(channel_id: str, key: str, json: SecretIn):
         exc.problem = exc.problem.replace(json.value, MASK)  # should a check quote it
         raise _refused(exc) from None
     outcome = _applied()
+    if outcome == "applied":
+        _into_token_store(h, channel_id, key)
     audit.record(h, p.name, "channel.secret_set", channel_id, {"key": key})
     view = channel_view(h, channel_id, channel_admin.health(h, [channel_id])[channel_id])
     return jsonify({"id": channel_id, "applied": outcome,
