@@ -15,10 +15,8 @@ Each alert carries a link to a broadcast to the customers concerned:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
-from urllib.parse import urlencode
 
 from tongdai.core.config import StaffGroup
 from tongdai.core.errors import NotFound
@@ -32,22 +30,9 @@ log = logging.getLogger(__name__)
 SAMPLE_CHARS = 280
 
 
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def broadcast_path(alert: dict[str, Any]) -> str:
-    """The console's broadcast page with the segment filled in: the tag (a tag spike), the
-    window, the channels the customers wrote on."""
-    q = {"tag": alert["value"]} if alert["dim"] == "tag" else {}
-    q |= {"since": _iso(alert["since_ts"]), "until": _iso(alert["until_ts"]),
-          "channels": ",".join(alert["channels"])}
-    return "/console/broadcasts?" + urlencode(q, safe=",:")
-
-
 def broadcast_url(hub: Hub, alert: dict[str, Any]) -> str:
     """The link as given outside the console (absolute with ``notifications.console_url``)."""
-    return hub.config.hub.notifications.console_url.rstrip("/") + broadcast_path(alert)
+    return hub.config.hub.notifications.console_url.rstrip("/") + spikes.broadcast_path(alert)
 
 
 def _samples(hub: Hub, alert: dict[str, Any], who: Principal | None) -> list[dict[str, Any]]:
@@ -72,7 +57,7 @@ def to_api(hub: Hub, alert: dict[str, Any], who: Principal | None) -> dict[str, 
     keep = ("id", "dim", "value", "ts", "since_ts", "until_ts", "count", "median", "threshold",
             "baseline", "channels")
     return {**{k: alert[k] for k in keep}, "samples": _samples(hub, alert, who),
-            "broadcast_url": broadcast_path(alert) if who is not None else broadcast_url(hub, alert)}
+            "broadcast_url": spikes.broadcast_path(alert) if who is not None else broadcast_url(hub, alert)}
 
 
 def alerts_for(hub: Hub, who: Principal, since_ms: int = 0, limit: int = 50

@@ -24,6 +24,7 @@ alert. What the alert reaches is ``core/workspace/spike_alerts.py``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import math
@@ -32,6 +33,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import redis
@@ -275,6 +277,19 @@ def _detail(hub: Hub, c: Check) -> tuple[list[str], list[dict[str, str]]]:
     return sorted(channels), samples
 
 
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def broadcast_path(alert: dict[str, Any]) -> str:
+    """The console's broadcast page with the segment filled in: the tag (a tag spike), the
+    window, the channels the customers wrote on."""
+    q = {"tag": alert["value"]} if alert["dim"] == "tag" else {}
+    q |= {"since": _iso(alert["since_ts"]), "until": _iso(alert["until_ts"]),
+          "channels": ",".join(alert["channels"])}
+    return "/console/broadcasts?" + urlencode(q, safe=",:")
+
+
 def raise_alert(hub: Hub, c: Check) -> dict[str, Any] | None:
     """Write the alert and its ``spike.detected`` feed event, unless this tag (or channel) had
     one within ``cooldown``: the lock, the alert and the event in one WATCHed MULTI. Returns
@@ -308,7 +323,7 @@ def raise_alert(hub: Hub, c: Check) -> dict[str, Any] | None:
                            "count": c.count, "threshold": alert["threshold"],
                            "median": c.baseline.median, "channels": channels,
                            "since_ts": alert["since_ts"], "until_ts": alert["until_ts"],
-                           "ts": now}, pipe=pipe)
+                           "broadcast_url": broadcast_path(alert), "ts": now}, pipe=pipe)
         made = True
 
     hub.redis.transaction(once, lock)

@@ -8,26 +8,29 @@ from __future__ import annotations
 import math
 import random
 import threading
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 from tests.conftest import write_config
 from tests.helpers import auth, drain_all, post, tg_update
 from tests.staff import create_people
+from tests.workspace import test_hooks
 from tests.workspace.conftest import LOCAL_RECEIVERS
-from tests.workspace.test_hooks import receiver, subscribe  # noqa: F401  (a fixture)
 from tongdai.core.clock import now_ms
 from tongdai.core.config import ConfigInvalid, load_config
 from tongdai.core.config_spikes import SpikesSection
 from tongdai.core.hub import Hub
 from tongdai.core.models import AuthorKind, Direction, Message
 from tongdai.core.pipeline import feed
-from tongdai.core.workspace import hookdelivery, spike_alerts, spikes
+from tongdai.core.workspace import hookdelivery, spikes
 
 B = 288  # 5-minute buckets a day
 WEEK = 7 * B
 STAFF_CHAT = -1009876543210
+receiver = test_hooks.receiver  # an integrator's endpoint on 127.0.0.1 (a fixture)
 
 
 # -- the detector on a synthetic series ---------------------------------------------------------
@@ -110,6 +113,10 @@ def test_config_mistakes_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ConfigInvalid) as e:
         load_config(str(bad))
     assert "spikes.staff_group_teams" in str(e.value) and "no team 'sales'" in str(e.value)
+    # the example config documents the defaults as they are
+    text = (Path(__file__).parents[2] / "config" / "tongdai.example.yaml").read_text("utf-8")
+    example = yaml.safe_load(text)["spikes"]
+    assert SpikesSection.model_validate(example) == SpikesSection()
 
 
 # -- real traffic, two reactors, every destination ------------------------------------------------
@@ -148,79 +155,88 @@ def test_a_spike_alerts_once_to_the_console_the_staff_group_and_webhooks(
         client, hub, tg_fake, receiver):
     rec = receiver
     tokens = create_people(hub)
-    if True:
-        sub = subscribe(client, tokens["admin"], rec.url, events=["spike.detected"])
-        _history(hub, weeks=2, per_window=3)
-        for name in ("spikes", "spike_alerts", "hooks"):
-            feed.ensure_group(hub, name)
-        for i in range(12):  # twelve customers: "the top-up failed"
-            assert post(client, tg_update(100 + i, 5000 + i, 1, "nạp thẻ lỗi rồi, mất tiền",
-                                          first_name=f"Khách {i}")).status_code == 200
-        drain_all(hub)
+    sub = test_hooks.subscribe(client, tokens["admin"], rec.url, events=["spike.detected"])
+    _history(hub, weeks=2, per_window=3)
+    for name in ("spikes", "spike_alerts", "hooks"):
+        feed.ensure_group(hub, name)
+    for i in range(12):  # twelve customers: "the top-up failed"
+        assert post(client, tg_update(100 + i, 5000 + i, 1, "nạp thẻ lỗi rồi, mất tiền",
+                                      first_name=f"Khách {i}")).status_code == 200
+    drain_all(hub)
 
-        # two reactor processes share the feed and check at once; one alert per tag / channel
-        other = Hub.from_env()
-        start = threading.Barrier(2)
+    # two reactor processes share the feed and check at once; one alert per tag / channel
+    other = Hub.from_env()
+    start = threading.Barrier(2)
 
-        def reactor(h: Hub, name: str) -> None:
-            start.wait()
-            while feed.run_once(h, "spikes", spikes.react, name, count=4, claim_idle_ms=0):
-                pass
-        threads = [threading.Thread(target=reactor, args=a) for a in ((hub, "r1"), (other, "r2"))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
-        both = [spikes.evaluate(h, "tag", "payment", alert=True) for h in (hub, other)]
-        assert all(c.spike and c.alert is None for c in both)  # still a spike, alerted already
+    def reactor(h: Hub, name: str) -> None:
+        start.wait()
+        while feed.run_once(h, "spikes", spikes.react, name, count=4, claim_idle_ms=0):
+            pass
+    threads = [threading.Thread(target=reactor, args=a) for a in ((hub, "r1"), (other, "r2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    both = [spikes.evaluate(h, "tag", "payment", alert=True) for h in (hub, other)]
+    assert all(c.spike and c.alert is None for c in both)  # still a spike, alerted already
+    hub.redis.xgroup_setid(hub.keys.feed(), "spikes", "0")  # the whole feed again: no change
+    feed.run_pending(hub, ["spikes"])
+    assert spikes.evaluate(hub, "tag", "payment").count == 12
 
-        alerts = spikes.recent_alerts(hub)
-        assert sorted((a["dim"], a["value"]) for a in alerts) == [("channel", "tg-test"),
-                                                                   ("tag", "payment")]
-        tag = next(a for a in alerts if a["dim"] == "tag")
-        # raised as the count crossed the threshold (3 + 4·√3 ≈ 9.9), while it still grew
-        assert 10 <= tag["count"] <= 12 and tag["baseline"] == "seasonal" and tag["median"] == 3
-        assert tag["channels"] == ["tg-test"] and len(tag["samples"]) == 3
+    alerts = spikes.recent_alerts(hub)
+    assert sorted((a["dim"], a["value"]) for a in alerts) == [("channel", "tg-test"),
+                                                               ("tag", "payment")]
+    tag = next(a for a in alerts if a["dim"] == "tag")
+    # one spike.detected per alert on the feed: what supervisors' consoles get live (the
+    # figures and the broadcast link, no message text)
+    live = [e.data for e in feed.decode(hub.redis.xrange(hub.keys.feed()))
+            if e.type == "spike.detected"]
+    assert sorted(e["value"] for e in live) == ["payment", "tg-test"]
+    assert all(e["broadcast_url"].startswith("/console/broadcasts?") and "text" not in str(e)
+               for e in live)
+    # raised as the count crossed the threshold (3 + 4·√3 ≈ 9.9), while it still grew
+    assert 10 <= tag["count"] <= 12 and tag["baseline"] == "seasonal" and tag["median"] == 3
+    assert tag["channels"] == ["tg-test"] and len(tag["samples"]) == 3
 
-        # the staff group (the billing team's) gets each alert once, however often it is read
-        feed.run_pending(hub, ["spike_alerts", "hooks"])
-        hub.redis.xgroup_setid(hub.keys.feed(), "spike_alerts", "0")
-        hub.redis.xgroup_setid(hub.keys.feed(), "hooks", "0")
-        feed.run_pending(hub, ["spike_alerts", "hooks"])
-        posts = [p for p in tg_fake.posts(STAFF_CHAT) if p.startswith("📈")]
-        assert len(posts) == 2
-        text = next(p for p in posts if "tag payment" in p)
-        assert f"{tag['count']} customers in 15 min (usually 3" in text and "nạp thẻ lỗi rồi" in text
-        link = text.rsplit("Broadcast to them: ", 1)[1]
-        url = urlsplit(link)
-        assert (url.netloc, url.path) == ("hub.example.vn", "/console/broadcasts")
-        q = parse_qs(url.query)
-        assert q["tag"] == ["payment"] and q["channels"] == ["tg-test"]
-        assert q["since"][0] < q["until"][0] and q["since"][0].endswith("Z")
+    # the staff group (the billing team's) gets each alert once, however often it is read
+    feed.run_pending(hub, ["spike_alerts", "hooks"])
+    hub.redis.xgroup_setid(hub.keys.feed(), "spike_alerts", "0")
+    hub.redis.xgroup_setid(hub.keys.feed(), "hooks", "0")
+    feed.run_pending(hub, ["spike_alerts", "hooks"])
+    posts = [p for p in tg_fake.posts(STAFF_CHAT) if p.startswith("📈")]
+    assert len(posts) == 2
+    text = next(p for p in posts if "tag payment" in p)
+    assert f"{tag['count']} customers in 15 min (usually 3" in text and "nạp thẻ lỗi rồi" in text
+    link = text.rsplit("Broadcast to them: ", 1)[1]
+    url = urlsplit(link)
+    assert (url.netloc, url.path) == ("hub.example.vn", "/console/broadcasts")
+    q = parse_qs(url.query)
+    assert q["tag"] == ["payment"] and q["channels"] == ["tg-test"]
+    assert q["since"][0] < q["until"][0] and q["since"][0].endswith("Z")
 
-        # the integrator gets spike.detected, signed, with the counts and samples
-        hookdelivery.deliver_due(hub)
-        assert rec.events() == ["spike.detected", "spike.detected"]
-        got = next(p["data"]["alert"] for p in rec.payloads()
-                   if p["data"]["alert"]["dim"] == "tag")
-        assert got["count"] == tag["count"] and got["broadcast_url"] == link
-        assert all("nạp thẻ lỗi" in s["text"] for s in got["samples"])
-        assert sub["events"] == ["spike.detected"]
+    # the integrator gets spike.detected, signed, with the counts and samples
+    hookdelivery.deliver_due(hub)
+    assert rec.events() == ["spike.detected", "spike.detected"]
+    got = next(p["data"]["alert"] for p in rec.payloads()
+               if p["data"]["alert"]["dim"] == "tag")
+    assert got["count"] == tag["count"] and got["broadcast_url"] == link
+    assert all("nạp thẻ lỗi" in s["text"] for s in got["samples"])
+    assert sub["events"] == ["spike.detected"]
 
-        # supervisors and admins see them in the API (and live: spike.detected on the stream);
-        # samples only from conversations they may see; agents are refused
-        r = client.get("/api/v1/spikes", headers=auth(tokens["cuong"]))  # support's supervisor
-        assert r.status_code == 200
-        item = next(i for i in r.get_json()["items"] if i["dim"] == "tag")
-        assert item["samples"] == []  # the customers' conversations are billing's
-        assert item["broadcast_url"].startswith("/console/broadcasts?tag=payment&since=")
-        r = client.get("/api/v1/spikes", headers=auth(tokens["admin"]))
-        item = next(i for i in r.get_json()["items"] if i["dim"] == "tag")
-        assert len(item["samples"]) == 3 and item["count"] == tag["count"]
-        assert client.get("/api/v1/spikes", headers=auth(tokens["an"])).status_code == 403
-        now = client.get("/api/v1/spikes/now", headers=auth(tokens["admin"])).get_json()
-        row = next(i for i in now["items"] if i["value"] == "payment")
-        assert row["spike"] and row["count"] == 12 and row["median"] == 3
+    # supervisors and admins see them in the API (and live: spike.detected on the stream);
+    # samples only from conversations they may see; agents are refused
+    r = client.get("/api/v1/spikes", headers=auth(tokens["cuong"]))  # support's supervisor
+    assert r.status_code == 200
+    item = next(i for i in r.get_json()["items"] if i["dim"] == "tag")
+    assert item["samples"] == []  # the customers' conversations are billing's
+    assert item["broadcast_url"].startswith("/console/broadcasts?tag=payment&since=")
+    r = client.get("/api/v1/spikes", headers=auth(tokens["admin"]))
+    item = next(i for i in r.get_json()["items"] if i["dim"] == "tag")
+    assert len(item["samples"]) == 3 and item["count"] == tag["count"]
+    assert client.get("/api/v1/spikes", headers=auth(tokens["an"])).status_code == 403
+    now = client.get("/api/v1/spikes/now", headers=auth(tokens["admin"])).get_json()
+    row = next(i for i in now["items"] if i["value"] == "payment")
+    assert row["spike"] and row["count"] == 12 and row["median"] == 3
 
 
 def test_the_stream_shows_spikes_to_supervisors_only(hub):
@@ -231,7 +247,7 @@ def test_the_stream_shows_spikes_to_supervisors_only(hub):
     sup = Principal("cuong", "supervisor", frozenset({"support"}))
     agent = Principal("an", "agent", frozenset({"support"}))
     assert visible(hub, sup, [ev]) == [ev] and visible(hub, agent, [ev]) == []
-    assert spike_alerts.broadcast_path({"dim": "channel", "value": "tg-test", "since_ts": 0,
+    assert spikes.broadcast_path({"dim": "channel", "value": "tg-test", "since_ts": 0,
                                         "until_ts": 900_000, "channels": ["tg-test"]}) == (
         "/console/broadcasts?since=1970-01-01T00:00:00Z&until=1970-01-01T00:15:00Z"
         "&channels=tg-test")
