@@ -16,11 +16,11 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from tongdai.core import i18n
 from tongdai.core.config_base import _Section, parse_duration
 
 SOURCES = ("phone", "email", "platform_id", "attribute", "text")
 COLOURS = ("green", "amber", "red", "blue", "grey")
-LANGUAGES = ("vi", "en", "zh")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -38,9 +38,11 @@ def _jmespath(v: str) -> str:
 
 
 def _labels(v: dict[str, str]) -> dict[str, str]:
-    bad = [k for k in v if k not in LANGUAGES]
+    """Labels per console language (a file in webhooks/static/i18n)."""
+    known = i18n.languages()
+    bad = [k for k in v if k not in known]
     if bad:
-        raise ValueError(f"labels for unknown language(s) {bad}: use {', '.join(LANGUAGES)}")
+        raise ValueError(f"labels for unknown language(s) {bad}: use {', '.join(known)}")
     return v
 
 

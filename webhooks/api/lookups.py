@@ -17,8 +17,9 @@ TAG = "conversations"
 
 class LookupQuery(Strict):
     refresh: int = Field(0, ge=0, le=1, description="1: fetch again, whatever is cached")
-    lang: str | None = Field(None, pattern=r"^(vi|en|zh)$", description="labels' language; "
-                             "default: the console user's, else console.default_language")
+    lang: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+                             description="labels' language (a console language: vi, en, zh, "
+                             "...); default: the console user's, else console.default_language")
 
 
 class LookupOut(Model):
