@@ -28,13 +28,14 @@ export async function api(method, path, body, idempotencyKey) {
   const headers = { Accept: 'application/json' };
   if (Date.now() - lastInput > 60000) headers['X-Tongdai-Background'] = '1';
   if (method !== 'GET') headers['X-CSRF-Token'] = CSRF;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const form = body instanceof FormData; // files: the browser writes the multipart body
+  if (body !== undefined && !form) headers['Content-Type'] = 'application/json';
   if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
   let res;
   try {
     res = await fetch('/api/v1' + path, {
       method, headers, credentials: 'same-origin',
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || form ? body : JSON.stringify(body),
     });
   } catch (err) {
     throw new ApiError(0, 'Network', String(err && err.message || err));
@@ -54,6 +55,7 @@ export async function api(method, path, body, idempotencyKey) {
 
 export const get = (path) => api('GET', path);
 export const post = (path, body, key) => api('POST', path, body === undefined ? {} : body, key);
+export const upload = (path, form, key) => api('POST', path, form, key);
 
 export function query(params) {
   const q = new URLSearchParams();

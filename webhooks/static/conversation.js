@@ -1,6 +1,6 @@
 // The open conversation: header with actions, one timeline across the customer's channels,
 // and the reply / note composer (channel picker, canned replies, @mentions).
-import { ApiError, get, has, post, query } from './api.js';
+import { ApiError, get, has, post, query, upload } from './api.js';
 import { TICK_ICONS, icon } from './icons.js';
 import { createLabels } from './labels.js';
 import { $, ask, clear, el, fmtFull, fmtTime, t, tr, uuid } from './ui.js';
@@ -300,22 +300,51 @@ export function createConversation(ctx) {
     return tr('sla.why.' + m[2], { target: tr('sla.target.' + m[1], {}, m[1]) }, why);
   }
 
+  // A file in the timeline: stored ones come from the hub (only to those who may see the
+  // conversation); images as thumbnails, audio and video with the browser's player, other
+  // files as a download with name and size; a location with its coordinates and a map link.
   function attachment(m, a, n) {
+    const meta = a.meta || {};
+    if (a.kind === 'location' && Number.isFinite(+meta.latitude) && Number.isFinite(+meta.longitude)) {
+      const lat = (+meta.latitude).toFixed(5);
+      const lon = (+meta.longitude).toFixed(5);
+      const map = `https://www.openstreetmap.org/?mlat=${lat}&mlon=${lon}#map=17/${lat}/${lon}`;
+      return el('span', { class: 'attachment location' }, icon('pin'),
+        ' ' + [meta.title, meta.address].filter(Boolean).concat([`${lat}, ${lon}`]).join(' · ') + ' ',
+        el('a', { href: map, target: '_blank', rel: 'noopener noreferrer', text: t('attachment.map') }));
+    }
     const label = a.name || t('attachment.' + a.kind);
     const stored = (a.file_id || '').startsWith('blob:');
-    const href = stored ? `/api/v1/conversations/${conv.id}/messages/${m.id}/attachments/${n}`
+    const href = stored ? `/api/v1/conversations/${m.conversation_id || conv.id}/messages/${m.id}/attachments/${n}`
       : (SAFE_URL.test(a.url || '') ? a.url : null);
-    const isImage = a.kind === 'image' || a.kind === 'sticker' || (a.mime || '').startsWith('image/');
+    const mime = a.mime || '';
+    const isImage = a.kind === 'image' || a.kind === 'sticker' || mime.startsWith('image/');
+    const size = a.size ? ` (${fileSize(a.size)})` : '';
     if (isImage && href) {
       return el('a', { class: 'attachment image', href, target: '_blank', rel: 'noopener noreferrer' },
         el('img', { src: href, alt: label, loading: 'lazy' }));
     }
-    const size = a.size ? ` (${Math.max(1, Math.round(a.size / 1024))} KB)` : '';
+    if (stored && (['audio', 'voice'].includes(a.kind) || mime.startsWith('audio/'))) {
+      return el('span', { class: 'attachment audio' },
+        el('audio', { controls: true, preload: 'none', src: href, title: label }),
+        el('a', { href: href + '?download=1', download: a.name || '', class: 'muted' }, icon('clip'), size));
+    }
+    if (stored && (['video', 'video_note', 'animation'].includes(a.kind) || mime.startsWith('video/'))) {
+      return el('span', { class: 'attachment video' },
+        el('video', { controls: true, preload: 'metadata', src: href, title: label }));
+    }
     if (href) {
-      return el('a', { class: 'attachment file', href, download: stored ? (a.name || '') : null,
+      return el('a', { class: 'attachment file', href: stored ? href + '?download=1' : href,
+        download: stored ? (a.name || '') : null,
         target: stored ? null : '_blank', rel: 'noopener noreferrer' }, icon('clip'), ' ' + label + size);
     }
-    return el('span', { class: 'attachment missing', title: t('attachment.not_stored') }, icon('clip'), ' ' + label + size);
+    const why = meta.fetch_error ? tr('attachment.fetch.' + meta.fetch_error, {}, t('attachment.fetch.failed'))
+      : (a.file_id && m.direction === 'in' ? t('attachment.fetching') : t('attachment.not_stored'));
+    return el('span', { class: 'attachment missing', title: why }, icon('clip'), ` ${label}${size} · ${why}`);
+  }
+
+  function fileSize(n) {
+    return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`;
   }
 
   function reactions(r) {
@@ -348,6 +377,23 @@ export function createConversation(ctx) {
   }
 
   // -- composer -------------------------------------------------------------------------------
+  // Files to send with the reply (the reply box's "Attach"): checked here against the hub's
+  // request limit, then by the server against what the channel takes (reason said if not).
+  const MAX_UPLOAD = 10 * 1024 * 1024;
+  const attachInput = $('#attach-input');
+  let files = [];
+
+  function setFiles(list) {
+    files = list;
+    currentKey = null; // other files: another create
+    const box = $('#attach-list');
+    clear(box);
+    files.forEach((f, i) => box.append(el('span', { class: 'chip', title: fileSize(f.size) },
+      f.name + ' ',
+      el('button', { type: 'button', class: 'link', 'aria-label': t('composer.attach_remove'),
+        text: '×', onclick: () => setFiles(files.filter((_, j) => j !== i)) }))));
+  }
+
   function saveDraft() {
     if (conv) drafts.set(conv.id, { text: draft.value, key: currentKey, mode });
   }
@@ -356,6 +402,7 @@ export function createConversation(ctx) {
     const d = drafts.get(conv.id) || { text: '', key: null, mode: 'reply' };
     draft.value = d.text;
     setMode(d.mode, false);
+    setFiles([]);
     currentKey = d.key;
     composerError.textContent = '';
     cannedPanel.hidden = true;
@@ -389,7 +436,13 @@ export function createConversation(ctx) {
   async function send() {
     if (sending || !conv) return;
     const text = draft.value;
-    if (!text.trim()) return;
+    const withFiles = mode === 'reply' && files.length > 0;
+    if (!text.trim() && !withFiles) return;
+    const big = files.find((f) => f.size > MAX_UPLOAD);
+    if (withFiles && big) {
+      composerError.textContent = t('error.file_too_big', { name: big.name, max_mb: 10 });
+      return;
+    }
     // One key per draft: a double click or a retry after a lost answer never sends twice.
     currentKey = currentKey || uuid();
     const id = conv.id;
@@ -407,10 +460,19 @@ export function createConversation(ctx) {
       } else {
         const body = { text };
         if (picker.value && !picker.hidden) body.channel_id = picker.value;
-        await post(`/conversations/${id}/messages`, body, currentKey);
+        if (withFiles) {
+          const form = new FormData();
+          for (const f of files) form.append('file', f, f.name);
+          if (text.trim()) form.append('text', text);
+          if (body.channel_id) form.append('channel_id', body.channel_id);
+          await upload(`/conversations/${id}/messages/upload`, form, currentKey);
+        } else {
+          await post(`/conversations/${id}/messages`, body, currentKey);
+        }
       }
       drafts.delete(id);
       if (conv && conv.id === id) {
+        if (withFiles) setFiles([]);
         draft.value = '';
         currentKey = null;
         await loadTimeline(false, true);
@@ -662,6 +724,11 @@ export function createConversation(ctx) {
 
   // -- wiring --------------------------------------------------------------------------------
   $('#composer').addEventListener('submit', (e) => { e.preventDefault(); send(); });
+  attachInput.addEventListener('change', () => {
+    setFiles(files.concat(Array.from(attachInput.files || [])));
+    attachInput.value = ''; // the same file can be picked again after removing it
+  });
+  if (!has('POST', '/conversations/{}/messages/upload')) $('#attach-btn').hidden = true;
   draft.addEventListener('keydown', (e) => {
     if (pickKey(e)) return;
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); send(); }
