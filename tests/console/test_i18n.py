@@ -11,6 +11,7 @@ import pytest
 
 from tests.console.conftest import console_csrf, form_token, log_in
 from tongdai.core import i18n
+from tongdai.core.config import ConfigInvalid, load_config
 from tongdai.core.workspace import users
 
 PLACEHOLDER = re.compile(r"\{(\w[\w.:]*)\}")
@@ -35,6 +36,17 @@ def test_every_language_file_has_the_keys_and_placeholders_of_english(path):
              for k, v in other.items() if k in base
              and set(PLACEHOLDER.findall(base[k])) != set(PLACEHOLDER.findall(v))}
     assert wrong == {}, f"{path.name}: key: (en's placeholders, this file's)"
+
+
+def test_the_default_language_is_one_the_console_has(tmp_path):
+    path = tmp_path / "tongdai.yaml"
+    path.write_text("console:\n  default_language: zh\n", encoding="utf-8")
+    assert load_config(str(path)).hub.console.default_language == "zh"
+    path.write_text("console:\n  default_language: fr\n", encoding="utf-8")
+    with pytest.raises(ConfigInvalid) as exc:
+        load_config(str(path))
+    (err,) = exc.value.errors
+    assert err.key == "console.default_language" and "en, vi, zh" in err.problem
 
 
 def test_the_browser_language_picks_chinese_for_the_login_page_and_its_errors(client, people):
