@@ -38,7 +38,7 @@ def mail(text: str) -> RawEvent:
     return past_mail("lan@customer.example", text, dmarc=True)
 
 
-def _linked_customer(hub) -> str:
+def linked_customer(hub) -> str:
     """Telegram, then mail linked by a link code, one customer, four messages alternating
     between the channels; the top-up in the mail routes to billing."""
     feed(hub, tg_text(5501, "Chào shop, đơn #A77 của mình chưa giao", ago_s=240))
@@ -54,7 +54,7 @@ def _linked_customer(hub) -> str:
 
 def test_the_timeline_merges_channels_in_time_order_for_those_who_see_them(client, hub,
                                                                              people):
-    cust = _linked_customer(hub)
+    cust = linked_customer(hub)
     url = f"/api/v1/customers/{cust}/timeline"
 
     got = client.get(url, headers=auth(people["admin"]))

@@ -4,7 +4,9 @@
 import { ApiError, api, get, has, loadRoutes } from './api.js';
 import { createConversation } from './conversation.js';
 import { createCustomerPanel } from './customer.js';
+import { icon } from './icons.js';
 import { createInbox } from './inbox.js';
+import { createNotifier } from './notify.js';
 import { $, isTyping, setLanguage, t, toast, tr } from './ui.js';
 
 const boot = JSON.parse(document.getElementById('boot').textContent);
@@ -53,24 +55,64 @@ async function start() {
   await loadRoutes();
   const customer = createCustomerPanel({ ...ctx, open: (id) => openConversation(id) });
   const conversation = createConversation({
-    ...ctx, customer,
+    ...ctx, customer, open: (id) => openConversation(id),
     changed: () => inbox.soon(),
     read: (id) => inbox.markRead(id),
   });
-  const inbox = createInbox({ ...ctx, open: (id) => conversation.open(id) });
+  const views = setupViews();
+  const inbox = createInbox({ ...ctx, open: (id) => { views.conversation(); conversation.open(id); } });
   function openConversation(id) {
     inbox.select(id);
+    views.conversation();
     conversation.open(id);
   }
+  const notifier = createNotifier({ ...ctx, open: openConversation,
+    current: () => { const c = conversation.current(); return c ? String(c.id) : null; } });
 
   setupPresence();
   setupLanguage();
+  setupTheme();
   setupShortcuts({ inbox, conversation });
-  live({ inbox, conversation, customer, open: openConversation });
+  live({ inbox, conversation, customer, notifier, open: openConversation });
+}
+
+// -- narrow screens -------------------------------------------------------------------------
+// Up to 700 px the list, the conversation and the customer panel are views one at a time
+// (body[data-view], .panel-open); the phone's own back button walks them back (history
+// entries); 701-1100 px the panel is a drawer the header's button opens (console.css).
+function setupViews() {
+  const body = document.body;
+  const phone = window.matchMedia('(max-width: 700px)');
+  const panelBtn = $('#panel-btn');
+  function show(view, panel, push) {
+    body.dataset.view = view;
+    body.classList.toggle('panel-open', panel);
+    panelBtn.setAttribute('aria-expanded', panel ? 'true' : 'false');
+    if (push && phone.matches) history.pushState({ tdView: view, tdPanel: panel }, '');
+  }
+  // back: through the history entries we made, else straight to the view
+  function back(view) {
+    if (phone.matches && history.state && history.state.tdView) history.back();
+    else show(view, false, false);
+  }
+  window.addEventListener('popstate', (e) => {
+    const s = e.state || {};
+    show(s.tdView || 'list', Boolean(s.tdPanel), false);
+  });
+  $('#back-list').addEventListener('click', () => back('list'));
+  $('#panel-close').addEventListener('click', () => back('conversation'));
+  panelBtn.addEventListener('click', () => {
+    if (body.classList.contains('panel-open')) back('conversation');
+    else show('conversation', true, true);
+  });
+  return {
+    conversation: () => show('conversation', false, body.dataset.view !== 'conversation'
+      || body.classList.contains('panel-open')),
+  };
 }
 
 // -- live updates ---------------------------------------------------------------------------
-function live({ inbox, conversation, customer, open }) {
+function live({ inbox, conversation, customer, notifier, open }) {
   const dot = $('#live');
   let es = null;
   let lastId = '';
@@ -136,6 +178,7 @@ function live({ inbox, conversation, customer, open }) {
         type === 'conversation.sla_breached' ? 'error' : 'info',
         () => open(String(data.conversation_id)));
     }
+    notifier.onEvent(type, data);
     conversation.onEvent(type, data);
     inbox.soon();
   }
@@ -196,6 +239,22 @@ function setupLanguage() {
       sel.value = boot.language;
     }
   });
+}
+
+// The top bar's light/dark toggle (theme.js applied the remembered choice before paint).
+function setupTheme() {
+  const btn = $('#theme-btn');
+  const theme = window.tongdaiTheme;
+  if (!theme) { btn.hidden = true; return; }
+  const show = () => {
+    const dark = theme.current() === 'dark';
+    btn.replaceChildren(icon(dark ? 'sun' : 'moon'));
+    btn.setAttribute('aria-pressed', dark ? 'true' : 'false');
+    btn.title = t(dark ? 'theme.to_light' : 'theme.to_dark');
+    btn.setAttribute('aria-label', btn.title);
+  };
+  btn.addEventListener('click', () => { theme.toggle(); show(); });
+  show();
 }
 
 // -- keyboard -------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ const LINES = new Set(['conversation.assigned', 'conversation.escalated', 'conve
   'conversation.resolved', 'conversation.open', 'conversation.priority_changed', 'conversation.tagged',
   'conversation.untagged']);
 
+function localStore(key) {
+  try { return localStorage.getItem(key); } catch { return null; }
+}
+
 export function createConversation(ctx) {
   // a label changed: the inbox, the header (and the customer panel's tags), the line it wrote
   const labels = createLabels({ ...ctx, changed: () => {
@@ -36,6 +40,10 @@ export function createConversation(ctx) {
   let customerName = '';
   let msgs = [];          // newest first, as the API gives them
   let olderCursor = null;
+  // 'conversation': this conversation's timeline; 'all': the customer's on every channel
+  // (GET /customers/{id}/timeline), the agent's last choice remembered in this browser
+  const canMerge = has('GET', '/customers/{}/timeline');
+  let scope = canMerge && localStore('td.scope') === 'all' ? 'all' : 'conversation';
   let mode = 'reply';
   let sending = false;
   let currentKey = null;   // the Idempotency-Key of the draft being written
@@ -89,22 +97,27 @@ export function createConversation(ctx) {
   async function loadTimeline(older, scrollDown) {
     if (!conv) return;
     const id = conv.id;
+    const asked = scope;
+    const path = asked === 'all' ? `/customers/${encodeURIComponent(conv.customer_id)}/timeline`
+      : `/conversations/${id}/messages`;
     let page;
     try {
-      page = await get(`/conversations/${id}/messages` + query({ limit: 50,
-        before: older ? olderCursor : undefined }));
+      page = await get(path + query({ limit: 50, before: older ? olderCursor : undefined }));
     } catch (e) {
       ctx.error(e);
       return;
     }
-    if (!conv || conv.id !== id) return;
+    if (!conv || conv.id !== id || scope !== asked) return;
+    // (message ids are the hub's, unique across conversations; the key says both anyway)
+    const key = (m) => `${m.conversation_id || id}:${m.id}`;
     if (older) {
-      msgs = msgs.concat(page.items.filter((m) => !msgs.some((x) => x.id === m.id)));
+      const had = new Set(msgs.map(key));
+      msgs = msgs.concat(page.items.filter((m) => !had.has(key(m))));
       olderCursor = page.next_cursor;
     } else {
       // The newest page replaces what we had of it; anything else we hold is older.
-      const fresh = new Set(page.items.map((m) => m.id));
-      msgs = page.items.concat(msgs.filter((m) => !fresh.has(m.id)));
+      const fresh = new Set(page.items.map(key));
+      msgs = page.items.concat(msgs.filter((m) => !fresh.has(key(m))));
       if (olderCursor === null || scrollDown) olderCursor = page.next_cursor;
     }
     renderTimeline(scrollDown);
@@ -198,6 +211,25 @@ export function createConversation(ctx) {
     return (ctx.teams || []).find((x) => (x.queues || []).includes(queue)) || null;
   }
 
+  // the switch above the timeline: this conversation / all the customer's channels
+  function setScope(s) {
+    if (!canMerge) return;
+    scope = s;
+    try { localStorage.setItem('td.scope', s); } catch { /* this page only */ }
+    showScope();
+    msgs = [];
+    olderCursor = null;
+    clear(timeline);
+    loadTimeline(false, true);
+  }
+
+  function showScope() {
+    $('#timeline-bar').hidden = !canMerge;
+    $('#scope-conv').setAttribute('aria-pressed', scope === 'conversation' ? 'true' : 'false');
+    $('#scope-all').setAttribute('aria-pressed', scope === 'all' ? 'true' : 'false');
+    timeline.dataset.scope = scope;
+  }
+
   function renderTimeline(scrollDown) {
     const box = timeline.parentElement;
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
@@ -225,6 +257,7 @@ export function createConversation(ctx) {
         el('span', { class: 'msg-author', text: author(m) }),
         el('time', { class: 'msg-time', title: fmtFull(m.platform_ts || m.received_ts),
           text: fmtTime(m.platform_ts || m.received_ts) }),
+        fromOther(m),
         m.edited_ts ? el('span', { class: 'edited', title: fmtFull(m.edited_ts), text: t('msg.edited') }) : null),
       m.subject ? el('div', { class: 'msg-subject', text: m.subject }) : null,
       m.text ? el('div', { class: 'msg-text', text: m.text }) : null,
@@ -233,6 +266,13 @@ export function createConversation(ctx) {
       m.attachments.length ? el('div', { class: 'attachments' },
         m.attachments.map((a, n) => attachment(m, a, n))) : null,
       el('div', { class: 'msg-foot' }, reactions(m.reactions), m.direction === 'out' ? tick(m) : null));
+  }
+
+  // In the customer's timeline, a message of another of their conversations: "#12", opening it
+  function fromOther(m) {
+    if (!conv || !m.conversation_id || String(m.conversation_id) === String(conv.id)) return null;
+    return el('button', { type: 'button', class: 'link msg-conv', text: '#' + m.conversation_id,
+      title: t('scope.open', { id: m.conversation_id }), onclick: () => ctx.open(String(m.conversation_id)) });
   }
 
   // who did what (a claim, a transfer, an escalation): one quiet line across the timeline
@@ -711,6 +751,13 @@ export function createConversation(ctx) {
 
   // -- live events ---------------------------------------------------------------------------
   function onEvent(type, data) {
+    if (conv && scope === 'all' && String(data.conversation_id) !== String(conv.id)
+        && (type.startsWith('message.') || type === 'note.created')
+        && (String(data.customer_id) === String(conv.customer_id)
+          || msgs.some((m) => String(m.conversation_id) === String(data.conversation_id)))) {
+      loadTimeline(false, false); // another of the customer's conversations
+      return;
+    }
     if (!conv || String(data.conversation_id) !== String(conv.id)) return;
     if (type.startsWith('message.') || type === 'note.created') {
       loadTimeline(false, false);
@@ -751,6 +798,9 @@ export function createConversation(ctx) {
   let cannedTimer = null;
   $('#canned-q').addEventListener('input', () => { clearTimeout(cannedTimer); cannedTimer = setTimeout(loadCanned, 250); });
   olderBtn.addEventListener('click', () => loadTimeline(true, false));
+  $('#scope-conv').addEventListener('click', () => setScope('conversation'));
+  $('#scope-all').addEventListener('click', () => setScope('all'));
+  showScope();
   for (const b of document.querySelectorAll('#conv-actions [data-action]')) {
     b.addEventListener('click', () => act(b.dataset.action));
   }

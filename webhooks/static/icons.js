@@ -13,6 +13,10 @@ const PATHS = {
   hourglass: ['M7 3h10', 'M7 21h10', 'M8 3c0 5 8 5 8 9s-8 4-8 9', 'M16 3c0 5-8 5-8 9s8 4 8 9'], // delayed
   alert: ['M12 3L2 20h20L12 3', 'M12 10v4', 'M12 17h.01'],                           // failed
   clip: ['M20 11.5l-8 8a5 5 0 0 1-7-7l8.5-8.5a3.3 3.3 0 0 1 4.7 4.7L9.7 17.2a1.7 1.7 0 0 1-2.4-2.4L15 7'],
+  bell: ['M6 16V11a6 6 0 0 1 12 0v5l2 2H4l2-2', 'M10 20a2 2 0 0 0 4 0'],           // notifications
+  moon: ['M20 14.5A8 8 0 0 1 9.5 4a8 8 0 1 0 10.5 10.5'],                             // dark theme
+  sun: ['M12 8a4 4 0 1 0 0 8a4 4 0 1 0 0-8', 'M12 2v2', 'M12 20v2', 'M4.9 4.9l1.4 1.4',
+    'M17.7 17.7l1.4 1.4', 'M2 12h2', 'M20 12h2', 'M4.9 19.1l1.4-1.4', 'M17.7 6.3l1.4-1.4'], // light theme
 };
 
 // An <svg> icon; ``label`` makes it speak to screen readers (else it is decoration).
