@@ -98,7 +98,7 @@ def test_a_bad_value_is_refused_naming_the_key_and_nothing_is_written(hub, clien
     assert err["params"]["key"] == "channels[tg-test].settings.bot_token"
     assert "BotFather" in err["params"]["fix"] + err["params"]["problem"]
     assert "not a token" not in r.get_data(as_text=True)
-    r = client.post("/api/v1/admin/channels", headers=headers, json={
+    r = client.post("/api/v1/admin/channels", headers={**headers, "Idempotency-Key": "1"}, json={
         "id": "tg-shop", "adapter": "telegram", "settings": {"bot_token": "${SHOP_TG_TOKEN}",
                                                            "secret_token": "abc", "api_bse": "x"}})
     assert r.status_code == 400 and r.json["error"]["params"]["key"].startswith(
@@ -112,10 +112,13 @@ def test_a_bad_value_is_refused_naming_the_key_and_nothing_is_written(hub, clien
     # a valid one: added, running here and in a worker, its secrets sealed; then removed
     worker = _worker()
     monkeypatch.setenv("SHOP_TG_TOKEN", NEW_TOKEN)
-    r = client.post("/api/v1/admin/channels", headers=headers, json={
-        "id": "tg-shop", "adapter": "telegram",
-        "settings": {"bot_token": "${SHOP_TG_TOKEN}", "secret_token": "shop-secret-typed-in"}})
+    add = {"id": "tg-shop", "adapter": "telegram",
+           "settings": {"bot_token": "${SHOP_TG_TOKEN}", "secret_token": "shop-secret-typed-in"}}
+    once = {**headers, "Idempotency-Key": "k2"}
+    r = client.post("/api/v1/admin/channels", headers=once, json=add)
     assert r.status_code == 201, r.json
+    again = client.post("/api/v1/admin/channels", headers=once, json=add)  # a retry: same answer
+    assert again.status_code == 201 and again.json == r.json
     text = config_file.read_text(encoding="utf-8")
     assert "${SHOP_TG_TOKEN}" in text and "shop-secret-typed-in" not in text
     assert worker.watch.poll(force=True) == "applied"

@@ -27,8 +27,8 @@ from tongdai.core.pipeline import channel_admin
 from tongdai.core.registry import resolve_adapter
 from tongdai.core.workspace import audit
 from tongdai.core.workspace.access import require
-from tongdai.webhooks.api import bp, hub, principal, spec
-from tongdai.webhooks.api.schemas import ERRORS, AnyObject, AnyPage, Strict
+from tongdai.webhooks.api import bp, hub, idempotent, principal, spec
+from tongdai.webhooks.api.schemas import ERRORS, AnyObject, AnyPage, IdempotencyHeaders, Strict
 
 TAG = "admin"
 MASK = "••••"
@@ -65,8 +65,8 @@ class _Scrub:
     """Masks a channel's secret values out of what a platform said."""
 
     def __init__(self, settings: Any) -> None:
-        self.values = sorted({v for k in secret_keys(settings) if len(v := _value(settings, k)) >= 4},
-                             key=len, reverse=True)
+        values = {_value(settings, k) for k in secret_keys(settings)}
+        self.values = sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
     def __call__(self, thing: Any) -> Any:
         if isinstance(thing, str):
@@ -197,7 +197,8 @@ class ChannelIn(Strict):
 
 
 @bp.post("/admin/channels")
-@spec.validate(json=ChannelIn, resp=Resp(HTTP_201=AnyObject, **ERRORS), tags=[TAG])
+@spec.validate(json=ChannelIn, headers=IdempotencyHeaders,
+               resp=Resp(HTTP_200=AnyObject, HTTP_201=AnyObject, **ERRORS), tags=[TAG])
 def admin_add_channel(json: ChannelIn):
     """Add a channel to the config file (``tongdai channels add``): validated by the loader
     first — a mistake is a 400 naming the key, and the file is unchanged. Secrets are best
@@ -206,14 +207,19 @@ def admin_add_channel(json: ChannelIn):
     p = principal()
     require(p, "admin")
     h = hub()
-    try:
-        config_edit.add_channel(json.id, json.adapter, _sealed(h, json.adapter, json.settings),
-                                h.config.path)
-    except ConfigError as exc:
-        raise _refused(exc) from None
-    outcome = _applied()
-    audit.record(h, p.name, "channel.added", json.id, {"adapter": json.adapter})
-    return jsonify({"id": json.id, "applied": outcome}), 201
+
+    def create():
+        try:
+            config_edit.add_channel(json.id, json.adapter,
+                                    _sealed(h, json.adapter, json.settings), h.config.path)
+        except ConfigError as exc:
+            raise _refused(exc) from None
+        outcome = _applied()
+        audit.record(h, p.name, "channel.added", json.id, {"adapter": json.adapter})
+        return {"id": json.id, "applied": outcome}, 201
+
+    body, status = idempotent("channel", create)
+    return jsonify(body), status
 
 
 def _sealed(h, adapter: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -133,7 +133,7 @@ $('#ch-add-form').addEventListener('submit', async (ev) => {
   if (f.settings.value.trim()) {
     try { settings = JSON.parse(f.settings.value); } catch { err.textContent = t('admin.ch.settings.json'); return; }
   }
-  const r = await change(() => post('/admin/channels', { id: f.id.value.trim(), adapter: f.adapter.value.trim(), settings }),
+  const r = await change(() => post('/admin/channels', { id: f.id.value.trim(), adapter: f.adapter.value.trim(), settings }, uuid()),
     err);
   if (!r) return;
   toast(r.applied === 'restart' ? t('admin.applied.restart') : t('admin.ch.added', { id: r.id }), 'info');
