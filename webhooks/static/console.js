@@ -7,6 +7,7 @@ import { createCustomerPanel } from './customer.js';
 import { icon } from './icons.js';
 import { createInbox } from './inbox.js';
 import { createNotifier } from './notify.js';
+import { createSpikes } from './spikes.js';
 import { $, isTyping, setLanguage, t, toast, tr } from './ui.js';
 
 const boot = JSON.parse(document.getElementById('boot').textContent);
@@ -73,7 +74,8 @@ async function start() {
   setupLanguage();
   setupTheme();
   setupShortcuts({ inbox, conversation });
-  live({ inbox, conversation, customer, notifier, open: openConversation });
+  const spikes = createSpikes(boot.me);
+  live({ inbox, conversation, customer, notifier, spikes, open: openConversation });
 }
 
 // -- narrow screens -------------------------------------------------------------------------
@@ -112,7 +114,7 @@ function setupViews() {
 }
 
 // -- live updates ---------------------------------------------------------------------------
-function live({ inbox, conversation, customer, notifier, open }) {
+function live({ inbox, conversation, customer, notifier, spikes, open }) {
   const dot = $('#live');
   let es = null;
   let lastId = '';
@@ -156,6 +158,10 @@ function live({ inbox, conversation, customer, notifier, open }) {
       window.location.assign('/login');
       return;
     }
+    if (type === 'spike.detected') { // supervisors and admins only (the stream filters)
+      spikes.onEvent(data);
+      return;
+    }
     if (type === 'presence.changed') {
       if (data.user === boot.me.name) $('#presence').value = data.status;
       return;
@@ -187,7 +193,7 @@ function live({ inbox, conversation, customer, notifier, open }) {
     'conversation.open', 'conversation.pending', 'conversation.resolved', 'conversation.assigned',
     'conversation.escalated', 'conversation.deescalated', 'conversation.snoozed', 'conversation.unsnoozed',
     'conversation.created', 'conversation.read', 'conversation.sla_breached',
-    'conversation.sla_warning', 'conversation.priority_changed', 'conversation.tagged', 'conversation.untagged', 'note.created', 'presence.changed', 'customer.merged', 'customer.split'];
+    'conversation.sla_warning', 'conversation.priority_changed', 'conversation.tagged', 'conversation.untagged', 'note.created', 'presence.changed', 'customer.merged', 'customer.split', 'spike.detected'];
 
   function connect() {
     const url = '/api/v1/events/stream' + (lastId ? '?last_event_id=' + encodeURIComponent(lastId) : '');

@@ -1,0 +1,58 @@
+"""Spike alerts in the console, in Debian's chromium: a supervisor signs in and sees the alert
+raised earlier as a banner (in Vietnamese) with the link to a broadcast to those customers; a
+new alert arrives live on the stream; a dismissed one stays dismissed after a reload. Skips
+like tests/console/test_browser.py when chromium or playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
+from tongdai.core.workspace import spikes
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="the playwright Python package is not installed")
+
+
+def raise_one(hub, dim: str, value: str, count: int) -> None:
+    """An alert as the reactor raises it (the detector itself: tests/workspace/test_spikes.py)."""
+    end = spikes.current_bucket(hub)
+    base = spikes.baseline_of("seasonal", [2, 3, 3, 4, 3])
+    check = spikes.Check(dim, value, end, count, base, base.threshold(hub.config.hub.spikes), True)
+    assert spikes.raise_alert(hub, check) is not None
+
+
+def test_a_supervisor_sees_spikes_live_and_opens_the_broadcast(hub, server, people):  # noqa: F811
+    raise_one(hub, "tag", "payment", 40)
+    expect = playwright_api.expect
+    problems: list[str] = []
+    with playwright_api.sync_playwright() as p:
+        browser, page = open_browser(p, problems)
+        try:
+            sign_in(page, server, "cuong")
+            expect(page.locator("body")).to_have_attribute("data-live", "1")
+            banner = page.locator("#spikes .spike")
+            expect(banner).to_have_count(1)
+            expect(banner).to_contain_text("Tăng đột biến: nhãn payment")
+            expect(banner).to_contain_text("40 khách trong 15 phút (thường 3)")
+            link = banner.locator("a.spike-broadcast")
+            expect(link).to_have_text("Gửi thông báo cho họ")
+            assert link.get_attribute("href").startswith("/console/broadcasts?tag=payment&since=")
+
+            raise_one(hub, "channel", "tg-test", 55)  # live, on the stream
+            expect(banner).to_have_count(2)
+            expect(banner.first).to_contain_text("Tăng đột biến: kênh tg-test")
+
+            banner.first.locator("button").click()  # dismissed: gone, and after a reload
+            expect(banner).to_have_count(1)
+            page.reload()
+            expect(page.locator("body")).to_have_attribute("data-live", "1")
+            expect(banner).to_have_count(1)
+            expect(banner).to_contain_text("nhãn payment")
+            assert not problems, problems
+        finally:
+            browser.close()
