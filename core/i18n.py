@@ -20,6 +20,7 @@ DIR = Path(__file__).resolve().parents[1] / "webhooks" / "static" / "i18n"
 BASE = "en"  # the complete one; every other file has its keys
 NAME_KEY = "_language"
 _CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+_SLOT = re.compile(r"\{([^{}]+)\}")
 
 
 @functools.cache
@@ -48,14 +49,13 @@ def _merged(directory: Path, lang: str) -> dict[str, str]:
     return {**cat.get(BASE, {}), **cat[lang]}
 
 
-def fill(text: str, **params: object) -> str:
-    """``text`` with each ``{name}`` replaced by ``params[name]`` (as the page's t() does)."""
-    for k, v in params.items():
-        text = text.replace("{" + k + "}", str(v))
-    return text
+def fill(template: str, /, **params: object) -> str:
+    """``template`` with each ``{name}`` replaced by ``params[name]`` (as the page's t() does),
+    in one pass: a value that itself holds ``{name}`` (a customer's text) is left as it is."""
+    return _SLOT.sub(lambda m: str(params[m[1]]) if m[1] in params else m[0], template)
 
 
-def text(lang: str, key: str, **params: object) -> str:
+def text(lang: str, key: str, /, **params: object) -> str:
     """The text ``key`` in ``lang``, its ``{name}`` filled in."""
     return fill(strings(lang)[key], **params)
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from tongdai.core import i18n
 from tongdai.core.config import StaffGroup
 from tongdai.core.errors import DeliveryError, NotFound
 from tongdai.core.hub import Hub
@@ -36,8 +37,10 @@ MAX_TEXT = 3800               # Telegram takes 4096 characters; room for our pre
 
 
 # -- out: the reactor ----------------------------------------------------------------------------
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "… (cut: read the rest in the console)"
+def _clip(hub: Hub, text: str) -> str:
+    if len(text) <= MAX_TEXT:
+        return text
+    return text[:MAX_TEXT] + _say(hub, "staff.cut")
 
 
 def _attachment_line(a: Attachment) -> str:
@@ -54,8 +57,13 @@ def _author_line(hub: Hub, msg: Message) -> str:
     if msg.author_kind == AuthorKind.AGENT and msg.author_id:
         user = users.find(hub, msg.author_id)
         who = (user.display_name or user.name) if user else msg.author_id
-        return _clip(f"↩ {who} → customer:\n{_body(msg)}")
-    return _clip(f"🤖 automatic reply:\n{_body(msg)}")
+        return _clip(hub, _say(hub, "staff.agent_reply", who=who, text=_body(msg)))
+    return _clip(hub, _say(hub, "staff.auto_reply", text=_body(msg)))
+
+
+def _say(hub: Hub, key: str, **params: object) -> str:
+    """A line for the whole group: in console.default_language (the team's)."""
+    return i18n.text(hub.config.hub.console.default_language, key, **params)
 
 
 def _replied_from_topic(hub: Hub, conv_id: str, mid: str) -> bool:
@@ -99,7 +107,7 @@ def _mirror(hub: Hub, data: dict[str, Any]) -> None:
                 _post_into(hub, g, conv, thread, item, lambda: _author_line(hub, msg))
     elif msg.direction == Direction.IN:
         customer = msg.author_kind == AuthorKind.CUSTOMER
-        text = _clip(("" if customer else "ℹ ") + _body(msg))
+        text = _clip(hub, ("" if customer else "ℹ ") + _body(msg))
         for g in groups:
             if hub.redis.get(hub.keys.staff_posted(str(g.chat_id), item)) == b"sent":
                 continue  # (no topic needed for it)
@@ -130,7 +138,7 @@ def _post_notice(hub: Hub, data: dict[str, Any]) -> None:
         return
     try:
         post_once(hub, group, int(data["thread"]), f"n:{data['reply_to']}",
-                   _clip(str(data.get("text") or "")), reply_to=int(data["reply_to"]))
+                   _clip(hub, str(data.get("text") or "")), reply_to=int(data["reply_to"]))
     except DeliveryError as exc:
         if exc.retryable:
             raise

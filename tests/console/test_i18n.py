@@ -101,3 +101,9 @@ def test_adding_a_language_is_one_file(client, hub, people, tmp_path, monkeypatc
         monkeypatch.undo()
         users.update(hub, "an", {"language": ""})
         i18n.reload()
+
+
+def test_a_value_is_put_in_as_it_is():
+    """A customer's text holding "{who}" is not filled in again (one pass)."""
+    assert i18n.text("zh", "staff.agent_reply", who="An", text="gửi {who} {x}") == (
+        "↩ An → 客户：\ngửi {who} {x}")

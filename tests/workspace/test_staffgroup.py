@@ -149,7 +149,8 @@ def test_console_reply_is_mirrored_with_the_agent_name(client, hub, opened, tg_f
                     headers=auth(token, "new"))
     assert r.status_code == 201
     mirror(hub)
-    assert tg_fake.posts(STAFF_CHAT, thread)[-1] == "↩ An Nguyễn → customer:\nChờ em chút ạ"
+    # a line for the whole group: in console.default_language (vi)
+    assert tg_fake.posts(STAFF_CHAT, thread)[-1] == "↩ An Nguyễn → khách:\nChờ em chút ạ"
 
 
 def test_the_same_update_twice_sends_once(client, hub, opened, tg_fake):
