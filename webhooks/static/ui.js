@@ -14,9 +14,11 @@ export function setLanguage(lang, dict) {
 }
 
 export function t(key, vars) {
-  let s = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
-  for (const [k, v] of Object.entries(vars || {})) s = s.split('{' + k + '}').join(String(v));
-  return s;
+  const s = Object.prototype.hasOwnProperty.call(strings, key) ? strings[key] : key;
+  // one pass (as core/i18n.py's fill): a value holding "{by}" (someone's text) stays as it is
+  const v = vars || {};
+  return s.replace(/\{([^{}]+)\}/g,
+    (m, k) => (Object.prototype.hasOwnProperty.call(v, k) ? String(v[k]) : m));
 }
 
 // t() when the console has a text for ``key``, else ``fallback`` (a server's own words)
