@@ -11,7 +11,7 @@ from tongdai.core.keys import FEED_MAXLEN, Keys
 
 _NAMES = ("ingest", "patch_message", "watermark", "create_outbound", "release_lock",
           "rate_slot", "send_gate", "send_done", "cas_hset", "merge", "split", "subject_keys",
-          "create_note", "claim", "presence", "sync_load")
+          "create_note", "claim", "presence", "sync_load", "inbox_filter")
 _INCLUDE = re.compile(r"\{\{INCLUDE:([a-z_]+)\}\}")
 
 

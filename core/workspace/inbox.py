@@ -31,10 +31,10 @@ from tongdai.core.workspace.inbox_index import (
     _cursor,
     _decode_cursor,
     _load,
-    _matches,
     _source,
     _walk,
     check,
+    passing,
 )
 from tongdai.core.workspace.search import _names, _prefetch, _search
 
@@ -103,20 +103,27 @@ def _list(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None, l
           now: int) -> tuple[list[Row], str | None]:
     key, desc, bound = _source(hub, f, now)
     visible = access.visible_queues(hub, p)
-    out: list[Row] = []
+    out: list[tuple[str, float]] = []
     scanned = 0
-    # the first chunk is one page (and one more, to know whether more follow): a page of 50
-    # loads 51 conversations when most match, not a whole chunk
+    nxt: str | None = None
+    # the first chunk is one page (and one more, to know whether more follow); each chunk is
+    # filtered inside Redis (one round trip), only the page's rows are loaded
     for chunk in _walk(hub, key, after, desc, bound, first=limit + 1):
-        for (m, s), row in zip(chunk, _load(hub, chunk)):
+        ok = passing(hub, [m for m, _ in chunk], f, p, visible, now)
+        for m, s in chunk:
             if len(out) == limit:  # full, and more follow
-                return out, _cursor(out[-1].score, out[-1].id)
+                nxt = _cursor(out[-1][1], out[-1][0])
+                break
             scanned += 1
-            if row is not None and _matches(row, f, p, visible, now):
-                out.append(row)
+            if m in ok:
+                out.append((m, s))
             if scanned >= SCAN_BUDGET and len(out) < limit:
-                return out, _cursor(s, m)
-    return out, None
+                nxt = _cursor(s, m)
+                break
+        if nxt is not None:
+            break
+    rows = [r for r in _load(hub, out) if r is not None] if out else []
+    return rows, nxt
 
 
 # -- what a list item shows ----------------------------------------------------------------------

@@ -152,6 +152,21 @@ def _matches(row: Row, f: Filters, p: Principal, visible: set[str] | None, now: 
     return True
 
 
+def passing(hub: Hub, ids: list[str], f: Filters, p: Principal, visible: set[str] | None,
+            now: int) -> set[str]:
+    """Which of these conversations pass the filters and the access rules of ``_matches``
+    (and ``since``/``until`` on their activity), decided inside Redis in one round trip
+    (core/lua/inbox_filter.lua)."""
+    if not ids:
+        return set()
+    args = [f.status, f.queue or "", f.channel or "", f.tag or "",
+            "" if f.priority_min is None else f.priority_min,
+            "*" if f.assignee is None else f.assignee, f.sla or "", now,
+            "*" if visible is None else "\x1f".join(sorted(visible)) or "\x1f", p.name,
+            "" if f.since is None else f.since, "" if f.until is None else f.until]
+    return {m.decode() for m in hub.scripts.inbox_filter(keys=[], args=args + ids)}
+
+
 def check(hub: Hub, p: Principal, f: Filters) -> None:
     """BadRequest / NotFound for filters that cannot be answered."""
     if f.status not in ConversationStatus._value2member_map_:

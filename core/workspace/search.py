@@ -14,13 +14,14 @@ One request looks at no more than ``SEARCH_SCAN`` matching conversations.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from tongdai.core.crypto import SUBJECT_PREFIX, TEXT_PREFIX
 from tongdai.core.hub import Hub
 from tongdai.core.identity import identifiers
 from tongdai.core.workspace import access, search_index
 from tongdai.core.workspace.access import Principal
-from tongdai.core.workspace.inbox_index import Filters, Row, _beyond, _cursor, _load, _matches
+from tongdai.core.workspace.inbox_index import Filters, Row, _beyond, _cursor, _load, passing
 
 SEARCH_SCAN = 5000        # matching conversations one request looks at, at most
 DIRECT_MAX = 200          # conversations of exact (id, identifier, name) hits, at most
@@ -88,12 +89,6 @@ def _names(hub: Hub, customer_ids: list[str]) -> dict[str, str | None]:
 
 
 
-def _in_range(row: Row, f: Filters) -> bool:
-    updated = int(row.h.get("updated") or 0)
-    return ((f.since is None or updated >= f.since)
-            and (f.until is None or int(row.h.get("created") or 0) <= f.until))
-
-
 def _direct(hub: Hub, f: Filters, query: str | None, regions: tuple[str, ...]) -> list[str]:
     """Conversation ids of exact hits: id, identifier, customers by name or identifier."""
     out = _direct_hits(hub, f.q or "")
@@ -113,11 +108,11 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
     regions = tuple(hub.config.hub.identity.regions)
     query = search_index.match(f.q or "", regions)
     index = search_index.open_index()
-    ok = lambda row: row is not None and _matches(row, f, p, visible, now)
     direct = _direct(hub, f, query, regions)
     out: list[Row] = []
     if after is None or after[0] < 0:  # exact hits first, latest activity first
-        rows = [r for r in _load(hub, [(c, 0.0) for c in direct]) if ok(r) and _in_range(r, f)]
+        ok = passing(hub, direct, f, p, visible, now)
+        rows = [r for r in _load(hub, [(c, 0.0) for c in direct if c in ok]) if r is not None]
         for r in rows:  # (their cursor is negative: -updated)
             r.score = -float(r.h["updated"])
         rows.sort(key=lambda r: (r.score, r.id))
@@ -129,8 +124,13 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
     if query is None:
         return out, None
     before = int(after[0]) if after is not None and after[0] >= 0 else None
+    # message hits: the time range is the message's, not the conversation's activity
+    g = replace(f, since=None, until=None)
     seen = set(direct)
+    hits: list[tuple[str, float]] = []
+    want = limit - len(out)
     looked = 0
+    nxt: str | None = None
     for chunk in index.messages(query, before, f.since, f.until):
         fresh = []
         for rid, conv in chunk:
@@ -142,12 +142,18 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
             if before is not None and index.newer_match(query, conv, before):
                 continue
             fresh.append((conv, float(rid)))
-        for (conv, rid), row in zip(fresh, _load(hub, fresh) if fresh else []):
+        ok = passing(hub, [c for c, _ in fresh], g, p, visible, now)
+        for conv, rid in fresh:
+            if len(hits) == want:  # full, and more follow
+                nxt = _cursor(hits[-1][1], hits[-1][0])
+                break
             looked += 1
-            if ok(row):
-                if len(out) == limit:  # full, and more follow
-                    return out, _cursor(out[-1].score, out[-1].id)
-                out.append(row)
-            if looked >= SEARCH_SCAN:  # a shorter page; the next one goes on from here
-                return out, _cursor(rid, conv)
-    return out, None
+            if conv in ok:
+                hits.append((conv, rid))
+            if looked >= SEARCH_SCAN and len(hits) < want:  # a shorter page; on from here
+                nxt = _cursor(rid, conv)
+                break
+        if nxt is not None:
+            break
+    out += [r for r in _load(hub, hits) if r is not None] if hits else []
+    return out, nxt

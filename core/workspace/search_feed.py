@@ -5,8 +5,9 @@ folded, upserted) and ``customer.merged`` / ``customer.split`` / ``customer.eras
 customers' rows again, or gone). Ingest does not wait for it: a message is searchable once
 the reactor has read it (usually well under a second). Each node runs its own reactor group
 (``search@<TONGDAI_SEARCH_NODE>`` when set) into its own file, so every web node has a full
-index. An index that was never built (a new node, an upgrade, a deleted file) builds itself
-from Redis on the reactor's first batch; ``tongdai search reindex`` rebuilds it on demand.
+index. An index that was never built (a new node, an upgrade, a deleted file), or whose node was
+away longer than the feed holds (its last entry read is older than the feed's oldest),
+rebuilds itself from Redis on the reactor's next batch; ``tongdai search reindex`` on demand.
 """
 
 from __future__ import annotations
@@ -91,8 +92,12 @@ def _customer_of(hub: Hub, convs: Iterable[str]) -> set[str]:
 def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
     """The reactor: index what the events changed (idempotent upserts)."""
     index = search_index.open_index()
-    if index.get_state("built") is None:
+    last = index.get_state("feed")
+    oldest = feed.oldest_id(hub)
+    if index.get_state("built") is None or (last and oldest and _eid(oldest) > _eid(last)):
+        # never built, or this node was away longer than the feed holds: from Redis
         reindex(hub, index)
+        index.set_state("feed", events[-1].id)
         return  # the rebuild read everything these events are about
     wanted: dict[str, set[str]] = {}
     customers: set[str] = set()
@@ -120,6 +125,12 @@ def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
         customers |= _customer_of(hub, wanted)
     index.put_messages(rows)
     index.put_customers(customer_rows(hub, customers))
+    index.set_state("feed", events[-1].id)
+
+
+def _eid(s: str) -> tuple[int, int]:
+    a, _, b = s.partition("-")
+    return int(a), int(b or 0)
 
 
 feed.reactor(reactor_name())(on_events)

@@ -19,6 +19,7 @@ one or two characters matches a whole word (Latin) or word of the helpers (Chine
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sqlite3
@@ -42,6 +43,8 @@ CREATE TABLE IF NOT EXISTS state(k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 _WORD = re.compile(r"\w+")
 _HAN_RUN = re.compile(HAN.pattern + "+")
+_DIGIT = re.compile(r"\d")
+_DIGITS8 = re.compile(r"\d(?:\D{0,2}\d){7}")  # eight digits, a separator or two apart
 _PHONE = re.compile(r"\+?\d[\d .\-()]{6,20}\d")
 
 
@@ -49,10 +52,22 @@ def _han(text: str) -> bool:
     return _HAN_RUN.search(text) is not None
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _fold_word(word: str) -> str:
+    return fold(word)
+
+
+def _fold(text: str) -> str:
+    """``fold`` a word at a time (cached: a hub's words repeat), ASCII without a look-up."""
+    if text.isascii():
+        return text.lower()
+    return " ".join(_fold_word(w) for w in text.split())
+
+
 def fold_text(text: str) -> str:
     """Lower case, no diacritics, Simplified Chinese, words only: ``"Nạp THẺ #12"`` → ``"nap
     the 12"``."""
-    t = fold(text)
+    t = _fold(text)
     if _han(t):
         t = fold_chinese(t)
     return " ".join(_WORD.findall(t))
@@ -64,11 +79,11 @@ def body(text: str, regions: tuple[str, ...]) -> str:
     extra: list[str] = []
     for run in _HAN_RUN.findall(folded):  # 退款 is two characters: below a trigram
         extra += [run[i:i + 2] for i in range(len(run) - 1)] + list(run)
-    for word in re.findall(r"\S*\d\S*", text):  # DH-123/45 → dh12345
-        compact = "".join(_WORD.findall(fold(word))).replace("_", "")
+    for word in (w for w in text.split() if _DIGIT.search(w)):  # DH-123/45 → dh12345
+        compact = "".join(_WORD.findall(_fold(word))).replace("_", "")
         if compact and compact not in folded:
             extra.append(compact)
-    for m in _PHONE.findall(text):
+    for m in _PHONE.findall(text) if _DIGITS8.search(text) else ():
         if (e164 := identifiers.phone(m, regions)) is not None:
             extra.append(e164[1:])
     return f" {folded} " + (" ".join(dict.fromkeys(extra)) + " " if extra else "")
@@ -80,7 +95,7 @@ def match(q: str, regions: tuple[str, ...]) -> str | None:
     if not folded:
         return None
     alts = [folded if len(folded) >= 3 else f" {folded} "]
-    compact = "".join(_WORD.findall(fold(q))).replace("_", "")
+    compact = "".join(_WORD.findall(_fold(q))).replace("_", "")
     if any(c.isdigit() for c in compact) and len(compact) >= 3 and compact != folded:
         alts.append(compact)
     if _PHONE.fullmatch(q.strip()) and (e164 := identifiers.phone(q.strip(), regions)):

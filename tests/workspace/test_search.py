@@ -154,3 +154,10 @@ def test_reindex_rebuilds_from_redis(client, hub, people, redis_url, config_file
     index_now(hub)
     assert ids(get_inbox(client, admin, q="doi mau")) == {conv}
     assert ids(get_inbox(client, admin, q="doi size")) == {conv}
+    # a node away longer than the feed holds (its last entry read is gone): rebuilt too
+    index = search_index.open_index()
+    index.forget([conv], [])
+    index.set_state("feed", "1-0")
+    say(client, 832, "alo", name="Khác")
+    index_now(hub)
+    assert ids(get_inbox(client, admin, q="doi mau")) == {conv}
