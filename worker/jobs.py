@@ -127,3 +127,10 @@ def fetch_files(channel_id: str, conv_id: str, message_id: str) -> str:
     from tongdai.core.pipeline import files
 
     return files.fetch(hub(), channel_id, conv_id, message_id)
+
+
+def staff_reply_files(*args) -> str:
+    """A staff-group reply with photos or files (core/workspace/staffgroup.py)."""
+    from tongdai.core.workspace import staffgroup
+
+    return staffgroup.reply_with_files(hub(), *args)

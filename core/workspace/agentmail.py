@@ -36,11 +36,11 @@ import logging
 from tongdai.adapters.email import quotes
 from tongdai.adapters.email.mime import parse_mail
 from tongdai.adapters.email.settings import EmailSettings
-from tongdai.core.errors import DeliveryError, NotFound, WindowClosed
+from tongdai.core.errors import BadRequest, DeliveryError, NotFound, WindowClosed
 from tongdai.core.hub import Hub
 from tongdai.core.identity import identifiers
-from tongdai.core.models import EventKind, InboundEvent, RawEvent
-from tongdai.core.pipeline import feed, intercept, outbound, store
+from tongdai.core.models import Attachment, EventKind, InboundEvent, RawEvent
+from tongdai.core.pipeline import feed, files, intercept, outbound, store
 from tongdai.core.workspace import access, audit, users
 
 # (importing the notices registers the digest's tick: ``core/workspace/__init__.py`` imports
@@ -131,13 +131,27 @@ def handle_reply(hub: Hub, raw: RawEvent, ev: InboundEvent, channel_id: str) -> 
         log.warning("raw %s: %s's mail about conversation %s was handled before; a copy "
                     "delivered again is dropped", raw.id, name, conv_id)
         return True
-    done = _answer(hub, conv_id, user, ref, pm.message_id, pm.full_text, ev)
+    done = _answer(hub, conv_id, user, ref, pm.message_id, pm.full_text, ev,
+                   _files_of(pm.attachments))
     hub.redis.set(handled, "1", ex=KEEP_S)
     return done
 
 
+def _files_of(parts: list) -> list[Attachment]:
+    """The files an agent attached to their reply by mail (an inline image, such as a logo in
+    a signature, is not one), each sent on to the customer."""
+    out = []
+    for f in parts:
+        if f.inline or not f.data:
+            continue
+        mime = files.sniff(f.data) or f.content_type or "application/octet-stream"
+        kind = "image" if mime.startswith("image/") else "file"
+        out.append(Attachment(kind, name=f.filename or "file", mime=mime, data=f.data))
+    return out
+
+
 def _answer(hub: Hub, conv_id: str, user: users.User, ref: str, message_id: str | None,
-            full_text: str, ev: InboundEvent) -> bool:
+            full_text: str, ev: InboundEvent, attached: list[Attachment] = ()) -> bool:
     """Send a genuine agent's mail reply to the customer, or refuse it and say why."""
     name = user.name
     t = {k[7:]: v for k, v in texts_for(hub, user).items() if k.startswith("reason.")}
@@ -148,12 +162,13 @@ def _answer(hub: Hub, conv_id: str, user: users.User, ref: str, message_id: str 
     if not access.can_see(hub, _principal(user), conv):
         return _refuse(hub, conv_id, name, t["access"], ref, message_id)
     text = reply_text(full_text)
-    if not text:
+    if not text and not attached:
         return _refuse(hub, conv_id, name, t["empty"], ref, message_id)
     try:
         msg, created = outbound.create_reply(
-            hub, conv_id, text, name, f"mail:{message_id or ev.dedupe_key}", "agentmail")
-    except WindowClosed as exc:
+            hub, conv_id, text or None, name, f"mail:{message_id or ev.dedupe_key}",
+            "agentmail", attachments=list(attached))
+    except (WindowClosed, BadRequest) as exc:  # closed, or a file the channel will not take
         return _refuse(hub, conv_id, name, str(exc), ref, message_id)
     if created:
         audit.record(hub, name, "reply.email", conv_id, {"message_id": msg.id})

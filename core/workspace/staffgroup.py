@@ -145,7 +145,8 @@ def _act(hub: Hub, principal: Principal, user: users.User, channel_id: str, chat
             return _tier(hub, principal, conv_id, command, arg, who, lang)
         if command is not None:
             return i18n.text(lang, "staff.unknown_command", command=command)
-        return _reply(hub, conv_id, user.name, text, ev.attachments, key, lang)
+        return _reply(hub, conv_id, user.name, text, ev.attachments, key, lang,
+                      (channel_id, chat, ev.topic_id or "", message_id))
     except TongdaiError as exc:  # refused (window closed, conflict, ...): say why, in place
         return i18n.text(lang, "staff.not_done", why=i18n.explain(lang, exc))
 
@@ -183,8 +184,13 @@ def _tier(hub: Hub, principal: Principal, conv_id: str, command: str, reason: st
 
 
 def _reply(hub: Hub, conv_id: str, author: str, text: str, attachments: list[Attachment],
-           key: str, lang: str) -> str | None:
-    if not text:
+           key: str, lang: str, where: tuple[str, str, str, str]) -> str | None:
+    """A reply to the customer; with a photo or file (``where``: the staff channel, chat,
+    topic and message) the background job fetches it from Telegram and sends both."""
+    from tongdai.adapters.base import FILE_KINDS
+
+    files = [a for a in attachments if a.kind in FILE_KINDS and a.file_id]
+    if not text and not files:
         return i18n.text(lang, "staff.no_files")
     # Noted before the reply exists, so the reactor never mirrors it back (see
     # ``staffgroup_mirror._replied_from_topic``); the digest is the one create_reply files the
@@ -195,6 +201,16 @@ def _reply(hub: Hub, conv_id: str, author: str, text: str, attachments: list[Att
     pipe.sadd(echoes, digest)
     pipe.expire(echoes, outbound.IDEMPOTENCY_TTL_S)
     pipe.execute()
+    if files:  # fetched from Telegram off the ingest path; the reply made there
+        from rq import Queue, Retry
+
+        from tongdai.core.keys import BACKGROUND_QUEUE
+
+        Queue(BACKGROUND_QUEUE, connection=hub.redis).enqueue(
+            FILES_JOB, *where, conv_id, author, text, [a.to_dict() for a in files], key, lang,
+            job_id=f"staff-files-{digest}", result_ttl=0, failure_ttl=86400,
+            retry=Retry(max=5, interval=[2, 10, 60, 300, 900]))
+        return None
     try:
         outbound.create_reply(hub, conv_id, text, author_id=author, idempotency_key=key,
                               scope=SCOPE)
@@ -204,3 +220,53 @@ def _reply(hub: Hub, conv_id: str, author: str, text: str, attachments: list[Att
     if attachments:
         return i18n.text(lang, "staff.text_only")
     return None
+
+
+FILES_JOB = "tongdai.worker.jobs.staff_reply_files"
+
+
+def reply_with_files(hub: Hub, channel_id: str, chat: str, topic: str, message_id: str,
+                     conv_id: str, author: str, text: str, atts: list[dict], key: str,
+                     lang: str) -> str:
+    """The background half of a staff-group reply with files: each file fetched from Telegram
+    (getFile; 429/5xx raise for RQ to retry), then one reply with them (``key`` makes a re-run
+    job the same reply). A refusal (too big, a type the customer's channel does not take) is
+    said under the agent's message in the topic."""
+    from tongdai.adapters.telegram.adapter import DOWNLOAD_LIMIT
+    from tongdai.core.errors import BadRequest, DeliveryError
+    from tongdai.core.pipeline import files
+
+    adapter = hub.adapter(channel_id)
+    limit = hub.config.hub.storage.max_blob_bytes
+    found: list[Attachment] = []
+    try:
+        for d in atts:
+            try:
+                got = adapter.fetch_file(Attachment.from_dict(d), limit)
+            except DeliveryError as e:
+                if e.code != "too_big":
+                    raise
+                most = min(limit, DOWNLOAD_LIMIT)  # what the hub keeps, what bots may fetch
+                raise BadRequest(str(e)).because(
+                    "file_too_big", name=d.get("name") or "", max_mb=round(most / 2**20, 1),
+                    channel=channel_id) from None
+            if got is None:
+                continue
+            mime = files.sniff(got.data) or got.mime or d.get("mime") or "application/octet-stream"
+            found.append(Attachment("image" if mime.startswith("image/") else "file",
+                                    name=d.get("name") or got.name, mime=mime, data=got.data))
+        outbound.create_reply(hub, conv_id, text or None, author_id=author, idempotency_key=key,
+                              scope=SCOPE, attachments=found)
+    except DeliveryError as exc:
+        if exc.retryable:
+            raise
+        why = exc
+    except TongdaiError as exc:
+        why = exc
+    else:
+        return f"replied with {len(found)} file(s)"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    hub.redis.srem(hub.keys.staff_echoes(conv_id), digest)
+    _notice(hub, channel_id, chat, topic, conv_id, message_id,
+            i18n.text(lang, "staff.not_done", why=i18n.explain(lang, why)))
+    return f"refused: {why}"

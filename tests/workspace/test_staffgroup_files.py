@@ -1,0 +1,69 @@
+"""Files from the Telegram staff group (#17): a photo an agent posts in a conversation's topic
+(with its caption) reaches the customer; a file the hub will not keep is refused with the
+reason posted under the agent's message. The photo is fetched from the fake Bot API (getFile,
+then the download) by the background job, never in ingest."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.helpers import drain_all, post, run_outbound
+from tests.test_attachments import png
+from tests.workspace.test_staffgroup import (  # noqa: F401  (fixtures)
+    AN,
+    CUSTOMER,
+    STAFF_CHAT,
+    config_file,
+    mirror,
+    opened,
+    staff,
+    staff_update,
+)
+
+
+def _with_file(update: bytes, field: str, obj) -> bytes:
+    body = orjson.loads(update)
+    caption = body["message"].pop("text")
+    body["message"][field] = obj
+    if caption:
+        body["message"]["caption"] = caption
+    return orjson.dumps(body)
+
+
+def test_a_photo_posted_in_the_topic_reaches_the_customer(
+        client, hub, opened, tg_fake):  # noqa: F811
+    _, thread = opened
+    image = png(6, 4)
+    fid = tg_fake.add_file(image, "photos/file_9.jpg", "AgACAgUAAxkBAAIstaffPhoto")
+    photo = [{"file_id": fid, "file_unique_id": "AQADstaff", "file_size": len(image),
+              "width": 6, "height": 4}]
+    post(client, _with_file(staff_update(AN, 910, "Ảnh hướng dẫn nạp thẻ ạ", thread),
+                            "photo", photo))
+    drain_all(hub)
+    assert not [c for c in tg_fake.calls if c[0] == "getFile"]  # not in ingest
+    run_outbound(hub)  # the background job: getFile, download, then the reply's send
+    (sent,) = [p for p in tg_fake.sent("sendPhoto") if str(p["chat_id"]) == str(CUSTOMER)]
+    assert sent["photo"].data == image and sent["caption"] == "Ảnh hướng dẫn nạp thẻ ạ"
+    # the same update again (Telegram redelivered it): nothing new
+    post(client, _with_file(staff_update(AN, 910, "Ảnh hướng dẫn nạp thẻ ạ", thread),
+                            "photo", photo))
+    drain_all(hub)
+    run_outbound(hub)
+    assert len(tg_fake.sent("sendPhoto")) == 1
+
+
+def test_a_refused_file_is_explained_in_the_topic(
+        client, hub, opened, tg_fake):  # noqa: F811
+    _, thread = opened
+    hub.config.hub.storage.__dict__["max_blob_bytes"] = 2**20  # the hub keeps up to 1 MB
+    data = b"%PDF-1.4\n" + b"0" * (2**20 + 100)
+    fid = tg_fake.add_file(data, "documents/file_2.pdf")
+    doc = {"file_id": fid, "file_unique_id": "AgADdoc", "file_name": "bang-gia.pdf",
+           "mime_type": "application/pdf", "file_size": len(data)}
+    post(client, _with_file(staff_update(AN, 920, "", thread), "document", doc))
+    drain_all(hub)
+    run_outbound(hub)
+    mirror(hub)
+    assert not [p for p in tg_fake.sent("sendDocument") if str(p["chat_id"]) == str(CUSTOMER)]
+    said = tg_fake.posts(STAFF_CHAT, thread)[-1]
+    assert said == "Not done: bang-gia.pdf is too big to send here: at most 1.0 MB"
