@@ -1,5 +1,5 @@
-// The open conversation: header with actions, one timeline across the customer's channels,
-// and the reply / note composer (channel picker, canned replies, @mentions).
+// The open conversation: header with actions, its timeline or the customer's on every channel
+// ("All channels": GET /customers/{id}/timeline), and the reply / note composer (channel picker, canned replies, @mentions).
 import { ApiError, get, has, post, query, upload } from './api.js';
 import { TICK_ICONS, icon } from './icons.js';
 import { createLabels } from './labels.js';
