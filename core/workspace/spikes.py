@@ -120,35 +120,36 @@ def _watched(cfg: SpikesSection, msg: Message) -> list[tuple[str, str]]:
     return rows + [("channel", msg.channel_id)] if cfg.channels else rows
 
 
-def count(hub: Hub, items: Iterable[tuple[str, Message, int]],
-          pipe: redis.client.Pipeline | None = None) -> set[tuple[str, str, int]]:
+def count(hub: Hub, items: Iterable[tuple[str, Message, int]]) -> set[tuple[str, str, int]]:
     """Count customers' messages (conversation id, message, ms); returns the (dim, value,
-    bucket) touched. Idempotent."""
+    bucket) touched. Idempotent. One PFADD and one ZADD per touched key for the whole batch."""
     cfg, k = hub.config.hub.spikes, hub.keys
     bms = _bucket_ms(hub)
     keep_s = int(cfg.weeks * WEEK_S + cfg.spread + 2 * cfg.window + 86400)
-    own = pipe is None
-    pipe = pipe if pipe is not None else hub.redis.pipeline(transaction=False)
-    touched: set[tuple[str, str, int]] = set()
-    first = None
+    convs: dict[tuple[str, str, int], set[str]] = {}
+    members: dict[tuple[str, str, int], dict[str, int]] = {}
     for conv_id, msg, ts in items:
         bucket = ts // bms
-        first = bucket if first is None else min(first, bucket)
         for dim, value in _watched(cfg, msg):
-            n, m = _n(hub, bucket, dim, value), k.spike("m", bucket, dim, value)
-            pipe.pfadd(n, conv_id)
-            pipe.expire(n, keep_s)
-            pipe.zadd(m, {SEP.join((msg.channel_id, conv_id, msg.id)): ts})
-            pipe.zremrangebyrank(m, 0, -MAX_MEMBERS - 1)
-            pipe.expire(m, DETAIL_TTL_S)
-            pipe.sadd(k.spike("active", bucket), f"{dim}{SEP}{value}")
-            pipe.expire(k.spike("active", bucket), DETAIL_TTL_S)
-            touched.add((dim, value, bucket))
-    if first is not None:
-        pipe.setnx(k.spike("since"), first)  # where history starts (the baseline's reach)
-    if own:
-        pipe.execute()
-    return touched
+            convs.setdefault((dim, value, bucket), set()).add(conv_id)
+            members.setdefault((dim, value, bucket), {})[
+                SEP.join((msg.channel_id, conv_id, msg.id))] = ts
+    if not convs:
+        return set()
+    pipe = hub.redis.pipeline(transaction=False)
+    for (dim, value, bucket), ids in convs.items():
+        n, m = _n(hub, bucket, dim, value), k.spike("m", bucket, dim, value)
+        pipe.pfadd(n, *sorted(ids))
+        pipe.expire(n, keep_s)
+        pipe.zadd(m, members[(dim, value, bucket)])
+        pipe.zremrangebyrank(m, 0, -MAX_MEMBERS - 1)
+        pipe.expire(m, DETAIL_TTL_S)
+    for bucket in {b for _, _, b in convs}:
+        pipe.sadd(k.spike("active", bucket), *{f"{d}{SEP}{v}" for d, v, b in convs if b == bucket})
+        pipe.expire(k.spike("active", bucket), DETAIL_TTL_S)
+    pipe.setnx(k.spike("since"), min(b for _, _, b in convs))  # the baseline's reach
+    pipe.execute()
+    return set(convs)
 
 
 def _customer_messages(hub: Hub, events: list[feed.FeedEvent]) -> list[tuple[str, Message, int]]:
