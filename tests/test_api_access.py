@@ -26,6 +26,7 @@ teams:
 ROLES = {"an": ("agent", ["support"]), "bich": ("agent", ["billing"]),
          "cuong": ("supervisor", ["support"]), "admin": ("admin", [])}
 
+BROADCAST = {"segment": {"tag": "payment"}, "templates": {"*": "Xin chào {{customer.name}}"}}
 # policy: public | any (signed in) | conv (sees the conversation) | supervisor | admin
 # path values: {conv}, {customer}, {canned}, {x} (an id that does not exist)
 ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
@@ -121,6 +122,13 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("DELETE", "/api/v1/kb/articles/<article_id>"): ("supervisor", None),
     ("POST", "/api/v1/kb/match"): ("any", {"text": "quên mật khẩu"}),
     ("GET", "/api/v1/kb/stats"): ("supervisor", None),
+    ("GET", "/api/v1/broadcasts"): ("supervisor", None),
+    ("POST", "/api/v1/broadcasts"): ("supervisor", BROADCAST),
+    ("POST", "/api/v1/broadcasts/dry-run"): ("supervisor", BROADCAST),
+    ("GET", "/api/v1/broadcasts/<broadcast_id>"): ("supervisor", None),
+    ("POST", "/api/v1/broadcasts/<broadcast_id>/dry-run"): ("supervisor", None),
+    ("POST", "/api/v1/broadcasts/<broadcast_id>/send"): ("supervisor", None),
+    ("GET", "/api/v1/broadcasts/<broadcast_id>/report"): ("supervisor", None),
 }
 
 
@@ -151,7 +159,7 @@ def _url(rule: str, w: dict) -> str:
     values = {"conv_id": w["conv"], "customer_id": w["customer"], "canned_id": w["canned"],
               "msg_id": "999999", "int:n": "0", "name": "dung", "dl_id": "1-1", "merge_id": "999",
               "pair": "1:2", "sub_id": "x404", "delivery_id": "x404",
-              "article_id": "opening-hours", "path:tag": "khách quen", "channel_id": "tg-test",
+              "article_id": "opening-hours", "broadcast_id": "999", "path:tag": "khách quen", "channel_id": "tg-test",
               "key": "bot_token"}
     for k, v in values.items():
         rule = rule.replace(f"<{k}>", v)

@@ -95,7 +95,7 @@ def test_every_create_declares_the_idempotency_key_header(app, client):
         ("POST", "/api/v1/canned"), ("POST", "/api/v1/users"), ("POST", "/api/v1/tokens"),
         ("POST", "/api/v1/webhooks"), ("POST", "/api/v1/webhooks/{sub_id}/ping"),
         ("POST", "/api/v1/customers/{customer_id}/link-code"),
-        ("POST", "/api/v1/admin/channels")}
+        ("POST", "/api/v1/admin/channels"), ("POST", "/api/v1/broadcasts")}
     assert set(declared) == honoured
     for p in declared.values():
         assert p["required"] is True

@@ -134,3 +134,11 @@ def staff_reply_files(*args) -> str:
     from tongdai.core.workspace import staffgroup
 
     return staffgroup.reply_with_files(hub(), *args)
+
+
+def send_broadcast(broadcast_id: str) -> dict:
+    """Send (or resume) a broadcast started from the API or console
+    (core/workspace/broadcast_send.py: nobody twice, progress in Redis)."""
+    from tongdai.core.workspace import broadcast_send
+
+    return broadcast_send.send(hub(), broadcast_id)

@@ -128,17 +128,24 @@ def check_templates(templates: dict[str, str], hub: Hub) -> dict[str, str]:
     return out
 
 
-def create(hub: Hub, principal: Principal, name: str, segment: dict[str, Any],
-           templates: dict[str, str]) -> Broadcast:
+def draft(hub: Hub, principal: Principal, name: str, segment: dict[str, Any],
+          templates: dict[str, str]) -> Broadcast:
+    """A checked broadcast, not stored (id ""): what ``create`` stores, what a dry run of an
+    unsaved form counts."""
     access.require(principal, "supervisor")
     seg = Segment.from_api(segment)
     for c in seg.channels:
         if c not in hub.adapters:
             raise BadRequest(f"segment.channels: no channel {c!r}")
     tpl = check_templates(templates, hub)
-    bid = str(hub.redis.incr(hub.keys.seq("broadcast")))
-    b = Broadcast(bid, (name or "").strip()[:200] or f"#{bid}", seg, tpl, principal.name,
-                  now_ms())
+    return Broadcast("", (name or "").strip()[:200], seg, tpl, principal.name, now_ms())
+
+
+def create(hub: Hub, principal: Principal, name: str, segment: dict[str, Any],
+           templates: dict[str, str]) -> Broadcast:
+    b = draft(hub, principal, name, segment, templates)
+    bid = b.id = str(hub.redis.incr(hub.keys.seq("broadcast")))
+    seg, tpl, b.name = b.segment, b.templates, b.name or f"#{bid}"
     pipe = hub.redis.pipeline(transaction=True)
     pipe.hset(hub.keys.broadcast(bid), mapping={
         "name": b.name, "segment": orjson.dumps(seg.to_api()), "templates": orjson.dumps(tpl),
@@ -178,6 +185,7 @@ def get(hub: Hub, principal: Principal, bid: str) -> Broadcast:
 
 
 def list_all(hub: Hub, principal: Principal, limit: int = 50) -> list[Broadcast]:
+    access.require(principal, "supervisor")
     out = []
     for bid in hub.redis.zrevrange(hub.keys.broadcast("index"), 0, 499):
         try:

@@ -139,8 +139,28 @@ def _one(hub: Hub, b, customer_id: str, conv_id: str, before: dict | None) -> in
     return 1
 
 
+def start(hub: Hub, bid: str) -> None:
+    """Send it in a background worker (the API's and console's way; the CLI sends in place).
+    Sending again after a crash resumes."""
+    from rq import Queue
+
+    from tongdai.core.keys import BACKGROUND_QUEUE
+    from tongdai.core.pipeline.send_schedule import JOB_TTLS
+
+    b, _ = _load(hub, bid)
+    if b.state == "done":
+        raise Conflict(f"broadcast {bid} was sent").because("bc_done")
+    if hub.redis.exists(hub.keys.broadcast(bid, "lock")):
+        raise Conflict(f"broadcast {bid} is being sent").because("bc_running")
+    hub.redis.hset(hub.keys.broadcast(bid), "state", "sending")
+    Queue(BACKGROUND_QUEUE, connection=hub.redis).enqueue(
+        "tongdai.worker.jobs.send_broadcast", bid, job_timeout=6 * 3600,
+        description=f"broadcast {bid}", **JOB_TTLS)
+
+
 def progress(hub: Hub, bid: str) -> dict[str, Any]:
-    """How far a send is: recipients frozen (``total``), handled, queued, skipped."""
+    """How far a send is: recipients frozen (``total``), handled, queued, skipped, and
+    whether a run holds it now (``running``)."""
     k = hub.keys.broadcast(bid, "rcpt")
     counts = {"queued": 0, "skipped": 0, "failed": 0, "pending": 0}
     for v in hub.redis.hvals(k):
@@ -148,7 +168,8 @@ def progress(hub: Hub, bid: str) -> dict[str, Any]:
         counts[s] = counts.get(s, 0) + 1
     total = hub.redis.hget(hub.keys.broadcast(bid), "total")
     handled = counts["queued"] + counts["skipped"] + counts["failed"]
-    return {"total": int(total) if total is not None else None, "handled": handled, **counts}
+    return {"total": int(total) if total is not None else None, "handled": handled,
+            "running": bool(hub.redis.exists(hub.keys.broadcast(bid, "lock"))), **counts}
 
 
 def report(hub: Hub, bid: str, limit: int = 200) -> dict[str, Any]:

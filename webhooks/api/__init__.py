@@ -206,6 +206,7 @@ def json_body() -> dict[str, Any]:
 from tongdai.webhooks.api import (  # noqa: F401  (routes)
     admin,
     assignment,
+    broadcasts,
     channels,
     conversations,
     customers,
