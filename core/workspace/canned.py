@@ -64,7 +64,7 @@ def check_shortcut(shortcut: str) -> str:
         s = "/" + s
     if not _SHORTCUT.match(s):
         raise BadRequest("a shortcut is '/' and 1-40 letters, digits, '_' or '-' "
-                         "(e.g. /hoantien)")
+                         "(e.g. /hoantien)").because("canned_shortcut")
     return s
 
 
@@ -132,7 +132,7 @@ def create(hub: Hub, principal: Principal, shortcut: str, text: str, title: str 
     _check_manage(hub, principal, team)
     shortcut = check_shortcut(shortcut)
     if not text.strip():
-        raise BadRequest("a canned reply needs text")
+        raise BadRequest("a canned reply needs text").because("canned_text")
     k, now = hub.keys, now_ms()
     cid = str(hub.redis.incr(k.seq("canned")))
     c = Canned(cid, shortcut, title.strip(), text, team, principal.name, now, now)
@@ -143,7 +143,8 @@ def create(hub: Hub, principal: Principal, shortcut: str, text: str, title: str 
     def write(pipe) -> None:
         if pipe.hexists(k.canned_shortcuts(), field):
             raise Conflict(f"the shortcut {shortcut} is taken"
-                           + (f" in team {team}" if team else " (global)"))
+                           + (f" in team {team}" if team else " (global)")).because(
+                               "canned_taken", shortcut=shortcut)
         pipe.multi()
         pipe.hset(k.canned_shortcuts(), field, cid)
         pipe.hset(k.canned(cid), mapping={"shortcut": shortcut, "title": c.title, "text": text,
@@ -167,7 +168,7 @@ def update(hub: Hub, principal: Principal, canned_id: str, changes: dict[str, An
         fields["title"] = c.title = changes["title"].strip()
     if changes.get("text") is not None:
         if not changes["text"].strip():
-            raise BadRequest("a canned reply needs text")
+            raise BadRequest("a canned reply needs text").because("canned_text")
         fields["text"] = c.text = changes["text"]
     new_team = c.team if "team" not in changes else (changes["team"] or "")
     new_short = (check_shortcut(changes["shortcut"]) if changes.get("shortcut") is not None
@@ -190,7 +191,8 @@ def update(hub: Hub, principal: Principal, canned_id: str, changes: dict[str, An
                            "reload and retry")
         if new_field != old_field and pipe.hexists(k.canned_shortcuts(), new_field):
             raise Conflict(f"the shortcut {new_short} is taken"
-                           + (f" in team {new_team}" if new_team else " (global)"))
+                           + (f" in team {new_team}" if new_team else " (global)")).because(
+                               "canned_taken", shortcut=new_short)
         pipe.multi()
         pipe.hset(ck, mapping=fields)
         if new_field != old_field:

@@ -62,7 +62,8 @@ class User:
 
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name or ""):  # fullmatch: "an\n" is not a second "an"
-        raise BadRequest("a user name is 1-63 lower-case letters, digits, '.', '_' or '-'")
+        raise BadRequest("a user name is 1-63 lower-case letters, digits, '.', '_' or "
+                         "'-'").because("user_name")
     return name
 
 
@@ -83,7 +84,8 @@ def check_teams(hub: Hub, teams: list[str]) -> list[str]:
 
 def _check_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD:
-        raise BadRequest(f"a password needs at least {MIN_PASSWORD} characters")
+        raise BadRequest(f"a password needs at least {MIN_PASSWORD} characters").because(
+            "password_short", n=MIN_PASSWORD)
 
 
 def _from_hash(name: str, h: dict[bytes, bytes]) -> User:
@@ -118,7 +120,7 @@ def create(hub: Hub, user: User, password: str | None) -> User:
     if password is not None:
         fields["password"] = _hasher.hash(password)
     if not hub.redis.sadd(k.users(), user.name):
-        raise Conflict(f"user {user.name!r} exists")
+        raise Conflict(f"user {user.name!r} exists").because("user_exists", name=user.name)
     pipe = hub.redis.pipeline(transaction=True)
     pipe.hset(k.user(user.name), mapping=fields)
     _index(pipe, hub, user, None)
@@ -213,7 +215,8 @@ def update(hub: Hub, name: str, changes: dict[str, Any]) -> User:
     _check_telegram_free(hub, new)
     if _is_active_admin(old) and not _is_active_admin(new) and not any(
             _is_active_admin(u) for u in all_users(hub) if u.name != name):
-        raise Conflict(f"{name} is the last enabled admin: make someone else admin first")
+        raise Conflict(f"{name} is the last enabled admin: make someone else admin "
+                       "first").because("last_admin", name=name)
     pipe = hub.redis.pipeline(transaction=True)
     pipe.hset(hub.keys.user(name), mapping=_fields(new))
     _index(pipe, hub, new, old)

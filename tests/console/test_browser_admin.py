@@ -1,6 +1,7 @@
 """The admin area in Debian's chromium (#16): an admin opens it from the console, disables
 and re-enables the Telegram channel (the hub's record follows), sees its bot token only as
-••••last 4, adds a canned reply and creates an agent in a team. Skips like
+••••last 4, adds a canned reply and creates an agent in a team (a short password first,
+refused in Vietnamese). Skips like
 tests/console/test_browser.py when chromium or playwright is missing.
 """
 
@@ -64,6 +65,9 @@ def test_an_admin_runs_channels_canned_replies_and_users(hub, server, people):  
             uf.locator('input[name="name"]').fill("lan")
             uf.locator('input[name="display_name"]').fill("Lan Nguyễn")
             uf.locator('input[name="teams"][value="support"]').check()
+            uf.locator('input[name="password"]').fill("ngan")  # refused, said in Vietnamese
+            uf.locator("button[type=submit]").click()
+            expect(uf.locator(".error")).to_have_text("Mật khẩu cần ít nhất 10 ký tự.")
             uf.locator('input[name="password"]').fill("a-long-password-1")
             uf.locator("button[type=submit]").click()
             expect(page.locator('#users tr.user-row[data-name="lan"]')).to_contain_text(
@@ -72,7 +76,9 @@ def test_an_admin_runs_channels_canned_replies_and_users(hub, server, people):  
                 "Lan Nguyễn")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "console-admin.png"), full_page=True)
-            assert problems == []
+            # the one refusal (the short password), nothing else
+            assert problems == [("console error: Failed to load resource: the server responded "
+                                 "with a status of 400 (Bad Request)")]
         finally:
             browser.close()
     assert users.get(hub, "lan").teams == ["support"] and users.get(hub, "lan").role == "agent"
