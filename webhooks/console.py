@@ -216,6 +216,24 @@ def knowledge_base():
                                     csrf=csrf, boot=boot, me=boot["me"]), mimetype="text/html")
 
 
+@bp.get("/console/broadcasts")
+def broadcasts():
+    """Proactive broadcasts (over /api/v1/broadcasts) for supervisors and admins: the list,
+    a new one's form — prefilled by ``?tag=&since=&until=&channels=&conversations=`` (a spike
+    alert's link) — with its dry-run counts, then its progress and report; 403 for agents."""
+    found = _signed_in()
+    if found is None:
+        return redirect("/login", 303)
+    p, csrf = found
+    boot = _boot(p, csrf)
+    t = boot["strings"]
+    if not p.at_least("supervisor"):
+        return Response(render_template("message.html", t=t, lang=boot["language"],
+                                        text=t["bc.forbidden"]), 403, mimetype="text/html")
+    return Response(render_template("broadcasts.html", t=t, lang=boot["language"], csrf=csrf,
+                                    boot=boot, me=boot["me"]), mimetype="text/html")
+
+
 @bp.get("/console/admin")
 def admin_area():
     """The admins' settings (channels, teams and members, users and roles, canned replies,

@@ -1,0 +1,85 @@
+"""The broadcasts page in Debian's chromium (#15): opened from a spike alert's link, the segment
+is filled in; the dry run shows the counts per channel before Send is possible; sent, the
+progress bar and the report follow the senders (the fake Bot API receives one message per
+customer); an agent is refused the page. Skips like tests/console/test_browser.py."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.conftest import write_config
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
+from tests.helpers import drain_all, post, run_outbound, tg_update
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="the playwright Python package is not installed")
+
+
+@pytest.fixture
+def config_file(tmp_path, tg_fake):
+    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=TEAMS)
+
+
+def test_a_spike_link_to_a_dry_run_then_progress_and_report(
+        hub, client, server, people, tg_fake):  # noqa: F811
+    now = int(time.time())
+    for i, name in enumerate(["An", "Bình", "Chi"]):
+        post(client, tg_update(10 + i, 7000 + i, 1, "nạp thẻ lỗi", date=now, first_name=name))
+    post(client, tg_update(20, 7100, 1, "cảm ơn shop", date=now, first_name="Dung"))
+    drain_all(hub)
+    since = datetime.fromtimestamp(now - 900, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expect = playwright_api.expect
+    problems: list[str] = []
+    with playwright_api.sync_playwright() as p:
+        browser, page = open_browser(p, problems)
+        try:
+            sign_in(page, server, "an")  # an agent: not for them
+            page.wait_for_url("**/console")
+            assert page.goto(server + "/console/broadcasts").status == 403
+            page.context.clear_cookies()
+
+            sign_in(page, server, "admin")
+            page.wait_for_url("**/console")
+            page.click("#bc-link")
+            expect(page.locator("body")).to_have_attribute("data-ready", "1")
+            # a spike alert's link: the segment is filled in
+            page.goto(f"{server}/console/broadcasts?tag=payment&since={since}&channels=tg-test")
+            expect(page.locator("body")).to_have_attribute("data-ready", "1")
+            expect(page.locator("#bc-tag")).to_have_value("payment")
+            expect(page.locator('#bc-channels input[value="tg-test"]')).to_be_checked()
+            assert page.locator("#bc-since").input_value() != ""
+            expect(page.locator("#bc-send")).to_be_disabled()  # counts first
+
+            page.fill("#bc-name", "Lỗi nạp thẻ")
+            page.fill("#bc-tpl-all", "Chào {{custmer.first_name}}")
+            page.click("#bc-dry")
+            expect(page.locator("#bc-error")).to_contain_text("custmer.first_name")
+            page.fill("#bc-tpl-all", "Chào {{customer.first_name}}, lỗi nạp thẻ đã được khắc phục.")
+            page.click("#bc-dry")
+            row = page.locator('#bc-counts tr[data-channel="tg-test"]')
+            expect(row.locator(".bc-send-n")).to_have_text("3")
+            expect(page.locator("#bc-summary")).to_contain_text("3")
+            expect(page.locator("#bc-samples")).to_contain_text("lỗi nạp thẻ đã được khắc phục")
+            assert tg_fake.sent("sendMessage") == []
+
+            page.on("dialog", lambda d: d.accept())
+            page.click("#bc-send")
+            expect(page.locator("#bc-progress-box")).to_be_visible()
+            run_outbound(hub)  # the background worker: the broadcast, then its sends
+            expect(page.locator("#bc-progress-box")).to_have_attribute("data-state", "done")
+            expect(page.locator("#bc-progress")).to_have_attribute("value", "3")
+            sent = page.locator('#bc-report tr[data-channel="tg-test"] td[data-kind="sent"]')
+            expect(sent).to_have_text("3")
+            expect(page.locator("#bc-list .bc-item")).to_have_count(1)
+            assert sorted(int(m["chat_id"]) for m in tg_fake.sent("sendMessage")) == [
+                7000, 7001, 7002]
+        finally:
+            browser.close()
+    # (the agent's 403 and the refused variable's 400 were asked for)
+    assert [x for x in problems if "status of 403" not in x and "status of 400" not in x] == []
