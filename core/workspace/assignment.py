@@ -211,10 +211,12 @@ def assign(hub: Hub, principal: Principal, conv_id: str, assignee: str | None,
                           released_by=released_by)
     if code == 0:
         now = f"assigned to {_name(hub, val)}" if val else "unassigned"
-        raise Conflict(f"conversation {conv_id} changed meanwhile (now {now}); reload and retry")
+        raise Conflict(f"conversation {conv_id} changed meanwhile (now {now}); reload and retry"
+                       ).because("changed_meanwhile", id=conv_id)
     if code == -1:
         raise Conflict(f"{_name(hub, assignee)} is at capacity ({val} open conversations of "
-                       f"{cap}); a supervisor can assign it anyway")
+                       f"{cap}); a supervisor can assign it anyway").because(
+            "assignee_at_capacity", who=_name(hub, assignee), n=val, cap=cap)
     return store.get_conversation(hub, conv_id)
 
 

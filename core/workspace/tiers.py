@@ -134,7 +134,8 @@ def _apply(hub: Hub, conv_id: str, reason: str, by: str, up: bool, team: str | N
         if "created" not in h:
             raise NotFound(f"no conversation {conv_id}")
         if h["status"] == "resolved":
-            raise Conflict(f"conversation {conv_id} is resolved: reopen it first")
+            raise Conflict(f"conversation {conv_id} is resolved: reopen it first").because(
+                "reopen_first", id=conv_id)
         here, came_from = team_of(hub, h["queue"]), orjson.loads(h.get("tier_from", "[]"))
         if up:
             tags = {t.decode() for t in pipe.smembers(k.conversation_tags(conv_id))}
@@ -148,7 +149,8 @@ def _apply(hub: Hub, conv_id: str, reason: str, by: str, up: bool, team: str | N
             dest = _step_down(hub, here, h, came_from)
             if dest is None:
                 raise Conflict(f"conversation {conv_id} cannot go lower: queue {h['queue']} "
-                               "is the bottom of its ladder")
+                               "is the bottom of its ladder").because(
+                    "bottom_of_ladder", id=conv_id, queue=h["queue"])
             to_team, came_from = team_of(hub, dest), came_from[:-1]
         _write(hub, pipe, conv_id, h, dest, to_team, came_from, reason, by, verb, mid, now,
                via)

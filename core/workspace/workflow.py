@@ -156,7 +156,8 @@ def raise_priority(hub: Hub, principal: Principal, conv_id: str, why: str = "") 
     and say so in the timeline. Moving it up a tier is ``tiers.escalate``."""
     conv = access.conversation(hub, principal, conv_id)
     if conv.status == ConversationStatus.RESOLVED:
-        raise Conflict(f"conversation {conv_id} is resolved: reopen it first")
+        raise Conflict(f"conversation {conv_id} is resolved: reopen it first").because(
+            "reopen_first", id=conv_id)
     why = (why or "").strip()
     level = hub.config.hub.routing.escalation_priority
     k, now = hub.keys, now_ms()

@@ -201,6 +201,12 @@ def test_resolve_from_the_topic(client, hub, opened, tg_fake):
     assert [(e["actor"], e["details"]) for e in entries] == [("an", {"via": "telegram"})]
     run_outbound(hub)
     assert to_customer(tg_fake) == []
+    # a refusal is the case the hub named, said as the console says it
+    post(client, staff_update(AN, 906, "/escalate khách gấp", thread))
+    drain_all(hub)
+    mirror(hub)
+    assert tg_fake.posts(STAFF_CHAT, thread)[-1] == (
+        f"Not done: Conversation #{conv} is closed: reopen it first.")
 
 
 def test_escalate_and_deescalate_from_the_topic(client, hub, opened, tg_fake, admin_token):
