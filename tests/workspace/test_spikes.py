@@ -251,3 +251,23 @@ def test_the_stream_shows_spikes_to_supervisors_only(hub):
                                         "until_ts": 900_000, "channels": ["tg-test"]}) == (
         "/console/broadcasts?since=1970-01-01T00:00:00Z&until=1970-01-01T00:15:00Z"
         "&channels=tg-test")
+
+
+def test_the_cli_lists_alerts_and_checks_the_window_now(hub):
+    from click.testing import CliRunner
+
+    from tongdai.core.cli import main
+
+    spikes.count(hub, [(f"c{i}", Message(f"m{i}", f"c{i}", Direction.IN, AuthorKind.CUSTOMER,
+                                         "tg-test", now_ms(), now_ms(), tags=["payment"]),
+                        now_ms()) for i in range(6)])
+    out = CliRunner().invoke(main, ["spikes", "check"])
+    assert out.exit_code == 0, out.output
+    assert "SPIKE  tag     payment" in out.output and "(recent, 0 windows)" in out.output
+    assert "2 checked, 2 spike(s)" in out.output  # the tag and the channel, new: baseline 0
+    assert "0 alert(s)" in CliRunner().invoke(main, ["spikes", "list"]).output
+    out = CliRunner().invoke(main, ["spikes", "check", "--alert"])
+    assert out.output.count("alert sp_") == 2
+    out = CliRunner().invoke(main, ["spikes", "list"]).output
+    assert "tag payment: 6 customers" in out and "2 alert(s)" in out
+    assert "https://hub.example.vn/console/broadcasts?tag=payment&since=" in out
