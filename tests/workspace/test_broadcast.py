@@ -137,3 +137,28 @@ def test_segment_by_conversations_and_refusals(hub, world):
     with pytest.raises(Exception, match="supervisor"):
         bc.create(hub, Principal("an", "agent", frozenset({"support"})), "", {"tag": "x"},
                   {"*": "x"})
+
+
+def test_the_cli_creates_dry_runs_sends_with_progress_and_reports(hub, world, tg_fake):
+    from click.testing import CliRunner
+
+    from tongdai.core.cli import main
+
+    run = CliRunner().invoke
+    made = run(main, ["broadcast", "create", "--name", "Lỗi nạp thẻ", "--tag", "payment",
+                      "--since", "1h", "--channel", "tg-test",
+                      "--text", "Chào {{customer.first_name}}, đã khắc phục."])
+    assert made.exit_code == 0, made.output
+    bid = made.output.strip()
+    dry = run(main, ["broadcast", "dry-run", bid])
+    assert "6 customers: 6 would get it, 0 would be skipped" in dry.output
+    assert tg_fake.sent("sendMessage") == []
+    sent = run(main, ["broadcast", "send", bid])
+    assert sent.exit_code == 0 and "6 messages queued in this run" in sent.output
+    assert f"broadcast {bid}" in sent.output  # the progress bar's label
+    run_outbound(hub)
+    assert len(tg_fake.sent("sendMessage")) == 6
+    assert "done, 6/6 handled" in run(main, ["broadcast", "status", bid]).output
+    assert run(main, ["broadcast", "report", bid]).output.startswith("sent 6, queued 0")
+    bad = run(main, ["broadcast", "create", "--tag", "payment", "--text", "{{agent.name}}"])
+    assert bad.exit_code == 1 and "unknown variable {{agent.name}}" in bad.output
