@@ -141,7 +141,10 @@ def _apply(hub: Hub, conv_id: str, reason: str, by: str, up: bool, team: str | N
             tags = {t.decode() for t in pipe.smembers(k.conversation_tags(conv_id))}
             to = _step_up(hub, here, h, tags, team)
             if isinstance(to, str):
-                raise Conflict(f"conversation {conv_id} cannot go higher: {to}")
+                exc = Conflict(f"conversation {conv_id} cannot go higher: {to}")
+                if not (here and here.escalates_to):  # the top (else: a team since removed)
+                    exc.because("top_of_ladder", id=conv_id, queue=h["queue"])
+                raise exc
             dest, to_team, came_from = to.queues[0], to, [*came_from, h["queue"]]
         else:
             while came_from and came_from[-1] == h["queue"]:  # moved back by hand since

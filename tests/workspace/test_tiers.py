@@ -91,6 +91,7 @@ def test_up_from_l1_to_l2_to_l3_then_refused_at_the_top(client, hub, staff):
     top = act(client, staff["minh"], cid, "escalate", reason="lên nữa")
     assert top.status_code == 409
     assert "top of its ladder" in top.json["error"]["message"]
+    assert top.json["error"]["reason"] == "top_of_ladder"  # the console says it in its language
 
     (up1, up2) = events(hub, "conversation.escalated")
     assert {k: up1[k] for k in ("from_queue", "to_queue", "from_tier", "to_tier", "team", "by",
