@@ -47,16 +47,21 @@ def _upload(client, token, conv, name, data, key):
 def test_messenger_image_in_and_file_out(client, hub, admin_token, graph):
     image = png(4, 4)
     url = graph.add_cdn_file("lan-receipt.png", image, "image/png")
+    sticker = graph.add_cdn_file("thumbs-up.png", png(1, 1), "image/png")
     ts = now_ms()
     fb_post(client, [{"sender": {"id": PSID}, "recipient": {"id": PAGE_ID}, "timestamp": ts,
                       "message": {"mid": "m_img_1", "attachments": [
-                          {"type": "image", "payload": {"url": url}}]}}])
+                          {"type": "image", "payload": {"url": url}},
+                          {"type": "image", "payload": {"url": sticker,
+                                                        "sticker_id": 369239263222822}}]}}])
     drain_all(hub)
-    run_outbound(hub)  # the background job downloads it from the CDN
+    run_outbound(hub)  # the background job downloads them from the CDN
     conv = _conv(client, admin_token, "fb-test")
-    (att,) = _msgs(client, admin_token, conv)[0]["attachments"]
+    att, st = _msgs(client, admin_token, conv)[0]["attachments"]
     assert att["file_id"].startswith("blob:") and att["mime"] == "image/png"
-    assert graph.cdn_downloads == ["lan-receipt.png"]
+    assert st["kind"] == "sticker" and st["file_id"].startswith("blob:")
+    assert st["meta"]["sticker_id"] == 369239263222822  # a 15-digit id kept exactly
+    assert graph.cdn_downloads == ["lan-receipt.png", "thumbs-up.png"]
     got = client.get(f"/api/v1/conversations/{conv}/messages/"
                      f"{_msgs(client, admin_token, conv)[0]['id']}/attachments/0",
                      headers=auth(admin_token))
@@ -124,3 +129,24 @@ def test_a_stale_cdn_link_is_marked_not_retried(client, hub, admin_token, graph)
     (att,) = _msgs(client, admin_token, conv)[0]["attachments"]
     assert att["kind"] == "audio" and att["meta"]["fetch_error"] == "not_found"
     assert graph.cdn_downloads == ["gone.jpg"]  # once: a refusal is final
+
+
+def test_a_mail_reply_carries_the_file_as_a_mime_attachment():
+    from email import message_from_bytes, policy
+
+    from tongdai.adapters.base import OutboundMessage
+    from tongdai.adapters.email import sending
+    from tongdai.adapters.email.settings import EmailSettings
+    from tongdai.core.models import Attachment, AuthorKind
+
+    settings = EmailSettings(address="support@shop.example.vn",
+                             inbound={"smtp": {"host": "127.0.0.1", "port": 2525}},
+                             outbound={"smtp": {"host": "127.0.0.1", "port": 25}})
+    out = OutboundMessage("lan@example.vn", "Dạ em gửi hóa đơn ạ", AuthorKind.AGENT, "42",
+                          attachments=[Attachment("file", name="Hóa đơn.pdf",
+                                                  mime="application/pdf", data=PDF)])
+    mail = message_from_bytes(sending.build(settings, out).as_bytes(), policy=policy.default)
+    (part,) = list(mail.iter_attachments())
+    assert part.get_filename() == "Hóa đơn.pdf" and part.get_content() == PDF
+    assert part.get_content_type() == "application/pdf"
+    assert mail.get_body(("plain",)).get_content().strip() == "Dạ em gửi hóa đơn ạ"

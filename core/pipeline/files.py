@@ -104,47 +104,75 @@ def fetch(hub: Hub, channel_id: str, conv_id: str, mid: str) -> str:
     if raw is None:
         return "no such message"
     stored = orjson.loads(raw)
-    atts = stored.get("at") or []
     adapter = hub.adapters.get(channel_id)
     if adapter is None:
         return f"channel {channel_id} is no longer configured"
     subject = hub.subjects.key_for(stored["u"]) if stored.get("u") else None
     limit = hub.config.hub.storage.max_blob_bytes
-    changed, retry = 0, None
-    for d in atts:
-        if (d.get("kind") not in FILE_KINDS or str(d.get("file_id", "")).startswith("blob:")
-                or (d.get("meta") or {}).get("fetch_error")):
+    found: dict[int, dict] = {}  # attachment index -> the fields to write
+    retry = None
+    for n, d in enumerate(stored.get("at") or []):
+        if not _to_fetch(d):
             continue
-        a = Attachment.from_dict(d)
         try:
-            got = adapter.fetch_file(a, limit)
+            got = adapter.fetch_file(Attachment.from_dict(d), limit)
         except DeliveryError as e:
             if e.retryable:
                 retry = retry or e
-                continue
-            d["meta"] = {**(d.get("meta") or {}), "fetch_error": e.code or "refused"}
-            changed += 1
-            log.info("file of message %s on %s not fetched: %s", mid, channel_id, e.code)
+            else:
+                found[n] = {"meta": {**(d.get("meta") or {}), "fetch_error": e.code or "refused"}}
+                log.info("file of message %s on %s not fetched: %s", mid, channel_id, e.code)
             continue
         if got is None:
             continue
-        meta = dict(d.get("meta") or {})
+        meta = {**(d.get("meta") or {}), "sha256": hashlib.sha256(got.data).hexdigest()}
         if d.get("file_id"):
             meta["platform_file_id"] = d["file_id"]
-        meta["sha256"] = hashlib.sha256(got.data).hexdigest()
-        d["file_id"] = hub.blobs.put(got.data, subject)
-        d["size"] = len(got.data)
-        d["mime"] = sniff(got.data) or got.mime or d.get("mime")
+        fields = {"file_id": hub.blobs.put(got.data, subject), "size": len(got.data),
+                  "mime": sniff(got.data) or got.mime or d.get("mime"), "meta": meta}
         if got.name and not d.get("name"):
-            d["name"] = _seal_name(hub, got.name, subject)
-        d["meta"] = meta
-        changed += 1
-    if changed:
-        hub.scripts.patch_message(args=["", f"{conv_id}:{mid}", "", now_ms(), "set",
-                                        orjson.dumps({"at": atts}).decode(), ""])
+            fields["name"] = _seal_name(hub, got.name, subject)
+        found[n] = fields
+    changed = _write(hub, conv_id, mid, found) if found else 0
     if retry is not None:
         raise retry  # the job is retried; what was fetched stays fetched
     return f"{changed} file(s) stored" if changed else "nothing to fetch"
+
+
+def _to_fetch(d: dict) -> bool:
+    return (d.get("kind") in FILE_KINDS and not str(d.get("file_id", "")).startswith("blob:")
+            and not (d.get("meta") or {}).get("fetch_error"))
+
+
+def _write(hub: Hub, conv_id: str, mid: str, found: dict[int, dict]) -> int:
+    """Apply ``found`` to the stored message by compare-and-set (a reaction or edit landing
+    meanwhile is kept: re-read and applied again), re-encoded here rather than by Lua's cjson,
+    which rounds large numbers (sticker ids); then say so on the change feed."""
+    from tongdai.core.pipeline import feed
+
+    key = hub.keys.messages(conv_id)
+    for _ in range(10):
+        raw = hub.redis.hget(key, mid)
+        if raw is None:
+            return 0
+        m = orjson.loads(raw)
+        atts = m.get("at") or []
+        n = 0
+        for i, fields in found.items():
+            if i < len(atts) and _to_fetch(atts[i]):
+                atts[i].update(fields)
+                n += 1
+        if not n:
+            return 0
+        if hub.scripts.cas_hset(keys=[key], args=[mid, raw, orjson.dumps(m)]):
+            pipe = hub.redis.pipeline(transaction=False)
+            pipe.hset(hub.keys.conversation(conv_id), "updated", now_ms())
+            feed.publish(hub, {"type": "message.updated", "conversation_id": conv_id,
+                               "message_id": mid, "op": "files"}, pipe)
+            pipe.execute()
+            return n
+    raise DeliveryError(f"message {mid} kept changing; files not recorded", retryable=True,
+                        code="conflict")
 
 
 def _seal_name(hub: Hub, name: str, subject) -> str:

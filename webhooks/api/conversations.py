@@ -214,7 +214,7 @@ def download_attachment(conv_id: str, msg_id: str, n: int):
     return Response(data, 200, mimetype=mime, headers={
         "Content-Disposition": disposition, "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Cache-Control": "private, max-age=86400"})
+        "Cache-Control": "private, max-age=300"})
 
 
 def _set_status(conv_id: str, status: ConversationStatus):
