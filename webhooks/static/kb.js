@@ -9,6 +9,8 @@ const boot = JSON.parse(document.getElementById('boot').textContent);
 setLanguage(boot.language, boot.strings);
 const EDIT = !!boot.can_edit;
 const LANGS = ['vi', 'en', 'zh-Hans', 'zh-Hant'];
+// the articles' variant in the console's language (a Chinese console: Simplified)
+const MINE = boot.language === 'zh' ? 'zh-Hans' : boot.language;
 const ID = /^[a-z0-9][a-z0-9_.-]{0,47}$/;
 
 let items = [];
@@ -50,7 +52,7 @@ function explain(e) {
 }
 
 function title(a) {
-  for (const lang of [boot.language, ...LANGS]) {
+  for (const lang of [MINE, ...LANGS]) {
     if (a.variants[lang]) return a.variants[lang].title;
   }
   return a.id;
@@ -97,7 +99,7 @@ function variantFields(lang, v) {
     return node;
   };
   const has = !!v;
-  return el('details', { class: 'kb-variant', dataset: { lang }, open: has || lang === 'vi' },
+  return el('details', { class: 'kb-variant', dataset: { lang }, open: has || lang === 'vi' || lang === MINE },
     el('summary', {}, langName(lang), has ? '' : el('span', { class: 'muted', text: ' · ' + t('kb.lang.empty') })),
     lang === 'zh-Hant' ? el('small', { class: 'muted', text: t('kb.lang.hant_hint') }) : null,
     el('label', { class: 'field' }, el('span', { text: t('kb.field.title') }), input('title', v && v.title)),
