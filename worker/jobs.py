@@ -134,11 +134,3 @@ def staff_reply_files(*args) -> str:
     from tongdai.core.workspace import staffgroup
 
     return staffgroup.reply_with_files(hub(), *args)
-
-
-def send_broadcast(broadcast_id: str) -> dict:
-    """Send (or resume) a broadcast started from the API or console
-    (core/workspace/broadcast_send.py: nobody twice, progress in Redis)."""
-    from tongdai.core.workspace import broadcast_send
-
-    return broadcast_send.send(hub(), broadcast_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from tongdai.core.clock import now_ms
 from tongdai.core.errors import Conflict, NotFound, WindowClosed
 from tongdai.core.hub import Hub
 from tongdai.core.models import AuthorKind, Message
-from tongdai.core.pipeline import outbound
+from tongdai.core.pipeline import feed, outbound
 from tongdai.core.workspace import audit
 from tongdai.core.workspace.broadcast import _load, as_principal, plan, recipients
 
@@ -40,6 +41,15 @@ SCOPE = "broadcast"
 PENDING_LIMIT_MS = (outbound.IDEMPOTENCY_TTL_S - 3600) * 1000
 # When the customer last got a broadcast (their "stop" counts as an opt-out for this long).
 LAST_FIELD = "bc_last"
+# Messages are made no faster than the channel sends them: while its rate-limit slots are
+# reserved more than this far ahead, the run waits (the CLI) or stops until the next tick (the
+# scheduler), so an agent's reply on that channel never queues behind the whole broadcast.
+HEADROOM_MS = 1000
+TICK_BOX_S = 0.8  # the scheduler's tick works on broadcasts this long at most
+
+
+class _Paused(Exception):
+    """The channel's slots are reserved far enough ahead: go on at the next tick."""
 
 
 def idempotency_key(bid: str, customer_id: str) -> str:
@@ -64,9 +74,21 @@ def _record(hub: Hub, bid: str, customer_id: str, state: dict[str, Any]) -> None
     hub.redis.hset(hub.keys.broadcast(bid, "rcpt"), customer_id, orjson.dumps(state))
 
 
-def send(hub: Hub, bid: str, progress: Callable[[int, int], None] | None = None) -> dict:
+def _ahead_ms(hub: Hub, channel: str, now: int) -> int:
+    """How far ahead the channel's send slots are reserved (ms; <= 0: free now)."""
+    adapter = hub.adapters.get(channel)
+    if adapter is None or not any(lim.scope == "channel" for lim in adapter.facts().rate_limits):
+        return 0
+    free = hub.redis.get(hub.keys.rate(channel))
+    return int(free) - now if free else 0
+
+
+def send(hub: Hub, bid: str, progress: Callable[[int, int], None] | None = None,
+         wait: bool = True, time_box_s: float | None = None) -> dict:
     """Send (or resume sending) broadcast ``bid``; ``progress(done, total)`` after each
-    customer. Returns the counts of this run and the broadcast's state."""
+    customer. ``wait``: sleep while the channel is busy (the CLI), else stop there and leave
+    the rest to the next tick; ``time_box_s``: stop after so long (the tick). Returns the
+    counts of this run and the broadcast's state."""
     b, _ = _load(hub, bid)
     if b.state == "done":
         return {"state": "done", "sent_now": 0}
@@ -83,14 +105,20 @@ def send(hub: Hub, bid: str, progress: Callable[[int, int], None] | None = None)
                 hub.redis.hgetall(hub.keys.broadcast(bid, "rcpt")).items()}
         finished = sum(1 for s in done.values() if s["s"] != "pending")
         made = 0
+        deadline = time.monotonic() + time_box_s if time_box_s is not None else None
         if progress:
             progress(finished, len(pairs))
         for customer_id, conv_id in pairs:
             state = done.get(customer_id)
             if state is not None and state["s"] != "pending":
                 continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return {"state": "sending", "sent_now": made, "total": len(pairs)}
             hub.redis.pexpire(lock, LOCK_MS)
-            made += _one(hub, b, customer_id, conv_id, state)
+            try:
+                made += _one(hub, b, customer_id, conv_id, state, wait)
+            except _Paused:
+                return {"state": "sending", "sent_now": made, "total": len(pairs)}
             finished += 1
             if progress:
                 progress(finished, len(pairs))
@@ -105,7 +133,8 @@ def send(hub: Hub, bid: str, progress: Callable[[int, int], None] | None = None)
         hub.scripts.release_lock(keys=[lock], args=[owner])
 
 
-def _one(hub: Hub, b, customer_id: str, conv_id: str, before: dict | None) -> int:
+def _one(hub: Hub, b, customer_id: str, conv_id: str, before: dict | None,
+         wait: bool = True) -> int:
     """One customer: skipped (why), or their message made and queued. 1 when a message was
     made or found (idempotent), else 0."""
     now = now_ms()
@@ -118,6 +147,11 @@ def _one(hub: Hub, b, customer_id: str, conv_id: str, before: dict | None) -> in
         _record(hub, b.id, customer_id, {"s": "skipped", "r": p.skip, "d": p.detail,
                                          "ch": p.channel, "t": now})
         return 0
+    ahead = _ahead_ms(hub, p.channel, now)
+    if ahead > HEADROOM_MS:
+        if not wait:
+            raise _Paused
+        time.sleep((ahead - HEADROOM_MS) / 1000)
     t0 = before["t"] if before else now
     _record(hub, b.id, customer_id, {"s": "pending", "ch": p.channel, "c": conv_id, "t": t0})
     try:
@@ -140,22 +174,42 @@ def _one(hub: Hub, b, customer_id: str, conv_id: str, before: dict | None) -> in
 
 
 def start(hub: Hub, bid: str) -> None:
-    """Send it in a background worker (the API's and console's way; the CLI sends in place).
-    Sending again after a crash resumes."""
-    from rq import Queue
-
-    from tongdai.core.keys import BACKGROUND_QUEUE
-    from tongdai.core.pipeline.send_schedule import JOB_TTLS
-
+    """Have the scheduler send it (the API's and console's way; the CLI sends in place): the
+    ``broadcasts`` tick goes on with every broadcast in state ``sending``. Starting a stopped
+    one again resumes it."""
     b, _ = _load(hub, bid)
     if b.state == "done":
         raise Conflict(f"broadcast {bid} was sent").because("bc_done")
     if hub.redis.exists(hub.keys.broadcast(bid, "lock")):
         raise Conflict(f"broadcast {bid} is being sent").because("bc_running")
     hub.redis.hset(hub.keys.broadcast(bid), "state", "sending")
-    Queue(BACKGROUND_QUEUE, connection=hub.redis).enqueue(
-        "tongdai.worker.jobs.send_broadcast", bid, job_timeout=6 * 3600,
-        description=f"broadcast {bid}", **JOB_TTLS)
+
+
+@feed.tick("broadcasts", 1.0)
+def tick(hub: Hub) -> int:
+    """Go on with the broadcasts being sent (``TICK_BOX_S`` at most, paced by their
+    channels); a run elsewhere (the CLI, another scheduler) holds the lock and is left alone.
+    Returns the messages made."""
+    ids = [i.decode() for i in hub.redis.zrevrange(hub.keys.broadcast("index"), 0, 199)]
+    pipe = hub.redis.pipeline(transaction=False)
+    for bid in ids:
+        pipe.hget(hub.keys.broadcast(bid), "state")
+        pipe.exists(hub.keys.broadcast(bid, "lock"))
+    found = pipe.execute()
+    deadline, made = time.monotonic() + TICK_BOX_S, 0
+    for n, bid in enumerate(ids):
+        if found[2 * n] != b"sending" or found[2 * n + 1]:
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            made += send(hub, bid, wait=False, time_box_s=left).get("sent_now", 0)
+        except Conflict:
+            continue
+        except Exception:  # marked stopped (Resume in the console); the others go on
+            log.exception("broadcast %s stopped", bid)
+    return made
 
 
 def progress(hub: Hub, bid: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from tests.conftest import write_config
 from tests.console.conftest import TEAMS
 from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tests.helpers import drain_all, post, run_outbound, tg_update
+from tongdai.core.workspace import broadcast_send as bs
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
 playwright_api = pytest.importorskip("playwright.sync_api",
@@ -71,7 +72,8 @@ def test_a_spike_link_to_a_dry_run_then_progress_and_report(
             page.on("dialog", lambda d: d.accept())
             page.click("#bc-send")
             expect(page.locator("#bc-progress-box")).to_be_visible()
-            run_outbound(hub)  # the background worker: the broadcast, then its sends
+            bs.tick(hub)  # the scheduler makes the messages,
+            run_outbound(hub)  # the senders send them
             expect(page.locator("#bc-progress-box")).to_have_attribute("data-state", "done")
             expect(page.locator("#bc-progress")).to_have_attribute("value", "3")
             sent = page.locator('#bc-report tr[data-channel="tg-test"] td[data-kind="sent"]')

@@ -162,3 +162,21 @@ def test_the_cli_creates_dry_runs_sends_with_progress_and_reports(hub, world, tg
     assert run(main, ["broadcast", "report", bid]).output.startswith("sent 6, queued 0")
     bad = run(main, ["broadcast", "create", "--tag", "payment", "--text", "{{agent.name}}"])
     assert bad.exit_code == 1 and "unknown variable {{agent.name}}" in bad.output
+
+
+def test_the_scheduler_sends_it_paced_by_the_channel(hub, world, tg_fake):
+    """Started from the API or console, the scheduler's tick makes the messages, never
+    faster than the channel sends: while Telegram's slots are reserved seconds ahead (a busy
+    channel), it makes none, so an agent's reply there does not queue behind the broadcast."""
+    from tongdai.core.clock import now_ms
+
+    b = bc.create(hub, ADMIN, "", {"tag": "payment", "channels": ["tg-test"]}, {"*": "Xin chào"})
+    bs.start(hub, b.id)
+    hub.redis.set(hub.keys.rate("tg-test"), now_ms() + 10_000, px=10_000)  # busy for 10 s
+    assert bs.tick(hub) == 0
+    assert bc.get(hub, ADMIN, b.id).state == "sending"
+    hub.redis.delete(hub.keys.rate("tg-test"))  # the channel has room again
+    assert bs.tick(hub) == 6
+    assert bc.get(hub, ADMIN, b.id).state == "done"
+    run_outbound(hub)
+    assert len(tg_fake.sent("sendMessage")) == 6

@@ -1,6 +1,6 @@
 """Proactive broadcasts (core/workspace/broadcast*.py): supervisors and admins create one, see
-its dry-run counts, send it (a background worker; sending again resumes) and read its
-progress and report. A supervisor sees the broadcasts made within their teams, and their
+its dry-run counts, send it (the scheduler's ``broadcasts`` tick; sending again resumes) and
+read its progress and report. A supervisor sees the broadcasts made within their teams, and their
 segments hold only their teams' conversations."""
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ def dry_run_broadcast(broadcast_id: str):
 @bp.post("/broadcasts/<broadcast_id>/send")
 @spec.validate(resp=Resp(HTTP_202=BroadcastOut, **ERRORS), tags=[TAG])
 def send_broadcast(broadcast_id: str):
-    """Send it in a background worker (202), or resume a stopped one: nobody gets it twice.
-    409 while it is being sent or once it was."""
+    """Send it (202): the scheduler makes the messages, paced by each channel's rate, and the
+    senders send them; a stopped one resumes, nobody gets it twice. 409 while a run holds it
+    or once it was sent."""
     h = hub()
     b = bc.get(h, principal(), broadcast_id)
     bs.start(h, b.id)
