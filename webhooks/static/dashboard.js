@@ -78,7 +78,13 @@ function place(id, opts, data, emptyText) {
     return;
   }
   const width = Math.max(260, box.clientWidth || 300);
-  charts[id] = new window.uPlot({ width, height: 220, legend: { live: false }, ...opts }, data, box);
+  // axes in the page's colours (uPlot draws them black: unreadable in dark mode)
+  const css = getComputedStyle(document.documentElement);
+  const ink = css.getPropertyValue('--muted').trim() || '#667085';
+  const line = css.getPropertyValue('--line').trim() || '#dfe3e8';
+  const axes = (opts.axes || [{}, {}]).map((a) => ({ stroke: ink, grid: { stroke: line, width: 1 },
+    ticks: { stroke: line, width: 1 }, ...a }));
+  charts[id] = new window.uPlot({ width, height: 220, legend: { live: false }, ...opts, axes }, data, box);
 }
 
 const timeOpts = (series, yValues) => ({
