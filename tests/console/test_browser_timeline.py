@@ -114,6 +114,9 @@ def test_customer_timeline_narrow_screens_dark_mode_and_notifications(hub, serve
             (note,) = page.evaluate("window.__notes")
             assert note["title"] == "Tin nhắn mới từ Lan", note
             assert "Mình chuyển khoản lúc 9h30 rồi" in note["body"]
+            # ... and the open "all channels" timeline shows it live, from the other conversation
+            expect(timeline.filter(has_text="Mình chuyển khoản lúc 9h30 rồi")
+                   .locator(".msg-conv")).to_have_text(f"#{newest}")
 
             # 1024 px: the customer panel is a drawer the header's button opens
             page.set_viewport_size({"width": 1024, "height": 768})
