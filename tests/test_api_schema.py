@@ -90,6 +90,7 @@ def test_every_create_declares_the_idempotency_key_header(app, client):
             honoured |= {(m, _path_of(str(rule))) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert honoured == {
         ("POST", "/api/v1/conversations/{conv_id}/messages"),
+        ("POST", "/api/v1/conversations/{conv_id}/messages/upload"),
         ("POST", "/api/v1/conversations/{conv_id}/notes"),
         ("POST", "/api/v1/conversations/bulk"),
         ("POST", "/api/v1/canned"), ("POST", "/api/v1/users"), ("POST", "/api/v1/tokens"),

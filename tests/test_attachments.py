@@ -143,6 +143,27 @@ def test_a_file_too_big_for_the_bot_is_marked_not_fetched(client, hub, tg_fake, 
     assert not [c for c in tg_fake.calls if c[0] == "getFile"]  # its size said it all
 
 
+def test_a_web_page_a_customer_sends_is_never_served_as_one(client, hub, tg_fake, admin_token):
+    page = b"<html><body><script>fetch('/api/v1/users')</script></body></html>"
+    fid = tg_fake.add_file(page, "documents/file_5.html")
+    body = orjson.loads(tg_update(61, 6005, 12, ""))
+    del body["message"]["text"]
+    body["message"]["document"] = {"file_id": fid, "file_unique_id": "AgADhtml",
+                                   "file_name": "hoa-don.html", "mime_type": "text/html",
+                                   "file_size": len(page)}
+    post(client, orjson.dumps(body))
+    drain_all(hub)
+    run_outbound(hub)
+    conv = client.get("/api/v1/conversations", headers=auth(admin_token)).json["items"][0]["id"]
+    (msg,) = _messages(client, admin_token, conv)
+    r = client.get(f"/api/v1/conversations/{conv}/messages/{msg['id']}/attachments/0",
+                   headers=auth(admin_token))
+    assert r.data == page and r.headers["Content-Type"] == "application/octet-stream"
+    assert r.headers["Content-Disposition"] == (
+        "attachment; filename=\"hoa-don.html\"; filename*=UTF-8''hoa-don.html")
+    assert r.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+
+
 def _upload(client, token, conv, files, key, text=None):
     data = {"file": files} | ({"text": text} if text else {})
     return client.post(f"/api/v1/conversations/{conv}/messages/upload", data=data,
