@@ -118,6 +118,11 @@ class RedisCollector:
             if prefix in families and ":" not in channel:
                 families[prefix].add_metric([channel], int(n))
         yield from families.values()
+        raised = CounterMetricFamily("tongdai_spike_alerts", "Spike alerts raised "
+                                     "(docs/spikes.md)", labels=["dim"])
+        for dim in ("tag", "channel"):
+            raised.add_metric([dim], int(stats.get(f"spike:{dim}".encode(), 0)))
+        yield raised
         from tongdai.core.workspace import backup_schedule
 
         b = backup_schedule.health(hub)

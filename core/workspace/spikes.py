@@ -320,6 +320,7 @@ def raise_alert(hub: Hub, c: Check) -> dict[str, Any] | None:
         pipe.set(k.spike("alert", aid), orjson.dumps(alert), ex=ALERTS_TTL_S)
         pipe.zadd(k.spike("alerts"), {aid: now})
         pipe.zremrangebyrank(k.spike("alerts"), 0, -ALERTS_KEEP - 1)
+        pipe.hincrby(k.stats(), f"spike:{c.dim}", 1)  # /metrics tongdai_spike_alerts_total
         feed.publish(hub, {"type": EVENT, "alert_id": aid, "dim": c.dim, "value": c.value,
                            "count": c.count, "threshold": alert["threshold"],
                            "median": c.baseline.median, "channels": channels,

@@ -234,6 +234,9 @@ def test_a_spike_alerts_once_to_the_console_the_staff_group_and_webhooks(
     item = next(i for i in r.get_json()["items"] if i["dim"] == "tag")
     assert len(item["samples"]) == 3 and item["count"] == tag["count"]
     assert client.get("/api/v1/spikes", headers=auth(tokens["an"])).status_code == 403
+    metrics = client.get("/metrics", headers=auth(tokens["admin"])).text
+    assert 'tongdai_spike_alerts_total{dim="tag"} 1.0' in metrics
+    assert 'tongdai_spike_alerts_total{dim="channel"} 1.0' in metrics
     now = client.get("/api/v1/spikes/now", headers=auth(tokens["admin"])).get_json()
     row = next(i for i in now["items"] if i["value"] == "payment")
     assert row["spike"] and row["count"] == 12 and row["median"] == 3
