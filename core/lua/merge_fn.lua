@@ -131,6 +131,8 @@ local function merge_customers(target, source, why, actor, now)
   for f, v in pairs(sh) do
     if string.sub(f, 1, 8) == 'blocked:' then redis.call('HSET', tk, f, v) end
   end
+  -- a customer who answered a broadcast "stop" stays opted out as one person
+  if sh.optout then redis.call('HSETNX', tk, 'optout', sh.optout) end
   redis.call('HSET', sk, 'merged_into', target, 'merge', mid)
   local pair = pair_of(target, source)
   local sugk = string.format("{{SUGGESTION}}", pair)

@@ -117,10 +117,14 @@ def test_dry_run_kill_resume_report_and_opt_out(hub, client, world, tg_fake, adm
     feed.run_pending(hub, ["broadcast-optout"])
     assert hub.redis.hget(hub.keys.customer(customer_of_chat(hub, 6000)), "optout") is None
 
-    # every later broadcast skips the opted-out customer
+    # every later broadcast skips the opted-out customer, also once merged with another
     again = bc.create(hub, ADMIN, "Khuyến mãi", {"tag": "payment"}, {"*": "Ưu đãi 10%"})
     dry2 = bc.dry_run(hub, ADMIN, again)
     assert dry2["channels"]["tg-test"] == {"would_send": 5, "would_skip": {"opted_out": 1}}
+    from tongdai.core.identity import graph
+
+    graph.merge(hub, customer_of_chat(hub, 5001), an, "lead", "one person, two accounts")
+    assert hub.redis.hget(hub.keys.customer(customer_of_chat(hub, 5001)), "optout")
 
 
 def test_segment_by_conversations_and_refusals(hub, world):
