@@ -92,6 +92,15 @@ def test_the_panel_shows_the_shops_answer_and_a_failing_system(hub, server, peop
             page.click(".lookup-refresh")
             expect(account.locator("dd")).to_have_text("momo")
             expect(page.locator(".lookup[data-state=loading]")).to_have_count(0)
+
+            # admin chose no language: an English browser gets an English console, labels too
+            page.route("**/console", lambda route: route.continue_(headers={
+                **route.request.headers, "accept-language": "en-GB,en;q=0.9"}))
+            page.reload()
+            expect(page.locator("html")).to_have_attribute("lang", "en")
+            page.locator("#conv-list li.conv").first.click()
+            expect(orders.locator(".lookup-row").first.locator("dt")).to_have_text(
+                ["Order", "Payment"])
         finally:
             browser.close()
     assert problems == []

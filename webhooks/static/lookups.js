@@ -30,7 +30,9 @@ export function createLookups(ctx) {
     clearTimeout(timer);
     const mine = ++generation;
     const started = Date.now();
-    let query = refresh ? '?refresh=1' : '';
+    // labels in the page's language (chosen, or the browser's: not always the user's setting)
+    const lang = '?lang=' + encodeURIComponent(document.documentElement.lang);
+    let query = lang + (refresh ? '&refresh=1' : '');
     for (;;) {
       let page;
       try {
@@ -40,7 +42,7 @@ export function createLookups(ctx) {
         return;
       }
       if (mine !== generation) return;
-      query = '';
+      query = lang;
       const items = page.items || [];
       const loading = items.filter((x) => !FINAL.has(x.state));
       const waited = Date.now() - started;
