@@ -182,7 +182,7 @@ def react(hub: Hub, events: list[feed.FeedEvent]) -> None:
     now_bucket = current_bucket(hub)
     per_window = int(cfg.window // cfg.bucket)
     for dim, value in sorted({(d, v) for d, v, b in touched if b > now_bucket - per_window}):
-        evaluate(hub, dim, value, now_bucket, alert=True)
+        evaluate(hub, dim, value, now_bucket, alert=True, quick=True)
 
 
 # -- evaluating ---------------------------------------------------------------------------------
@@ -225,12 +225,16 @@ def baseline(hub: Hub, dim: str, value: str, end: int) -> Baseline:
 
 
 def evaluate(hub: Hub, dim: str, value: str, end: int | None = None,
-             alert: bool = False) -> Check:
+             alert: bool = False, quick: bool = False) -> Check:
     """The window ending at bucket ``end`` (default: now) of tag or channel ``value``; with
-    ``alert``, a spike raises its alert (once per cooldown)."""
+    ``alert``, a spike raises its alert (once per cooldown). ``quick`` (the reactor): below
+    ``min_count`` the baseline is not read (its median and threshold then say nothing)."""
     cfg = hub.config.hub.spikes
     end = current_bucket(hub) if end is None else end
     n = int(hub.redis.pfcount(*_window_keys(hub, dim, value, end)))
+    if quick and n < cfg.min_count:  # never a spike: no need for the baseline's reads
+        return Check(dim, value, end, n, Baseline("unread", 0.0, 0.0, 0), float(cfg.min_count),
+                     False)
     base = baseline(hub, dim, value, end)
     check = Check(dim, value, end, n, base, base.threshold(cfg), verdict(n, base, cfg))
     if check.spike and alert:
