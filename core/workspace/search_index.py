@@ -146,6 +146,22 @@ class SearchIndex:
             db.execute("ROLLBACK")
             raise
 
+    def load_messages(self, rows: list[tuple[str, str, int, str]]) -> None:
+        """Bulk load into an index that holds none of these messages yet (a benchmark's data
+        set): no look-up of earlier versions."""
+        db = self.db
+        ids = [(rowid(ts, conv, mid), conv, mid, text) for conv, mid, ts, text in rows]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO msg_meta(id, conv, mid) VALUES (?,?,?)",
+                           [r[:3] for r in ids])
+            db.executemany("INSERT INTO msg(rowid, body) VALUES (?,?)",
+                           [(r[0], r[3]) for r in ids])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def put_customers(self, rows: list[tuple[int, str]]) -> None:
         """Upsert (customer id, body) rows."""
         if not rows:
@@ -162,10 +178,13 @@ class SearchIndex:
             db.execute("ROLLBACK")
             raise
 
-    def forget(self, conversations: list[str], customers: list[int]) -> int:
+    def forget(self, conversations: list[str], customers: list[int],
+               rewrite: bool = False) -> int:
         """Remove the conversations' messages and the customers' rows (erasure); returns
-        messages removed. The postings are rewritten at once (``optimize``) so no trigram of
-        the text stays in the file either."""
+        messages removed. Their content goes at once (secure_delete zeroes the pages, the WAL
+        is truncated); ``rewrite`` also rewrites the postings (``optimize``: no trigram of the
+        text stays in an older segment) — the whole index, seconds at a million messages, so
+        the search reactor does it, not the request that erases."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         n = 0
@@ -180,10 +199,10 @@ class SearchIndex:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        if n or customers:
+        if rewrite:
             db.execute("INSERT INTO msg(msg) VALUES('optimize')")
             db.execute("INSERT INTO cust(cust) VALUES('optimize')")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the old pages leave the WAL too
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the old pages leave the WAL too
         return n
 
     def clear(self) -> None:
@@ -251,13 +270,14 @@ def path() -> Path:
 def open_index() -> SearchIndex:
     """This thread's connection to this node's index (reopened when the file was replaced)."""
     p = path()
-    cur: SearchIndex | None = getattr(_local, "index", None)
-    if cur is not None and cur.path == p:
+    conns: dict[Path, SearchIndex] = _local.__dict__.setdefault("indexes", {})
+    cur = conns.get(p)
+    if cur is not None:
         try:
             if os.stat(p).st_ino == cur.inode:
                 return cur
         except FileNotFoundError:
             pass
         cur.db.close()
-    _local.index = SearchIndex(p)
-    return _local.index
+    conns[p] = SearchIndex(p)
+    return conns[p]

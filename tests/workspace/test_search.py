@@ -119,6 +119,8 @@ def test_erasure_takes_them_out_of_every_index(client, hub, people, tmp_path, mo
     on_disk = b"".join(p.read_bytes() for p in here.parent.glob(here.name + "*"))
     assert b"bi mat" not in on_disk and b"quyen" not in on_disk
     assert b"zyxwvu cung" in on_disk  # (the other customer's row is there, in the same form)
+    feed.run_pending(hub, ["search"])  # (this node's reactor rewrites the postings too)
+    assert ids(get_inbox(client, admin, q="zyxwvu")) == {c2}
     # the other node hears of it on the feed
     monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "node2"))
     erased = [e for e in feed.read_after(hub, "0-0", count=10_000)
