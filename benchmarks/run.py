@@ -14,6 +14,8 @@ Sections (each against its own baseline, on the same machine, in the same run):
 * reply_latency_under_backlog_ms  p95 agent reply → platform, behind 10,000 queued profile
                         fetches and beside a channel answering after 15 s
 * kpi_api_p95_ms        the KPI dashboard's API over 30 days of counters (1,000,000 messages)
+* inbox_first_page_ms / search_ms   the inbox's first page and search over 100,000
+                        conversations and 1,000,000 messages (p95), and their ratio to 10,000
 
 Progress goes to stderr; stdout gets a table, or one JSON object with ``--json``.
 """
@@ -34,6 +36,7 @@ from tongdai.benchmarks.kpis import bench_kpis  # issue #15: the KPI dashboard's
 from tongdai.benchmarks.latency import bench_latency
 from tongdai.benchmarks.replies import bench_replies
 from tongdai.benchmarks.rules import bench_rules  # issue #13: ingest with 232 rules
+from tongdai.benchmarks.search import bench_search  # issue #17: search over all history
 from tongdai.benchmarks.selfservice import bench_selfservice  # issue #14: the bot
 from tongdai.benchmarks.storage import bench_history, bench_memory, bench_parse
 from tongdai.benchmarks.streams import bench_streams
@@ -55,6 +58,10 @@ TARGETS: dict[str, tuple[str, float]] = {
     "parse_webhook_vs_telegram": ("<=", 3),
     "selfservice_answer_p95_ms": ("<=", 50),
     "kpi_api_p95_ms": ("<=", 200),
+    "inbox_first_page_ms": ("<=", 50),
+    "search_ms": ("<=", 200),
+    "inbox_first_page_ratio": ("<=", 2),
+    "search_ratio": ("<=", 2),
 }
 
 
@@ -70,6 +77,7 @@ SECTIONS = [
     ("replies", bench_replies),
     ("selfservice", bench_selfservice),
     ("kpis", bench_kpis),
+    ("search", bench_search),
 ]
 
 
@@ -148,6 +156,20 @@ def table(res: dict, errors: dict, meta: dict) -> str:
                       f"{_fmt(kp.get('supervisor_p95_ms'))} ms; {kp.get('hourly_days')} days by channel "
                       f"per hour p95 "
                       f"{_fmt(kp.get('hourly_by_channel_p95_ms'))} ms")))
+    se = res.get("_search", {})
+    if g("search_ms") is not None:
+        sizes = (f"{_fmt(se.get('conversations'))} conversations, {_fmt(se.get('messages'))} "
+                 f"messages (built directly, not through ingest)")
+        rows += [
+            ("inbox_first_page_ms", g("inbox_first_page_ms"), f"p95, 50 rows; {sizes}"),
+            ("search_ms", g("search_ms"),
+             (f"p95 of {se.get('queries')} searches; index {_fmt(se.get('index_mb'))} MB, "
+              f"reactor {_fmt(se.get('reactor_msgs_per_s'))} msg/s")),
+            ("inbox_first_page_ratio", g("inbox_first_page_ratio"),
+             f"p95 at {_fmt(se.get('messages'))} ÷ at {_fmt(se.get('small_messages'))} messages"),
+            ("search_ratio", g("search_ratio"),
+             f"p95 at {_fmt(se.get('messages'))} ÷ at {_fmt(se.get('small_messages'))} messages"),
+        ]
     lines = [f"{'figure':<30} {'value':>9}  {'target':<8} {'result':<6} detail", "-" * 100]
     for key, value, detail in rows:
         op, target = TARGETS.get(key, ("", None))

@@ -22,7 +22,7 @@ from tongdai.core.registry import BUILTIN
 KEYS = ("webhook_vs_flask", "ingest_vs_rq_noop", "latency_p50_ms", "latency_p99_ms",
         "redis_bytes_per_message", "history_read_ratio", "parse_us_per_event",
         "webhook_p99_with_500_streams_ms", "stream_fanout_p95_ms",
-        "reply_latency_under_backlog_ms", "kpi_api_p95_ms")
+        "reply_latency_under_backlog_ms", "kpi_api_p95_ms", "inbox_first_page_ms", "search_ms")
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
