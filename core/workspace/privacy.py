@@ -11,7 +11,7 @@ from tongdai.core import clock
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.hub import Hub
 from tongdai.core.pipeline import feed, outbound, store
-from tongdai.core.workspace import backup, search_feed
+from tongdai.core.workspace import backup, broadcast_optout, search_feed
 
 PAGE = 200
 
@@ -34,6 +34,8 @@ def export_customer(hub: Hub, customer_id: str) -> dict[str, Any]:
         conversations.append({**conv.to_api(), "messages": list(reversed(messages))})
     return {
         "customer": customer.to_api(),
+        # their answer "stop" to a broadcast (core/workspace/broadcast_optout.py)
+        "opted_out": broadcast_optout.opted_out(hub, customer_id),
         "channels": [c.to_api() for c in outbound.channel_states(hub, customer_id)],
         "conversations": conversations,
     }

@@ -110,6 +110,9 @@ def test_dry_run_kill_resume_report_and_opt_out(hub, client, world, tg_fake, adm
     assert tg_fake.sent("sendMessage")[-1]["text"].startswith("Bạn đã hủy nhận tin")
     cust = client.get(f"/api/v1/customers/{an}", headers=auth(admin_token)).json
     assert cust["opted_out"]["channel"] == "tg-test" and cust["opted_out"]["word"] == "Hủy"
+    from tongdai.core.workspace.privacy import export_customer
+
+    assert export_customer(hub, an)["opted_out"]["word"] == "Hủy"  # in a data request too
 
     # "huy" from someone who never got a broadcast is not an opt-out (may mean: cancel order)
     post(client, tg_update(301, 6000, 2, "huy", date=int(time.time()), first_name="Xuân"))
