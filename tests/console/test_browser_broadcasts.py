@@ -79,6 +79,7 @@ def test_a_spike_link_to_a_dry_run_then_progress_and_report(
             sent = page.locator('#bc-report tr[data-channel="tg-test"] td[data-kind="sent"]')
             expect(sent).to_have_text("3")
             expect(page.locator("#bc-list .bc-item")).to_have_count(1)
+            expect(page.locator("#bc-list .bc-item")).to_contain_text("3/3")
             assert sorted(int(m["chat_id"]) for m in tg_fake.sent("sendMessage")) == [
                 7000, 7001, 7002]
         finally:

@@ -139,6 +139,7 @@ async function poll() {
     reportTable(r);
     const moving = b.state === 'sending' || r.totals.queued > 0;
     timer = moving ? setTimeout(poll, POLL_MS) : null;
+    if (!moving) loadList(); // its row says done now
   } catch (e) {
     $('#bc-error').textContent = explain(e);
   }
