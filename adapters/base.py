@@ -9,7 +9,6 @@ resolves adapter names: built-in name, then the ``tongdai.adapters`` entry-point
 from __future__ import annotations
 
 import hmac
-import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -20,7 +19,10 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from tongdai.core.errors import DeliveryError, PayloadError
+# FILE_KINDS, download, transport_error: re-exported, adapters import them from here
+from tongdai.adapters.files import FILE_KINDS, FetchedFile, FileRefusal  # noqa: F401
+from tongdai.adapters.http import download, redact_http_logs, transport_error  # noqa: F401
+from tongdai.core.errors import PayloadError
 from tongdai.core.models import Attachment, AuthorKind, InboundEvent, RawEvent
 
 
@@ -104,30 +106,6 @@ class OutboundMessage:
     in_reply_to: str | None = None
     reply_token: str | None = None  # for a reply+<token>@ address
     buttons: list[tuple[str, str]] = field(default_factory=list)  # (payload, title) to press
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedFile:
-    """A file a customer sent, as the platform handed it over (``Adapter.fetch_file``)."""
-
-    data: bytes
-    mime: str | None = None  # what the platform said, if anything (the core sniffs too)
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FileRefusal:
-    """Why a platform will not take a file an agent attaches: ``code`` for the console to
-    translate (``no_files``, ``too_big``, ``type_not_allowed``), ``reason`` in English."""
-
-    code: str
-    reason: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-# Attachment kinds that are files on the platform (a location, a contact or a link is not)
-FILE_KINDS = frozenset({"image", "sticker", "animation", "video", "video_note", "voice",
-                        "audio", "file"})
 
 
 @dataclass(slots=True)
@@ -368,22 +346,6 @@ class Adapter(ABC):
             self._http.close()
 
 
-# Raised after the request was written, while waiting for the answer: the platform may have
-# acted on it. Connect and pool timeouts, refused connections and write errors come before a
-# complete request existed, so nothing was done (httpx's exception classes say which).
-_AFTER_WRITE = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-
-
-def transport_error(exc: httpx.HTTPError, what: str) -> DeliveryError:
-    """A platform call that failed below HTTP, as a retryable ``DeliveryError``: ``timeout``
-    or ``network``, ``uncertain`` when the request had been written (``what`` names the call;
-    httpx's own text is never passed on, as it may quote a URL carrying a token)."""
-    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "network"
-    uncertain = isinstance(exc, _AFTER_WRITE)
-    detail = "no answer after the request was sent" if uncertain else code
-    return DeliveryError(f"{what}: {detail} ({type(exc).__name__})", retryable=True, code=code,
-                         uncertain=uncertain)
-
 
 def constant_time_equal(a: str | bytes | None, b: str | bytes) -> bool:
     """Compare secrets without leaking their length of common prefix through timing."""
@@ -413,59 +375,3 @@ def load_json_object(body: bytes, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PayloadError(f"a {what} is a JSON object, got {type(data).__name__}")
     return data
-
-
-class RedactInLogs(logging.Filter):
-    """Masks secrets in httpx's request log lines: platforms put tokens in URLs."""
-
-    def __init__(self, pattern: re.Pattern[str], replacement: str) -> None:
-        super().__init__()
-        self.pattern, self.replacement = pattern, replacement
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                self.pattern.sub(self.replacement, str(a)) if isinstance(a, str | httpx.URL)
-                else a for a in record.args)
-        return True
-
-
-def redact_http_logs(pattern: re.Pattern[str], replacement: str) -> None:
-    """Install a ``RedactInLogs`` on the httpx logger, once per pattern."""
-    log = logging.getLogger("httpx")
-    if not any(isinstance(f, RedactInLogs) and f.pattern == pattern for f in log.filters):
-        log.addFilter(RedactInLogs(pattern, replacement))
-
-
-def download(http: httpx.Client, url: str, max_bytes: int, what: str,
-             headers: Mapping[str, str] | None = None) -> FetchedFile:
-    """GET a platform's file URL, streamed and cut at ``max_bytes`` (``too_big``, final);
-    429/5xx and network errors are retryable, other refusals final (an expired CDN link)."""
-    try:
-        with http.stream("GET", url, headers=dict(headers or {}), follow_redirects=True) as r:
-            if r.status_code == 429 or r.status_code >= 500:
-                raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=True,
-                                    code="rate_limited" if r.status_code == 429
-                                    else "server_error")
-            if r.status_code != 200:
-                raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=False,
-                                    code="not_found" if r.status_code in (403, 404, 410)
-                                    else "bad_request")
-            declared = int(r.headers.get("content-length") or 0)
-            if declared > max_bytes:
-                raise _too_big(what, declared, max_bytes)
-            chunks, n = [], 0
-            for chunk in r.iter_bytes():
-                n += len(chunk)
-                if n > max_bytes:
-                    raise _too_big(what, n, max_bytes)
-                chunks.append(chunk)
-            mime = (r.headers.get("content-type") or "").split(";")[0].strip() or None
-            return FetchedFile(b"".join(chunks), mime)
-    except httpx.HTTPError as e:
-        raise transport_error(e, what) from None
-
-
-def _too_big(what: str, size: int, max_bytes: int) -> DeliveryError:
-    return DeliveryError(f"{what}: the file is over {max_bytes} bytes ({size})",
-                         retryable=False, code="too_big")

@@ -31,14 +31,11 @@ from tongdai.adapters.zalo.outbound import (
     ANON_PATH,
     ANON_PREFIX,
     CS_PATH,
-    FILE_TYPES,
-    IMAGE_TYPES,
     UPLOAD,
-    UPLOAD_FILE,
-    UPLOAD_GIF,
-    UPLOAD_IMAGE,
     _anonymous,
     _plan,
+    upload_path,
+    upload_refusal,
     uploaded_part,
 )
 from tongdai.adapters.zalo.settings import ZaloSettings
@@ -123,18 +120,10 @@ class ZaloAdapter(Adapter):
 
     def _upload(self, att: Attachment) -> JSON:
         """Upload an agent's file to Zalo; the message part that sends it."""
-        mime = att.mime or ""
-        if att.kind == "image":
-            path = UPLOAD_GIF if mime == "image/gif" else UPLOAD_IMAGE
-        else:
-            path = UPLOAD_FILE
+        path = upload_path(att)
         data = self._call("POST", path, f"upload {path.rsplit('/', 1)[-1]}", files={
-            "file": (att.name or "file", att.data, mime or "application/octet-stream")})
-        try:
-            return uploaded_part(att.kind, mime, data)
-        except KeyError:
-            raise DeliveryError(f"zalo {path}: the answer has no attachment id or token",
-                                retryable=False, code="bad_response") from None
+            "file": (att.name or "file", att.data, att.mime or "application/octet-stream")})
+        return uploaded_part(path, att.kind, data)
 
     def fetch_file(self, att: Attachment, max_bytes: int) -> FetchedFile | None:
         """A file a customer sent, from the URL in the webhook (Zalo's CDN)."""
@@ -143,17 +132,8 @@ class ZaloAdapter(Adapter):
         return download(self.http, att.url, max_bytes, "zalo attachment download")
 
     def file_refusal(self, kind: str, mime: str, size: int) -> FileRefusal | None:
-        """Zalo takes uploaded JPG/PNG images up to 1 MB, GIFs up to 5 MB, and PDF/DOC/DOCX
-        files up to 5 MB; nothing else."""
-        allowed = IMAGE_TYPES if kind == "image" else FILE_TYPES
-        if mime not in allowed:
-            return FileRefusal("type_not_allowed", "zalo takes JPG/PNG/GIF images and "
-                               "PDF/DOC/DOCX files only", {"platform": self.name,
-                                                            "allowed": "JPG, PNG, GIF, PDF, DOC, DOCX"})
-        if size > allowed[mime]:
-            return FileRefusal("too_big", f"zalo takes such files up to {allowed[mime]} bytes",
-                               {"platform": self.name, "max_mb": allowed[mime] // 2**20})
-        return None
+        """JPG/PNG images up to 1 MB, GIFs up to 5 MB, PDF/DOC/DOCX files up to 5 MB only."""
+        return upload_refusal(self.name, kind, mime, size)
 
     def sent_dedupe_keys(self, message: OutboundMessage, receipt: Receipt) -> list[str]:
         """Zalo echoes our sends as ``oa_send_*`` and receipts name them: ``m:<msg_id>``."""

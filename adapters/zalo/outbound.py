@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import unicodedata
 
-from tongdai.adapters.base import OutboundMessage
+from tongdai.adapters.base import FileRefusal, OutboundMessage
 from tongdai.adapters.zalo.fields import JSON
 from tongdai.core.errors import DeliveryError
+from tongdai.core.models import Attachment
 
 CS_PATH = "/v3.0/oa/message/cs"
 # Replies to anonymous users: ``POST /v2.0/oa/message`` with ``recipient: {anonymous_id,
@@ -62,13 +63,36 @@ FILE_TYPES = {"application/pdf": 5 * 2**20, "application/msword": 5 * 2**20,
                   5 * 2**20}
 
 
-def uploaded_part(kind: str, mime: str, answer: JSON) -> JSON:
+def upload_path(att: Attachment) -> str:
+    if att.kind != "image":
+        return UPLOAD_FILE
+    return UPLOAD_GIF if att.mime == "image/gif" else UPLOAD_IMAGE
+
+
+def uploaded_part(path: str, kind: str, answer: JSON) -> JSON:
     """The message part for an uploaded image (media template by attachment_id) or file."""
+    handle = answer.get("attachment_id" if kind == "image" else "token")
+    if not handle:
+        raise DeliveryError(f"zalo {path}: the answer has no attachment id or token",
+                            retryable=False, code="bad_response")
     if kind == "image":
         return {"attachment": {"type": "template", "payload": {
             "template_type": "media",
-            "elements": [{"media_type": "image", "attachment_id": answer["attachment_id"]}]}}}
-    return {"attachment": {"type": "file", "payload": {"token": answer["token"]}}}
+            "elements": [{"media_type": "image", "attachment_id": handle}]}}}
+    return {"attachment": {"type": "file", "payload": {"token": handle}}}
+
+
+def upload_refusal(platform: str, kind: str, mime: str, size: int) -> FileRefusal | None:
+    """Why Zalo will not take an agent's file (type, then size), or None."""
+    allowed = IMAGE_TYPES if kind == "image" else FILE_TYPES
+    if mime not in allowed:
+        return FileRefusal("type_not_allowed", "zalo takes JPG/PNG/GIF images and PDF/DOC/DOCX "
+                           "files only", {"platform": platform,
+                                          "allowed": "JPG, PNG, GIF, PDF, DOC, DOCX"})
+    if size > allowed[mime]:
+        return FileRefusal("too_big", f"zalo takes such files up to {allowed[mime]} bytes",
+                           {"platform": platform, "max_mb": allowed[mime] // 2**20})
+    return None
 
 
 def _split(text: str, limit: int = MAX_TEXT) -> list[str]:
