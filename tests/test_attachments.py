@@ -127,6 +127,14 @@ def test_a_customers_photo_is_fetched_stored_encrypted_and_shown_only_to_who_may
     assert client.get(url, headers=auth(people["bich"])).status_code == 404
     assert client.get(url).status_code == 401
 
+    # the customer is erased: the file goes with them
+    from tongdai.core.workspace import privacy
+
+    customer = hub.redis.hget(hub.keys.conversation(conv), "customer").decode()
+    assert privacy.erase_customer(hub, customer, "admin")["files"] == 1
+    assert not (hub.blobs.root / digest[:2] / digest).exists()
+    assert client.get(url, headers=auth(admin_token)).status_code == 404
+
 
 def test_a_file_too_big_for_the_bot_is_marked_not_fetched(client, hub, tg_fake, admin_token):
     body = orjson.loads(tg_update(60, 6002, 11, ""))
