@@ -358,7 +358,9 @@ export function createConversation(ctx) {
     const href = stored ? `/api/v1/conversations/${m.conversation_id || conv.id}/messages/${m.id}/attachments/${n}`
       : (SAFE_URL.test(a.url || '') ? a.url : null);
     const mime = a.mime || '';
-    const isImage = a.kind === 'image' || a.kind === 'sticker' || mime.startsWith('image/');
+    // a stored file is what its bytes are (a Telegram video sticker is WebM, not an image)
+    const isImage = stored ? mime.startsWith('image/')
+      : a.kind === 'image' || a.kind === 'sticker' || mime.startsWith('image/');
     const size = a.size ? ` (${fileSize(a.size)})` : '';
     if (isImage && href) {
       return el('a', { class: 'attachment image', href, target: '_blank', rel: 'noopener noreferrer' },
