@@ -15,6 +15,7 @@ import zlib
 import orjson
 import pytest
 from rq import Queue
+from rq.job import Job
 
 from tests.conftest import write_config
 from tests.fakes.server import UploadedFile
@@ -91,6 +92,8 @@ def test_a_customers_photo_is_fetched_stored_encrypted_and_shown_only_to_who_may
     assert msg["attachments"][0]["file_id"] == file_id  # not fetched in the request path
     job_id = f"files-{conv}-{msg['id']}"
     assert job_id in Queue(BACKGROUND_QUEUE, connection=hub.redis).job_ids
+    job = Job.fetch(job_id, connection=hub.redis)  # RQ retries a failed fetch, later
+    assert job.retries_left == 5 and job.retry_intervals == [2, 10, 60, 300, 900]
 
     # Telegram has a bad moment: the job fails to be retried, nothing half-stored
     jobs.set_hub(hub)
