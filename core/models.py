@@ -74,6 +74,24 @@ UPDATE_KINDS = frozenset(
 )
 
 
+# Redis's Lua JSON (cjson, 14 significant digits, Lua numbers are doubles) rewrites a stored
+# message whenever a script patches it (a reaction, a delivery status): 369239263222822, a
+# Messenger sticker id, would come back as 3.6923926322282e+14. Integers that long are kept as
+# their decimal strings instead; an empty list would come back as {} and is left out.
+_LUA_EXACT = 10**14
+
+
+def lua_exact(v: Any) -> Any:
+    """``v`` with what Lua's JSON would change made safe (see above)."""
+    if isinstance(v, dict):
+        return {k: lua_exact(x) for k, x in v.items() if x != []}
+    if isinstance(v, list):
+        return [lua_exact(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= _LUA_EXACT:
+        return str(v)
+    return v
+
+
 @dataclass(slots=True)
 class Attachment:
     """Metadata of a file, image, sticker, location... never the bytes themselves."""
@@ -96,7 +114,7 @@ class Attachment:
             if v is not None:
                 d[k] = v
         if self.meta:
-            d["meta"] = self.meta
+            d["meta"] = lua_exact(self.meta)
         return d
 
     @classmethod
@@ -238,6 +256,8 @@ class Message:
             del d["k"]
         if d.get("s") == DeliveryStatus.RECEIVED.value:
             del d["s"]
+        if "sw" in d:
+            d["sw"] = lua_exact(d["sw"])
         if self.attachments:
             d["at"] = [a.to_dict() for a in self.attachments]
         return orjson.dumps(d)

@@ -60,7 +60,13 @@ def test_messenger_image_in_and_file_out(client, hub, admin_token, graph):
     att, st = _msgs(client, admin_token, conv)[0]["attachments"]
     assert att["file_id"].startswith("blob:") and att["mime"] == "image/png"
     assert st["kind"] == "sticker" and st["file_id"].startswith("blob:")
-    assert st["meta"]["sticker_id"] == 369239263222822  # a 15-digit id kept exactly
+    assert st["meta"]["sticker_id"] == "369239263222822"  # a 15-digit id kept exactly
+    # ... also after a script rewrites the stored message (a reaction): Lua's JSON would
+    # print a number that long as 3.6923926322282e+14
+    first = _msgs(client, admin_token, conv)[0]["id"]
+    hub.scripts.patch_message(args=["", f"{conv}:{first}", "", now_ms(), "react", PSID, "👍"])
+    st = _msgs(client, admin_token, conv)[0]["attachments"][1]
+    assert st["meta"]["sticker_id"] == "369239263222822"
     assert graph.cdn_downloads == ["lan-receipt.png", "thumbs-up.png"]
     got = client.get(f"/api/v1/conversations/{conv}/messages/"
                      f"{_msgs(client, admin_token, conv)[0]['id']}/attachments/0",

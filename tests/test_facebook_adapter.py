@@ -1056,7 +1056,8 @@ def test_send_text_then_each_attachment_and_split_long_text(fake: FakeGraphAPI) 
                 Attachment("image", url="https://cdn.example/a.png"),
                 Attachment("file", url="https://cdn.example/b.pdf", name="b.pdf"),
                 Attachment("voice", url="https://cdn.example/c.ogg"),
-                Attachment("sticker", meta={"sticker_id": LIKE_STICKER}),
+                # as stored: a 15-digit id is kept as a string (core.models.lua_exact)
+                Attachment("sticker", meta={"sticker_id": str(LIKE_STICKER)}),
             ],
         )
     )

@@ -39,7 +39,8 @@ _UPLOAD = "_upload"
 
 def _outgoing(att: Attachment) -> JSON:
     if att.kind == "sticker" and att.meta.get("sticker_id"):  # Sticker API (Jun 2026)
-        return {"sticker_id": att.meta["sticker_id"]}
+        sid = att.meta["sticker_id"]  # stored as a string (core.models.lua_exact): a number again
+        return {"sticker_id": int(sid) if str(sid).isdigit() else sid}
     if att.data is not None:  # an agent's upload: multipart with the bytes as ``filedata``
         kind = _SEND_TYPES.get(att.kind, "file")
         return {"attachment": {"type": kind, "payload": {"is_reusable": False}}, _UPLOAD: att}
