@@ -95,6 +95,7 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("POST", "/api/v1/customers/<customer_id>/merge"):
         ("conv", {"source_customer_id": "{customer}", "why": "test"}),
     ("PATCH", "/api/v1/customers/<customer_id>"): ("supervisor", {"tier": "vip"}),
+    ("DELETE", "/api/v1/customers/<customer_id>/optout"): ("supervisor", None),
     ("GET", "/api/v1/customers/<customer_id>/export"): ("admin", None),
     ("DELETE", "/api/v1/customers/<customer_id>"): ("admin", None),
     ("GET", "/api/v1/merges/<merge_id>"): ("any", None),

@@ -1,4 +1,5 @@
-"""`tongdai customer`: export, erase, merge and split customers."""
+"""`tongdai customer`: export, erase, merge and split customers; let one receive broadcasts
+again."""
 
 from __future__ import annotations
 
@@ -90,3 +91,28 @@ def customer_split(merge_id: str, why: str, actor: str) -> None:
         except TongdaiError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"merge {merge_id} split: customer {m['source_customer_id']} restored")
+
+
+@customer.command("opt-in")
+@click.argument("customer_id")
+@click.option("--by", "actor", default=lambda: os.environ.get("USER", "admin"),
+              help="who did it (audit log)")
+def customer_opt_in(customer_id: str, actor: str) -> None:
+    """Let broadcasts reach CUSTOMER_ID again (they asked for news after answering "stop")."""
+    from tongdai.core.pipeline import store
+    from tongdai.core.workspace.broadcast_optout import opt_in
+
+    with open_hub() as hub:
+        try:
+            store.get_customer(hub, customer_id)
+        except TongdaiError as exc:
+            raise click.ClickException(str(exc)) from None
+        was = opt_in(hub, customer_id, actor)
+    if was is None:
+        click.echo(f"customer {customer_id} had not opted out of broadcasts: nothing to do")
+    else:
+        from datetime import UTC, datetime
+
+        when = datetime.fromtimestamp(int(was.get("ts", 0)) / 1000, UTC)
+        click.echo(f"customer {customer_id} receives broadcasts again (had opted out "
+                   f"{when:%Y-%m-%d %H:%M} UTC on {was.get('channel', '?')})")

@@ -6,7 +6,8 @@ word — "stop", "unsubscribe", "hủy" / "huy" (with or without diacritics), "h
 customer (``optout`` in ``td:customer:{id}``: when, on which channel, the word) and every later
 broadcast skips them (``opted_out``). They get one short confirmation in their language, as
 the bot's message (within the platform's window: it just wrote). The same word with no
-broadcast before it ("hủy" may mean cancel my order) is left to the agents.
+broadcast before it ("hủy" may mean cancel my order) is left to the agents. A customer who asks
+for news again is let back in by a supervisor or admin (``opt_in``: console, API, CLI; audited).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tongdai.core.hub import Hub
 from tongdai.core.models import AuthorKind, Direction, EventKind, Message
 from tongdai.core.pipeline import feed, store
 from tongdai.core.pipeline.language import fold_latin
+from tongdai.core.workspace import audit
 from tongdai.core.workspace.broadcast_send import LAST_FIELD
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,22 @@ def opted_out(hub: Hub, customer_id: str) -> dict | None:
     """The customer's opt-out (``ts``, ``channel``, ``word``) or None."""
     raw = hub.redis.hget(hub.keys.customer(customer_id), "optout")
     return orjson.loads(raw) if raw else None
+
+
+def opt_in(hub: Hub, customer_id: str, actor: str) -> dict | None:
+    """Broadcasts may reach the customer again (they asked for news): the opt-out that was
+    cleared, or None when there was none (calling it twice changes nothing more). Audited as
+    ``customer.opted_in`` with when and where they had opted out (not the word they wrote)."""
+    pipe = hub.redis.pipeline(transaction=True)
+    pipe.hget(hub.keys.customer(customer_id), "optout")
+    pipe.hdel(hub.keys.customer(customer_id), "optout")
+    raw, _ = pipe.execute()
+    if not raw:
+        return None
+    was = orjson.loads(raw)
+    audit.record(hub, actor, "customer.opted_in", customer_id,
+                 {"opted_out_ts": was.get("ts"), "channel": was.get("channel")})
+    return was
 
 
 def handle(hub: Hub, conv_id: str, mid: str) -> str:

@@ -102,6 +102,21 @@ def update_customer(customer_id: str, json: CustomerPatch):
     return jsonify(_customer(p, customer_id))
 
 
+@bp.delete("/customers/<customer_id>/optout")
+@spec.validate(resp=Resp(HTTP_200=CustomerOut, **ERRORS), tags=[TAG])
+def opt_in_customer(customer_id: str):
+    """Broadcasts may reach the customer again: clears the opt-out they made by answering
+    "stop" (a supervisor who sees one of their conversations, or an admin; audited as
+    ``customer.opted_in``). Clearing it again changes nothing; the customer comes back with
+    ``opted_out: null``."""
+    h, p = hub(), principal()
+    require(p, "supervisor")
+    access.customer(h, p, customer_id)
+    store.get_customer(h, customer_id)  # 404 for no such customer (admins pass access)
+    broadcast_optout.opt_in(h, customer_id, p.name)
+    return jsonify(_customer(p, customer_id))
+
+
 @bp.delete("/customers/<customer_id>")
 @spec.validate(resp=Resp(HTTP_200=AnyObject, **ERRORS), tags=[TAG])
 def erase_customer(customer_id: str):
