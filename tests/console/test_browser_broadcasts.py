@@ -1,7 +1,8 @@
 """The broadcasts page in Debian's chromium (#15): opened from a spike alert's link, the segment
 is filled in; the dry run shows the counts per channel before Send is possible; sent, the
 progress bar and the report follow the senders (the fake Bot API receives one message per
-customer); an agent is refused the page. Skips like tests/console/test_browser.py."""
+customer); an agent is refused the page. A customer who answers "hủy" is shown opted out in
+the customer panel, and let back in from there. Skips like tests/console/test_browser.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.conftest import write_config
 from tests.console.conftest import TEAMS
 from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
 from tests.helpers import drain_all, post, run_outbound, tg_update
+from tongdai.core.pipeline import feed
 from tongdai.core.workspace import broadcast_send as bs
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
@@ -82,6 +84,23 @@ def test_a_spike_link_to_a_dry_run_then_progress_and_report(
             expect(page.locator("#bc-list .bc-item")).to_contain_text("3/3")
             assert sorted(int(m["chat_id"]) for m in tg_fake.sent("sendMessage")) == [
                 7000, 7001, 7002]
+
+            # An answers "hủy": the customer panel says so, and (asked again later for news)
+            # a supervisor or admin lets them back in
+            post(client, tg_update(30, 7000, 2, "hủy", date=now + 1, first_name="An"))
+            drain_all(hub)
+            feed.run_pending(hub, ["broadcast-optout"])
+            page.goto(server + "/console")
+            page.locator("#conv-list li.conv", has_text="An").first.click()
+            optout = page.locator("#customer-optout")
+            expect(optout).to_contain_text("Đã hủy nhận tin thông báo")
+            expect(optout).to_contain_text("“hủy”")
+            optout.get_by_role("button", name="Cho nhận thông báo lại").click()
+            page.locator("#ask").get_by_role("button", name="Cho nhận thông báo lại").click()
+            expect(optout).to_have_count(0)
+            assert hub.redis.hget(hub.keys.customer(
+                hub.redis.hget(hub.keys.identity_index("tg-test"), "7000").decode()),
+                "optout") is None
         finally:
             browser.close()
     # (the agent's 403 and the refused variable's 400 were asked for)

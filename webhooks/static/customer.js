@@ -1,7 +1,7 @@
 // The customer panel (360°): who this is on every channel, what they told us, their other
 // conversations, and the identity graph's work: merge suggestions with evidence, merges
 // with a Split button.
-import { get, has, post } from './api.js';
+import { api, get, has, post } from './api.js';
 import { createLookups } from './lookups.js';
 import { $, ask, clear, el, fmtFull, fmtTime, t } from './ui.js';
 
@@ -48,6 +48,7 @@ export function createCustomerPanel(ctx) {
       el('h2', { class: 'customer-name', text: c.name || t('customer.unnamed', { id: c.id }) }),
       el('span', { class: 'muted', text: '#' + c.id }),
       c.merged_into ? el('p', { class: 'warn', text: t('customer.merged_into', { id: c.merged_into }) }) : null));
+    if (c.opted_out) body.append(optedOut(c));
 
     body.append(section(t('customer.identities'), el('ul', { class: 'plain' },
       c.identities.length ? c.identities.map((i) => el('li', { title: i.external_user_id },
@@ -86,6 +87,27 @@ export function createCustomerPanel(ctx) {
       body.append(section(t('customer.merges'), el('ul', { class: 'plain cards' },
         merges.map((m) => mergeItem(m)))));
     }
+  }
+
+  // They answered "stop" to a broadcast: when, and the word they wrote; a supervisor or an
+  // admin lets them back in when they ask for news again (audited on the server).
+  function optedOut(c) {
+    const o = c.opted_out;
+    const may = ctx.me.role !== 'agent' && has('DELETE', '/customers/{}/optout');
+    return el('div', { class: 'optout', id: 'customer-optout' },
+      el('span', { class: 'warn', text: t('customer.opted_out', { date: o.ts ? fmtFull(o.ts) : '?' })
+        + (o.word ? ' ' + t('customer.opted_out_word', { word: o.word }) : '') }),
+      may ? el('button', { type: 'button', class: 'secondary small', text: t('customer.opt_in'),
+        onclick: () => optIn(c.id) }) : null);
+  }
+
+  async function optIn(id) {
+    if (!(await ask(t('customer.opt_in_confirm'), [], t('customer.opt_in')))) return;
+    try {
+      await api('DELETE', `/customers/${id}/optout`);
+      ctx.toast(t('customer.opted_in'));
+      reload();
+    } catch (e) { ctx.error(e); }
   }
 
   function pastConversations(c) {
