@@ -131,7 +131,7 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
     want = limit - len(out)
     looked = 0
     nxt: str | None = None
-    for chunk in index.messages(query, before, f.since, f.until):
+    for chunk in index.messages(query, before, f.since, f.until, first=2 * want):
         fresh = []
         for rid, conv in chunk:
             if conv in seen:

@@ -227,22 +227,25 @@ class SearchIndex:
         return [r[0] for r in rows]
 
     def messages(self, query: str, before: int | None, since_ms: int | None,
-                 until_ms: int | None, chunk: int = 500) -> Iterator[list[tuple[int, str]]]:
-        """(rowid, conversation) of matching messages, newest first, in chunks."""
+                 until_ms: int | None, first: int = 100, chunk: int = 500
+                 ) -> Iterator[list[tuple[int, str]]]:
+        """(rowid, conversation) of matching messages, newest first, in chunks: ``first``
+        rows (about a page: most searches end there), then ``chunk`` at a time."""
         hi = before if before is not None else 2**62
         if until_ms is not None:
             hi = min(hi, (until_ms + 1) * 1024)
         lo = since_ms * 1024 if since_ms is not None else -1
+        n = first
         while True:
             rows = self.db.execute(
                 "SELECT msg.rowid, m.conv FROM msg JOIN msg_meta m ON m.id = msg.rowid "
                 "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
-                "ORDER BY msg.rowid DESC LIMIT ?", (query, hi, lo, chunk)).fetchall()
+                "ORDER BY msg.rowid DESC LIMIT ?", (query, hi, lo, n)).fetchall()
             if rows:
                 yield rows
-            if len(rows) < chunk:
+            if len(rows) < n:
                 return
-            hi = rows[-1][0]
+            hi, n = rows[-1][0], chunk
 
     def newer_match(self, query: str, conv: str, than: int) -> bool:
         """Whether the conversation has a matching message after rowid ``than``."""
