@@ -12,8 +12,10 @@ rebuilds itself from Redis on the reactor's next batch; ``tongdai search reindex
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import orjson
 
@@ -117,9 +119,13 @@ def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
     last = index.get_state("feed")
     oldest = feed.oldest_id(hub)
     if index.get_state("built") is None or (last and oldest and _eid(oldest) > _eid(last)):
-        # never built, or this node was away longer than the feed holds: from Redis
-        reindex(hub, index)
-        index.set_state("feed", events[-1].id)
+        # never built, or this node was away longer than the feed holds: from Redis (unless
+        # another process of this node rebuilt it while this one waited)
+        with _rebuilding(index):
+            last = index.get_state("feed")
+            if index.get_state("built") is None or (last and _eid(oldest or "0") > _eid(last)):
+                _reindex(hub, index, None)
+            index.set_state("feed", events[-1].id)
         return  # the rebuild read everything these events are about
     wanted: dict[str, set[str]] = {}
     customers: set[str] = set()
@@ -164,6 +170,24 @@ def reindex(hub: Hub, index: SearchIndex | None = None,
     In place: searches made meanwhile find what is indexed so far. ``progress(done, total)``
     is called after each batch of conversations."""
     index = index or search_index.open_index()
+    with _rebuilding(index):
+        return _reindex(hub, index, progress)
+
+
+@contextmanager
+def _rebuilding(index: SearchIndex) -> Iterator[None]:
+    """One rebuild of a file at a time (several reactor processes, or the CLI, on a node):
+    the others wait for it to finish."""
+    with open(str(index.path) + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _reindex(hub: Hub, index: SearchIndex, progress: Callable[[int, int], None] | None
+             ) -> dict[str, int]:
     r, k = hub.redis, hub.keys
     index.clear()
     convs: list[str] = []
