@@ -2,7 +2,8 @@
 is filled in; the dry run shows the counts per channel before Send is possible; sent, the
 progress bar and the report follow the senders (the fake Bot API receives one message per
 customer); an agent is refused the page. A customer who answers "hủy" is shown opted out in
-the customer panel, and let back in from there. Skips like tests/console/test_browser.py."""
+the customer panel, and let back in from there. On a 390 px phone in dark mode the admin's
+pages fit the screen and the channel state stays readable. Skips like tests/console/test_browser.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
 from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser_spikes import raise_one
 from tests.helpers import drain_all, post, run_outbound, tg_update
 from tongdai.core.pipeline import feed
 from tongdai.core.workspace import broadcast_send as bs
@@ -22,6 +24,19 @@ from tongdai.core.workspace import broadcast_send as bs
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
 playwright_api = pytest.importorskip("playwright.sync_api",
                                      reason="the playwright Python package is not installed")
+
+
+# WCAG's contrast ratio of an element's text against its card's background
+CONTRAST = """(sel) => {
+  const lum = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).map(Number).map((v) => v / 255)
+    .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const e = document.querySelector(sel);
+  let bg = e;
+  while (getComputedStyle(bg).backgroundColor === 'rgba(0, 0, 0, 0)') bg = bg.parentElement;
+  const [a, b] = [lum(getComputedStyle(e).color), lum(getComputedStyle(bg).backgroundColor)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
 
 
 @pytest.fixture
@@ -101,6 +116,26 @@ def test_a_spike_link_to_a_dry_run_then_progress_and_report(
             assert hub.redis.hget(hub.keys.customer(
                 hub.redis.hget(hub.keys.identity_index("tg-test"), "7000").decode()),
                 "optout") is None
+
+            # on a phone, in dark mode, the pages an admin opens fit the screen (nothing runs
+            # off the side: the page does not scroll sideways) and the text stays readable
+            raise_one(hub, "tag", "payment", 40)  # the console with a spike banner
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.evaluate("localStorage.setItem('td.theme', 'dark')")
+            for path, ready in (("/console", "data-live"), ("/console/admin", "data-ready"),
+                                ("/console/broadcasts", "data-ready"),
+                                ("/console/kb", "data-ready"),
+                                ("/console/dashboard", "data-ready")):
+                page.goto(server + path)
+                expect(page.locator("body")).to_have_attribute(ready, "1")
+                width = page.evaluate("document.scrollingElement.scrollWidth")
+                assert width <= 390, f"{path} is {width} px wide on a 390 px phone"
+                if path == "/console":
+                    expect(page.locator("#spikes .spike")).to_have_count(1)
+                    top = page.locator(".topbar").bounding_box()["height"]
+                    assert top < 90, f"the top bar takes {top} px (more than two rows)"
+                if path == "/console/admin":
+                    assert page.evaluate(CONTRAST, ".ch-state.good") >= 4.5
         finally:
             browser.close()
     # (the agent's 403 and the refused variable's 400 were asked for)
