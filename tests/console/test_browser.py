@@ -150,6 +150,18 @@ def test_agent_sees_a_telegram_message_live_and_replies(hub, server, tg_fake):
             shot = ARTIFACTS / "console-reply.png"
             page.screenshot(path=str(shot), full_page=True)
             print(f"\nscreenshot: {shot}  (browser test took {time.monotonic() - started:.1f} s)")
+
+            # a date range (the agent's days): from tomorrow shows nothing, the request carries
+            # since as that day's midnight; cleared, the conversation is back
+            tomorrow = page.evaluate("(() => { const d = new Date(); d.setDate(d.getDate() + 1);"
+                                     " return [d.toLocaleDateString('en-CA'),"
+                                     " new Date(d.toDateString()).getTime()]; })()")
+            with page.expect_request(lambda r: "/inbox?" in r.url and "since=" in r.url) as req:
+                page.fill("#f-since", tomorrow[0])
+            assert f"since={tomorrow[1]}&" in req.value.url + "&"
+            expect(page.locator("#conv-list")).to_contain_text("Không có hội thoại nào.")
+            page.fill("#f-since", "")
+            expect(page.locator("#conv-list li.conv")).to_have_count(1)
         finally:
             browser.close()
     assert problems == []

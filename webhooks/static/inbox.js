@@ -11,6 +11,7 @@ export function createInbox(ctx) {
   const f = {
     q: $('#search'), queue: $('#f-queue'), status: $('#f-status'), channel: $('#f-channel'),
     tag: $('#f-tag'), assignee: $('#f-assignee'), sla: $('#f-sla'), mentions: $('#f-mentions'),
+    since: $('#f-since'), until: $('#f-until'),
   };
   let useInbox = has('GET', '/inbox');
   let items = [];
@@ -25,7 +26,7 @@ export function createInbox(ctx) {
   const previews = new Map();  // conversation id -> [updated_ts, text] (fallback mode)
 
   function fallbackControls() {
-    for (const k of ['q', 'sla']) f[k].closest('.filter').hidden = true;
+    for (const k of ['q', 'sla', 'since', 'until']) f[k].closest('.filter').hidden = true;
   }
   if (!useInbox) fallbackControls();
   for (const o of f.queue.options) if (o.value) o.textContent = ctx.queueLabel(o.value);
@@ -34,9 +35,17 @@ export function createInbox(ctx) {
     const p = { queue: f.queue.value, status: f.status.value, cursor: next || undefined, limit: 50 };
     if (useInbox) {
       Object.assign(p, { channel: f.channel.value, tag: f.tag.value.trim(),
-        assignee: f.assignee.value, sla: f.sla.value, q: f.q.value.trim() });
+        assignee: f.assignee.value, sla: f.sla.value, q: f.q.value.trim(),
+        since: day(f.since.value, 'T00:00:00'), until: day(f.until.value, 'T23:59:59.999') });
     }
     return p;
+  }
+
+  // A date input's day in the agent's time zone, as ms (GET /inbox's since/until: a search
+  // keeps the messages of those days, a list the conversations active in them).
+  function day(value, time) {
+    const ms = value ? new Date(value + time).getTime() : NaN;
+    return Number.isFinite(ms) ? ms : undefined;
   }
 
   function localFilter(c) {
@@ -257,10 +266,10 @@ export function createInbox(ctx) {
 
   if (!has('GET', '/mentions')) f.mentions.closest('.filter').hidden = true;
   f.mentions.addEventListener('change', () => {
-    for (const k of ['queue', 'status', 'channel', 'assignee', 'sla', 'tag', 'q']) f[k].disabled = f.mentions.checked;
+    for (const k of ['queue', 'status', 'channel', 'assignee', 'sla', 'tag', 'q', 'since', 'until']) f[k].disabled = f.mentions.checked;
     load(false);
   });
-  for (const k of ['queue', 'status', 'channel', 'assignee', 'sla']) {
+  for (const k of ['queue', 'status', 'channel', 'assignee', 'sla', 'since', 'until']) {
     f[k].addEventListener('change', () => load(false));
   }
   let typing = null;
