@@ -39,6 +39,8 @@ def test_a_supervisor_sees_spikes_live_and_opens_the_broadcast(hub, server, peop
             expect(banner).to_have_count(1)
             expect(banner).to_contain_text("Tăng đột biến: nhãn payment")
             expect(banner).to_contain_text("40 khách trong 15 phút (thường 3)")
+            expect(banner.locator("svg[data-icon=trend]")).to_have_count(1)  # not an emoji
+            expect(banner).not_to_contain_text("Kênh")  # a tag alert naming no channel
             link = banner.locator("a.spike-broadcast")
             expect(link).to_have_text("Gửi thông báo cho họ")
             assert link.get_attribute("href").startswith("/console/broadcasts?tag=payment&since=")

@@ -17,6 +17,7 @@ const PATHS = {
   moon: ['M20 14.5A8 8 0 0 1 9.5 4a8 8 0 1 0 10.5 10.5'],                             // dark theme
   sun: ['M12 8a4 4 0 1 0 0 8a4 4 0 1 0 0-8', 'M12 2v2', 'M12 20v2', 'M4.9 4.9l1.4 1.4',
     'M17.7 17.7l1.4 1.4', 'M2 12h2', 'M20 12h2', 'M4.9 19.1l1.4-1.4', 'M17.7 6.3l1.4-1.4'], // light theme
+  trend: ['M3 17l6-6 4 4 8-8', 'M15 7h6v6'],                                           // spike alert
 };
 
 // An <svg> icon; ``label`` makes it speak to screen readers (else it is decoration).

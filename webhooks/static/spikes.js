@@ -5,6 +5,7 @@
 // alert stays dismissed in this browser.
 import { get, has, query } from './api.js';
 import { $, el, t } from './ui.js';
+import { icon } from './icons.js';
 
 const RECENT_MS = 2 * 3600 * 1000;
 const STORE = 'td.spikes.dismissed';
@@ -30,9 +31,10 @@ export function createSpikes(me) {
     const minutes = Math.round((a.until_ts - a.since_ts) / 60000);
     const what = t(a.dim === 'tag' ? 'spike.tag' : 'spike.channel', { value: a.value });
     const row = el('div', { class: 'spike', role: 'alert', dataset: { id } },
-      el('strong', {}, '📈 ' + what),
+      el('strong', {}, icon('trend'), ' ' + what),
       el('span', {}, t('spike.count', { count: a.count, minutes, median: a.median })),
-      el('span', { class: 'muted' }, t('spike.channels', { channels: (a.channels || []).join(', ') || '—' })),
+      (a.channels || []).length
+        ? el('span', { class: 'muted' }, t('spike.channels', { channels: a.channels.join(', ') })) : null,
       el('a', { href: a.broadcast_url, class: 'spike-broadcast' }, t('spike.broadcast')),
       el('button', { type: 'button', class: 'secondary', title: t('spike.dismiss'),
         'aria-label': t('spike.dismiss'),
