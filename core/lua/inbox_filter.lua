@@ -19,24 +19,32 @@ if ARGV[9] ~= '*' then
   for q in string.gmatch(ARGV[9], '[^\31]+') do visible[q] = true end
 end
 local out = {}
+-- Two reads per conversation: the fields that turn most candidates away (status, queue or
+-- access, channel) first, the rest only for those still in. HMGET walks a small hash's fields
+-- one by one for each name asked: four names instead of nine is ~2.5x less work per candidate
+-- on a search that looks at thousands (one queue in six, a channel).
 for i = 13, #ARGV do
   local id = ARGV[i]
-  local h = redis.call('HMGET', string.format("{{CONV}}", id), 'customer', 'channel', 'status',
-                       'queue', 'created', 'updated', 'assignee', 'priority', 'sla_due')
-  local ok = h[1] and h[2] and h[3] and h[4] and h[5] and h[6]
-  local mine = h[7] or ''
-  if ok and visible and not visible[h[4]] and mine ~= who then ok = false end
-  if ok and (h[3] ~= status or (queue ~= '' and h[4] ~= queue)) then ok = false end
-  if ok and channel ~= '' and h[2] ~= channel then ok = false end
-  if ok and prio and (tonumber(h[8]) or 0) < prio then ok = false end
+  local key = string.format("{{CONV}}", id)
+  local h = redis.call('HMGET', key, 'status', 'queue', 'assignee', 'channel')
+  local mine = h[3] or ''
+  local ok = h[1] and h[2] and h[4]
+  if ok and visible and not visible[h[2]] and mine ~= who then ok = false end
+  if ok and (h[1] ~= status or (queue ~= '' and h[2] ~= queue)) then ok = false end
+  if ok and channel ~= '' and h[4] ~= channel then ok = false end
   if ok and assignee ~= '*' and mine ~= assignee then ok = false end
-  if ok and sla ~= '' and (not h[9] or h[9] == '' or (sla == 'breached' and tonumber(h[9]) > now)) then
-    ok = false
-  end
-  if ok and since and tonumber(h[6]) < since then ok = false end
-  if ok and till and tonumber(h[5]) > till then ok = false end
-  if ok and tag ~= '' and redis.call('SISMEMBER', string.format("{{CONV_TAGS}}", id), tag) == 0 then
-    ok = false
+  if ok then
+    local g = redis.call('HMGET', key, 'customer', 'created', 'updated', 'priority', 'sla_due')
+    ok = g[1] and g[2] and g[3]
+    if ok and prio and (tonumber(g[4]) or 0) < prio then ok = false end
+    if ok and sla ~= '' and (not g[5] or g[5] == '' or (sla == 'breached' and tonumber(g[5]) > now)) then
+      ok = false
+    end
+    if ok and since and tonumber(g[3]) < since then ok = false end
+    if ok and till and tonumber(g[2]) > till then ok = false end
+    if ok and tag ~= '' and redis.call('SISMEMBER', string.format("{{CONV_TAGS}}", id), tag) == 0 then
+      ok = false
+    end
   end
   if ok then out[#out + 1] = id end
 end
