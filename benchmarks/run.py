@@ -170,6 +170,8 @@ def table(res: dict, errors: dict, meta: dict) -> str:
             ("search_ratio", g("search_ratio"),
              f"p95 at {_fmt(se.get('messages'))} ÷ at {_fmt(se.get('small_messages'))} messages"),
         ]
+        if se.get("note"):
+            rows.append(("", None, f"search: {se['note']}"))
     lines = [f"{'figure':<30} {'value':>9}  {'target':<8} {'result':<6} detail", "-" * 100]
     for key, value, detail in rows:
         op, target = TARGETS.get(key, ("", None))

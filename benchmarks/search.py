@@ -129,6 +129,35 @@ def _measure(sides: list, people: dict, now_ms: int, rounds: int) -> dict:
     return out
 
 
+def _looked(sides: list, people: dict, now_ms: int) -> dict:
+    """How many matching conversations each search checked against the filters and access
+    (once, after the timing; counted around ``search.passing``) and how many it showed:
+    {side: {"caller q [channel]": [checked, shown]}}."""
+    from tongdai.core.workspace import inbox, search
+
+    real = search.passing
+    checked = [0]
+
+    def counting(hub, ids, *a, **kw):
+        checked[0] += len(ids)
+        return real(hub, ids, *a, **kw)
+
+    out: dict[str, dict[str, list[int]]] = {}
+    search.passing = counting
+    try:
+        for name, hub, index_dir in sides:
+            os.environ["TONGDAI_DATA_DIR"] = index_dir
+            for who, p in people.items():
+                for q in QUERIES:
+                    checked[0] = 0
+                    got = inbox.page(hub, p, inbox.Filters(**q), None, 50, now=now_ms)
+                    label = " ".join([who, q["q"], *(v for k, v in q.items() if k != "q")])
+                    out.setdefault(name, {})[label] = [checked[0], len(got.items)]
+    finally:
+        search.passing = real
+    return out
+
+
 def _reactor_rate(hub, convs: int) -> float:
     """The search reactor on 2,000 message.created events of stored messages: rows/s."""
     from tongdai.core.pipeline.feed import FeedEvent
@@ -196,6 +225,7 @@ def bench_search(env: BenchEnv, p: Params) -> dict:
         n = large * MSGS_PER_CONV
         measured = _measure([(name, hubs[name], dirs[name]) for name in hubs], people, now,
                             rounds)
+        looked = _looked([(name, hubs[name], dirs[name]) for name in hubs], people, now)
         os.environ["TONGDAI_DATA_DIR"] = dirs["large"]
         rate = _reactor_rate(hubs["large"], large)
         index = search_index.open_index()
@@ -221,4 +251,20 @@ def bench_search(env: BenchEnv, p: Params) -> dict:
         "search_p50_ms": sorted(search_l)[len(search_l) // 2], "search_max_ms": max(search_l),
         "index_mb": round(size / 1e6), "fill_msgs_per_s": round(n / fill["large"]),
         "fill_s": round(fill["large"], 1), "reactor_msgs_per_s": round(rate),
-        "queries": len(QUERIES), "rounds": rounds}}
+        "queries": len(QUERIES), "rounds": rounds,
+        "checked": {k: [looked["small"][k], looked["large"][k]] for k in looked["large"]},
+        "note": _note(looked, small, large)}}
+
+
+def _note(looked: dict, small: int, large: int) -> str:
+    """Why the search ratio is what it is: the search that checks the most conversations at
+    the large size, against the same search at the small one."""
+    worst = max(looked["large"], key=lambda k: looked["large"][k][0])
+    (cs, ns), (cl, nl) = looked["small"][worst], looked["large"][worst]
+    return (f"'{worst}' checks {cl:,} matching conversations to show {nl} at {large:,} "
+            f"conversations, {cs:,} to show {ns} at {small:,}: at the small size the whole "
+            "history holds fewer than a page, so it stops when the matches run out; at the "
+            "large it reads until a page is full. A filter or access rule the index cannot "
+            "apply (the index only proposes; Redis decides) costs about 1 / (the share that "
+            "passes) candidates per result, until history runs out (docs/decisions.md, "
+            "search over all history)")
