@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from tongdai.core.luajson import lua_exact
+
 
 class EventKind(StrEnum):
     MESSAGE = "message"
@@ -72,24 +74,6 @@ NOTICE_KINDS = frozenset({EventKind.FOLLOW, EventKind.UNFOLLOW, EventKind.SYSTEM
 UPDATE_KINDS = frozenset(
     {EventKind.EDIT, EventKind.REACTION, EventKind.DELIVERY, EventKind.READ}
 )
-
-
-# Redis's Lua JSON (cjson, 14 significant digits, Lua numbers are doubles) rewrites a stored
-# message whenever a script patches it (a reaction, a delivery status): 369239263222822, a
-# Messenger sticker id, would come back as 3.6923926322282e+14. Integers that long are kept as
-# their decimal strings instead; an empty list would come back as {} and is left out.
-_LUA_EXACT = 10**14
-
-
-def lua_exact(v: Any) -> Any:
-    """``v`` with what Lua's JSON would change made safe (see above)."""
-    if isinstance(v, dict):
-        return {k: lua_exact(x) for k, x in v.items() if x != []}
-    if isinstance(v, list):
-        return [lua_exact(x) for x in v]
-    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= _LUA_EXACT:
-        return str(v)
-    return v
 
 
 @dataclass(slots=True)
@@ -250,14 +234,12 @@ class Message:
             v = getattr(self, name)
             if v is None or v == [] or v == {}:
                 continue
-            d[short] = v
+            d[short] = lua_exact(v) if short == "sw" else v
         # The commonest values are the defaults ``from_blob`` restores: not stored.
         if d.get("k") == EventKind.MESSAGE.value:
             del d["k"]
         if d.get("s") == DeliveryStatus.RECEIVED.value:
             del d["s"]
-        if "sw" in d:
-            d["sw"] = lua_exact(d["sw"])
         if self.attachments:
             d["at"] = [a.to_dict() for a in self.attachments]
         return orjson.dumps(d)
