@@ -46,7 +46,7 @@ def run_outbound(hub: Hub, wait_s: float = 10.0) -> None:
     jobs.set_hub(hub)
     queues = [Queue(name, connection=hub.redis) for name in QUEUES["outbound"]]
     while True:
-        _quiet_worker_class()(queues, connection=hub.redis).work(burst=True,
+        quiet_worker_class()(queues, connection=hub.redis).work(burst=True,
                                                                  logging_level="WARNING")
         due = send_schedule.next_due_ms(hub)
         if due is None or due - now_ms() > wait_s * 1000:
@@ -55,7 +55,7 @@ def run_outbound(hub: Hub, wait_s: float = 10.0) -> None:
         send_schedule.promote_due(hub)
 
 
-def _quiet_worker_class():
+def quiet_worker_class():
     from rq import SimpleWorker
 
     class QuietWorker(SimpleWorker):
