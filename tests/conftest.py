@@ -64,6 +64,14 @@ def start_redis(d: Path) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+@pytest.fixture(autouse=True)
+def _cheap_argon2(monkeypatch):
+    """Every test hashes passwords with small argon2id parameters (tests/staff.py says why)."""
+    from tests.staff import cheap_argon2
+
+    cheap_argon2(monkeypatch)
+
+
 @pytest.fixture
 def redis_client(redis_url) -> redis.Redis:
     r = redis.Redis.from_url(redis_url)

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from tests.conftest import write_config
-from tests.staff import PASSWORD, PEOPLE, cheap_argon2, create_people
+from tests.staff import PASSWORD, PEOPLE, create_people
 from tests.staff import TEAMS as STAFF_TEAMS
 from tongdai.core.hub import Hub
 
@@ -28,11 +28,6 @@ console:
 @pytest.fixture
 def config_file(tmp_path):
     return write_config(tmp_path / "tongdai.yaml", extra=TEAMS)
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch):
-    cheap_argon2(monkeypatch)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import write_config
-from tests.staff import PASSWORD, PEOPLE, cheap_argon2, create_people  # noqa: F401
+from tests.staff import PASSWORD, PEOPLE, create_people  # noqa: F401
 from tests.staff import TEAMS as STAFF_TEAMS
 from tongdai.core.hub import Hub
 
@@ -25,11 +25,6 @@ console:
 @pytest.fixture
 def config_file(tmp_path):
     return write_config(tmp_path / "tongdai.yaml", extra=TEAMS)
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch):
-    cheap_argon2(monkeypatch)
 
 
 @pytest.fixture

@@ -23,6 +23,9 @@ from tongdai.core.pipeline import rawlog
 from tongdai.core.workspace import tokens, users
 
 STREAMS = 200
+# messages sent while they are open: each reaches all 200 (the figures: `tongdai bench`'s
+# webhook_p99_with_500_streams_ms over thousands)
+WEBHOOKS = 40
 
 
 def _serve(factory: str, tmp_path, name: str) -> tuple[subprocess.Popen, str]:
@@ -62,7 +65,7 @@ def floor(redis_client, redis_url, tmp_path, monkeypatch):
 
 def _agent(hub: Hub, name: str, team: str) -> str:
     users.create(hub, users.User(name=name, role="agent", teams=[team], display_name=name),
-                 "correct-horse-1")
+                 None)  # the streams sign in with a token
     return tokens.create(hub, name, "agent", [team])
 
 
@@ -100,7 +103,7 @@ def test_two_hundred_consoles_get_the_event_and_webhooks_are_not_held_up(floor):
 
             def webhooks() -> None:  # the platforms, meanwhile: a fresh client, as they are
                 with httpx.Client(timeout=10) as platform:
-                    for i in range(100):
+                    for i in range(WEBHOOKS):
                         t = time.perf_counter()
                         r = platform.post(base + "/webhooks/tg-test", content=tg_update(
                             1000 + i, 555000 + i, 1000 + i, f"nạp thẻ lần {i} chưa nhận xu"),
@@ -112,7 +115,7 @@ def test_two_hundred_consoles_get_the_event_and_webhooks_are_not_held_up(floor):
             await asyncio.to_thread(drain_all, hub)  # ingest: message.created to the feed
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                if all(seen.get(f"b{i}", "").count("event: message.created") >= 100
+                if all(seen.get(f"b{i}", "").count("event: message.created") >= WEBHOOKS
                        for i in range(len(billing))):
                     break
                 await asyncio.sleep(0.2)
@@ -123,7 +126,8 @@ def test_two_hundred_consoles_get_the_event_and_webhooks_are_not_held_up(floor):
 
     asyncio.run(main())
     got = [seen.get(f"b{i}", "").count("event: message.created") for i in range(len(billing))]
-    assert min(got) == 100, f"{sum(g == 100 for g in got)} of {len(got)} streams got all 100"
+    assert min(got) == WEBHOOKS, \
+        f"{sum(g == WEBHOOKS for g in got)} of {len(got)} streams got all {WEBHOOKS}"
     assert "message.created" not in seen["other"]
     assert "event: ready" in seen["other"]
     latencies.sort()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import write_config
-from tests.staff import PASSWORD, PEOPLE, TEAMS, cheap_argon2, create_people  # noqa: F401
+from tests.staff import PASSWORD, PEOPLE, TEAMS, create_people  # noqa: F401
 from tongdai.core.hub import Hub
 
 # The integrators' receivers these tests run are on this machine (tests/workspace/test_hooks.py)
@@ -29,11 +29,6 @@ def shop(monkeypatch):
 @pytest.fixture
 def config_file(tmp_path):
     return write_config(tmp_path / "tongdai.yaml", extra=TEAMS + LOCAL_RECEIVERS)
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch):
-    cheap_argon2(monkeypatch)
 
 
 @pytest.fixture
