@@ -6,6 +6,8 @@ The Hub is built once per worker process (before RQ forks its work horses) and r
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 
 from tongdai.core.hub import Hub
@@ -28,12 +30,44 @@ def set_hub(h: Hub) -> None:
     _hub = h
 
 
+# Set when the process is asked to stop (SIGTERM): the ingest loop ends after the batch in
+# hand instead of running out its time box (up to 10 s of a deploy or a Ctrl-C of `tongdai up`).
+stopping = threading.Event()
+
+
+def _stop_on_sigterm():
+    """While an ingest loop runs: SIGTERM sets ``stopping``, then does what it did before (a
+    forked horse's default, which would kill it mid-batch, is not called: the worker that
+    forked it stops once the loop returns). Returns the handler to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    before = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        stopping.set()
+        if callable(before):
+            before(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+    return before
+
+
 def ingest_loop() -> dict:
     """Take an ingest slot and process raw events as they arrive, for ``loop_time_box`` s.
 
     Blocks on every shard at once, so an event is picked up within milliseconds; then hands
-    over to a fresh job (RQ stays in charge: timeouts, failures, worker restarts).
+    over to a fresh job (RQ stays in charge: timeouts, failures, worker restarts). A SIGTERM
+    (the worker stopping: ``tongdai.worker.main`` passes it on) ends it after the batch in hand.
     """
+    before = _stop_on_sigterm()
+    try:
+        return _ingest_loop()
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _ingest_loop() -> dict:
     h = hub()
     cfg = h.config.hub.ingest
     owner = f"{rawlog.consumer_name()}:{time.monotonic_ns()}"
@@ -45,7 +79,7 @@ def ingest_loop() -> dict:
     deadline = time.monotonic() + cfg.loop_time_box
     next_claim = 0.0
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stopping.is_set():
             rawlog.keep_slot(h, slot, owner)
             if time.monotonic() >= next_claim:  # batches a dead loop read but never acked
                 for s in range(h.shards):

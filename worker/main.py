@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -69,13 +70,27 @@ class WatchingWorker(_PromptCommands, Worker):
 
     def execute_job(self, job, queue):
         jobs.hub().watch.poll(force=True)
+        self._running_ingest = job.func_name == rawlog.INGEST_JOB
         try:
             return super().execute_job(job, queue)
         finally:
+            self._running_ingest = False
             # The horse has exited: its counters go into the host's archive file, so the
             # metrics directory does not gain a file per horse (core/metrics.py).
             if self._last_horse:
                 metrics.compact({self._last_horse})
+
+    def request_stop(self, signum, frame):
+        """A warm stop waits for the job in hand: an ingest loop's horse is told too (it set a
+        SIGTERM handler, ``jobs.ingest_loop``), so it ends after its batch, not its time box."""
+        super().request_stop(signum, frame)
+        if self._running_ingest and self._horse_pid:
+            try:
+                os.kill(self._horse_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    _running_ingest = False
 
     def fork_work_horse(self, job, queue):
         super().fork_work_horse(job, queue)
