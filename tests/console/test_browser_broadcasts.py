@@ -41,7 +41,14 @@ CONTRAST = """(sel) => {
 
 @pytest.fixture
 def config_file(tmp_path, tg_fake):
-    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=TEAMS)
+    # the shipped config's SLA policies: the admin's SLA table must fit a phone too
+    return write_config(tmp_path / "tongdai.yaml", api_base=tg_fake.base_url, extra=TEAMS + """
+sla:
+  policies:
+    - {name: social, adapters: [facebook, zalo, telegram], first_response: 15m,
+       next_response: 30m}
+    - {name: email, adapters: [email], first_response: 24h, next_response: 24h}
+""")
 
 
 def test_a_spike_link_to_a_dry_run_then_progress_and_report(

@@ -59,7 +59,8 @@ function channelRow(c) {
       el('span', { class: 'ch-state ' + (off ? 'bad' : 'good'),
         text: off ? t('admin.ch.disabled') : t('admin.ch.enabled') }),
       off && c.disabled.why ? el('div', { class: 'muted', text: c.disabled.why }) : null,
-      c.cannot_send ? el('div', { class: 'error', text: c.cannot_send }) : null),
+      // in the console's language; the adapter's own words on hover
+      c.cannot_send ? el('div', { class: 'error', text: t('reach.cannot_send'), title: c.cannot_send }) : null),
     el('td', { class: 'ch-health' },
       el('div', { text: t('admin.ch.last_event') + ': ' +
         (c.last_event_ms ? fmtRelative(c.last_event_ms) : t('admin.ch.never')) }),
@@ -256,9 +257,10 @@ $('#canned-cancel').addEventListener('click', () => editCanned(null));
 // -- routing and SLA (read-only) ------------------------------------------------------------
 const dur = (s) => (s == null ? '–' : s >= 3600 && s % 3600 === 0 ? `${s / 3600} h` : `${Math.round(s / 60)} min`);
 
-function table(head, rows) {
-  return el('table', { class: 'dash-rows' }, el('thead', {}, el('tr', {}, head.map((h) => el('th', { text: h })))),
-    el('tbody', {}, rows.map((r) => el('tr', {}, r.map((v) => el('td', { text: v }))))));
+function table(head, rows) {  // scrolls sideways in its card on a phone, like the others
+  return el('div', { class: 'table-scroll' }, el('table', { class: 'dash-rows' },
+    el('thead', {}, el('tr', {}, head.map((h) => el('th', { text: h })))),
+    el('tbody', {}, rows.map((r) => el('tr', {}, r.map((v) => el('td', { text: v })))))));
 }
 
 // A rule's conditions as written ("tags_any: payment, refund"), the empty ones left out.
