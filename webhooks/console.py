@@ -185,35 +185,40 @@ def console():
                                     csrf=csrf, boot=boot, me=boot["me"]), mimetype="text/html")
 
 
-@bp.get("/console/dashboard")
-def dashboard():
-    """The supervisors' KPI dashboard (charts over GET /api/v1/reports/kpis)."""
+def _page(template: str, allowed=None, forbidden: str = "", **extra: Any):
+    """A console page for whoever is signed in (else the log-in page); ``allowed(p)`` false →
+    403 with the ``forbidden`` string, in the agent's language. ``extra`` goes into the
+    page's boot data."""
     found = _signed_in()
     if found is None:
         return redirect("/login", 303)
     p, csrf = found
     boot = _boot(p, csrf)
     t = boot["strings"]
-    if not p.at_least("supervisor"):
+    if allowed is not None and not allowed(p):
         return Response(render_template("message.html", t=t, lang=boot["language"],
-                                        text=t["dash.forbidden"]), 403, mimetype="text/html")
-    boot["timezone"] = _hub().config.hub.notifications.timezone
-    return Response(render_template("dashboard.html", t=t, lang=boot["language"], csrf=csrf,
+                                        text=t[forbidden]), 403, mimetype="text/html")
+    boot.update({k: v(p) if callable(v) else v for k, v in extra.items()})
+    return Response(render_template(template, t=t, lang=boot["language"], csrf=csrf,
                                     boot=boot, me=boot["me"]), mimetype="text/html")
+
+
+def _supervisors(p: access.Principal) -> bool:
+    return p.at_least("supervisor")
+
+
+@bp.get("/console/dashboard")
+def dashboard():
+    """The supervisors' KPI dashboard (charts over GET /api/v1/reports/kpis)."""
+    return _page("dashboard.html", _supervisors, "dash.forbidden",
+                 timezone=lambda _p: _hub().config.hub.notifications.timezone)
 
 
 @bp.get("/console/kb")
 def knowledge_base():
     """The bot's knowledge base (over /api/v1/kb): everyone signed in reads and tries a
     question; supervisors and admins edit and see the bot's counts."""
-    found = _signed_in()
-    if found is None:
-        return redirect("/login", 303)
-    p, csrf = found
-    boot = _boot(p, csrf)
-    boot["can_edit"] = p.at_least("supervisor")
-    return Response(render_template("kb.html", t=boot["strings"], lang=boot["language"],
-                                    csrf=csrf, boot=boot, me=boot["me"]), mimetype="text/html")
+    return _page("kb.html", can_edit=_supervisors)
 
 
 @bp.get("/console/broadcasts")
@@ -221,32 +226,11 @@ def broadcasts():
     """Proactive broadcasts (over /api/v1/broadcasts) for supervisors and admins: the list,
     a new one's form — prefilled by ``?tag=&since=&until=&channels=&conversations=`` (a spike
     alert's link) — with its dry-run counts, then its progress and report; 403 for agents."""
-    found = _signed_in()
-    if found is None:
-        return redirect("/login", 303)
-    p, csrf = found
-    boot = _boot(p, csrf)
-    t = boot["strings"]
-    if not p.at_least("supervisor"):
-        return Response(render_template("message.html", t=t, lang=boot["language"],
-                                        text=t["bc.forbidden"]), 403, mimetype="text/html")
-    return Response(render_template("broadcasts.html", t=t, lang=boot["language"], csrf=csrf,
-                                    boot=boot, me=boot["me"]), mimetype="text/html")
+    return _page("broadcasts.html", _supervisors, "bc.forbidden")
 
 
 @bp.get("/console/admin")
 def admin_area():
     """The admins' settings (channels, teams and members, users and roles, canned replies,
     routing and SLA) over /api/v1/admin/*, /users, /teams and /canned; 403 for the others."""
-    found = _signed_in()
-    if found is None:
-        return redirect("/login", 303)
-    p, csrf = found
-    boot = _boot(p, csrf)
-    t = boot["strings"]
-    if not p.is_admin:
-        return Response(render_template("message.html", t=t, lang=boot["language"],
-                                        text=t["admin.forbidden"]), 403, mimetype="text/html")
-    boot["roles"] = list(users.ROLES)
-    return Response(render_template("admin.html", t=t, lang=boot["language"], csrf=csrf,
-                                    boot=boot, me=boot["me"]), mimetype="text/html")
+    return _page("admin.html", lambda p: p.is_admin, "admin.forbidden", roles=list(users.ROLES))
