@@ -21,6 +21,9 @@ one queue in six:
 * ``search_ratio`` / ``inbox_first_page_ratio``   the large hub's p95 ÷ the small one's
                             (target <= 2: flat as history grows)
 
+The details give each search's median at both sizes (``median_ms``) and how many matching
+conversations it checked in Redis and showed (``checked``).
+
 The details add the index's size on disk, how fast it was filled, and the search reactor's
 own rate (message.created events → rows) on this data.
 """
@@ -60,7 +63,7 @@ def populate(hub, index, start: int, stop: int, now_ms: int, regions: tuple[str,
     folded: dict[str, str] = {}  # texts repeat (templates): fold each once
     queues = ["general", "billing", "q-0", "q-1", "q-2", "q-3"]
     pipe = r.pipeline(transaction=False)
-    rows, customers, n = [], [], 0
+    rows, customers, channels, n = [], [], [], 0
     for c in range(start, stop):
         conv, cust = str(c), str(c)
         first, last = rng.choice(corpus._FIRST), rng.choice(corpus._LAST)
@@ -77,6 +80,7 @@ def populate(hub, index, start: int, stop: int, now_ms: int, regions: tuple[str,
         pipe.hset(k.customer(cust), mapping={"name": name, "created": created, "conv": conv})
         pipe.zadd(k.customer_conversations(cust), {conv: updated})
         customers.append((c, body(f"{name} {c} {phone[1:]}", regions)))
+        channels.append((conv, channel))
         blobs, times = {}, {}
         for m in range(MSGS_PER_CONV):
             ts = created + m * 30_000
@@ -105,20 +109,27 @@ def populate(hub, index, start: int, stop: int, now_ms: int, regions: tuple[str,
     pipe.execute()
     index.load_messages(rows)
     index.put_customers(customers)
+    index.put_channels(channels)
     return n
 
 
-def _measure(sides: list, people: dict, now_ms: int, rounds: int) -> dict:
+def _label(who: str, q: dict) -> str:
+    return " ".join([who, q["q"], *(v for k, v in q.items() if k != "q")])
+
+
+def _measure(sides: list, people: dict, now_ms: int, rounds: int,
+             each: dict[str, dict[str, list[float]]] | None = None) -> dict:
     """Both hubs in turns, round after round, so a neighbour's CPU burst lands on both:
-    {side: (first page ms list, search ms list)}."""
+    {side: (first page ms list, search ms list)}; ``each`` gets {side: {search: ms list}}."""
     from tongdai.core.workspace import inbox
 
     out: dict[str, tuple[list[float], list[float]]] = {s[0]: ([], []) for s in sides}
+    each = {} if each is None else each
     for _ in range(rounds):
         for name, hub, index_dir in sides:
             os.environ["TONGDAI_DATA_DIR"] = index_dir
             first, search = out[name]
-            for p in people.values():
+            for who, p in people.items():
                 t = time.perf_counter()
                 inbox.page(hub, p, inbox.Filters(), None, 50, now=now_ms)
                 first.append((time.perf_counter() - t) * 1000)
@@ -126,6 +137,7 @@ def _measure(sides: list, people: dict, now_ms: int, rounds: int) -> dict:
                     t = time.perf_counter()
                     inbox.page(hub, p, inbox.Filters(**q), None, 50, now=now_ms)
                     search.append((time.perf_counter() - t) * 1000)
+                    each.setdefault(name, {}).setdefault(_label(who, q), []).append(search[-1])
     return out
 
 
@@ -151,7 +163,7 @@ def _looked(sides: list, people: dict, now_ms: int) -> dict:
                 for q in QUERIES:
                     checked[0] = 0
                     got = inbox.page(hub, p, inbox.Filters(**q), None, 50, now=now_ms)
-                    label = " ".join([who, q["q"], *(v for k, v in q.items() if k != "q")])
+                    label = _label(who, q)
                     out.setdefault(name, {})[label] = [checked[0], len(got.items)]
     finally:
         search.passing = real
@@ -219,12 +231,14 @@ def bench_search(env: BenchEnv, p: Params) -> dict:
             index = search_index.open_index()
             index.clear()
             index.set_state("built", "bench")
+            index.set_state(search_index.CHANNELS, "1")
             t = time.perf_counter()
             populate(hub, index, 1, sizes[name] + 1, now, regions)
             fill[name] = time.perf_counter() - t
         n = large * MSGS_PER_CONV
+        each: dict[str, dict[str, list[float]]] = {}
         measured = _measure([(name, hubs[name], dirs[name]) for name in hubs], people, now,
-                            rounds)
+                            rounds, each)
         looked = _looked([(name, hubs[name], dirs[name]) for name in hubs], people, now)
         os.environ["TONGDAI_DATA_DIR"] = dirs["large"]
         rate = _reactor_rate(hubs["large"], large)
@@ -253,6 +267,9 @@ def bench_search(env: BenchEnv, p: Params) -> dict:
         "fill_s": round(fill["large"], 1), "reactor_msgs_per_s": round(rate),
         "queries": len(QUERIES), "rounds": rounds,
         "checked": {k: [looked["small"][k], looked["large"][k]] for k in looked["large"]},
+        "median_ms": {k: [round(sorted(each["small"][k])[len(each["small"][k]) // 2], 1),
+                          round(sorted(each["large"][k])[len(each["large"][k]) // 2], 1)]
+                      for k in each["large"]},
         "note": _note(looked, small, large)}}
 
 

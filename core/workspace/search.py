@@ -6,8 +6,9 @@ whose name or identifiers match (``core/workspace/search_index.py``). Then conve
 their newest message matching the text — diacritics, case and Chinese script ignored, so
 "nap the" finds "nạp thẻ" and 帳號 finds 账号 — within ``since``/``until``. Every hit passes
 the other filters and the agent's access, read from Redis (the truth: status, queue, tags
-change after the text was indexed). The cursor is the last hit: ``-updated:conv`` among the exact ones,
-``rowid:conv`` among messages.
+change after the text was indexed); with a channel, only the conversations the index knows
+have had it are sent to that check (a superset of those on it now). The cursor is the last
+hit: ``-updated:conv`` among the exact ones, ``rowid:conv`` among messages.
 One request looks at no more than ``SEARCH_SCAN`` matching conversations.
 """
 
@@ -131,9 +132,13 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
     want = limit - len(out)
     looked = 0
     nxt: str | None = None
-    for chunk in index.messages(query, before, f.since, f.until, first=2 * want):
+    # with a channel, the index marks the conversations that never had it: only the others
+    # go to Redis's check (which still decides, on the current channel)
+    for chunk in index.messages(query, before, f.since, f.until, first=2 * want,
+                                channel=f.channel):
         fresh = []
-        for rid, conv in chunk:
+        may = set()
+        for rid, conv, maybe in chunk:
             if conv in seen:
                 continue
             seen.add(conv)
@@ -142,7 +147,9 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
             if before is not None and index.newer_match(query, conv, before):
                 continue
             fresh.append((conv, float(rid)))
-        ok = passing(hub, [c for c, _ in fresh], g, p, visible, now)
+            if maybe:
+                may.add(conv)
+        ok = passing(hub, [c for c, _ in fresh if c in may], g, p, visible, now)
         for conv, rid in fresh:
             if len(hits) == want:  # full, and more follow
                 nxt = _cursor(hits[-1][1], hits[-1][0])

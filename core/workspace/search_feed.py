@@ -1,13 +1,15 @@
 """Keeping the search index current: a reactor on the change feed, a rebuild, erasure.
 
 The ``search`` reactor reads ``message.created`` / ``message.updated`` (the message, decrypted,
-folded, upserted) and ``customer.merged`` / ``customer.split`` / ``customer.erased`` (the
-customers' rows again, or gone). Ingest does not wait for it: a message is searchable once
-the reactor has read it (usually well under a second). Each node runs its own reactor group
-(``search@<TONGDAI_SEARCH_NODE>`` when set) into its own file, so every web node has a full
-index. An index that was never built (a new node, an upgrade, a deleted file), or whose node was
-away longer than the feed holds (its last entry read is older than the feed's oldest),
-rebuilds itself from Redis on the reactor's next batch; ``tongdai search reindex`` on demand.
+folded, upserted; its conversation's channels recorded) and ``customer.merged`` /
+``customer.split`` / ``customer.erased`` (the customers' rows again, or gone). Ingest does not
+wait for it: a message is searchable once the reactor has read it (usually well under a
+second). Each node runs its own reactor group (``search@<TONGDAI_SEARCH_NODE>`` when set) into
+its own file, so every web node has a full index. An index that was never built (a new node,
+an upgrade, a deleted file), or whose node was away longer than the feed holds (its last
+entry read is older than the feed's oldest), rebuilds itself from Redis on the reactor's next
+batch; ``tongdai search reindex`` on demand. An index built before conversations' channels
+were kept reads their current channels on the next batch.
 """
 
 from __future__ import annotations
@@ -37,13 +39,17 @@ def _regions(hub: Hub) -> tuple[str, ...]:
     return tuple(hub.config.hub.identity.regions)
 
 
-def message_rows(hub: Hub, conv: str, blobs: Iterable[tuple[str, bytes]]
+def message_rows(hub: Hub, conv: str, blobs: Iterable[tuple[str, bytes]],
+                 channels: set[tuple[str, str]] | None = None
                  ) -> list[tuple[str, str, int, str]]:
-    """(conversation, message id, time ms, body) for the index, from stored message blobs."""
+    """(conversation, message id, time ms, body) for the index, from stored message blobs;
+    each message's channel (whatever its kind or text) added to ``channels``."""
     ring, regions = hub.keyring, _regions(hub)
     out = []
     for mid, blob in blobs:
         d = orjson.loads(blob)
+        if channels is not None and isinstance(d.get("c"), str) and d["c"]:
+            channels.add((conv, d["c"]))
         if d.get("d") not in INDEXED_KINDS:
             continue
         parts = []
@@ -105,12 +111,19 @@ def customer_rows(hub: Hub, customer_ids: Iterable[str]) -> list[tuple[int, str]
     return out
 
 
-def _customer_of(hub: Hub, convs: Iterable[str]) -> set[str]:
+def _customer_of(hub: Hub, convs: Iterable[str], channels: set[tuple[str, str]]) -> set[str]:
+    """The conversations' customers; their current channels added to ``channels``."""
     pipe = hub.redis.pipeline(transaction=False)
     convs = list(convs)
     for c in convs:
-        pipe.hget(hub.keys.conversation(c), "customer")
-    return {v.decode() for v in pipe.execute() if v}
+        pipe.hmget(hub.keys.conversation(c), ["customer", "channel"])
+    out = set()
+    for c, (cust, ch) in zip(convs, pipe.execute()):
+        if cust:
+            out.add(cust.decode())
+        if ch:
+            channels.add((c, ch.decode()))
+    return out
 
 
 def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
@@ -127,6 +140,10 @@ def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
                 _reindex(hub, index, None)
             index.set_state("feed", events[-1].id)
         return  # the rebuild read everything these events are about
+    if index.get_state(search_index.CHANNELS) is None:  # built before it kept channels
+        with _rebuilding(index):
+            if index.get_state(search_index.CHANNELS) is None:
+                _backfill_channels(hub, index)
     wanted: dict[str, set[str]] = {}
     customers: set[str] = set()
     forget_convs: list[str] = []
@@ -144,14 +161,16 @@ def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
     if forget_convs or forget_customers:
         index.forget(forget_convs, forget_customers, rewrite=True)
     rows = []
+    channels: set[tuple[str, str]] = set()
     if wanted:
         pipe = hub.redis.pipeline(transaction=False)
         for conv, mids in wanted.items():
             pipe.hmget(hub.keys.messages(conv), sorted(mids))
         for (conv, mids), blobs in zip(wanted.items(), pipe.execute()):
-            rows += message_rows(hub, conv, [(m, b) for m, b in zip(sorted(mids), blobs) if b])
-        customers |= _customer_of(hub, wanted)
-    index.put_messages(rows)
+            rows += message_rows(hub, conv, [(m, b) for m, b in zip(sorted(mids), blobs) if b],
+                                 channels)
+        customers |= _customer_of(hub, wanted, channels)
+    index.put_messages(rows, sorted(channels))  # (a match never without its channels)
     index.put_customers(customer_rows(hub, customers))
     index.set_state("feed", events[-1].id)
 
@@ -201,23 +220,44 @@ def _reindex(hub: Hub, index: SearchIndex, progress: Callable[[int, int], None] 
         pipe = r.pipeline(transaction=False)
         for c in part:
             pipe.hgetall(k.messages(c))
-            pipe.hget(k.conversation(c), "customer")
+            pipe.hmget(k.conversation(c), ["customer", "channel"])
         replies = pipe.execute()
         rows = []
+        channels: set[tuple[str, str]] = set()
         for n, c in enumerate(part):
-            blobs, cust = replies[2 * n], replies[2 * n + 1]
-            rows += message_rows(hub, c, [(m.decode(), b) for m, b in blobs.items()])
+            blobs, (cust, ch) = replies[2 * n], replies[2 * n + 1]
+            rows += message_rows(hub, c, [(m.decode(), b) for m, b in blobs.items()], channels)
             if cust:
                 customers.add(cust.decode())
-        index.put_messages(rows)
+            if ch:
+                channels.add((c, ch.decode()))
+        index.put_messages(rows, sorted(channels))
         messages += len(rows)
         if progress:
             progress(min(i + BATCH, len(convs)), len(convs))
     cust = customer_rows(hub, customers)
     for i in range(0, len(cust), 1000):
         index.put_customers(cust[i:i + 1000])
+    index.set_state(search_index.CHANNELS, "1")
     index.set_state("built", str(messages))
     return {"conversations": len(convs), "messages": messages, "customers": len(customers)}
+
+
+def _backfill_channels(hub: Hub, index: SearchIndex) -> None:
+    """Every conversation's current channel, for an index built before it kept them (the
+    first batch after an upgrade: about a second per 100,000 conversations, no rebuild). The
+    current one is all a search needs; this reactor records every change from here on."""
+    r, k = hub.redis, hub.keys
+    convs: list[str] = []
+    for status in ("open", "pending", "resolved"):
+        convs += [c.decode() for c in r.zrange(k.conversations_by_status(status), 0, -1)]
+    for i in range(0, len(convs), 1000):
+        part = convs[i:i + 1000]
+        pipe = r.pipeline(transaction=False)
+        for c in part:
+            pipe.hget(k.conversation(c), "channel")
+        index.put_channels([(c, ch.decode()) for c, ch in zip(part, pipe.execute()) if ch])
+    index.set_state(search_index.CHANNELS, "1")
 
 
 def forget(customers: list[str], conversations: list[str]) -> None:

@@ -10,8 +10,11 @@ loses a customer's rows when they are erased (``forget``; secure_delete zeroes t
 
 Rows: ``msg`` (FTS5, rowid = the message's time in ms × 1024 + a hash of its id: newest
 first is rowid order, and a date range is a rowid range) with ``msg_meta`` (rowid →
-conversation, message id); ``cust`` (FTS5, rowid = customer id). Every write is an upsert:
-the change feed delivers at least once.
+conversation, message id); ``cust`` (FTS5, rowid = customer id); ``conv_channel`` (every
+channel each conversation has had: a search with a channel checks only those in Redis —
+ingest sets a conversation's channel only with a message it stores, so once the reactor has
+read that message the table holds the channel; a superset that narrows, never decides). Every
+write is an upsert: the change feed delivers at least once.
 
 Matching: a query is folded like the text and matched as a substring (trigrams); a query of
 one or two characters matches a whole word (Latin) or word of the helpers (Chinese).
@@ -25,7 +28,7 @@ import re
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tongdai.core.identity import identifiers
@@ -40,7 +43,10 @@ CREATE TABLE IF NOT EXISTS msg_meta(id INTEGER PRIMARY KEY, conv TEXT NOT NULL,
 CREATE INDEX IF NOT EXISTS msg_meta_conv ON msg_meta(conv, id);
 CREATE VIRTUAL TABLE IF NOT EXISTS cust USING fts5(body, tokenize='trigram');
 CREATE TABLE IF NOT EXISTS state(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS conv_channel(conv TEXT NOT NULL, channel TEXT NOT NULL,
+                                        PRIMARY KEY(conv, channel)) WITHOUT ROWID;
 """
+CHANNELS = "channels"  # state: conv_channel is complete (built with it, or filled since)
 _WORD = re.compile(r"\w+")
 _HAN_RUN = re.compile(HAN.pattern + "+")
 _DIGIT = re.compile(r"\d")
@@ -123,13 +129,18 @@ class SearchIndex:
         self.inode = os.stat(path).st_ino
 
     # -- writing -------------------------------------------------------------------------------
-    def put_messages(self, rows: list[tuple[str, str, int, str]]) -> None:
-        """Upsert (conversation, message id, time ms, body) rows, in one transaction."""
-        if not rows:
+    def put_messages(self, rows: list[tuple[str, str, int, str]],
+                     channels: Iterable[tuple[str, str]] = ()) -> None:
+        """Upsert (conversation, message id, time ms, body) rows, and record (conversation,
+        channel) pairs (``put_channels``), in one transaction."""
+        pairs = list(dict.fromkeys(channels))
+        if not rows and not pairs:
             return
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            db.executemany("INSERT OR IGNORE INTO conv_channel(conv, channel) VALUES (?,?)",
+                           pairs)
             for conv, mid, ts, text in rows:
                 old = db.execute("SELECT id FROM msg_meta WHERE conv=? AND mid=?",
                                  (conv, mid)).fetchone()
@@ -162,6 +173,10 @@ class SearchIndex:
             db.execute("ROLLBACK")
             raise
 
+    def put_channels(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record (conversation, channel) pairs: channels the conversations have had."""
+        self.put_messages([], pairs)
+
     def put_customers(self, rows: list[tuple[int, str]]) -> None:
         """Upsert (customer id, body) rows."""
         if not rows:
@@ -193,6 +208,7 @@ class SearchIndex:
                 ids = db.execute("SELECT id FROM msg_meta WHERE conv=?", (conv,)).fetchall()
                 db.executemany("DELETE FROM msg WHERE rowid=?", ids)
                 db.execute("DELETE FROM msg_meta WHERE conv=?", (conv,))
+                db.execute("DELETE FROM conv_channel WHERE conv=?", (conv,))
                 n += len(ids)
             db.executemany("DELETE FROM cust WHERE rowid=?", [(c,) for c in customers])
             db.execute("COMMIT")
@@ -208,7 +224,8 @@ class SearchIndex:
     def clear(self) -> None:
         """Empty the index (a rebuild starts here)."""
         self.db.executescript("BEGIN IMMEDIATE; DROP TABLE msg; DROP TABLE msg_meta; "
-                              "DROP TABLE cust; DELETE FROM state; COMMIT;")
+                              "DROP TABLE cust; DROP TABLE conv_channel; DELETE FROM state; "
+                              "COMMIT;")
         self.db.executescript(SCHEMA)
         self.db.execute("VACUUM")
 
@@ -227,22 +244,34 @@ class SearchIndex:
         return [r[0] for r in rows]
 
     def messages(self, query: str, before: int | None, since_ms: int | None,
-                 until_ms: int | None, first: int = 100, chunk: int = 500
-                 ) -> Iterator[list[tuple[int, str]]]:
-        """(rowid, conversation) of matching messages, newest first, in chunks: ``first``
-        rows (about a page: most searches end there), then ``chunk`` at a time."""
+                 until_ms: int | None, first: int = 100, chunk: int = 500,
+                 channel: str | None = None) -> Iterator[list[tuple[int, str, bool]]]:
+        """(rowid, conversation, may pass) of matching messages, newest first, in chunks:
+        ``first`` rows (about a page: most searches end there), then ``chunk`` at a time.
+        With ``channel`` (and a complete ``conv_channel``), "may pass" is False for the
+        conversations that never had that channel: the caller need not check them (the walk
+        still returns them, so its bounds and cursor stay those of the unfiltered walk)."""
         hi = before if before is not None else 2**62
         if until_ms is not None:
             hi = min(hi, (until_ms + 1) * 1024)
         lo = since_ms * 1024 if since_ms is not None else -1
+        if channel and self.get_state(CHANNELS) is not None:
+            sql = ("SELECT msg.rowid, m.conv, EXISTS(SELECT 1 FROM conv_channel c "
+                   "WHERE c.conv = m.conv AND c.channel = ?) FROM msg "
+                   "JOIN msg_meta m ON m.id = msg.rowid "
+                   "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
+                   "ORDER BY msg.rowid DESC LIMIT ?")
+            head: tuple = (channel, query)
+        else:
+            sql = ("SELECT msg.rowid, m.conv, 1 FROM msg JOIN msg_meta m ON m.id = msg.rowid "
+                   "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
+                   "ORDER BY msg.rowid DESC LIMIT ?")
+            head = (query,)
         n = first
         while True:
-            rows = self.db.execute(
-                "SELECT msg.rowid, m.conv FROM msg JOIN msg_meta m ON m.id = msg.rowid "
-                "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
-                "ORDER BY msg.rowid DESC LIMIT ?", (query, hi, lo, n)).fetchall()
+            rows = self.db.execute(sql, (*head, hi, lo, n)).fetchall()
             if rows:
-                yield rows
+                yield [(r, c, bool(ok)) for r, c, ok in rows]
             if len(rows) < n:
                 return
             hi, n = rows[-1][0], chunk

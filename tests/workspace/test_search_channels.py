@@ -1,0 +1,130 @@
+"""Search with a channel (issue #17): the index knows every channel each conversation has had
+and sends only those conversations to Redis's check, which still decides on the current
+channel. A customer linked across channels writes into the same conversation from the second
+one: the conversation moves channel, and a search on its new channel still finds it once the
+search reactor has read that message; results equal those of the search without the channel,
+kept to the conversations on that channel, page after page.
+
+Messages go through the real adapters and ingest (tests/identity/people.py), the index is fed
+by its reactor on the change feed; asserts go through /api/v1.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import write_config
+from tests.identity.people import config_extra, customer_of, feed, tg_text, zalo_text
+from tests.workspace.conftest import TEAMS
+from tests.workspace.test_inbox import get_inbox, ids
+from tongdai.core.identity import graph as identity
+from tongdai.core.pipeline import feed as change_feed
+from tongdai.core.workspace import search, search_feed, search_index
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    return write_config(tmp_path / "tongdai.yaml", extra=config_extra() + TEAMS)
+
+
+def index_now(hub) -> None:
+    change_feed.run_pending(hub, ["search"])
+
+
+def conv_of(hub, channel: str, user: str) -> str:
+    return hub.redis.hget(hub.keys.customer(customer_of(hub, channel, user)), "conv").decode()
+
+
+def channel_of(hub, conv: str) -> str:
+    return hub.redis.hget(hub.keys.conversation(conv), "channel").decode()
+
+
+def every_page(client, token: str, **params) -> list[str]:
+    seen, cursor = [], None
+    while True:
+        page = get_inbox(client, token, limit=2, **params, **({"cursor": cursor} if cursor else {}))
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return seen
+
+
+def test_a_conversation_that_moved_channel_is_found_on_its_new_one(client, hub, people):
+    feed(hub, tg_text(7101, "Nạp thẻ 200k mà chưa thấy vào tài khoản", name="Lan"))
+    index_now(hub)
+    conv = conv_of(hub, "tg-test", "7101")
+    admin = people["admin"]
+    assert ids(get_inbox(client, admin, q="nap the", channel="tg-test")) == {conv}
+    # Lan links her Zalo and writes from there: the same conversation, now on Zalo
+    code = identity.issue_link_code(hub, customer_of(hub, "tg-test", "7101"))["code"]
+    feed(hub, zalo_text("z-7101", f"mình đây, mã {code}"))
+    assert conv_of(hub, "zalo-test", "z-7101") == conv
+    assert channel_of(hub, conv) == "zalo-test"
+    index_now(hub)
+    # the Telegram message matches; the conversation is found on the channel it is on now
+    assert ids(get_inbox(client, admin, q="nap the", channel="zalo-test")) == {conv}
+    assert ids(get_inbox(client, admin, q="nap the", channel="tg-test")) == set()
+    # a rebuild from Redis knows it too
+    assert search_feed.reindex(hub)["messages"] == 2
+    assert ids(get_inbox(client, admin, q="nap the", channel="zalo-test")) == {conv}
+    # erasure takes the conversation's channels out with its messages
+    index = search_index.open_index()
+    index.forget([conv], [])
+    assert index.db.execute("SELECT count(*) FROM conv_channel WHERE conv=?",
+                            (conv,)).fetchone()[0] == 0
+
+
+def test_channel_results_equal_the_unfiltered_ones_kept_to_that_channel(client, hub, people,
+                                                                       monkeypatch):
+    for n in range(5):
+        feed(hub, tg_text(7200 + n, f"nap the lan {n} bi loi", name=f"T{n}"))
+        feed(hub, zalo_text(f"z-72{n}", f"nạp thẻ không được {n}"))
+    feed(hub, tg_text(7299, "hỏi về nạp thẻ", name="Moved"))
+    code = identity.issue_link_code(hub, customer_of(hub, "tg-test", "7299"))["code"]
+    feed(hub, zalo_text("z-7299", f"mã {code}"))  # (moves that conversation to Zalo)
+    feed(hub, tg_text(7201, "nap the lai lan nua"))  # (a second match, newest)
+    index_now(hub)
+    admin, bich = people["admin"], people["bich"]
+    checked = [0]
+    real = search.passing
+
+    def counting(hub, conv_ids, *a, **kw):
+        checked[0] += len(conv_ids)
+        return real(hub, conv_ids, *a, **kw)
+
+    monkeypatch.setattr(search, "passing", counting)
+    moved = conv_of(hub, "tg-test", "7299")
+    for who in (admin, bich):
+        everything = every_page(client, who, q="nap the")
+        for channel in ("tg-test", "zalo-test"):
+            got = every_page(client, who, q="nap the", channel=channel)
+            assert got == [c for c in everything if channel_of(hub, c) == channel]
+    assert moved in every_page(client, admin, q="nap the", channel="zalo-test")
+    # eleven conversations match; six have been on each channel (the moved one on both):
+    # only those go to Redis's check
+    checked[0] = 0
+    assert len(ids(get_inbox(client, admin, q="nap the"))) == 11
+    assert checked[0] == 11
+    for channel in ("tg-test", "zalo-test"):
+        checked[0] = 0
+        get_inbox(client, admin, q="nap the", channel=channel)
+        assert checked[0] == 6
+
+
+def test_an_index_from_before_channels_were_kept_learns_them_without_a_rebuild(client, hub,
+                                                                               people):
+    feed(hub, tg_text(7301, "nạp thẻ lỗi rồi shop ơi", name="Cũ"))
+    index_now(hub)
+    conv = conv_of(hub, "tg-test", "7301")
+    index = search_index.open_index()  # as an older version left it: no channels
+    index.db.execute("DELETE FROM conv_channel")
+    index.db.execute("DELETE FROM state WHERE k=?", (search_index.CHANNELS,))
+    index.set_state("built", "before")
+    admin = people["admin"]
+    feed(hub, tg_text(7302, "alo", name="Mới"))  # the reactor's next batch
+    index_now(hub)
+    assert index.db.execute("SELECT channel FROM conv_channel WHERE conv=?",
+                            (conv,)).fetchall() == [("tg-test",)]  # read from Redis
+    assert ids(get_inbox(client, admin, q="nap the", channel="tg-test")) == {conv}
+    assert ids(get_inbox(client, admin, q="nap the", channel="zalo-test")) == set()
+    assert index.get_state("built") == "before"  # (not rebuilt)
