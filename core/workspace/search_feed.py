@@ -148,6 +148,7 @@ def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
     customers: set[str] = set()
     forget_convs: list[str] = []
     forget_customers: list[int] = []
+    split: set[str] = set()
     for e in events:
         d = e.data
         if e.type in ("message.created", "message.updated") and d.get("message_id"):
@@ -155,11 +156,15 @@ def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
         elif e.type in ("customer.merged", "customer.split"):
             customers |= {str(d[k]) for k in ("customer_id", "merged_customer_id",
                                               "restored_customer_id") if d.get(k)}
+            if e.type == "customer.split":  # it moves messages between their conversations
+                split |= {str(d[k]) for k in ("customer_id", "restored_customer_id") if d.get(k)}
         elif e.type == "customer.erased":
             forget_convs += [str(c) for c in d.get("conversation_ids", ())]
             forget_customers += [int(c) for c in d.get("customer_ids", ()) if str(c).isdigit()]
     if forget_convs or forget_customers:
         index.forget(forget_convs, forget_customers, rewrite=True)
+    if split:
+        _afresh(hub, index, split, wanted)
     rows = []
     channels: set[tuple[str, str]] = set()
     if wanted:
@@ -173,6 +178,23 @@ def on_events(hub: Hub, events: list[feed.FeedEvent]) -> None:
     index.put_messages(rows, sorted(channels))  # (a match never without its channels)
     index.put_customers(customer_rows(hub, customers))
     index.set_state("feed", events[-1].id)
+
+
+def _afresh(hub: Hub, index: SearchIndex, customers: set[str],
+            wanted: dict[str, set[str]]) -> None:
+    """The customers' conversations indexed afresh: a split moves the messages a customer
+    wrote while merged back to their own conversation, and the old rows would still point
+    to the conversation they left (a split is rare; a few conversations)."""
+    pipe = hub.redis.pipeline(transaction=False)
+    for c in sorted(customers):
+        pipe.zrange(hub.keys.customer_conversations(c), 0, -1)
+    convs = sorted({x.decode() for found in pipe.execute() for x in found})
+    index.forget(convs, [])
+    pipe = hub.redis.pipeline(transaction=False)
+    for conv in convs:
+        pipe.hkeys(hub.keys.messages(conv))
+    for conv, mids in zip(convs, pipe.execute()):
+        wanted.setdefault(conv, set()).update(m.decode() for m in mids)
 
 
 def _eid(s: str) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from tests.workspace.conftest import TEAMS
 from tests.workspace.test_inbox import get_inbox, ids
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import feed as change_feed
+from tongdai.core.pipeline import store
 from tongdai.core.workspace import search, search_feed, search_index
 
 
@@ -37,6 +38,10 @@ def conv_of(hub, channel: str, user: str) -> str:
 
 def channel_of(hub, conv: str) -> str:
     return hub.redis.hget(hub.keys.conversation(conv), "channel").decode()
+
+
+def search_store_page(hub, conv: bytes) -> list:
+    return store.message_page(hub, conv.decode(), None, 100).items
 
 
 def every_page(client, token: str, **params) -> list[str]:
@@ -128,3 +133,22 @@ def test_an_index_from_before_channels_were_kept_learns_them_without_a_rebuild(c
     assert ids(get_inbox(client, admin, q="nap the", channel="tg-test")) == {conv}
     assert ids(get_inbox(client, admin, q="nap the", channel="zalo-test")) == set()
     assert index.get_state("built") == "before"  # (not rebuilt)
+
+
+def test_after_a_split_a_search_finds_the_message_where_it_went(client, hub, people):
+    """A split gives the merged customer back what they wrote while merged (it moves those
+    messages to their own conversation): the index follows, and a search opens the
+    conversation the message is in now."""
+    feed(hub, tg_text(7301, "A trước"), zalo_text("z-7301", "B trước"))
+    a, b = customer_of(hub, "tg-test", "7301"), customer_of(hub, "zalo-test", "z-7301")
+    merged = identity.merge(hub, a, b, "alice", "thử")
+    feed(hub, zalo_text("z-7301", "B hỏi rút tiền bị lỗi"))
+    index_now(hub)
+    admin = people["admin"]
+    before = ids(get_inbox(client, admin, q="rut tien"))
+    identity.split(hub, merged["id"], "alice", "hai người khác nhau")
+    index_now(hub)
+    now_in = {c.decode() for c in hub.redis.zrange(hub.keys.customer_conversations(b), 0, -1)
+              if any(m.text == "B hỏi rút tiền bị lỗi" for m in search_store_page(hub, c))}
+    assert len(now_in) == 1 and ids(get_inbox(client, admin, q="rut tien")) == now_in
+    assert before != now_in  # it did move: the search followed it
