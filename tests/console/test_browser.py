@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -77,6 +78,17 @@ def open_browser(p, problems: list[str]):
     return browser, page
 
 
+@contextmanager
+def chromium(problems: list[str]):
+    """``open_browser``'s page in a running Playwright; the browser closes whatever happens."""
+    with playwright_api.sync_playwright() as p:
+        browser, page = open_browser(p, problems)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
 def sign_in(page, server: str, name: str) -> None:
     """The log-in form, filled and sent as a person would (the password of tests/staff.py)."""
     page.goto(server + "/login")
@@ -91,79 +103,75 @@ def test_agent_sees_a_telegram_message_live_and_replies(hub, server, tg_fake):
                                  display_name="Lan Nguyễn"), PASSWORD)
     expect = playwright_api.expect
     problems: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser, page = open_browser(p, problems)
-        try:
+    with chromium(problems) as page:
 
-            # log in through the form
-            page.goto(server + "/console")
-            assert page.url.endswith("/login")
-            page.fill("#login-name", "lan")
-            page.fill("#login-password", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(server + "/console")
-            expect(page.locator("body")).to_have_attribute("data-live", "1")  # stream open
-            page.evaluate("window.__sameDocument = true")
-            expect(page.locator("#conv-list")).to_contain_text("Không có hội thoại nào.")
+        # log in through the form
+        page.goto(server + "/console")
+        assert page.url.endswith("/login")
+        page.fill("#login-name", "lan")
+        page.fill("#login-password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(server + "/console")
+        expect(page.locator("body")).to_have_attribute("data-live", "1")  # stream open
+        page.evaluate("window.__sameDocument = true")
+        expect(page.locator("#conv-list")).to_contain_text("Không có hội thoại nào.")
 
-            # a customer writes on Telegram; the worker ingests it
-            update = tg_update(1, 777001, 1, TEXT_IN, date=int(time.time()), first_name=NAME)
-            r = httpx.post(server + "/webhooks/tg-test", content=update,
-                           headers={"Content-Type": "application/json",
-                                    "X-Telegram-Bot-Api-Secret-Token": SECRET})
-            assert r.status_code == 200
-            assert drain_all(hub)["stored"] == 1
+        # a customer writes on Telegram; the worker ingests it
+        update = tg_update(1, 777001, 1, TEXT_IN, date=int(time.time()), first_name=NAME)
+        r = httpx.post(server + "/webhooks/tg-test", content=update,
+                       headers={"Content-Type": "application/json",
+                                "X-Telegram-Bot-Api-Secret-Token": SECRET})
+        assert r.status_code == 200
+        assert drain_all(hub)["stored"] == 1
 
-            # it appears in the open inbox by itself
-            row = page.locator("#conv-list li.conv").first
-            expect(row).to_contain_text(TEXT_IN)
-            expect(row.locator(".conv-name")).to_have_text(NAME)
-            assert page.evaluate("window.__sameDocument") is True  # no reload happened
+        # it appears in the open inbox by itself
+        row = page.locator("#conv-list li.conv").first
+        expect(row).to_contain_text(TEXT_IN)
+        expect(row.locator(".conv-name")).to_have_text(NAME)
+        assert page.evaluate("window.__sameDocument") is True  # no reload happened
 
-            # open it: the timeline shows the Vietnamese text exactly
-            row.click()
-            incoming = page.locator("#timeline li.msg.in .msg-text")
-            expect(incoming).to_have_text(TEXT_IN)
-            assert incoming.text_content() == TEXT_IN
-            expect(page.locator("#channel-pick")).to_have_value("tg-test")
-            expect(page.locator("#conv-title")).to_have_text(NAME)
-            expect(page.locator("#customer-body .customer-name")).to_have_text(NAME)
+        # open it: the timeline shows the Vietnamese text exactly
+        row.click()
+        incoming = page.locator("#timeline li.msg.in .msg-text")
+        expect(incoming).to_have_text(TEXT_IN)
+        assert incoming.text_content() == TEXT_IN
+        expect(page.locator("#channel-pick")).to_have_value("tg-test")
+        expect(page.locator("#conv-title")).to_have_text(NAME)
+        expect(page.locator("#customer-body .customer-name")).to_have_text(NAME)
 
-            # reply; a double click still sends once (one Idempotency-Key per draft)
-            page.fill("#draft", TEXT_OUT)
-            page.dblclick("#send")
-            outgoing = page.locator("#timeline li.msg.out")
-            expect(outgoing).to_have_count(1)
-            expect(outgoing.locator(".msg-text")).to_have_text(TEXT_OUT)
-            expect(page.locator("#draft")).to_have_value("")
+        # reply; a double click still sends once (one Idempotency-Key per draft)
+        page.fill("#draft", TEXT_OUT)
+        page.dblclick("#send")
+        outgoing = page.locator("#timeline li.msg.out")
+        expect(outgoing).to_have_count(1)
+        expect(outgoing.locator(".msg-text")).to_have_text(TEXT_OUT)
+        expect(page.locator("#draft")).to_have_value("")
 
-            # the sender delivers it to Telegram; the tick turns to "sent" live
-            run_outbound(hub)
-            sent = tg_fake.sent("sendMessage")
-            assert [(str(s["chat_id"]), s["text"]) for s in sent] == [("777001", TEXT_OUT)]
-            expect(outgoing).to_have_attribute("data-status", "sent")
-            # an icon served with the console, not an emoji (boxes without an emoji font)
-            expect(outgoing.locator(".tick svg")).to_have_attribute("data-icon", "check")
-            expect(outgoing.locator(".tick svg")).to_have_attribute("aria-label", "đã gửi")
+        # the sender delivers it to Telegram; the tick turns to "sent" live
+        run_outbound(hub)
+        sent = tg_fake.sent("sendMessage")
+        assert [(str(s["chat_id"]), s["text"]) for s in sent] == [("777001", TEXT_OUT)]
+        expect(outgoing).to_have_attribute("data-status", "sent")
+        # an icon served with the console, not an emoji (boxes without an emoji font)
+        expect(outgoing.locator(".tick svg")).to_have_attribute("data-icon", "check")
+        expect(outgoing.locator(".tick svg")).to_have_attribute("aria-label", "đã gửi")
 
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / "console-reply.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"\nscreenshot: {shot}  (browser test took {time.monotonic() - started:.1f} s)")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "console-reply.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"\nscreenshot: {shot}  (browser test took {time.monotonic() - started:.1f} s)")
 
-            # a date range (the agent's days): from tomorrow shows nothing, the request carries
-            # since as that day's midnight; cleared, the conversation is back
-            tomorrow = page.evaluate("(() => { const d = new Date(); d.setDate(d.getDate() + 1);"
-                                     " return [d.toLocaleDateString('en-CA'),"
-                                     " new Date(d.toDateString()).getTime()]; })()")
-            with page.expect_request(lambda r: "/inbox?" in r.url and "since=" in r.url) as req:
-                page.fill("#f-since", tomorrow[0])
-            assert f"since={tomorrow[1]}&" in req.value.url + "&"
-            expect(page.locator("#conv-list")).to_contain_text("Không có hội thoại nào.")
-            page.fill("#f-since", "")
-            expect(page.locator("#conv-list li.conv")).to_have_count(1)
-        finally:
-            browser.close()
+        # a date range (the agent's days): from tomorrow shows nothing, the request carries
+        # since as that day's midnight; cleared, the conversation is back
+        tomorrow = page.evaluate("(() => { const d = new Date(); d.setDate(d.getDate() + 1);"
+                                 " return [d.toLocaleDateString('en-CA'),"
+                                 " new Date(d.toDateString()).getTime()]; })()")
+        with page.expect_request(lambda r: "/inbox?" in r.url and "since=" in r.url) as req:
+            page.fill("#f-since", tomorrow[0])
+        assert f"since={tomorrow[1]}&" in req.value.url + "&"
+        expect(page.locator("#conv-list")).to_contain_text("Không có hội thoại nào.")
+        page.fill("#f-since", "")
+        expect(page.locator("#conv-list li.conv")).to_have_count(1)
     assert problems == []
 
 

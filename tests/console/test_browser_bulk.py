@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
 from tests.identity.people import config_extra, feed, tg_text
 from tongdai.core.models import ConversationStatus
 from tongdai.core.pipeline import store
@@ -36,57 +36,53 @@ def test_resolve_three_at_once_and_label_one_by_hand(hub, server, people):  # no
     assert [store.get_conversation(hub, c).queue for c in "1234"] == ["general"] * 4
     expect = playwright_api.expect
     problems: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser, page = open_browser(p, problems)
-        try:
-            sign_in(page, server, "an")
-            expect(page.locator("body")).to_have_attribute("data-live", "1")
-            rows = page.locator("#conv-list li.conv")
-            expect(rows).to_have_count(4)
-            order = rows.evaluate_all("rs => rs.map(r => r.dataset.id)")
-            first, last = order.index("1"), order.index("3")
-            span = set(order[min(first, last):max(first, last) + 1])
-            expect(page.locator("#bulk-actions")).to_be_hidden()
+    with chromium(problems) as page:
+        sign_in(page, server, "an")
+        expect(page.locator("body")).to_have_attribute("data-live", "1")
+        rows = page.locator("#conv-list li.conv")
+        expect(rows).to_have_count(4)
+        order = rows.evaluate_all("rs => rs.map(r => r.dataset.id)")
+        first, last = order.index("1"), order.index("3")
+        span = set(order[min(first, last):max(first, last) + 1])
+        expect(page.locator("#bulk-actions")).to_be_hidden()
 
-            # one box, then shift-click: the range between is picked
-            page.locator("#conv-list li.conv[data-id='1'] input.pick").click()
-            page.locator("#conv-list li.conv[data-id='3'] input.pick").click(modifiers=["Shift"])
-            picked = page.locator("#conv-list input.pick:checked")
-            expect(picked).to_have_count(len(span))
-            assert set(picked.evaluate_all("bs => bs.map(b => b.dataset.id)")) == span
-            expect(page.locator("#bulk-count")).to_have_text(f"Đã chọn {len(span)}")
-            assert page.locator("#conv-view").is_hidden()  # ticking does not open it
+        # one box, then shift-click: the range between is picked
+        page.locator("#conv-list li.conv[data-id='1'] input.pick").click()
+        page.locator("#conv-list li.conv[data-id='3'] input.pick").click(modifiers=["Shift"])
+        picked = page.locator("#conv-list input.pick:checked")
+        expect(picked).to_have_count(len(span))
+        assert set(picked.evaluate_all("bs => bs.map(b => b.dataset.id)")) == span
+        expect(page.locator("#bulk-count")).to_have_text(f"Đã chọn {len(span)}")
+        assert page.locator("#conv-view").is_hidden()  # ticking does not open it
 
-            # a colleague resolves #3 meanwhile; the agent presses "Đã xử lý" for all three
-            workflow.set_status(hub, Principal("cuong", "supervisor", frozenset({"support"})),
-                                "3", ConversationStatus.RESOLVED)
-            page.click("#bulk-actions [data-bulk=resolve]")
-            expect(page.locator("#toasts .toast.error")).to_have_text(
-                f"Đã xử lý: xong {len(span) - 1}/{len(span)} hội thoại. "
-                "Không được: #3: Hội thoại #3 đã xử lý xong rồi.")
-            expect(rows).to_have_count(4 - len(span))
-            expect(page.locator("#bulk-actions")).to_be_hidden()  # #3 left the list: unpicked
-            expect(page.locator("#conv-list li.conv[data-id='4']")).to_have_count(1)
-            assert store.get_conversation(hub, "1").status == ConversationStatus.RESOLVED
+        # a colleague resolves #3 meanwhile; the agent presses "Đã xử lý" for all three
+        workflow.set_status(hub, Principal("cuong", "supervisor", frozenset({"support"})),
+                            "3", ConversationStatus.RESOLVED)
+        page.click("#bulk-actions [data-bulk=resolve]")
+        expect(page.locator("#toasts .toast.error")).to_have_text(
+            f"Đã xử lý: xong {len(span) - 1}/{len(span)} hội thoại. "
+            "Không được: #3: Hội thoại #3 đã xử lý xong rồi.")
+        expect(rows).to_have_count(4 - len(span))
+        expect(page.locator("#bulk-actions")).to_be_hidden()  # #3 left the list: unpicked
+        expect(page.locator("#conv-list li.conv[data-id='4']")).to_have_count(1)
+        assert store.get_conversation(hub, "1").status == ConversationStatus.RESOLVED
 
-            # a label by hand on #4, suggested as it is typed from the rules' tags
-            page.locator("#conv-list li.conv[data-id='4']").click()
-            expect(page.locator("#conv-labels .label-chip[data-tag^='lang:'] .chip-x")).to_have_count(0)
-            page.click("#conv-labels .label-add")
-            page.keyboard.type("khách quen")
-            page.keyboard.press("Enter")
-            chip = page.locator("#conv-labels .label-chip.hand[data-tag='khách quen']")
-            expect(chip).to_have_attribute("title", "an gắn tay")
-            expect(page.locator("#timeline li.msg.system .system-text").last).to_have_text(
-                "an đã gắn nhãn khách quen")
-            assert "khách quen" in store.get_conversation(hub, "4").tags
-            expect(page.locator("#customer-body .tag", has_text="khách quen")).to_have_count(1)
+        # a label by hand on #4, suggested as it is typed from the rules' tags
+        page.locator("#conv-list li.conv[data-id='4']").click()
+        expect(page.locator("#conv-labels .label-chip[data-tag^='lang:'] .chip-x")).to_have_count(0)
+        page.click("#conv-labels .label-add")
+        page.keyboard.type("khách quen")
+        page.keyboard.press("Enter")
+        chip = page.locator("#conv-labels .label-chip.hand[data-tag='khách quen']")
+        expect(chip).to_have_attribute("title", "an gắn tay")
+        expect(page.locator("#timeline li.msg.system .system-text").last).to_have_text(
+            "an đã gắn nhãn khách quen")
+        assert "khách quen" in store.get_conversation(hub, "4").tags
+        expect(page.locator("#customer-body .tag", has_text="khách quen")).to_have_count(1)
 
-            # on a phone the bar wraps inside the screen
-            page.set_viewport_size({"width": 390, "height": 800})
-            wide = page.evaluate("() => Math.max(...[...document.querySelectorAll("
-                                 "'#bulk-bar, #bulk-bar *')].map(e => e.getBoundingClientRect().right))")
-            assert wide <= 390
-            assert problems == []
-        finally:
-            browser.close()
+        # on a phone the bar wraps inside the screen
+        page.set_viewport_size({"width": 390, "height": 800})
+        wide = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                             "'#bulk-bar, #bulk-bar *')].map(e => e.getBoundingClientRect().right))")
+        assert wide <= 390
+        assert problems == []

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
 from tests.helpers import drain_all, post, tg_update
 from tongdai.core.models import ConversationStatus
 from tongdai.core.pipeline import feed, outbound, store
@@ -61,31 +61,27 @@ def test_the_dashboard_draws_every_chart_with_data(client, hub, server, people):
     a_day_of_work(client, hub)
     expect = playwright_api.expect
     problems: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser, page = open_browser(p, problems)
-        try:
-            sign_in(page, server, "admin")
-            page.click("#dash-link")
-            expect(page.locator("body")).to_have_attribute("data-ready", "1")
-            expect(page.locator("#chart-volume h2")).to_have_text("Số hội thoại mới theo kênh")
-            lengths = page.evaluate("""() => Object.fromEntries(Object.entries(window.tdCharts)
-                .map(([k, u]) => [k, u.data.map((s, i) => (i ? s.filter((v) => v).length : s.length))]))""")
-            assert sorted(lengths) == sorted(CHARTS)
-            for name, (xs, *series) in lengths.items():  # x values, and a series with data
-                assert xs > 0 and max(series) > 0, (name, xs, series)
-            expect(page.locator(".dash-chart canvas")).to_have_count(len(CHARTS))
-            volume = page.evaluate("window.tdCharts['chart-volume'].data[1]")
-            assert sum(volume) == 2  # two conversations on tg-test, today
-            expect(page.locator("#chart-tags .u-legend")).to_contain_text("Hội thoại mới")
-            expect(page.locator("#dash-cards")).to_contain_text("100.0 %")  # SLA met
-            expect(page.locator("#dash-rows tr")).to_have_count(2)  # header + tg-test
-            expect(page.locator("#dash-rows")).to_contain_text("tg-test")
-            assert "format=csv" in page.get_attribute("#csv-totals", "href")
-            # a phone: one column, nothing wider than the screen
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.wait_for_function("""() => Object.values(window.tdCharts)
-                .every((u) => u.width <= 390)""")
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        finally:
-            browser.close()
+    with chromium(problems) as page:
+        sign_in(page, server, "admin")
+        page.click("#dash-link")
+        expect(page.locator("body")).to_have_attribute("data-ready", "1")
+        expect(page.locator("#chart-volume h2")).to_have_text("Số hội thoại mới theo kênh")
+        lengths = page.evaluate("""() => Object.fromEntries(Object.entries(window.tdCharts)
+            .map(([k, u]) => [k, u.data.map((s, i) => (i ? s.filter((v) => v).length : s.length))]))""")
+        assert sorted(lengths) == sorted(CHARTS)
+        for name, (xs, *series) in lengths.items():  # x values, and a series with data
+            assert xs > 0 and max(series) > 0, (name, xs, series)
+        expect(page.locator(".dash-chart canvas")).to_have_count(len(CHARTS))
+        volume = page.evaluate("window.tdCharts['chart-volume'].data[1]")
+        assert sum(volume) == 2  # two conversations on tg-test, today
+        expect(page.locator("#chart-tags .u-legend")).to_contain_text("Hội thoại mới")
+        expect(page.locator("#dash-cards")).to_contain_text("100.0 %")  # SLA met
+        expect(page.locator("#dash-rows tr")).to_have_count(2)  # header + tg-test
+        expect(page.locator("#dash-rows")).to_contain_text("tg-test")
+        assert "format=csv" in page.get_attribute("#csv-totals", "href")
+        # a phone: one column, nothing wider than the screen
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_function("""() => Object.values(window.tdCharts)
+            .every((u) => u.width <= 390)""")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert problems == []

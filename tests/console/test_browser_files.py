@@ -14,8 +14,8 @@ import orjson
 from tests.conftest import SECRET
 from tests.console.conftest import PASSWORD
 from tests.console.test_browser import (  # noqa: F401  (fixtures and the skip mark)
+    chromium,
     config_file,
-    open_browser,
     playwright_api,
     pytestmark,
     server,
@@ -52,45 +52,41 @@ def test_photo_location_and_an_attached_file_in_the_console(
     (tmp_path / "setup.exe").write_bytes(b"MZ\x90\x00")
     expect = playwright_api.expect
     problems: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser, page = open_browser(p, problems)
-        try:
-            sign_in(page, server, "lan")
-            page.wait_for_url(server + "/console")
-            page.locator("#conv-list li.conv").first.click()
+    with chromium(problems) as page:
+        sign_in(page, server, "lan")
+        page.wait_for_url(server + "/console")
+        page.locator("#conv-list li.conv").first.click()
 
-            img = page.locator("#timeline li.msg.in .attachment.image img")
-            expect(img).to_have_count(1)
-            page.wait_for_function(
-                "() => { const i = document.querySelector('#timeline .attachment.image img');"
-                " return i && i.complete && i.naturalWidth > 0; }")
-            assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [12, 8]
-            osm = page.locator("#timeline .attachment.location a")
-            expect(osm).to_have_attribute(
-                "href", "https://www.openstreetmap.org/?mlat=10.77689&mlon=106.70081"
-                        "#map=17/10.77689/106.70081")
-            expect(page.locator("#timeline .attachment.location")).to_contain_text(
-                "10.77689, 106.70081")
+        img = page.locator("#timeline li.msg.in .attachment.image img")
+        expect(img).to_have_count(1)
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#timeline .attachment.image img');"
+            " return i && i.complete && i.naturalWidth > 0; }")
+        assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [12, 8]
+        osm = page.locator("#timeline .attachment.location a")
+        expect(osm).to_have_attribute(
+            "href", "https://www.openstreetmap.org/?mlat=10.77689&mlon=106.70081"
+                    "#map=17/10.77689/106.70081")
+        expect(page.locator("#timeline .attachment.location")).to_contain_text(
+            "10.77689, 106.70081")
 
-            # a program is refused, in the console's language, before anything is sent
-            page.set_input_files("#attach-input", str(tmp_path / "setup.exe"))
-            expect(page.locator("#attach-list")).to_contain_text("setup.exe")
-            page.click("#send")
-            expect(page.locator("#composer-error")).to_have_text(
-                "setup.exe: không gửi được loại tệp này ở đây")
-            page.locator("#attach-list button").click()
-            expect(page.locator("#attach-list .chip")).to_have_count(0)
+        # a program is refused, in the console's language, before anything is sent
+        page.set_input_files("#attach-input", str(tmp_path / "setup.exe"))
+        expect(page.locator("#attach-list")).to_contain_text("setup.exe")
+        page.click("#send")
+        expect(page.locator("#composer-error")).to_have_text(
+            "setup.exe: không gửi được loại tệp này ở đây")
+        page.locator("#attach-list button").click()
+        expect(page.locator("#attach-list .chip")).to_have_count(0)
 
-            # a PDF with a few words goes out as one reply
-            page.set_input_files("#attach-input", str(tmp_path / "Hóa đơn.pdf"))
-            page.fill("#draft", "Dạ em gửi hóa đơn ạ")
-            page.click("#send")
-            out = page.locator("#timeline li.msg.out")
-            expect(out).to_have_count(1)
-            expect(out.locator(".attachment.file")).to_contain_text("Hóa đơn.pdf")
-            expect(page.locator("#attach-list .chip")).to_have_count(0)
-        finally:
-            browser.close()
+        # a PDF with a few words goes out as one reply
+        page.set_input_files("#attach-input", str(tmp_path / "Hóa đơn.pdf"))
+        page.fill("#draft", "Dạ em gửi hóa đơn ạ")
+        page.click("#send")
+        out = page.locator("#timeline li.msg.out")
+        expect(out).to_have_count(1)
+        expect(out.locator(".attachment.file")).to_contain_text("Hóa đơn.pdf")
+        expect(page.locator("#attach-list .chip")).to_have_count(0)
     run_outbound(hub)
     (doc,) = tg_fake.sent("sendDocument")
     assert doc["document"].data == PDF and doc["document"].filename == "Hóa đơn.pdf"

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401  (fixture)
+from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401  (fixture)
 from tests.identity.people import feed, tg_contact, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
@@ -44,36 +44,32 @@ def test_agent_merges_a_suggested_customer_and_splits_it_again(hub, server):  # 
     assert a != b and identity.suggestions(hub, b), "a suggestion, not a merge"
     expect = playwright_api.expect
     problems: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser, page = open_browser(p, problems)
-        try:
-            sign_in(page, server, "an")
-            page.wait_for_url(server + "/console")
+    with chromium(problems) as page:
+        sign_in(page, server, "an")
+        page.wait_for_url(server + "/console")
 
-            # open the conversation of the customer who typed the number
-            page.locator("#conv-list li.conv", has_text="Minh Trần").first.click()
-            panel = page.locator("#customer-body")
-            expect(panel.locator(".customer-name")).to_have_text("Minh Trần")
-            panel.get_by_role("button", name="Gộp").click()
-            dialog = page.locator("#ask")
-            dialog.locator("input[name=why]").fill("cùng số điện thoại, khách xác nhận")
-            dialog.get_by_role("button", name="Gộp").click()
-            split = panel.get_by_role("button", name="Tách")
-            expect(split).to_be_visible()
-            merged_into = {store.get_customer(hub, a).merged_into,
-                           store.get_customer(hub, b).merged_into}
-            assert merged_into in ({a, None}, {b, None}) and merged_into != {None}
+        # open the conversation of the customer who typed the number
+        page.locator("#conv-list li.conv", has_text="Minh Trần").first.click()
+        panel = page.locator("#customer-body")
+        expect(panel.locator(".customer-name")).to_have_text("Minh Trần")
+        panel.get_by_role("button", name="Gộp").click()
+        dialog = page.locator("#ask")
+        dialog.locator("input[name=why]").fill("cùng số điện thoại, khách xác nhận")
+        dialog.get_by_role("button", name="Gộp").click()
+        split = panel.get_by_role("button", name="Tách")
+        expect(split).to_be_visible()
+        merged_into = {store.get_customer(hub, a).merged_into,
+                       store.get_customer(hub, b).merged_into}
+        assert merged_into in ({a, None}, {b, None}) and merged_into != {None}
 
-            # and undo it
-            split.click()
-            dialog.locator("textarea[name=why]").fill("hai người khác nhau")
-            dialog.get_by_role("button", name="Tách").click()
-            expect(panel.get_by_role("button", name="Tách")).to_have_count(0)
-            assert store.get_customer(hub, a).merged_into is None
-            assert store.get_customer(hub, b).merged_into is None
-            (m,) = [m for m in identity.merges_of(hub, a) if m["status"] == "split"]
-            assert (m["by"], m["why"], m["split"]["by"]) == (
-                "an", "cùng số điện thoại, khách xác nhận", "an")
-        finally:
-            browser.close()
+        # and undo it
+        split.click()
+        dialog.locator("textarea[name=why]").fill("hai người khác nhau")
+        dialog.get_by_role("button", name="Tách").click()
+        expect(panel.get_by_role("button", name="Tách")).to_have_count(0)
+        assert store.get_customer(hub, a).merged_into is None
+        assert store.get_customer(hub, b).merged_into is None
+        (m,) = [m for m in identity.merges_of(hub, a) if m["status"] == "split"]
+        assert (m["by"], m["why"], m["split"]["by"]) == (
+            "an", "cùng số điện thoại, khách xác nhận", "an")
     assert problems == []

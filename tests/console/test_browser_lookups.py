@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
-from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
 from tests.fakes.shop_api import API_KEY, FakeShopAPI
 from tests.helpers import drain_all, post, tg_update
 
@@ -72,35 +72,31 @@ def test_the_panel_shows_the_shops_answer_and_a_failing_system(hub, server, peop
     drain_all(hub)
     expect = playwright_api.expect
     problems: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser, page = open_browser(p, problems)
-        try:
-            sign_in(page, server, "admin")
-            page.locator("#conv-list li.conv").first.click()
-            orders = page.locator(".lookup[data-lookup=orders]")
-            expect(orders.locator("h4")).to_contain_text("Đơn hàng")
-            expect(orders.locator(".lookup-row")).to_have_count(2)
-            expect(orders.locator(".lookup-row").first.locator("dt")).to_have_text(
-                ["Mã đơn", "Thanh toán"])  # the console's language
-            expect(orders.locator(".status-amber")).to_have_text("pending_bank")
-            expect(orders.locator(".status-green")).to_have_text("success")
-            account = page.locator(".lookup[data-lookup=account]")
-            expect(account.locator(".lookup-state")).to_have_text(
-                "Hệ thống của shop bị lỗi (HTTP 503). Bấm ↻ để thử lại.")
+    with chromium(problems) as page:
+        sign_in(page, server, "admin")
+        page.locator("#conv-list li.conv").first.click()
+        orders = page.locator(".lookup[data-lookup=orders]")
+        expect(orders.locator("h4")).to_contain_text("Đơn hàng")
+        expect(orders.locator(".lookup-row")).to_have_count(2)
+        expect(orders.locator(".lookup-row").first.locator("dt")).to_have_text(
+            ["Mã đơn", "Thanh toán"])  # the console's language
+        expect(orders.locator(".status-amber")).to_have_text("pending_bank")
+        expect(orders.locator(".status-green")).to_have_text("success")
+        account = page.locator(".lookup[data-lookup=account]")
+        expect(account.locator(".lookup-state")).to_have_text(
+            "Hệ thống của shop bị lỗi (HTTP 503). Bấm ↻ để thử lại.")
 
-            shops[1].mode = "ok"  # the wallet is back: ↻ fetches again
-            page.click(".lookup-refresh")
-            expect(account.locator("dd")).to_have_text("momo")
-            expect(page.locator(".lookup[data-state=loading]")).to_have_count(0)
+        shops[1].mode = "ok"  # the wallet is back: ↻ fetches again
+        page.click(".lookup-refresh")
+        expect(account.locator("dd")).to_have_text("momo")
+        expect(page.locator(".lookup[data-state=loading]")).to_have_count(0)
 
-            # admin chose no language: an English browser gets an English console, labels too
-            page.route("**/console", lambda route: route.continue_(headers={
-                **route.request.headers, "accept-language": "en-GB,en;q=0.9"}))
-            page.reload()
-            expect(page.locator("html")).to_have_attribute("lang", "en")
-            page.locator("#conv-list li.conv").first.click()
-            expect(orders.locator(".lookup-row").first.locator("dt")).to_have_text(
-                ["Order", "Payment"])
-        finally:
-            browser.close()
+        # admin chose no language: an English browser gets an English console, labels too
+        page.route("**/console", lambda route: route.continue_(headers={
+            **route.request.headers, "accept-language": "en-GB,en;q=0.9"}))
+        page.reload()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        page.locator("#conv-list li.conv").first.click()
+        expect(orders.locator(".lookup-row").first.locator("dt")).to_have_text(
+            ["Order", "Payment"])
     assert problems == []

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.console.test_browser import CHROMIUM, open_browser, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
 from tongdai.core.workspace import spikes
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
@@ -30,31 +30,27 @@ def test_a_supervisor_sees_spikes_live_and_opens_the_broadcast(hub, server, peop
     raise_one(hub, "tag", "payment", 40)
     expect = playwright_api.expect
     problems: list[str] = []
-    with playwright_api.sync_playwright() as p:
-        browser, page = open_browser(p, problems)
-        try:
-            sign_in(page, server, "cuong")
-            expect(page.locator("body")).to_have_attribute("data-live", "1")
-            banner = page.locator("#spikes .spike")
-            expect(banner).to_have_count(1)
-            expect(banner).to_contain_text("Tăng đột biến: nhãn payment")
-            expect(banner).to_contain_text("40 khách trong 15 phút (thường 3)")
-            expect(banner.locator("svg[data-icon=trend]")).to_have_count(1)  # not an emoji
-            expect(banner).not_to_contain_text("Kênh")  # a tag alert naming no channel
-            link = banner.locator("a.spike-broadcast")
-            expect(link).to_have_text("Gửi thông báo cho họ")
-            assert link.get_attribute("href").startswith("/console/broadcasts?tag=payment&since=")
+    with chromium(problems) as page:
+        sign_in(page, server, "cuong")
+        expect(page.locator("body")).to_have_attribute("data-live", "1")
+        banner = page.locator("#spikes .spike")
+        expect(banner).to_have_count(1)
+        expect(banner).to_contain_text("Tăng đột biến: nhãn payment")
+        expect(banner).to_contain_text("40 khách trong 15 phút (thường 3)")
+        expect(banner.locator("svg[data-icon=trend]")).to_have_count(1)  # not an emoji
+        expect(banner).not_to_contain_text("Kênh")  # a tag alert naming no channel
+        link = banner.locator("a.spike-broadcast")
+        expect(link).to_have_text("Gửi thông báo cho họ")
+        assert link.get_attribute("href").startswith("/console/broadcasts?tag=payment&since=")
 
-            raise_one(hub, "channel", "tg-test", 55)  # live, on the stream
-            expect(banner).to_have_count(2)
-            expect(banner.first).to_contain_text("Tăng đột biến: kênh tg-test")
+        raise_one(hub, "channel", "tg-test", 55)  # live, on the stream
+        expect(banner).to_have_count(2)
+        expect(banner.first).to_contain_text("Tăng đột biến: kênh tg-test")
 
-            banner.first.locator("button").click()  # dismissed: gone, and after a reload
-            expect(banner).to_have_count(1)
-            page.reload()
-            expect(page.locator("body")).to_have_attribute("data-live", "1")
-            expect(banner).to_have_count(1)
-            expect(banner).to_contain_text("nhãn payment")
-            assert not problems, problems
-        finally:
-            browser.close()
+        banner.first.locator("button").click()  # dismissed: gone, and after a reload
+        expect(banner).to_have_count(1)
+        page.reload()
+        expect(page.locator("body")).to_have_attribute("data-live", "1")
+        expect(banner).to_have_count(1)
+        expect(banner).to_contain_text("nhãn payment")
+        assert not problems, problems
