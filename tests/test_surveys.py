@@ -64,10 +64,13 @@ def texts(tg_fake) -> list[str]:
 
 def test_status_on_telegram_says_the_queue_place_the_agent_and_the_due_time(client, hub,
                                                                             tg_fake):
+    # someone ahead in the queue: ingested first (in one batch, the two would be queued in
+    # the order ingest took the shards, whatever order they were posted in)
     post(client, tg_update(1, CHAT + 5, 10, "đơn của mình bị lỗi rồi shop ơi", now_s()))
+    settle(hub)
     post(client, tg_update(2, CHAT, 11, "đơn hàng của mình bị lỗi, chưa nhận được", now_s()))
     settle(hub)
-    mine, other = current(hub, CHAT), current(hub, CHAT + 5)  # someone ahead in the queue
+    mine, other = current(hub, CHAT), current(hub, CHAT + 5)
     post(client, tg_update(3, CHAT, 12, "/status", now_s()))
     settle(hub)
     [said] = texts(tg_fake)
