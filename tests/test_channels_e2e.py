@@ -12,11 +12,11 @@ import pytest
 from tests.conftest import write_config
 from tests.fakes import facebook_graph as fbg
 from tests.fakes import zalo_api as zapi
-from tests.helpers import auth, drain_all, run_outbound
+from tests.helpers import auth, drain_all, fb_and_zalo_channels, run_outbound
 from tongdai.core.clock import now_ms
 from tongdai.core.credentials import RedisTokenStore
 
-PAGE_ID = "1122334455"
+PAGE_ID = "1122334455"  # the page and OA of tests/helpers.py's fb_and_zalo_channels
 PSID = "7012345678"
 OA_ID = "388613280878808645"
 OA_SECRET = "oa-secret-for-tests"
@@ -31,22 +31,9 @@ def graph():
 
 
 @pytest.fixture
-def zalo():
-    with zapi.FakeZaloAPI() as z:
-        yield z
-
-
-@pytest.fixture
 def config_file(tmp_path, graph, zalo):
-    return write_config(tmp_path / "tongdai.yaml", extra=f"""
-  - id: fb-test
-    adapter: facebook
-    settings:
-      page_id: "{PAGE_ID}"
-      page_access_token: "{fbg.DEFAULT_TOKEN}"
-      app_secret: "{fbg.DEFAULT_APP_SECRET}"
-      verify_token: "verify-me"
-      graph_base: "{graph.base_url}"
+    """tests/helpers.py's Messenger page and Zalo OA, and a second page on the same app."""
+    return write_config(tmp_path / "tongdai.yaml", extra=fb_and_zalo_channels(graph, zalo) + f"""\
   - id: fb-second
     adapter: facebook
     settings:
@@ -55,17 +42,6 @@ def config_file(tmp_path, graph, zalo):
       app_secret: "{fbg.DEFAULT_APP_SECRET}"
       verify_token: "verify-me"
       graph_base: "{graph.base_url}"
-  - id: zalo-test
-    adapter: zalo
-    settings:
-      oa_id: "{OA_ID}"
-      app_id: "{zapi.APP_ID}"
-      oa_secret_key: "{OA_SECRET}"
-      app_secret: "{zapi.APP_SECRET}"
-      access_token: "{zapi.ACCESS_TOKEN}"
-      refresh_token: "{zapi.REFRESH_TOKEN}"
-      api_base: "{zalo.base_url}"
-      oauth_base: "{zalo.base_url}"
 """)
 
 
