@@ -19,33 +19,42 @@ if ARGV[9] ~= '*' then
   for q in string.gmatch(ARGV[9], '[^\31]+') do visible[q] = true end
 end
 local out = {}
+-- First, in one command per thousand, which are in the status's index (the set the inbox list
+-- walks, kept with the hash's status in the same transactions): ~0.2 us each in C instead of a
+-- hash read from Lua (~8 us) for the three in four a status filter turns away.
+local instatus = {}
+local skey = string.format("{{CONVS}}", status)
+for s = 13, #ARGV, 1000 do
+  local r = redis.call('ZMSCORE', skey, unpack(ARGV, s, math.min(s + 999, #ARGV)))
+  for j = 1, #r do instatus[s + j - 1] = r[j] end
+end
 -- Two reads per conversation: the fields that turn most candidates away (status, queue or
 -- access, channel) first, the rest only for those still in. HMGET walks a small hash's fields
 -- one by one for each name asked: four names instead of nine is ~2.5x less work per candidate
 -- on a search that looks at thousands (one queue in six, a channel).
-for i = 13, #ARGV do
-  local id = ARGV[i]
+local function passes(id)
   local key = string.format("{{CONV}}", id)
   local h = redis.call('HMGET', key, 'status', 'queue', 'assignee', 'channel')
   local mine = h[3] or ''
-  local ok = h[1] and h[2] and h[4]
-  if ok and visible and not visible[h[2]] and mine ~= who then ok = false end
-  if ok and (h[1] ~= status or (queue ~= '' and h[2] ~= queue)) then ok = false end
-  if ok and channel ~= '' and h[4] ~= channel then ok = false end
-  if ok and assignee ~= '*' and mine ~= assignee then ok = false end
-  if ok then
-    local g = redis.call('HMGET', key, 'customer', 'created', 'updated', 'priority', 'sla_due')
-    ok = g[1] and g[2] and g[3]
-    if ok and prio and (tonumber(g[4]) or 0) < prio then ok = false end
-    if ok and sla ~= '' and (not g[5] or g[5] == '' or (sla == 'breached' and tonumber(g[5]) > now)) then
-      ok = false
-    end
-    if ok and since and tonumber(g[3]) < since then ok = false end
-    if ok and till and tonumber(g[2]) > till then ok = false end
-    if ok and tag ~= '' and redis.call('SISMEMBER', string.format("{{CONV_TAGS}}", id), tag) == 0 then
-      ok = false
-    end
+  if not (h[1] and h[2] and h[4]) then return false end
+  if visible and not visible[h[2]] and mine ~= who then return false end
+  if h[1] ~= status or (queue ~= '' and h[2] ~= queue) then return false end
+  if channel ~= '' and h[4] ~= channel then return false end
+  if assignee ~= '*' and mine ~= assignee then return false end
+  local g = redis.call('HMGET', key, 'customer', 'created', 'updated', 'priority', 'sla_due')
+  if not (g[1] and g[2] and g[3]) then return false end
+  if prio and (tonumber(g[4]) or 0) < prio then return false end
+  if sla ~= '' and (not g[5] or g[5] == '' or (sla == 'breached' and tonumber(g[5]) > now)) then
+    return false
   end
-  if ok then out[#out + 1] = id end
+  if since and tonumber(g[3]) < since then return false end
+  if till and tonumber(g[2]) > till then return false end
+  if tag ~= '' and redis.call('SISMEMBER', string.format("{{CONV_TAGS}}", id), tag) == 0 then
+    return false
+  end
+  return true
+end
+for i = 13, #ARGV do
+  if instatus[i] and passes(ARGV[i]) then out[#out + 1] = ARGV[i] end
 end
 return out

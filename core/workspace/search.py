@@ -15,6 +15,8 @@ One request looks at no more than ``SEARCH_SCAN`` matching conversations.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import replace
 
 from tongdai.core.crypto import SUBJECT_PREFIX, TEXT_PREFIX
@@ -26,6 +28,7 @@ from tongdai.core.workspace.inbox_index import Filters, Row, _beyond, _cursor, _
 
 SEARCH_SCAN = 5000        # matching conversations one request looks at, at most
 DIRECT_MAX = 200          # conversations of exact (id, identifier, name) hits, at most
+BATCH = 1000              # conversations that may pass, sent to Redis's check at once, at most
 
 
 def _direct_hits(hub: Hub, q: str) -> list[str]:
@@ -103,6 +106,41 @@ def _direct(hub: Hub, f: Filters, query: str | None, regions: tuple[str, ...]) -
     return list(dict.fromkeys(out))[:DIRECT_MAX]
 
 
+def _batches(index: search_index.SearchIndex, query: str, before: int | None, f: Filters,
+             seen: set[str], want: int, need: Callable[[], int]
+             ) -> Iterator[tuple[list[tuple[str, float]], set[str]]]:
+    """The conversations of matching messages, newest match first, not ``seen`` before, in
+    batches for Redis's check: ([(conversation, rowid)], those that may pass). The first batch
+    ends with the chunk that brings a page's worth that may pass (most searches end there),
+    the next ones when they hold ``need()`` (what the rest of the page will take, at the share
+    that passed so far): one round trip to Redis per batch, however many rows the index
+    walked to fill it, and no more rows walked than the page is likely to need. With a channel, the
+    index marks the conversations that never had it: those are not sent to Redis (which
+    still decides, on the current channel)."""
+    fresh: list[tuple[str, float]] = []
+    may: set[str] = set()
+    target = want
+    walk = index.messages(query, before, f.since, f.until, first=2 * want, channel=f.channel)
+    with closing(walk):  # (the walk holds a statement open until it ends or is closed)
+        for chunk in walk:
+            for rid, conv, maybe in chunk:
+                if conv in seen:
+                    continue
+                seen.add(conv)
+                # on a later page, a conversation with a match above the cursor was shown (or
+                # filtered out) on an earlier one
+                if before is not None and index.newer_match(query, conv, before):
+                    continue
+                fresh.append((conv, float(rid)))
+                if maybe:
+                    may.add(conv)
+            if len(may) >= target or len(fresh) >= SEARCH_SCAN:
+                yield fresh, may
+                fresh, may, target = [], set(), need()
+    if fresh:
+        yield fresh, may
+
+
 def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None, limit: int,
             now: int) -> tuple[list[Row], str | None]:
     visible = access.visible_queues(hub, p)
@@ -132,35 +170,33 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
     want = limit - len(out)
     looked = 0
     nxt: str | None = None
-    # with a channel, the index marks the conversations that never had it: only the others
-    # go to Redis's check (which still decides, on the current channel)
-    for chunk in index.messages(query, before, f.since, f.until, first=2 * want,
-                                channel=f.channel):
-        fresh = []
-        may = set()
-        for rid, conv, maybe in chunk:
-            if conv in seen:
-                continue
-            seen.add(conv)
-            # on a later page, a conversation with a match above the cursor was shown (or
-            # filtered out) on an earlier one
-            if before is not None and index.newer_match(query, conv, before):
-                continue
-            fresh.append((conv, float(rid)))
-            if maybe:
-                may.add(conv)
-        ok = passing(hub, [c for c, _ in fresh if c in may], g, p, visible, now)
-        for conv, rid in fresh:
-            if len(hits) == want:  # full, and more follow
-                nxt = _cursor(hits[-1][1], hits[-1][0])
+    checked = passed = 0
+
+    def need() -> int:
+        """The next batch: the rest of the page at the share that passed so far, but at most
+        twice what was checked so far (a share from a few passes is rough: measured, this
+        walked half as many rows as trusting it)."""
+        rest = want - len(hits)
+        guess = rest * checked // passed + 1 if passed else BATCH
+        return max(rest, min(BATCH, guess, 2 * checked))
+
+    batches = _batches(index, query, before, f, seen, want, need)
+    with closing(batches):
+        for fresh, may in batches:
+            ask = [c for c, _ in fresh if c in may]
+            ok = passing(hub, ask, g, p, visible, now)
+            checked, passed = checked + len(ask), passed + len(ok)
+            for conv, rid in fresh:
+                if len(hits) == want:  # full, and more follow
+                    nxt = _cursor(hits[-1][1], hits[-1][0])
+                    break
+                looked += 1
+                if conv in ok:
+                    hits.append((conv, rid))
+                if looked >= SEARCH_SCAN and len(hits) < want:  # a shorter page; on from here
+                    nxt = _cursor(rid, conv)
+                    break
+            if nxt is not None:
                 break
-            looked += 1
-            if conv in ok:
-                hits.append((conv, rid))
-            if looked >= SEARCH_SCAN and len(hits) < want:  # a shorter page; on from here
-                nxt = _cursor(rid, conv)
-                break
-        if nxt is not None:
-            break
     out += [r for r in _load(hub, hits) if r is not None] if hits else []
     return out, nxt

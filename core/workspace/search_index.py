@@ -244,7 +244,7 @@ class SearchIndex:
         return [r[0] for r in rows]
 
     def messages(self, query: str, before: int | None, since_ms: int | None,
-                 until_ms: int | None, first: int = 100, chunk: int = 500,
+                 until_ms: int | None, first: int = 100, chunk: int = 200,
                  channel: str | None = None) -> Iterator[list[tuple[int, str, bool]]]:
         """(rowid, conversation, may pass) of matching messages, newest first, in chunks:
         ``first`` rows (about a page: most searches end there), then ``chunk`` at a time.
@@ -260,21 +260,28 @@ class SearchIndex:
                    "WHERE c.conv = m.conv AND c.channel = ?) FROM msg "
                    "JOIN msg_meta m ON m.id = msg.rowid "
                    "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
-                   "ORDER BY msg.rowid DESC LIMIT ?")
+                   "ORDER BY msg.rowid DESC")
             head: tuple = (channel, query)
         else:
             sql = ("SELECT msg.rowid, m.conv, 1 FROM msg JOIN msg_meta m ON m.id = msg.rowid "
                    "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
-                   "ORDER BY msg.rowid DESC LIMIT ?")
+                   "ORDER BY msg.rowid DESC")
             head = (query,)
-        n = first
-        while True:
-            rows = self.db.execute(sql, (*head, hi, lo, n)).fetchall()
-            if rows:
-                yield [(r, c, bool(ok)) for r, c, ok in rows]
-            if len(rows) < n:
-                return
-            hi, n = rows[-1][0], chunk
+        # One statement, read a chunk at a time: FTS5 walks rowid DESC natively, and starting
+        # it again below the last row costs more than the rows (measured: 3,600 rows in 8
+        # restarts took twice as long as in one walk; docs/decisions.md, search)
+        cur = self.db.execute(sql, (*head, hi, lo))
+        try:
+            n = first
+            while True:
+                rows = cur.fetchmany(n)
+                if rows:
+                    yield [(r, c, bool(ok)) for r, c, ok in rows]
+                if len(rows) < n:
+                    return
+                n = chunk
+        finally:
+            cur.close()
 
     def newer_match(self, query: str, conv: str, than: int) -> bool:
         """Whether the conversation has a matching message after rowid ``than``."""
