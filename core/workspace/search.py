@@ -7,9 +7,13 @@ their newest message matching the text — diacritics, case and Chinese script i
 "nap the" finds "nạp thẻ" and 帳號 finds 账号 — within ``since``/``until``. Every hit passes
 the other filters and the agent's access, read from Redis (the truth: status, queue, tags
 change after the text was indexed); with a channel, only the conversations the index knows
-have had it are sent to that check (a superset of those on it now). The cursor is the last
-hit: ``-updated:conv`` among the exact ones, ``rowid:conv`` among messages.
-One request looks at no more than ``SEARCH_SCAN`` matching conversations.
+have had it are sent to that check (a superset of those on it now). The index is walked in
+one statement, newest first; Redis checks the candidates in batches: a page's worth first,
+then as many as the rest of the page needs at the share that passed so far (at most twice
+those checked before), so a search whose filters pass few reads about the rows it needs and
+makes a few round trips. The cursor is the last hit: ``-updated:conv`` among the exact ones,
+``rowid:conv`` among messages. One request walks no more than about ``SEARCH_SCAN``
+matching messages (then a shorter page, with a cursor to go on).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from tongdai.core.workspace import access, search_index
 from tongdai.core.workspace.access import Principal
 from tongdai.core.workspace.inbox_index import Filters, Row, _beyond, _cursor, _load, passing
 
-SEARCH_SCAN = 5000        # matching conversations one request looks at, at most
+SEARCH_SCAN = 6000        # matching messages one request walks, at most
 DIRECT_MAX = 200          # conversations of exact (id, identifier, name) hits, at most
 BATCH = 1000              # conversations that may pass, sent to Redis's check at once, at most
 
@@ -108,22 +112,25 @@ def _direct(hub: Hub, f: Filters, query: str | None, regions: tuple[str, ...]) -
 
 def _batches(index: search_index.SearchIndex, query: str, before: int | None, f: Filters,
              seen: set[str], want: int, need: Callable[[], int]
-             ) -> Iterator[tuple[list[tuple[str, float]], set[str]]]:
+             ) -> Iterator[tuple[list[tuple[str, float]], tuple[str, float] | None]]:
     """The conversations of matching messages, newest match first, not ``seen`` before, in
-    batches for Redis's check: ([(conversation, rowid)], those that may pass). The first batch
-    ends with the chunk that brings a page's worth that may pass (most searches end there),
-    the next ones when they hold ``need()`` (what the rest of the page will take, at the share
-    that passed so far): one round trip to Redis per batch, however many rows the index
-    walked to fill it, and no more rows walked than the page is likely to need. With a channel, the
-    index marks the conversations that never had it: those are not sent to Redis (which
-    still decides, on the current channel)."""
+    batches for Redis's check: ([(conversation, rowid)], where the walk stopped). The first
+    batch ends with the chunk that brings a page's worth (most searches end there), the next
+    ones when they hold ``need()`` (what the rest of the page will take, at the share that
+    passed so far): one round trip to Redis per batch, however many rows the index walked to
+    fill it, and no more rows walked than the page is likely to need. After ``SEARCH_SCAN``
+    matching messages walked (a mark of the index counts for the rows it stands for), the
+    last batch comes with the (conversation, rowid) the walk stopped at, else None."""
     fresh: list[tuple[str, float]] = []
-    may: set[str] = set()
-    target = want
+    target, walked = want, 0
     walk = index.messages(query, before, f.since, f.until, first=2 * want, channel=f.channel)
     with closing(walk):  # (the walk holds a statement open until it ends or is closed)
         for chunk in walk:
             for rid, conv, maybe in chunk:
+                if not maybe:  # a mark: rows of conversations that never had the channel
+                    walked += search_index.MARK
+                    continue
+                walked += 1
                 if conv in seen:
                     continue
                 seen.add(conv)
@@ -132,13 +139,14 @@ def _batches(index: search_index.SearchIndex, query: str, before: int | None, f:
                 if before is not None and index.newer_match(query, conv, before):
                     continue
                 fresh.append((conv, float(rid)))
-                if maybe:
-                    may.add(conv)
-            if len(may) >= target or len(fresh) >= SEARCH_SCAN:
-                yield fresh, may
-                fresh, may, target = [], set(), need()
+            if walked >= SEARCH_SCAN:
+                yield fresh, (chunk[-1][1], float(chunk[-1][0]))
+                return
+            if len(fresh) >= target:
+                yield fresh, None
+                fresh, target = [], need()
     if fresh:
-        yield fresh, may
+        yield fresh, None
 
 
 def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None, limit: int,
@@ -168,7 +176,6 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
     seen = set(direct)
     hits: list[tuple[str, float]] = []
     want = limit - len(out)
-    looked = 0
     nxt: str | None = None
     checked = passed = 0
 
@@ -182,20 +189,18 @@ def _search(hub: Hub, p: Principal, f: Filters, after: tuple[float, str] | None,
 
     batches = _batches(index, query, before, f, seen, want, need)
     with closing(batches):
-        for fresh, may in batches:
-            ask = [c for c, _ in fresh if c in may]
+        for fresh, stop in batches:
+            ask = [c for c, _ in fresh]
             ok = passing(hub, ask, g, p, visible, now)
             checked, passed = checked + len(ask), passed + len(ok)
             for conv, rid in fresh:
                 if len(hits) == want:  # full, and more follow
                     nxt = _cursor(hits[-1][1], hits[-1][0])
                     break
-                looked += 1
                 if conv in ok:
                     hits.append((conv, rid))
-                if looked >= SEARCH_SCAN and len(hits) < want:  # a shorter page; on from here
-                    nxt = _cursor(rid, conv)
-                    break
+            if nxt is None and stop is not None:  # walked enough: on from where it stopped
+                nxt = _cursor(stop[1], stop[0])
             if nxt is not None:
                 break
     out += [r for r in _load(hub, hits) if r is not None] if hits else []

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS conv_channel(conv TEXT NOT NULL, channel TEXT NOT NUL
                                         PRIMARY KEY(conv, channel)) WITHOUT ROWID;
 """
 CHANNELS = "channels"  # state: conv_channel is complete (built with it, or filled since)
+MARK = 64  # a walk with a channel returns one in MARK of the rows it skips (``messages``)
 _WORD = re.compile(r"\w+")
 _HAN_RUN = re.compile(HAN.pattern + "+")
 _DIGIT = re.compile(r"\d")
@@ -248,29 +249,29 @@ class SearchIndex:
                  channel: str | None = None) -> Iterator[list[tuple[int, str, bool]]]:
         """(rowid, conversation, may pass) of matching messages, newest first, in chunks:
         ``first`` rows (about a page: most searches end there), then ``chunk`` at a time.
-        With ``channel`` (and a complete ``conv_channel``), "may pass" is False for the
-        conversations that never had that channel: the caller need not check them (the walk
-        still returns them, so its bounds and cursor stay those of the unfiltered walk)."""
+        With ``channel`` (and a complete ``conv_channel``), SQLite keeps only the rows of
+        conversations that have had that channel, plus *marks* (may pass False): one in
+        ``MARK`` of the rows it walked past (a rowid's low bits are a hash: an even sample),
+        so the caller knows how far the walk went and where it is, without the rows."""
         hi = before if before is not None else 2**62
         if until_ms is not None:
             hi = min(hi, (until_ms + 1) * 1024)
         lo = since_ms * 1024 if since_ms is not None else -1
         if channel and self.get_state(CHANNELS) is not None:
-            sql = ("SELECT msg.rowid, m.conv, EXISTS(SELECT 1 FROM conv_channel c "
-                   "WHERE c.conv = m.conv AND c.channel = ?) FROM msg "
+            had = ("EXISTS(SELECT 1 FROM conv_channel c WHERE c.conv = m.conv "
+                   "AND c.channel = :channel)")
+            sql = (f"SELECT msg.rowid, m.conv, {had} FROM msg "
                    "JOIN msg_meta m ON m.id = msg.rowid "
-                   "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
-                   "ORDER BY msg.rowid DESC")
-            head: tuple = (channel, query)
+                   "WHERE msg MATCH :q AND msg.rowid < :hi AND msg.rowid >= :lo "
+                   f"AND ({had} OR msg.rowid % {MARK} = 0) ORDER BY msg.rowid DESC")
         else:
             sql = ("SELECT msg.rowid, m.conv, 1 FROM msg JOIN msg_meta m ON m.id = msg.rowid "
-                   "WHERE msg MATCH ? AND msg.rowid < ? AND msg.rowid >= ? "
+                   "WHERE msg MATCH :q AND msg.rowid < :hi AND msg.rowid >= :lo "
                    "ORDER BY msg.rowid DESC")
-            head = (query,)
         # One statement, read a chunk at a time: FTS5 walks rowid DESC natively, and starting
         # it again below the last row costs more than the rows (measured: 3,600 rows in 8
         # restarts took twice as long as in one walk; docs/decisions.md, search)
-        cur = self.db.execute(sql, (*head, hi, lo))
+        cur = self.db.execute(sql, {"q": query, "hi": hi, "lo": lo, "channel": channel})
         try:
             n = first
             while True:

@@ -79,8 +79,9 @@ def test_a_conversation_that_moved_channel_is_found_on_its_new_one(client, hub, 
                             (conv,)).fetchone()[0] == 0
 
 
-def test_channel_results_equal_the_unfiltered_ones_kept_to_that_channel(client, hub, people,
-                                                                       monkeypatch):
+def eleven_matches(hub) -> None:
+    """Eleven conversations match "nap the": five on Telegram, five on Zalo, and one that
+    moved from Telegram to Zalo; one Telegram conversation matches twice."""
     for n in range(5):
         feed(hub, tg_text(7200 + n, f"nap the lan {n} bi loi", name=f"T{n}"))
         feed(hub, zalo_text(f"z-72{n}", f"nạp thẻ không được {n}"))
@@ -89,6 +90,11 @@ def test_channel_results_equal_the_unfiltered_ones_kept_to_that_channel(client, 
     feed(hub, zalo_text("z-7299", f"mã {code}"))  # (moves that conversation to Zalo)
     feed(hub, tg_text(7201, "nap the lai lan nua"))  # (a second match, newest)
     index_now(hub)
+
+
+def test_channel_results_equal_the_unfiltered_ones_kept_to_that_channel(client, hub, people,
+                                                                       monkeypatch):
+    eleven_matches(hub)
     admin, bich = people["admin"], people["bich"]
     checked = [0]
     real = search.passing
@@ -114,6 +120,34 @@ def test_channel_results_equal_the_unfiltered_ones_kept_to_that_channel(client, 
         checked[0] = 0
         get_inbox(client, admin, q="nap the", channel=channel)
         assert checked[0] == 6
+
+
+def test_a_walk_cut_short_goes_on_from_where_it_stopped(client, hub, people, monkeypatch):
+    """One request walks about ``SEARCH_SCAN`` matching messages, then answers a shorter page
+    with a cursor; with a channel, the index skips the other conversations' rows and returns
+    a mark for each ``MARK`` of them (here every one), which count for the walk and place the
+    cursor. Page after page, nothing is lost or shown twice."""
+    eleven_matches(hub)
+    admin, bich = people["admin"], people["bich"]
+    expected = {(who, ch): [c for c in every_page(client, who, q="nap the")
+                            if ch is None or channel_of(hub, c) == ch]
+                for who in (admin, bich) for ch in (None, "tg-test", "zalo-test")}
+    monkeypatch.setattr(search, "SEARCH_SCAN", 3)
+    monkeypatch.setattr(search_index, "MARK", 1)
+    short = 0
+    for (who, ch), want in expected.items():
+        seen, cursor = [], None
+        for _ in range(40):
+            extra = {"channel": ch} if ch else {}
+            page = get_inbox(client, who, limit=2, q="nap the", **extra,
+                             **({"cursor": cursor} if cursor else {}))
+            seen += [i["id"] for i in page["items"]]
+            short += len(page["items"]) < 2 and page["next_cursor"] is not None
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == want, (who, ch)
+    assert short  # (the budget did cut walks short)
 
 
 def test_an_index_from_before_channels_were_kept_learns_them_without_a_rebuild(client, hub,
