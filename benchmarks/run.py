@@ -228,7 +228,9 @@ def main(as_json: bool = False, quick: bool = False, only: tuple[str, ...] = ())
             "duration_s": time.monotonic() - started}
     figures = {k: v for k, v in res.items() if not k.startswith("_")}
     details = {k[1:]: v for k, v in res.items() if k.startswith("_")}
-    verdicts = {k: verdict(k, figures.get(k)) for k in TARGETS}
+    # with --section, the figures of the sections left out are "not run" (not an ERROR)
+    verdicts = {k: "not run" if only and k not in figures and not errors
+                else verdict(k, figures.get(k)) for k in TARGETS}
     out = figures | {"targets": {k: f"{op} {t:g}" for k, (op, t) in TARGETS.items()},
                      "verdicts": verdicts, "details": details, "meta": meta, "errors": errors}
     if as_json:

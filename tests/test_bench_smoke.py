@@ -64,3 +64,17 @@ def test_bench_quick_reports_every_figure(request):
     assert {k.split(":")[0] for k in result["parse_us_per_event"]} == BUILTIN.keys()
     assert result["parse_webhook_vs_telegram"] is not None
     assert set(result["verdicts"]) >= set(KEYS) - {"parse_us_per_event"}
+
+
+def test_one_section_reports_the_others_as_not_run():
+    """`tongdai bench --section search`: that section's figures are judged, the sections left
+    out say "not run" (they said ERROR, as if they had failed)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TONGDAI_CONFIG")}
+    run = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "bench", "--quick",
+                          "--section", "search", "--json"], capture_output=True, check=False,
+                         env=env, cwd=CHECKOUT, timeout=300)
+    assert run.returncode == 0, run.stderr.decode("utf-8", "replace")[-3000:]
+    verdicts = json.loads(run.stdout)["verdicts"]
+    searched = {"inbox_first_page_ms", "search_ms", "inbox_first_page_ratio", "search_ratio"}
+    assert {verdicts[k] for k in searched} <= {"PASS", "MISS"}
+    assert {v for k, v in verdicts.items() if k not in searched} == {"not run"}
