@@ -7,6 +7,12 @@ the set of files: copy ``en.json`` to ``xx.json``, translate the values, restart
 lists it, agents may pick it, ``Accept-Language: xx`` chooses it and the server's texts come
 from it. A key a file lacks falls back to English (tests/console/test_i18n.py keeps the files
 complete). ``{name}`` in a text is a value filled in, the same way in Python and in the page.
+
+``zh`` is Chinese in Simplified characters, ``zh-Hant`` in Traditional (Taiwan usage), chosen
+for browsers asking for ``zh-TW``, ``zh-HK``, ``zh-MO`` or ``zh-Hant``. ``zh-Hant.json`` is
+``zh.json`` converted by OpenCC ``s2twp`` (Taiwan phrases) and then ``EDITS_HANT``: a machine
+conversion, not a translator's — a key added to ``zh.json`` is converted the same way
+(``python -m tongdai.core.i18n``), and the test keeps every text free of Simplified characters.
 """
 
 from __future__ import annotations
@@ -75,17 +81,29 @@ def explain(lang: str, exc: BaseException) -> str:
 
 def choose(*preferred: str, accept: str = "", default: str = BASE) -> str:
     """The first of ``preferred`` that is a language here, else the best match of an
-    Accept-Language header (``zh-CN``, ``zh-TW``, ``zh-Hant`` → ``zh``), else ``default``."""
+    Accept-Language header (the tag, its script — ``zh-TW``, ``zh-HK``, ``zh-MO`` and
+    ``zh-Hant-*`` are written in Traditional characters: ``zh-Hant`` — then its language:
+    ``zh-CN`` → ``zh``), else ``default``."""
     known = _catalog(DIR)
     for p in preferred:
         if p in known:
             return p
     lower = {code.lower(): code for code in known}
     for tag in _accepted(accept):
-        for cand in (tag, tag.split("-")[0]):
+        for cand in (tag, _script(tag), tag.split("-")[0]):
             if cand in lower:
                 return lower[cand]
     return default if default in known else BASE
+
+
+_TRADITIONAL = ("zh-hant", "zh-tw", "zh-hk", "zh-mo")
+
+
+def _script(tag: str) -> str:
+    """``zh-hant`` for a Chinese tag written in Traditional characters, else the tag."""
+    if any(tag == t or tag.startswith(t + "-") for t in _TRADITIONAL):
+        return "zh-hant"
+    return tag
 
 
 def _accepted(header: str) -> list[str]:
@@ -111,3 +129,39 @@ def reload() -> None:
     """Read the files again (tests that add one; a running hub reads them once)."""
     _catalog.cache_clear()
     _merged.cache_clear()
+
+
+# What OpenCC s2twp leaves that Taiwan writes otherwise (a reply is 回覆, a customer's channel a
+# 管道, 「」 quotes)
+EDITS_HANT = (("回複", "回覆"), ("回復", "回覆"), ("渠道", "管道"), ("“", "「"), ("”", "」"))
+
+
+def traditional(text: str) -> str:
+    """A Simplified Chinese console text in Traditional characters, as ``zh-Hant.json`` was
+    made from ``zh.json``."""
+    out = _s2twp().convert(text)
+    for a, b in EDITS_HANT:
+        out = out.replace(a, b)
+    return out
+
+
+@functools.cache
+def _s2twp():
+    import opencc
+
+    return opencc.OpenCC("s2twp")
+
+
+def _convert_missing() -> list[str]:
+    """Add to zh-Hant.json the keys of zh.json it lacks, converted; returns them."""
+    simplified = json.loads((DIR / "zh.json").read_text(encoding="utf-8"))
+    path = DIR / "zh-Hant.json"
+    hant = json.loads(path.read_text(encoding="utf-8"))
+    added = [k for k in simplified if k not in hant]
+    hant = {k: hant.get(k) or traditional(v) for k, v in simplified.items()}
+    path.write_text(json.dumps(hant, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return added
+
+
+if __name__ == "__main__":
+    print("zh-Hant.json: added", ", ".join(_convert_missing()) or "nothing")

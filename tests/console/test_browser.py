@@ -243,7 +243,8 @@ def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(h
             page.screenshot(path=str(ARTIFACTS / "console-english.png"))
 
             # Chinese: offered because webhooks/static/i18n/zh.json exists, named by itself
-            expect(page.locator("#language option[value=zh]")).to_have_text("中文")
+            expect(page.locator("#language option[value=zh]")).to_have_text("简体中文")
+            expect(page.locator("#language option[value=zh-Hant]")).to_have_text("繁體中文")
             with page.expect_navigation():
                 page.select_option("#language", "zh")
             expect(page.locator("html")).to_have_attribute("lang", "zh")
@@ -259,7 +260,16 @@ def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(h
             expect(page.locator("#conv-actions [data-action=reopen]")).to_have_text("重新打开")
             page.set_viewport_size({"width": 1440, "height": 900})
             page.screenshot(path=str(ARTIFACTS / "console-chinese.png"))
+
+            # Traditional characters (Taiwan usage): zh-Hant.json
+            with page.expect_navigation():
+                page.select_option("#language", "zh-Hant")
+            expect(page.locator("html")).to_have_attribute("lang", "zh-Hant")
+            expect(page.locator("#logout")).to_have_text("退出登入")
+            expect(page.locator("#f-status option[value=resolved]")).to_have_text("已解決")
+            expect(page.locator("#conv-list")).to_have_text("暫無會話。")
+            page.screenshot(path=str(ARTIFACTS / "console-traditional-chinese.png"))
         finally:
             browser.close()
     assert problems == []
-    assert users.get(hub, "lan").language == "zh"
+    assert users.get(hub, "lan").language == "zh-Hant"

@@ -18,9 +18,27 @@ PLACEHOLDER = re.compile(r"\{(\w[\w.:]*)\}")
 FILES = sorted(i18n.DIR.glob("*.json"))
 
 
-def test_there_are_english_vietnamese_and_chinese():
-    assert {"en", "vi", "zh"} <= {f.stem for f in FILES}
-    assert i18n.languages()["zh"] == "中文" and i18n.languages()["vi"] == "Tiếng Việt"
+def test_there_are_english_vietnamese_and_chinese_in_both_scripts():
+    assert {"en", "vi", "zh", "zh-Hant"} <= {f.stem for f in FILES}
+    names = i18n.languages()
+    assert (names["zh"], names["zh-Hant"], names["vi"]) == ("简体中文", "繁體中文", "Tiếng Việt")
+
+
+def test_the_traditional_file_has_no_simplified_characters():
+    """zh-Hant.json was made from zh.json (OpenCC s2twp, then core/i18n.py's EDITS_HANT): a text
+    copied over unconverted, or a character the conversion missed, shows here — converting to
+    Traditional (Taiwan standard characters) changes nothing in a Traditional text."""
+    import opencc
+
+    s2tw = opencc.OpenCC("s2tw")
+    hant = json.loads((i18n.DIR / "zh-Hant.json").read_text(encoding="utf-8"))
+    simplified = json.loads((i18n.DIR / "zh.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in hant.items() if s2tw.convert(v) != v} == {}
+    assert sum(s2tw.convert(v) != v for v in simplified.values()) > 500  # (the check bites)
+    # the Taiwan usage the conversion alone gets wrong
+    assert i18n.traditional("直接回复本邮件，即可在客户的渠道上回复客户") == (
+        "直接回覆本郵件，即可在客戶的管道上回覆客戶")
+    assert hant["mail.how"].startswith("直接回覆本郵件")
 
 
 @pytest.mark.parametrize("path", [f for f in FILES if f.stem != i18n.BASE], ids=lambda f: f.stem)
@@ -50,10 +68,14 @@ def test_the_default_language_is_one_the_console_has(tmp_path):
 
 
 def test_the_browser_language_picks_chinese_for_the_login_page_and_its_errors(client, people):
-    for header in ("zh-CN,zh;q=0.9,en;q=0.8", "zh-TW", "en;q=0.5, zh-Hant;q=0.9"):
+    for header in ("zh-CN,zh;q=0.9,en;q=0.8", "zh", "en;q=0.5, zh-Hans-SG;q=0.9"):
         page = client.get("/login", headers={"Accept-Language": header})
         html = page.get_data(as_text=True)
         assert '<html lang="zh">' in html and "用户名" in html, header
+    # Taiwan, Hong Kong, Macau and the Traditional script get Traditional characters
+    for header in ("zh-TW", "zh-HK,zh;q=0.8", "en;q=0.5, zh-Hant;q=0.9", "zh-Hant-HK", "zh-mo"):
+        html = client.get("/login", headers={"Accept-Language": header}).text
+        assert '<html lang="zh-Hant">' in html and "使用者名稱" in html, header
     h = {"Accept-Language": "zh-CN"}
     page = client.get("/login", headers=h)
     wrong = client.post("/login", headers=h, data={
@@ -72,7 +94,7 @@ def test_the_agents_choice_beats_the_browser_and_the_console_speaks_chinese(clie
     assert ok.status_code == 200
     html = client.get("/console", headers={"Accept-Language": "vi-VN"}).text
     assert '<html lang="zh">' in html and "退出登录" in html
-    assert '<option value="zh" lang="zh" selected>中文</option>' in html
+    assert '<option value="zh" lang="zh" selected>简体中文</option>' in html
     dash = client.get("/console/dashboard")  # an agent: refused, in Chinese
     assert dash.status_code == 403 and "报表仅供主管和管理员查看。" in dash.text
     bad = client.patch("/api/v1/users/an", json={"language": "klingon"},

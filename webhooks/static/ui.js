@@ -5,7 +5,7 @@ let strings = {};
 let language = 'vi';
 // The locale dates and times are written in: the console's language, with a region where the
 // bare code would pick another country's conventions (a language file needs no entry here).
-const LOCALES = { vi: 'vi-VN', en: 'en-GB', zh: 'zh-CN' };
+const LOCALES = { vi: 'vi-VN', en: 'en-GB', zh: 'zh-CN', 'zh-Hant': 'zh-TW' };
 const locale = () => LOCALES[language] || language;
 
 export function setLanguage(lang, dict) {
