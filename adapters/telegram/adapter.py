@@ -195,6 +195,17 @@ class TelegramAdapter(Adapter):
                                           "allow_sending_without_reply": True}
         return self.call("sendMessage", params)["result"]
 
+    def send_file(self, chat_id: int | str, att: Attachment,
+                  message_thread_id: int | None = None) -> JSON:
+        """Upload a file (``att`` with its bytes) into a chat, a forum topic when
+        ``message_thread_id`` is given: an image as a photo when it can be one (sendPhoto),
+        anything else as a document (sendDocument). Returns the sent Message."""
+        field = "photo" if att.kind == "image" and _as_photo(att) else "document"
+        params: JSON = {"chat_id": chat_id, field: att}
+        if message_thread_id is not None:
+            params["message_thread_id"] = message_thread_id
+        return self.call(f"send{field.title()}", params)["result"]
+
     def create_forum_topic(self, chat_id: int | str, name: str) -> int:
         """``createForumTopic`` (the bot needs the can_manage_topics admin right); returns the
         new topic's ``message_thread_id``. Names are 1-128 characters."""

@@ -1,14 +1,17 @@
 """The staff group's out direction: the ``staffgroup`` feed reactor.
 
 It mirrors customers' messages and agents' replies made elsewhere (console, API, mail) into
-the conversations' topics, and posts the answers to agents' commands (``staffgroup.notice``
-events) under the command. The topics and the Telegram calls are ``staffgroup_topics``'s.
+the conversations' topics — a customer's photos and files too, once the background job has
+fetched them into the blob store (``message.updated``, op ``files``): photos as photos, other
+files as documents, each under the line that named it — and posts the answers to agents'
+commands (``staffgroup.notice`` events) under the command. The topics and the Telegram calls are ``staffgroup_topics``'s.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from tongdai.core import i18n
@@ -24,6 +27,7 @@ from tongdai.core.workspace.staffgroup_topics import (
     forget_topic,
     group_of,
     groups_of_queue,
+    post_file_once,
     post_once,
     thread_gone,
     topic_of,
@@ -118,6 +122,42 @@ def _mirror(hub: Hub, data: dict[str, Any]) -> None:
             _post_into(hub, g, conv, thread, item, text, reopen=customer)
 
 
+def _mirror_files(hub: Hub, data: dict[str, Any]) -> None:
+    """A customer's files, stored at last: uploaded into the topics that showed their line
+    (``[image: name]``). A file Telegram would not take from a bot (too big) stays a line."""
+    conv_id, mid = str(data.get("conversation_id") or ""), str(data.get("message_id") or "")
+    if data.get("op") != "files" or not conv_id or not mid:
+        return
+    try:
+        conv = store.get_conversation(hub, conv_id)
+        msg = store.get_message(hub, conv_id, mid)
+    except NotFound:
+        return
+    if msg.direction != Direction.IN or msg.author_kind != AuthorKind.CUSTOMER:
+        return
+    for g in groups_of_queue(hub, conv.queue):
+        thread = topic_of(hub, g, conv_id)
+        if thread is None:
+            continue  # (the line opens the topic; without it there is nowhere to put them)
+        adapter = hub.adapter(g.channel)
+        for n, a in enumerate(msg.attachments):
+            if not (a.file_id or "").startswith("blob:") or adapter.file_refusal(
+                    a.kind, a.mime or "", a.size or 0) is not None:
+                continue
+
+            def load(a: Attachment = a, n: int = n) -> Attachment:
+                return replace(a, data=hub.blobs.get(a.file_id or ""),
+                               name=a.name or f"{a.kind}-{n + 1}")
+
+            try:
+                post_file_once(hub, g, thread, f"f:{mid}:{n}", load)
+            except DeliveryError as exc:
+                if exc.retryable:
+                    raise
+                log.warning("staff group %s: file %d of message %s not posted (%s)",
+                            g.chat_id, n, mid, exc.code)
+
+
 def _post_into(hub: Hub, group: StaffGroup, conv: Conversation, thread: int, item: str,
                text: str | Callable[[], str], reopen: bool = False) -> None:
     """Post into the conversation's topic; a topic deleted in Telegram is forgotten and, for
@@ -159,6 +199,8 @@ def mirror(hub: Hub, events: list[feed.FeedEvent]) -> None:
         try:
             if ev.type == "message.created":
                 _mirror(hub, ev.data)
+            elif ev.type == "message.updated":
+                _mirror_files(hub, ev.data)
             elif ev.type == NOTICE:
                 _post_notice(hub, ev.data)
         except DeliveryError as exc:

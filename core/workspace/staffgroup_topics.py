@@ -115,6 +115,18 @@ def post_once(hub: Hub, group: StaffGroup, thread: int, item: str, text: str | C
                          f"staff-group post {item}", HOLD_MS, POSTED_TTL_S)
 
 
+def post_file_once(hub: Hub, group: StaffGroup, thread: int, item: str,
+                   load: Callable[[], Any]) -> bool:
+    """Upload the attachment ``load()`` gives (with its bytes) into the topic unless ``item``
+    was posted already: a photo as a photo, other files as documents."""
+    def post() -> None:
+        att = load()
+        _call(hub, group, lambda a: a.send_file(group.chat_id, att, thread))
+
+    return feed.act_once(hub, hub.keys.staff_posted(str(group.chat_id), item), post,
+                         f"staff-group file {item}", HOLD_MS, POSTED_TTL_S)
+
+
 # -- topics -------------------------------------------------------------------------------------
 def topic_of(hub: Hub, group: StaffGroup, conv_id: str) -> int | None:
     """The topic of conversation ``conv_id`` in ``group``, if it has one."""
