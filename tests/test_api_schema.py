@@ -109,3 +109,16 @@ def test_a_create_without_the_key_is_told_why(client, hub):
                     headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 400
     assert r.get_json()["error"]["message"].startswith("send an Idempotency-Key header")
+
+
+def test_the_upload_documents_its_multipart_body(client):
+    """A client generated from the document can send a reply with files: the operation says
+    multipart/form-data, a binary ``file`` part (repeatable), ``text`` and ``channel_id``."""
+    doc = client.get("/api/v1/openapi.json").get_json()
+    op = doc["paths"]["/api/v1/conversations/{conv_id}/messages/upload"]["post"]
+    (kind,) = op["requestBody"]["content"]
+    assert kind == "multipart/form-data"
+    ref = op["requestBody"]["content"][kind]["schema"]["$ref"].rsplit("/", 1)[-1]
+    props = doc["components"]["schemas"][ref]["properties"]
+    assert {"file", "text", "channel_id"} <= set(props)
+    assert {"type": "string", "format": "binary"} in (props["file"].get("anyOf") or [props["file"]])

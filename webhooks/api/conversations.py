@@ -25,6 +25,7 @@ from tongdai.webhooks.api.schemas import (
     MessagePage,
     ReplyIn,
     Strict,
+    UploadForm,
 )
 
 TAG = "conversations"
@@ -149,7 +150,7 @@ def post_message(conv_id: str, json: ReplyIn):
 
 
 @bp.post("/conversations/<conv_id>/messages/upload")
-@spec.validate(headers=IdempotencyHeaders,
+@spec.validate(headers=IdempotencyHeaders, form=UploadForm,
                resp=Resp(HTTP_200=MessageOut, HTTP_201=MessageOut, **ERRORS), tags=[TAG])
 def post_message_with_files(conv_id: str):
     """An agent's reply with files: ``multipart/form-data`` with one or more ``file`` parts,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from spectree.model_adapter.pydantic_adapter import BaseFile
 
 
 class Model(BaseModel):
@@ -42,6 +43,17 @@ class IdempotencyHeaders(Model):
         alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"\S",
         description="any unique string per create (a UUID): a retry with the same key within "
                     "24 h gets the first answer again and never creates twice")
+
+
+class UploadForm(Model):
+    """``multipart/form-data`` of a reply with files (``form=`` of the upload route)."""
+
+    file: BaseFile | None = Field(
+        None, description="a file; repeat the part for several (at least one: without, 400 "
+                          "with reason file_no_files)")
+    text: str | None = Field(None, description="the reply's text, sent with the files")
+    channel_id: str | None = Field(
+        None, description="the customer's channel to send on (default: the conversation's)")
 
 
 class ListQuery(Strict):
