@@ -101,6 +101,37 @@ def test_mapping_mistakes_name_channel_key_and_fix(tmp_path, edits, says, fix):
     assert bz.API_KEY not in str(err.value) and bz.SIGNING_SECRET not in str(err.value)
 
 
+FILES_MISTAKES = [  # (files: of the LINE channel, what the error says, its fix)
+    ({"url": "https://api-data.line.me/v2/bot/message/{fileid}/content"},
+     "channels[line-oa].settings.files.url: unknown placeholder {fileid}",
+     "Fix: use {file_id}, {url}, {channel_id} or {secrets.NAME}"),
+    ({"url": "https://cdn.example/{url}"},
+     "channels[line-oa].settings.files.url: {url} is the whole address the platform sent",
+     'Fix: write url: "{url}" alone'),
+    ({"url": "{url}", "kinds": ["image", "photo"]},
+     "channels[line-oa].settings.files.kinds: photo is not a kind of file",
+     "Fix: use some of animation, audio, file, image"),
+    ({"url": "{url}", "headers": {"Authorization": "Bearer {secrets.token}"}},
+     "channels[line-oa].settings.files.headers.Authorization: secret 'token' is not defined",
+     "Fix: add secrets: {token: ${ENV_VAR}}"),
+]
+
+
+@pytest.mark.parametrize(("files", "says", "fix"), FILES_MISTAKES)
+def test_files_mistakes_name_channel_key_and_fix(tmp_path, monkeypatch, files, says, fix):
+    monkeypatch.setenv("LINE_CHANNEL_SECRET", line_api.CHANNEL_SECRET)
+    monkeypatch.setenv("LINE_CHANNEL_ACCESS_TOKEN", line_api.ACCESS_TOKEN)
+    (line,) = yaml.safe_load(line_channel_yaml())
+    line["settings"]["files"] = files
+    text = yaml.safe_dump([line], allow_unicode=True, sort_keys=False)
+    text = "".join("  " + row + "\n" for row in text.splitlines())
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(str(write_config(tmp_path / "t.yaml", extra=text)))
+    assert says in str(err.value)
+    assert fix in str(err.value)
+    assert line_api.ACCESS_TOKEN not in str(err.value)
+
+
 def test_config_check_shows_the_mapping_mistake(tmp_path):
     from tongdai.core.cli import main
 

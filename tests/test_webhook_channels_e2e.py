@@ -54,6 +54,7 @@ def config_file(tmp_path, monkeypatch, line, bazaar):
     monkeypatch.setenv("LINE_CHANNEL_SECRET", line_api.CHANNEL_SECRET)
     monkeypatch.setenv("LINE_CHANNEL_ACCESS_TOKEN", line_api.ACCESS_TOKEN)
     monkeypatch.setenv("LINE_API_BASE", line.base_url)
+    monkeypatch.setenv("LINE_DATA_BASE", line.base_url)
     return write_config(tmp_path / "tongdai.yaml",
                         extra=line_channel_yaml() + bz.channel_yaml(bazaar.base_url))
 
@@ -108,6 +109,44 @@ def test_line_message_to_reply_through_the_documented_mapping(client, hub, admin
     customer = client.get(f"/api/v1/customers/{conv['customer_id']}",
                           headers=auth(admin_token)).json
     assert customer["name"] == "Lan Phương"
+
+
+def test_line_photo_is_fetched_through_the_documented_files_mapping(client, hub, admin_token,
+                                                                    line):
+    """The example config's ``files:``: the background job GETs LINE's content API with the
+    channel's token and keeps the photo; a sticker is left alone; content LINE no longer has
+    is marked, not retried forever."""
+    from tests.test_attachments import png
+
+    image = png(5, 3)
+    line.add_content("531029501234567890", image, "image/jpeg")
+    for name in ("04_image.json", "05_sticker.json"):
+        assert line_post(client, fixture(name)).status_code == 200
+    drain_all(hub)
+    run_outbound(hub)  # the background job (and the new customer's profile)
+    conv = only_conv(client, admin_token, "line-oa")
+    photo = next(m for m in timeline(client, admin_token, conv["id"])
+                 if m["attachments"] and m["attachments"][0]["kind"] == "image")
+    assert photo["attachments"][0]["file_id"].startswith("blob:")
+    got = client.get(f"/api/v1/conversations/{conv['id']}/messages/{photo['id']}/attachments/0",
+                     headers=auth(admin_token))
+    assert got.status_code == 200 and got.data == image
+    (fetch,) = [r for r in line.requests if r[0].endswith("/content")]
+    assert fetch[0] == "/v2/bot/message/531029501234567890/content"
+    assert fetch[1]["authorization"] == f"Bearer {line_api.ACCESS_TOKEN}"
+    sticker = next(m for m in timeline(client, admin_token, conv["id"])
+                   if m["attachments"] and m["attachments"][0]["kind"] == "sticker")
+    assert not sticker["attachments"][0]["file_id"].startswith("blob:")
+    # a photo whose content LINE no longer keeps (404): marked, the console says so
+    body = orjson.loads(fixture("04_image.json"))
+    body["events"][0]["message"]["id"] = "531029509999999999"
+    body["events"][0]["webhookEventId"] = "01JEB1J5B3D5F7H9K1M3P5R7ZZ"
+    assert line_post(client, orjson.dumps(body)).status_code == 200
+    drain_all(hub)
+    run_outbound(hub)
+    gone = next(m for m in timeline(client, admin_token, conv["id"]) if m["attachments"]
+                and m["attachments"][0].get("file_id") == "531029509999999999")
+    assert gone["attachments"][0]["meta"]["fetch_error"] == "not_found"
 
 
 def test_line_unsend_hides_the_text_and_follow_is_a_line(client, hub, admin_token):

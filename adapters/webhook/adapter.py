@@ -24,11 +24,13 @@ from tongdai.adapters.base import (
     Adapter,
     ChannelFacts,
     ChannelSettings,
+    FetchedFile,
     OutboundMessage,
     RateLimit,
     Receipt,
     WindowState,
     constant_time_equal,
+    download,
     header,
     transport_error,
 )
@@ -37,7 +39,7 @@ from tongdai.adapters.webhook.expressions import EvaluationError, Getter, getter
 from tongdai.adapters.webhook.settings import HmacVerify, NoVerify, TokenVerify, WebhookSettings
 from tongdai.adapters.webhook.templates import PLACEHOLDER, Body, Text, url_part
 from tongdai.core.errors import DeliveryError, SignatureError
-from tongdai.core.models import AuthorKind, InboundEvent, RawEvent
+from tongdai.core.models import Attachment, AuthorKind, InboundEvent, RawEvent
 
 log = logging.getLogger(__name__)
 # Idempotency keys as UUIDs (LINE's X-Line-Retry-Key wants one): the same key, the same UUID.
@@ -72,6 +74,9 @@ class WebhookAdapter(Adapter):
         self._retry_codes = {s for s in send.retry_status if isinstance(s, int)}
         self._retry_classes = {int(s[0]) for s in send.retry_status if isinstance(s, str)}
         self._secret_texts = [v for v in self._secrets.values() if v]
+        f = s.files
+        self._files = None if f is None else (
+            Text(f.url), {k: Text(v) for k, v in f.headers.items()}, frozenset(f.kinds))
         p = s.profile
         self._profile = None if p is None else (
             Text(p.url), {k: Text(v) for k, v in p.headers.items()}, getter(p.name),
@@ -210,6 +215,30 @@ class WebhookAdapter(Adapter):
                 said = said.replace(secret, "<secret>")
             text += f" ({said})"
         return text
+
+    def fetch_file(self, att: Attachment, max_bytes: int) -> FetchedFile | None:
+        """A file a customer sent, when ``files:`` says how (a GET of its url with its
+        headers); None for kinds it leaves out and attachments without what its url needs."""
+        if self._files is None:
+            return None
+        url_t, header_ts, kinds = self._files
+        if att.kind not in kinds:
+            return None
+        given = {"file_id": att.file_id, "url": att.url}
+        needed = [name for is_name, name in url_t.parts if is_name and name in given]
+        if not needed or any(not given[n] for n in needed):
+            return None
+        if url_t.whole == "url":
+            url = att.url or ""
+        else:
+            values = {"file_id": url_part(att.file_id or ""), "channel_id": url_part(
+                self.channel_id), **{k: url_part(v) for k, v in self._secrets.items()}}
+            url = url_t.render(values)
+        values = {"file_id": att.file_id, "url": att.url, "channel_id": self.channel_id,
+                  **self._secrets}
+        headers = {k: t.render(values) for k, t in header_ts.items()}
+        got = download(self.http, url, max_bytes, f"{self.platform} file download", headers)
+        return FetchedFile(got.data, got.mime or att.mime, att.name)
 
     def fetch_profile(self, external_user_id: str) -> dict[str, Any] | None:
         """Name and picture from the platform's profile API, when ``profile:`` is set."""

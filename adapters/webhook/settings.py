@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from tongdai.adapters.base import ChannelSettings
+from tongdai.adapters.files import FILE_KINDS
 from tongdai.adapters.webhook.expressions import ExpressionError, check
 from tongdai.adapters.webhook.templates import placeholders, unknown
 from tongdai.core.config_base import parse_duration
@@ -23,6 +24,7 @@ from tongdai.core.config_base import parse_duration
 SEND_PLACEHOLDERS = frozenset({"address", "text", "reply_to", "idempotency_key",
                                "idempotency_uuid", "channel_id"})
 PROFILE_PLACEHOLDERS = frozenset({"user_id", "channel_id"})
+FILES_PLACEHOLDERS = frozenset({"file_id", "url", "channel_id"})
 SIGNED_PLACEHOLDERS = frozenset({"body"})
 KINDS = ("message", "edit", "delete", "postback", "follow", "unfollow", "system",
          "unsupported", "ignore")
@@ -235,6 +237,35 @@ class ProfileSettings(_Part):
         return self
 
 
+class FilesSettings(_Part):
+    """Optional: how to fetch a file a customer sent (a photo, voice, a document), so the hub
+    keeps it (encrypted, in the blob store) and agents see it: a GET of ``url`` with
+    ``headers``, by the background job after the message is stored. ``{file_id}`` is the
+    attachment's ``file_id`` from ``events.attachments`` (escaped for a URL), ``{url}`` its
+    ``url`` as the platform sent it (the whole template: fetch what the webhook names)."""
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    kinds: list[str] = Field(default_factory=lambda: sorted(FILE_KINDS))
+
+    @model_validator(mode="after")
+    def _templates(self) -> FilesSettings:
+        for key, template in (("url", self.url), ("headers", self.headers)):
+            bad = unknown(template, FILES_PLACEHOLDERS, frozenset({"secrets"}))
+            if bad:
+                raise mistake(f"unknown placeholder {{{bad[1]}}}",
+                              "use {file_id}, {url}, {channel_id} or {secrets.NAME}",
+                              f"{key}{bad[0]}")
+        if "{url}" in self.url and self.url.strip() != "{url}":
+            raise mistake("{url} is the whole address the platform sent",
+                          "write url: \"{url}\" alone, or build the address from {file_id}",
+                          "url")
+        if wrong := sorted(set(self.kinds) - FILE_KINDS):
+            raise mistake(f"{', '.join(wrong)} is not a kind of file",
+                          f"use some of {', '.join(sorted(FILE_KINDS))}", "kinds")
+        return self
+
+
 class WebhookSettings(ChannelSettings):
     """Settings of one declarative channel (``adapter: webhook``)."""
 
@@ -246,6 +277,7 @@ class WebhookSettings(ChannelSettings):
     events: EventsMapping
     send: SendSettings
     profile: ProfileSettings | None = None
+    files: FilesSettings | None = None
     reply_window: float | None = None  # seconds ("24h" in the file); None: no window
     redelivery_horizon: float | None = None
 
@@ -270,10 +302,10 @@ class WebhookSettings(ChannelSettings):
         for key, template in (("send.url", self.send.url), ("send.headers", self.send.headers),
                               ("send.body", self.send.body)):
             used += [(f"{key}{w}", n) for w, n in _names(template)]
-        if self.profile is not None:
-            for key, template in (("profile.url", self.profile.url),
-                                  ("profile.headers", self.profile.headers)):
-                used += [(f"{key}{w}", n) for w, n in _names(template)]
+        for part in ("profile", "files"):
+            if (got := getattr(self, part)) is not None:
+                for key, template in ((f"{part}.url", got.url), (f"{part}.headers", got.headers)):
+                    used += [(f"{key}{w}", n) for w, n in _names(template)]
         for key, name in used:
             head, _, secret = name.partition(".")
             if head == "secrets" and secret not in defined:

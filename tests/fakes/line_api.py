@@ -6,7 +6,9 @@ It answers as https://developers.line.biz/en/reference/messaging-api/ describes:
 0 or more than 5 messages → 400 ``{"message", "details"}``; ``X-Line-Retry-Key`` honoured (not
 a UUID → 400; a key already accepted → 409 with the first answer's ``sentMessages`` and the
 ``x-line-accepted-request-id`` header); ``GET /v2/bot/profile/{userId}`` → displayName,
-pictureUrl. ``fail_next(status)`` scripts a 429 ("The API rate limit has been exceeded") or a
+pictureUrl; ``GET /v2/bot/message/{messageId}/content`` (api-data.line.me) → the bytes a user
+sent, with their Content-Type (``add_content``), 404 ``{"message": "Not found"}`` for content
+LINE no longer keeps. ``fail_next(status)`` scripts a 429 ("The API rate limit has been exceeded") or a
 5xx for the next push.
 """
 
@@ -41,6 +43,12 @@ class FakeLINEAPI(LocalHTTPServer):
         self.pushes: list[dict[str, Any]] = []  # accepted push bodies, in order
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []  # every call
         self._next_id = 600000000000000001
+        self.contents: dict[str, tuple[bytes, str]] = {}  # message id -> (bytes, type)
+
+    def add_content(self, message_id: str, data: bytes, content_type: str) -> None:
+        """What a user sent in message ``message_id`` (an image, audio, video or file)."""
+        with self._lock:
+            self.contents[message_id] = (data, content_type)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _handler_for(self)
@@ -51,7 +59,7 @@ class FakeLINEAPI(LocalHTTPServer):
             self._failures.append(status)
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: dict[str, Any]
-               ) -> tuple[int, dict[str, Any], dict[str, str]]:
+               ) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
             self.requests.append((path, headers, body))
             if headers.get("authorization") != f"Bearer {self.token}":
@@ -62,6 +70,12 @@ class FakeLINEAPI(LocalHTTPServer):
                 if user not in self.profiles:
                     return 404, {"message": "Not found"}, {}
                 return 200, {"userId": user, "language": "vi", **self.profiles[user]}, {}
+            if method == "GET" and path.startswith("/v2/bot/message/") and path.endswith(
+                    "/content"):
+                found = self.contents.get(path.split("/")[4])
+                if found is None:
+                    return 404, {"message": "Not found"}, {}
+                return 200, found, {}  # (bytes, content type): the handler sends them as is
             if method != "POST" or path != "/v2/bot/message/push":
                 return 404, {"message": "Not found"}, {}
             return self._push(headers, body)
@@ -106,6 +120,9 @@ def _handler_for(fake: FakeLINEAPI) -> type[BaseHTTPRequestHandler]:
             path, _query, form = self.request_params(body)
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, answer, extra = fake.answer(self.command, path, headers, form)
+            if isinstance(answer, tuple):  # a user's content
+                self.reply(status, answer[0], content_type=answer[1], headers=extra)
+                return
             self.reply(status, orjson.dumps(answer), headers=extra)
 
     return Handler
