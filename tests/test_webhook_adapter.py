@@ -104,7 +104,7 @@ def test_mapping_mistakes_name_channel_key_and_fix(tmp_path, edits, says, fix):
 FILES_MISTAKES = [  # (files: of the LINE channel, what the error says, its fix)
     ({"url": "https://api-data.line.me/v2/bot/message/{fileid}/content"},
      "channels[line-oa].settings.files.url: unknown placeholder {fileid}",
-     "Fix: use {file_id}, {url}, {channel_id} or {secrets.NAME}"),
+     "Fix: use {channel_id}, {file_id}, {url} or {secrets.NAME}"),
     ({"url": "https://cdn.example/{url}"},
      "channels[line-oa].settings.files.url: {url} is the whole address the platform sent",
      'Fix: write url: "{url}" alone'),

@@ -216,6 +216,16 @@ def _names(template: Any) -> list[tuple[str, str]]:
     return list(placeholders(template))
 
 
+def _only(known: frozenset[str], **templates: Any) -> None:
+    """A mistake naming the first placeholder of these templates (key → template) that is
+    neither in ``known`` nor a ``{secrets.NAME}``."""
+    for key, template in templates.items():
+        bad = unknown(template, known, frozenset({"secrets"}))
+        if bad:
+            raise mistake(f"unknown placeholder {{{bad[1]}}}", "use " + ", ".join(
+                f"{{{n}}}" for n in sorted(known)) + " or {secrets.NAME}", f"{key}{bad[0]}")
+
+
 class ProfileSettings(_Part):
     """Optional: ask the platform for a new customer's name and picture."""
 
@@ -228,12 +238,7 @@ class ProfileSettings(_Part):
 
     @model_validator(mode="after")
     def _templates(self) -> ProfileSettings:
-        for key, template in (("url", self.url), ("headers", self.headers)):
-            bad = unknown(template, PROFILE_PLACEHOLDERS, frozenset({"secrets"}))
-            if bad:
-                raise mistake(f"unknown placeholder {{{bad[1]}}}",
-                              "use {user_id}, {channel_id} or {secrets.NAME}",
-                              f"{key}{bad[0]}")
+        _only(PROFILE_PLACEHOLDERS, url=self.url, headers=self.headers)
         return self
 
 
@@ -250,12 +255,7 @@ class FilesSettings(_Part):
 
     @model_validator(mode="after")
     def _templates(self) -> FilesSettings:
-        for key, template in (("url", self.url), ("headers", self.headers)):
-            bad = unknown(template, FILES_PLACEHOLDERS, frozenset({"secrets"}))
-            if bad:
-                raise mistake(f"unknown placeholder {{{bad[1]}}}",
-                              "use {file_id}, {url}, {channel_id} or {secrets.NAME}",
-                              f"{key}{bad[0]}")
+        _only(FILES_PLACEHOLDERS, url=self.url, headers=self.headers)
         if "{url}" in self.url and self.url.strip() != "{url}":
             raise mistake("{url} is the whole address the platform sent",
                           "write url: \"{url}\" alone, or build the address from {file_id}",
