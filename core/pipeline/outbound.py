@@ -72,7 +72,13 @@ def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.A
     pipe.hgetall(hub.keys.customer_last_inbound(customer_id))
     pipe.hgetall(hub.keys.customer(customer_id))
     pipe.hgetall(hub.keys.channels_disabled())
-    idents, last_in, cust, off = pipe.execute()
+    return states_from(hub, *pipe.execute(), author, now)
+
+
+def states_from(hub: Hub, idents: dict, last_in: dict, cust: dict, off: dict,
+                author: AuthorKind, now: int, reveal: bool = True) -> list[ChannelState]:
+    """``channel_states`` from the customer's identities, last inbound times and hash and the
+    disabled channels as read (raw); ``reveal``: the addresses in clear too."""
     out = []
     for key, address in idents.items():
         channel, _, user = key.decode().partition("|")
@@ -94,7 +100,8 @@ def channel_states(hub: Hub, customer_id: str, author: AuthorKind = AuthorKind.A
             state_open, reason, code, detail = w.open, w.reason, w.code, w.detail
         stored = address.decode()
         out.append(ChannelState(channel, user, stored, last, state_open, reason,
-                                store.reveal_address(hub, stored), code, detail))
+                                store.reveal_address(hub, stored) if reveal else "", code,
+                                detail))
     out.sort(key=lambda c: (c.open, c.last_inbound_ts_ms or 0), reverse=True)
     return out
 

@@ -16,7 +16,6 @@ conversations of their teams' queues.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,20 +24,25 @@ import orjson
 from tongdai.core.clock import now_ms
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.hub import Hub
-from tongdai.core.identity.names import given_name
-from tongdai.core.models import AuthorKind, Conversation
-from tongdai.core.pipeline import outbound, store
+from tongdai.core.models import Conversation
 from tongdai.core.workspace import access, audit
 from tongdai.core.workspace.access import Principal
-from tongdai.core.workspace.canned import _VARIABLE, fill
+from tongdai.core.workspace.broadcast_plan import (  # noqa: F401  (the send uses them from here)
+    PLAN_CHUNK,
+    Plan,
+    lang_of,
+    pick_template,
+    plan,
+    plan_many,
+    render,
+)
+from tongdai.core.workspace.canned import _VARIABLE
 
 MAX_RECIPIENTS = 20_000
 MAX_SCAN = 50_000  # conversations looked at for a tag segment
 STATUSES = ("open", "pending", "resolved")
 ATTRIBUTES = ("tier", "lang", "queue", "status")
 VARIABLES = ("customer.name", "customer.first_name", "conversation.id")
-_SPACES = re.compile(r"[ \t]{2,}")
-_BEFORE_PUNCT = re.compile(r"[ \t]+([,.!?;:，。！？])")
 
 
 @dataclass(slots=True)
@@ -218,7 +222,7 @@ def _matches(hub: Hub, seg: Segment, conv: Conversation, tier: str | None) -> bo
         return False
     for k, v in seg.attributes.items():
         have = {"tier": tier, "queue": conv.queue, "status": conv.status.value,
-                "lang": _lang(conv)}[k]
+                "lang": lang_of(conv)}[k]
         if k == "lang" and have and v and (have == v or have.startswith(v + "-")):
             continue
         if (have or "") != v:
@@ -226,10 +230,20 @@ def _matches(hub: Hub, seg: Segment, conv: Conversation, tier: str | None) -> bo
     return True
 
 
-def _lang(conv: Conversation) -> str:
-    return next((t[5:] for t in sorted(conv.tags) if t.startswith("lang:")
-                 and "-" in t), None) or next(
-        (t[5:] for t in conv.tags if t.startswith("lang:")), "")
+def _conversations(hub: Hub, ids: list[str]) -> list[Conversation]:
+    """The conversations of these ids that exist, read a thousand per round trip."""
+    out = []
+    for i in range(0, len(ids), 1000):
+        chunk = ids[i:i + 1000]
+        pipe = hub.redis.pipeline(transaction=False)
+        for cid in chunk:
+            pipe.hgetall(hub.keys.conversation(cid))
+            pipe.smembers(hub.keys.conversation_tags(cid))
+        got = pipe.execute()
+        out += [Conversation.from_hash(cid, {k.decode(): v.decode() for k, v in h.items()},
+                                       [t.decode() for t in tags])
+                for cid, h, tags in zip(chunk, got[::2], got[1::2], strict=True) if h]
+    return out
 
 
 def recipients(hub: Hub, principal: Principal, seg: Segment) -> list[tuple[str, str]]:
@@ -250,14 +264,8 @@ def recipients(hub: Hub, principal: Principal, seg: Segment) -> list[tuple[str, 
         for status in STATUSES:
             ids += hub.redis.zrevrangebyscore(hub.keys.conversations_by_status(status), "+inf",
                                               low, start=0, num=MAX_SCAN)
-        convs = []
-        for cid in dict.fromkeys(i.decode() for i in ids):
-            try:
-                conv = store.get_conversation(hub, cid)
-            except NotFound:
-                continue
-            if access.can_see(hub, principal, conv):
-                convs.append(conv)
+        convs = [conv for conv in _conversations(hub, list(dict.fromkeys(
+            i.decode() for i in ids))) if access.can_see(hub, principal, conv)]
     pipe = hub.redis.pipeline(transaction=False)
     for conv in convs:
         pipe.hmget(hub.keys.customer(conv.customer_id), ["tier", "conv"])
@@ -283,77 +291,6 @@ def recipients(hub: Hub, principal: Principal, seg: Segment) -> list[tuple[str, 
     return sorted(out.items(), key=lambda p: int(p[0]) if p[0].isdigit() else 0)
 
 
-# -- one recipient ------------------------------------------------------------------------------
-@dataclass(slots=True)
-class Plan:
-    customer_id: str
-    conv_id: str
-    channel: str  # where it goes, or the channel the skip is about ("" none)
-    lang: str = ""
-    text: str | None = None
-    skip: str = ""  # a reason code: opted_out, window_closed, never_wrote, no_identity, ...
-    detail: str = ""
-
-
-def pick_template(templates: dict[str, str], channel: str, lang: str) -> str | None:
-    """channel:lang, channel, lang, the language's family (zh for zh-Hans), then ``*``."""
-    base = lang.partition("-")[0]
-    for key in (f"{channel}:{lang}", f"{channel}:{base}", channel, lang, base, "*"):
-        if key and key in templates:
-            return templates[key]
-    return None
-
-
-def render(template: str, name: str | None, lang: str, conv_id: str) -> str:
-    """The template for one customer; a variable without a value becomes nothing (never the
-    ``{{…}}`` a canned reply leaves for the agent to fill: nobody reads it before it goes)."""
-    text = fill(template, {"customer.name": name, "conversation.id": conv_id,
-                           "customer.first_name": given_name(name, lang or None)})
-    text = _VARIABLE.sub("", text)
-    return _BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", text)).strip()
-
-
-def plan(hub: Hub, b: Broadcast, customer_id: str, conv_id: str, now: int) -> Plan:
-    """Whether and how this customer gets the broadcast now (reads only)."""
-    p = Plan(customer_id, conv_id, "")
-    h = {k.decode(): v.decode() for k, v in hub.redis.hgetall(
-        hub.keys.customer(customer_id)).items()}
-    try:
-        conv = store.get_conversation(hub, conv_id)
-    except NotFound:
-        p.skip = "not_found"
-        return p
-    p.channel, p.lang = conv.channel_id, _lang(conv)
-    if not h or "erased" in h or h.get("merged_into"):
-        p.skip = "erased" if "erased" in h else "merged"
-        return p
-    if h.get("optout"):
-        p.skip = "opted_out"
-        return p
-    states = [s for s in outbound.channel_states(hub, customer_id, AuthorKind.BOT, now)
-              if not b.segment.channels or s.channel_id in b.segment.channels]
-    if not states:
-        p.skip, p.detail = "no_identity", "no identity on the broadcast's channels"
-        return p
-    reachable = sorted((s for s in states if s.open),
-                       key=lambda s: s.channel_id != conv.channel_id)
-    if not reachable:
-        best = next((s for s in states if s.channel_id == conv.channel_id), states[0])
-        p.channel, p.skip, p.detail = best.channel_id, best.reason_code or "unreachable", \
-            best.reason
-        return p
-    p.channel = reachable[0].channel_id
-    template = pick_template(b.templates, p.channel, p.lang)
-    if template is None:
-        p.skip, p.detail = "no_template", f"no template for {p.channel} in {p.lang or '?'}"
-        return p
-    name = hub.keyring.decrypt_text(h.get("name"), b"name") if h.get("name") else None
-    p.text = render(template, (name or "").strip() or None, p.lang, conv_id)
-    if not p.text:
-        p.skip = "no_template"
-    return p
-
-
 def dry_run(hub: Hub, principal: Principal, b: Broadcast) -> dict[str, Any]:
     """What sending now would do: per channel, would send and would skip by reason, and one
     rendered sample per channel and language."""
@@ -362,8 +299,9 @@ def dry_run(hub: Hub, principal: Principal, b: Broadcast) -> dict[str, Any]:
     channels: dict[str, dict[str, Any]] = {}
     samples: dict[str, str] = {}
     totals = {"customers": len(pairs), "would_send": 0, "would_skip": 0}
-    for customer_id, conv_id in pairs:
-        p = plan(hub, b, customer_id, conv_id, now)
+    plans = (p for i in range(0, len(pairs), PLAN_CHUNK)
+             for p in plan_many(hub, b, pairs[i:i + PLAN_CHUNK], now))
+    for p in plans:
         c = channels.setdefault(p.channel or "-", {"would_send": 0, "would_skip": {}})
         if p.skip:
             c["would_skip"][p.skip] = c["would_skip"].get(p.skip, 0) + 1

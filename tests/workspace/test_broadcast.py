@@ -58,6 +58,9 @@ def test_dry_run_kill_resume_report_and_opt_out(hub, client, world, tg_fake, adm
     (sample,) = dry["samples"].values()  # the given name, filled in
     assert sample in {f"Chào {n}, lỗi nạp thẻ đã được khắc phục." for n in NAMES}
     assert tg_fake.sent("sendMessage") == []  # a dry run sends nothing
+    # planned a chunk of customers per round trip: chunks of 3 change nothing
+    monkeypatch.setattr(bc, "PLAN_CHUNK", 3)
+    assert bc.dry_run(hub, ADMIN, b)["channels"] == dry["channels"]
 
     # killed after the third message was made but before it was recorded
     real, made = bs._record, []
