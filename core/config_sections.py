@@ -304,8 +304,38 @@ class NotificationsSection(_Section):
     recent_messages: int = Field(5, ge=1, le=50)  # the customer's latest messages shown
     digest_hour: int | None = Field(None, ge=0, le=23)  # daily digest at this hour; None: off
     timezone: str = "Asia/Ho_Chi_Minh"  # of digest_hour and the times shown in mails
+    # Web Push to agents' phones and browsers with the console closed (core/workspace/push.py)
+    push: bool = True
+    # Who runs this hub, for push services (VAPID "sub"): mailto:admin@your.domain or an
+    # https URL. "": console_url when it is https, else mailto:webpush@tongdai.invalid
+    push_contact: str = ""
+    # The push services subscriptions may point at (origins; "*." matches subdomains): the
+    # browsers' own. An endpoint elsewhere is refused (the hub would POST wherever it says).
+    push_services: list[str] = [
+        "https://fcm.googleapis.com",                 # Chrome, Android, Opera, Samsung
+        "https://updates.push.services.mozilla.com",  # Firefox
+        "https://*.notify.windows.com",               # Edge
+        "https://web.push.apple.com",                 # Safari, iOS home-screen apps
+    ]
 
     _zone = field_validator("timezone")(classmethod(lambda cls, v: _tz(v)))
+
+    @field_validator("push_contact")
+    @classmethod
+    def _contact(cls, v: str) -> str:
+        if v and not (v.startswith("mailto:") and "@" in v or v.startswith("https://")):
+            raise ValueError("push_contact is a mailto: address or an https:// URL")
+        return v
+
+    @field_validator("push_services")
+    @classmethod
+    def _services(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            scheme, sep, host = origin.partition("://")
+            if not sep or scheme not in ("https", "http") or not host or "/" in host:
+                raise ValueError(f"push_services: {origin!r} is not an origin like "
+                                 "https://fcm.googleapis.com")
+        return [o.rstrip("/").lower() for o in v]
 
 
 class ChannelSection(_Section):

@@ -326,6 +326,16 @@ class Keys:
     def agent_mail_reply(self, ref: str) -> str:
         return self._k("agentmail", "reply", ref)
 
+    # -- Web Push to agents' devices (core/workspace/pushsubs.py, push.py) --------------------
+    def push_subscriptions(self, name: str) -> str:
+        return self._k("user", name, "push")
+
+    def push_owner(self, sub_id: str) -> str:
+        return self._k("push", "owner", sub_id)
+
+    def push_sent(self, marker: str) -> str:
+        return self._k("push", "sent", marker)
+
     # -- outgoing webhooks for integrators (core/workspace/hooks.py, hookdelivery.py) ---------
     def hooks(self) -> str:
         return self._k("hooks")

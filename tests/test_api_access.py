@@ -123,6 +123,14 @@ ROUTES: dict[tuple[str, str], tuple[str, dict | None]] = {
     ("DELETE", "/api/v1/kb/articles/<article_id>"): ("supervisor", None),
     ("POST", "/api/v1/kb/match"): ("any", {"text": "quên mật khẩu"}),
     ("GET", "/api/v1/kb/stats"): ("supervisor", None),
+    # each user's own browsers only (tests/workspace/test_push.py: nobody reaches another's)
+    ("GET", "/api/v1/push/subscriptions"): ("any", None),
+    ("POST", "/api/v1/push/subscriptions"): ("any", {
+        "endpoint": "https://fcm.googleapis.com/fcm/send/dQw4w9WgXcQ:APA91bTest",
+        # the user agent's keys of RFC 8291's example (section 5)
+        "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPj"
+                           "s7Vd8pZGH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}),
+    ("DELETE", "/api/v1/push/subscriptions/<sub_id>"): ("any", None),
     ("GET", "/api/v1/broadcasts"): ("supervisor", None),
     ("POST", "/api/v1/broadcasts"): ("supervisor", BROADCAST),
     ("POST", "/api/v1/broadcasts/dry-run"): ("supervisor", BROADCAST),

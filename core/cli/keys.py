@@ -14,11 +14,14 @@ def keys() -> None:
 
 @keys.command("generate")
 def keys_generate() -> None:
-    """Print a fresh key set as environment lines (keep them secret, back them up)."""
+    """Print a fresh key set as environment lines (keep them secret, back them up): the
+    customer-data keys and the Web Push (VAPID) key."""
+    from tongdai.core import vapid
     from tongdai.core.crypto import generate
 
     for name, value in generate().items():
         click.echo(f"{name}={value}")
+    click.echo(f"{vapid.ENV}={vapid.generate().secret()}")
 
 
 @keys.command("rotate")

@@ -10,7 +10,8 @@ of who did what), ``tiers`` (escalation up and down the teams' tiers), ``canned`
 KPIs counted from the feed, and their reports), ``privacy`` (export and erase a
 customer: it reaches every domain's data, so it lives at the top), ``backup`` /
 ``backup_restore`` / ``backup_schedule`` (copies of the whole hub, restored and checked),
-``spikes`` / ``spike_alerts`` (a tag or channel far above its usual volume, and its alerts).
+``spikes`` / ``spike_alerts`` (a tag or channel far above its usual volume, and its alerts),
+``pushsubs`` / ``push`` (Web Push to agents' devices with the console closed).
 
 May import: plumbing, ``identity`` and ``pipeline``.
 
@@ -27,6 +28,7 @@ from tongdai.core.workspace import (  # noqa: F401  (registration on import)
     hooks,
     kpis,
     lookup_rules,
+    push,
     search_feed,
     sla_actions,
     spike_alerts,

@@ -216,6 +216,7 @@ from tongdai.webhooks.api import (  # noqa: F401  (routes)
     kb,
     labels,
     lookups,
+    push,
     reports,
     spikes,
     workflow,
