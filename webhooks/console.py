@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from tongdai.core import i18n
 from tongdai.core.errors import Unauthorized
 from tongdai.core.hub import Hub
-from tongdai.core.workspace import access, audit, users
+from tongdai.core.workspace import access, audit, push, users
 from tongdai.webhooks.api import CSRF_HEADER, SESSION_COOKIE, principal_from_session
 
 bp = Blueprint("console", __name__)
@@ -168,6 +168,8 @@ def _boot(p: access.Principal, csrf: str) -> dict[str, Any]:
         "teams": [{"id": t.id, "name": t.name or t.id, "queues": t.queues, "tier": t.tier,
                    "escalates_to": [x.team for x in t.escalates_to]} for t in cfg.teams],
         "channels": [c.id for c in cfg.channels],
+        # Web Push: the key this browser subscribes with (None: push is off on this hub)
+        "push_key": push.public_key(h),
     }
 
 
@@ -183,6 +185,19 @@ def console():
     boot = _boot(p, csrf)
     return Response(render_template("console.html", t=boot["strings"], lang=boot["language"],
                                     csrf=csrf, boot=boot, me=boot["me"]), mimetype="text/html")
+
+
+@bp.get("/console/sw.js")
+def service_worker():
+    """The console's service worker (static/sw.js): shows Web Push notifications and opens
+    their conversation. Served here, not under /static, so it may control /console
+    (``Service-Worker-Allowed``); revalidated each time, so a new version reaches browsers."""
+    resp = current_app.send_static_file("sw.js")
+    resp.mimetype = "text/javascript"
+    resp.headers["Service-Worker-Allowed"] = "/console"
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
 
 
 def _page(template: str, allowed=None, forbidden: str = "", **extra: Any):

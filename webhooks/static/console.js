@@ -67,8 +67,9 @@ async function start() {
     views.conversation();
     conversation.open(id);
   }
-  const notifier = createNotifier({ ...ctx, open: openConversation,
+  const notifier = createNotifier({ ...ctx, open: openConversation, pushKey: boot.push_key,
     current: () => { const c = conversation.current(); return c ? String(c.id) : null; } });
+  linkedConversations(openConversation);
 
   setupPresence();
   setupLanguage();
@@ -76,6 +77,23 @@ async function start() {
   setupShortcuts({ inbox, conversation });
   const spikes = createSpikes(boot.me);
   live({ inbox, conversation, customer, notifier, spikes, open: openConversation });
+}
+
+// A conversation named by the address (/console#12: agents' mails, a push notification
+// opening a new tab) or by a push notification clicked while this tab is open (sw.js).
+function linkedConversations(open) {
+  const fromHash = () => {
+    const id = decodeURIComponent(window.location.hash.slice(1));
+    if (/^[A-Za-z0-9_.:-]+$/.test(id)) open(id);
+  };
+  fromHash();
+  window.addEventListener('hashchange', fromHash);
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.addEventListener('message', (e) => {
+      const d = e.data || {};
+      if (d.type === 'tongdai.open' && d.conversation_id) open(String(d.conversation_id));
+    });
+  }
 }
 
 // -- narrow screens -------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 // conversations (assigned to them, or where a note mentions them). Both off until the agent
 // turns them on in the top bar's bell menu (remembered in this browser's localStorage); the
 // browser's permission is asked by that click, never on page load. Not for the agent's own
-// replies, nor for the conversation they are looking at in a focused window.
+// replies, nor for the conversation they are looking at in a focused window. With the console
+// closed, Web Push does it (push.js, sw.js).
 import { get, has, query } from './api.js';
 import { icon } from './icons.js';
+import { createPush } from './push.js';
 import { $, t } from './ui.js';
 
 const NOTIFY = 'td.notify';
@@ -30,6 +32,7 @@ export function createNotifier(ctx) {
   let audio = null;
 
   btn.append(icon('bell'));
+  createPush(ctx, ctx.pushKey); // "on this device": Web Push with the console closed
   notifyBox.checked = supported && stored(NOTIFY) && Notification.permission === 'granted';
   soundBox.checked = stored(SOUND);
   if (!supported) {

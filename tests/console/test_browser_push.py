@@ -1,0 +1,118 @@
+"""Web Push from the console (issue #17), in Debian's chromium: an agent on a 390 px phone
+screen turns on "on this device" in the bell menu; the page registers the service worker
+(/console/sw.js), subscribes and registers the subscription with the API; the hub then pushes
+a customer's message to it; turning it off deletes it.
+
+Headless chromium cannot reach a real push service, so ``PushManager.prototype.subscribe`` is
+stubbed (an init script) to answer a subscription whose endpoint is the fake push service
+(tests/fakes/push_service.py) and whose keys the fake holds — so the push that follows is
+checked end to end: VAPID-signed by the hub, decrypted with the browser's keys.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import write_config
+from tests.console.conftest import TEAMS
+from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401  (server: a fixture)
+from tests.fakes.push_service import FakePushService
+from tests.helpers import drain_all, tg_update
+from tests.staff import create_people
+from tongdai.core.pipeline import feed
+from tongdai.core.workspace import push, tokens
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no {CHROMIUM}: install Debian's chromium "
+                                       "(apt-get install chromium; .ci/run does)")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="the playwright Python package is not installed")
+
+# The browser's PushManager, answering the fake push service's subscription; records calls.
+STUB = """
+(() => {
+  const json = %s;
+  let current = null;
+  window.__push = [];
+  PushManager.prototype.subscribe = async function (options) {
+    window.__push.push('subscribe:' + new Uint8Array(options.applicationServerKey).length);
+    current = { endpoint: json.endpoint, expirationTime: null, options,
+      toJSON: () => json,
+      unsubscribe: async () => { window.__push.push('unsubscribe'); current = null; return true; } };
+    return current;
+  };
+  PushManager.prototype.getSubscription = async function () { return current; };
+})();
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    return write_config(tmp_path / "tongdai.yaml", extra=TEAMS + """
+notifications:
+  push_services: [http://127.0.0.1]
+""")
+
+
+def test_an_agent_turns_push_on_and_off_on_their_phone(hub, server):  # noqa: F811
+    create_people(hub)
+    token = tokens.create(hub, "an", "agent", ["support"])
+    mine = {"Authorization": f"Bearer {token}"}
+    sw = httpx.get(server + "/console/sw.js")
+    assert sw.status_code == 200 and sw.headers["content-type"].startswith("text/javascript")
+    assert sw.headers["service-worker-allowed"] == "/console"
+    feed.ensure_group(hub, "webpush")
+    expect = playwright_api.expect
+    problems: list[str] = []
+    with FakePushService() as pushsvc, chromium(problems) as page:
+        subscription = pushsvc.subscribe(push.public_key(hub))
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.context.grant_permissions(["notifications"], origin=server)
+        page.add_init_script(STUB % orjson.dumps(subscription).decode())
+        sign_in(page, server, "an")
+        expect(page.locator("body")).to_have_attribute("data-live", "1")
+
+        page.click("#notify-btn")
+        page.check("#push-on")
+        expect(page.locator("#push-on")).to_have_attribute("data-state", "on")
+        assert page.evaluate("window.__push") == ["subscribe:65"]  # the hub's P-256 key
+        active = page.evaluate("navigator.serviceWorker.getRegistration('/console')"
+                               ".then((r) => r && r.active && r.active.scriptURL)")
+        assert active == server + "/console/sw.js"
+        (listed,) = httpx.get(server + "/api/v1/push/subscriptions", headers=mine).json()["items"]
+        assert listed["service"] == pushsvc.origin
+
+        # a customer writes; the conversation is an's: the hub pushes to this browser
+        r = httpx.post(server + "/webhooks/tg-test", content=tg_update(1, 880001, 1, "Alo shop"),
+                       headers={"Content-Type": "application/json",
+                                "X-Telegram-Bot-Api-Secret-Token": "test-secret_123"})
+        assert r.status_code == 200
+        drain_all(hub)
+        feed.run_pending(hub, ["webpush"])  # nobody's yet: no push
+        conv = httpx.get(server + "/api/v1/conversations?queue=general",
+                         headers=mine).json()["items"][0]["id"]
+        assert httpx.post(f"{server}/api/v1/conversations/{conv}/claim",
+                          headers=mine).status_code == 200
+        httpx.post(server + "/webhooks/tg-test", content=tg_update(2, 880001, 2, "Có ai không ạ"),
+                   headers={"Content-Type": "application/json",
+                            "X-Telegram-Bot-Api-Secret-Token": "test-secret_123"})
+        drain_all(hub)
+        feed.run_pending(hub, ["webpush"])
+        (got,) = pushsvc.browser(subscription).received
+        assert got["conversation_id"] == conv and got["body"] == "Có ai không ạ"
+
+        # off: unsubscribed in the browser, deleted at the hub
+        page.uncheck("#push-on")
+        expect(page.locator("#push-on")).to_have_attribute("data-state", "off")
+        assert page.evaluate("window.__push") == ["subscribe:65", "unsubscribe"]
+        assert httpx.get(server + "/api/v1/push/subscriptions",
+                         headers=mine).json()["items"] == []
+
+        # a notification's link opens its conversation (/console#id)
+        page.goto(f"{server}/console#{conv}")
+        expect(page.locator("#conv-meta .conv-id")).to_have_text(f"#{conv}")
+    assert problems == []
