@@ -284,10 +284,12 @@ class SearchIndex:
         finally:
             cur.close()
 
-    def newer_match(self, query: str, conv: str, than: int) -> bool:
-        """Whether the conversation has a matching message after rowid ``than``."""
-        ids = self.db.execute("SELECT id FROM msg_meta WHERE conv=? AND id > ?",
-                              (conv, than)).fetchall()
+    def newer_match(self, query: str, conv: str, than: int, below: int = 2**62) -> bool:
+        """Whether the conversation has a matching message at rowid ``than`` (the cursor: a
+        row walked on an earlier page) or after it, below ``below`` (the walk's upper bound:
+        rows past ``until`` were never walked)."""
+        ids = self.db.execute("SELECT id FROM msg_meta WHERE conv=? AND id >= ? AND id < ?",
+                              (conv, than, below)).fetchall()
         return any(self.db.execute("SELECT 1 FROM msg WHERE msg MATCH ? AND rowid=?",
                                    (query, i)).fetchone() for (i,) in ids)
 

@@ -3,7 +3,8 @@ and sends only those conversations to Redis's check, which still decides on the 
 channel. A customer linked across channels writes into the same conversation from the second
 one: the conversation moves channel, and a search on its new channel still finds it once the
 search reactor has read that message; results equal those of the search without the channel,
-kept to the conversations on that channel, page after page.
+kept to the conversations on that channel, page after page. And paging itself: a conversation
+is shown once whatever its other matches, with or without ``until``.
 
 Messages go through the real adapters and ingest (tests/identity/people.py), the index is fed
 by its reactor on the change feed; asserts go through /api/v1.
@@ -186,3 +187,49 @@ def test_after_a_split_a_search_finds_the_message_where_it_went(client, hub, peo
               if any(m.text == "B hỏi rút tiền bị lỗi" for m in search_store_page(hub, c))}
     assert len(now_in) == 1 and ids(get_inbox(client, admin, q="rut tien")) == now_in
     assert before != now_in  # it did move: the search followed it
+
+
+def all_pages(client, token: str, limit: int, **params) -> list[str]:
+    seen, cursor = [], None
+    for _ in range(20):
+        page = get_inbox(client, token, limit=limit, **params,
+                         **({"cursor": cursor} if cursor else {}))
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return seen
+    raise AssertionError(f"no end: {seen}")
+
+
+def test_a_customer_who_writes_it_twice_is_shown_once(client, hub, people):
+    """Lan's conversation ends the first page; her older match comes next in the walk: the
+    next page must not show her again (the cursor's own row is hers). Found by review: pages
+    of 2 gave [Newest, Lan], [Lan, Older]."""
+    feed(hub, tg_text(7400, "nạp thẻ không vào", name="Older"))
+    feed(hub, tg_text(7401, "nạp thẻ bị lỗi", name="Lan"))
+    feed(hub, tg_text(7401, "shop ơi nạp thẻ vẫn lỗi", name="Lan"))
+    feed(hub, tg_text(7402, "nap the giup em", name="Newest"))
+    index_now(hub)
+    want = [conv_of(hub, "tg-test", u) for u in ("7402", "7401", "7400")]
+    for limit in (1, 2, 3):
+        assert all_pages(client, people["admin"], limit, q="nap the") == want, limit
+
+
+def test_until_pages_keep_a_conversation_that_matched_again_later(client, hub, people):
+    """A wrote "nạp thẻ" before ``until`` and again after it: the later match was never
+    walked, so it must not count as shown — paging by one used to lose A."""
+    feed(hub, tg_text(7500, "nạp thẻ lần đầu", name="A"))
+    feed(hub, tg_text(7501, "nap the B", name="B"))
+    feed(hub, tg_text(7502, "nap the C", name="C"))
+    feed(hub, tg_text(7503, "chao shop", name="X"))
+    feed(hub, tg_text(7500, "nạp thẻ lần nữa", name="A"))  # after `until`
+    index_now(hub)
+    rows = search_index.open_index().db.execute(
+        "SELECT id FROM msg_meta ORDER BY id DESC").fetchall()
+    until = rows[1][0] // 1024  # the "chao shop" message's time: A's second match is later
+    admin = people["admin"]
+    everything = [i["id"] for i in get_inbox(client, admin, limit=50, q="nap the",
+                                              until=until)["items"]]
+    assert conv_of(hub, "tg-test", "7500") in everything and len(everything) == 3
+    for limit in (1, 2):
+        assert all_pages(client, admin, limit, q="nap the", until=until) == everything, limit
