@@ -112,7 +112,19 @@ def test_an_agent_turns_push_on_and_off_on_their_phone(hub, server):  # noqa: F8
         assert httpx.get(server + "/api/v1/push/subscriptions",
                          headers=mine).json()["items"] == []
 
-        # a notification's link opens its conversation (/console#id)
+        # a notification's link opens its conversation (/console#id, in a new tab)
+        page.goto("about:blank")
         page.goto(f"{server}/console#{conv}")
         expect(page.locator("#conv-meta .conv-id")).to_have_text(f"#{conv}")
+
+        # logging out of a shared phone stops its pushes too
+        page.click("#notify-btn")
+        page.check("#push-on")
+        expect(page.locator("#push-on")).to_have_attribute("data-state", "on")
+        assert len(httpx.get(server + "/api/v1/push/subscriptions",
+                             headers=mine).json()["items"]) == 1
+        page.click("#logout")
+        page.wait_for_url(server + "/login")
+        assert httpx.get(server + "/api/v1/push/subscriptions",
+                         headers=mine).json()["items"] == []
     assert problems == []
