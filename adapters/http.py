@@ -51,33 +51,58 @@ def redact_http_logs(pattern: re.Pattern[str], replacement: str) -> None:
         log.addFilter(RedactInLogs(pattern, replacement))
 
 
+MAX_REDIRECTS = 5
+
+
 def download(http: httpx.Client, url: str, max_bytes: int, what: str,
              headers: Mapping[str, str] | None = None) -> FetchedFile:
     """GET a platform's file URL, streamed and cut at ``max_bytes`` (``too_big``, final);
-    429/5xx and network errors are retryable, other refusals final (an expired CDN link)."""
-    try:
-        with http.stream("GET", url, headers=dict(headers or {}), follow_redirects=True) as r:
-            if r.status_code == 429 or r.status_code >= 500:
-                raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=True,
-                                    code="rate_limited" if r.status_code == 429
-                                    else "server_error")
-            if r.status_code != 200:
-                raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=False,
-                                    code="not_found" if r.status_code in (403, 404, 410)
-                                    else "bad_request")
-            declared = int(r.headers.get("content-length") or 0)
-            if declared > max_bytes:
-                raise _too_big(what, declared, max_bytes)
-            chunks, n = [], 0
-            for chunk in r.iter_bytes():
-                n += len(chunk)
-                if n > max_bytes:
-                    raise _too_big(what, n, max_bytes)
-                chunks.append(chunk)
-            mime = (r.headers.get("content-type") or "").split(";")[0].strip() or None
-            return FetchedFile(b"".join(chunks), mime)
-    except httpx.HTTPError as e:
-        raise transport_error(e, what) from None
+    429/5xx and network errors are retryable, other refusals final (an expired CDN link).
+    Redirects are followed (up to ``MAX_REDIRECTS``), but ``headers`` — a platform's token —
+    never go to another origin than the one they were given for."""
+    sent = dict(headers or {})
+    for _ in range(MAX_REDIRECTS + 1):
+        if not url.startswith(("https://", "http://")):
+            raise DeliveryError(f"{what}: not an http(s) address", retryable=False,
+                                code="bad_request")
+        try:
+            with http.stream("GET", url, headers=sent, follow_redirects=False) as r:
+                if r.is_redirect and r.headers.get("location"):
+                    nxt = r.url.join(r.headers["location"])
+                    if _origin(nxt) != _origin(r.url):
+                        sent = {}
+                    url = str(nxt)
+                    continue
+                return _take(r, max_bytes, what)
+        except httpx.HTTPError as e:
+            raise transport_error(e, what) from None
+    raise DeliveryError(f"{what}: more than {MAX_REDIRECTS} redirects", retryable=False,
+                        code="bad_request")
+
+
+def _origin(u: httpx.URL) -> tuple[str, str, int | None]:
+    return u.scheme, u.host, u.port
+
+
+def _take(r: httpx.Response, max_bytes: int, what: str) -> FetchedFile:
+    if r.status_code == 429 or r.status_code >= 500:
+        raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=True,
+                            code="rate_limited" if r.status_code == 429 else "server_error")
+    if r.status_code != 200:
+        raise DeliveryError(f"{what}: HTTP {r.status_code}", retryable=False,
+                            code="not_found" if r.status_code in (403, 404, 410)
+                            else "bad_request")
+    declared = int(r.headers.get("content-length") or 0)
+    if declared > max_bytes:
+        raise _too_big(what, declared, max_bytes)
+    chunks, n = [], 0
+    for chunk in r.iter_bytes():
+        n += len(chunk)
+        if n > max_bytes:
+            raise _too_big(what, n, max_bytes)
+        chunks.append(chunk)
+    mime = (r.headers.get("content-type") or "").split(";")[0].strip() or None
+    return FetchedFile(b"".join(chunks), mime)
 
 
 def _too_big(what: str, size: int, max_bytes: int) -> DeliveryError:

@@ -20,13 +20,14 @@ from jmespath.exceptions import JMESPathError
 from tests.conftest import FIXTURES, write_config
 from tests.fakes import bazaar_api as bz
 from tests.fakes import line_api
+from tests.fakes.server import FakeHandler, LocalHTTPServer
 from tests.test_webhook_channels_e2e import line_channel_yaml
 from tongdai.adapters.base import OutboundMessage
 from tongdai.adapters.webhook import WebhookAdapter, WebhookSettings
 from tongdai.adapters.webhook.expressions import EvaluationError, getter
 from tongdai.core.config import ConfigInvalid, _substitute, load_config
 from tongdai.core.errors import DeliveryError, SignatureError
-from tongdai.core.models import AuthorKind, EventKind, RawEvent
+from tongdai.core.models import Attachment, AuthorKind, EventKind, RawEvent
 
 
 def settings(channel_yaml: str, **env: str) -> WebhookSettings:
@@ -111,9 +112,15 @@ FILES_MISTAKES = [  # (files: of the LINE channel, what the error says, its fix)
     ({"url": "{url}", "kinds": ["image", "photo"]},
      "channels[line-oa].settings.files.kinds: photo is not a kind of file",
      "Fix: use some of animation, audio, file, image"),
-    ({"url": "{url}", "headers": {"Authorization": "Bearer {secrets.token}"}},
+    ({"url": "https://cdn.example/{file_id}", "headers": {"Authorization": "Bearer {secrets.token}"}},
      "channels[line-oa].settings.files.headers.Authorization: secret 'token' is not defined",
      "Fix: add secrets: {token: ${ENV_VAR}}"),
+    ({"url": "{url}", "headers": {"Authorization": "Bearer {secrets.access_token}"}},
+     ("channels[line-oa].settings.files.headers: with url: \"{url}\" a secret in the headers "
+      "would go to whatever host a webhook names"), "Fix: fetch {url} without secrets"),
+    ({"url": "{url}", "_verify": {"kind": "none", "reason": "a test platform"}},
+     ("channels[line-oa].settings.files.url: files: url: \"{url}\" fetches the address an "
+      "unsigned request names"), "Fix: verify the webhooks"),
 ]
 
 
@@ -122,6 +129,9 @@ def test_files_mistakes_name_channel_key_and_fix(tmp_path, monkeypatch, files, s
     monkeypatch.setenv("LINE_CHANNEL_SECRET", line_api.CHANNEL_SECRET)
     monkeypatch.setenv("LINE_CHANNEL_ACCESS_TOKEN", line_api.ACCESS_TOKEN)
     (line,) = yaml.safe_load(line_channel_yaml())
+    files = dict(files)
+    if "_verify" in files:
+        line["settings"]["verify"] = files.pop("_verify")
     line["settings"]["files"] = files
     text = yaml.safe_dump([line], allow_unicode=True, sort_keys=False)
     text = "".join("  " + row + "\n" for row in text.splitlines())
@@ -334,3 +344,58 @@ def test_channels_webhook_try_shows_events_and_the_reply_without_sending(tmp_pat
     assert "1 event(s)" in out.output and "events.customer_id 'author.uid' gave null" in out.output
     out = CliRunner().invoke(main, ["channels", "webhook", "try", "tg-test", str(bad)])
     assert out.exit_code == 2 and "is a telegram channel, not webhook" in out.output
+
+
+class _Redirecting(LocalHTTPServer):
+    """A platform whose file URL answers 302 to ``target`` (another origin, or its own
+    ``/final``), and records the headers each request carried."""
+
+    def __init__(self, target: str = "") -> None:
+        self.target, self.seen = target, []
+
+    def _handler(self):
+        fake = self
+
+        class Handler(FakeHandler):
+            def serve(self, body: bytes) -> None:
+                fake.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                if self.path.startswith("/content/"):
+                    where = fake.target or f"{fake.base_url}/final"
+                    self.reply(302, b"", headers={"Location": where})
+                else:
+                    self.reply(200, b"\x89PNG\r\n\x1a\n-file", content_type="image/png")
+
+        return Handler
+
+
+def _line_with_files(files: dict) -> WebhookAdapter:
+    (line,) = yaml.safe_load(line_channel_yaml())
+    line["settings"]["files"] = files
+    text = yaml.safe_dump([line], allow_unicode=True, sort_keys=False)
+    s = settings(text, LINE_CHANNEL_SECRET=line_api.CHANNEL_SECRET,
+                 LINE_CHANNEL_ACCESS_TOKEN=line_api.ACCESS_TOKEN, LINE_API_BASE="http://x")
+    return WebhookAdapter("line-oa", s)
+
+
+def test_a_files_token_never_follows_a_redirect_to_another_host():
+    """The platform's header goes to the platform: a redirect to a CDN on another origin
+    drops it (httpx alone keeps any header but Authorization), one on the same origin keeps
+    it; a file id of dots is refused (it would name another API path)."""
+    with _Redirecting() as cdn, _Redirecting(target=f"{cdn.base_url}/final") as platform:
+        adapter = _line_with_files({"url": platform.base_url + "/content/{file_id}",
+                                    "headers": {"X-Api-Key": "{secrets.access_token}"}})
+        got = adapter.fetch_file(Attachment("image", file_id="5310"), 2**20)
+        assert got.data.endswith(b"-file")
+        assert platform.seen[0][1]["x-api-key"] == line_api.ACCESS_TOKEN
+        assert cdn.seen and "x-api-key" not in cdn.seen[0][1]
+        same = _line_with_files({"url": cdn.base_url + "/content/{file_id}",
+                                 "headers": {"X-Api-Key": "{secrets.access_token}"}})
+        same.fetch_file(Attachment("image", file_id="5311"), 2**20)
+        assert [h.get("x-api-key") for _, h in cdn.seen[1:]] == [line_api.ACCESS_TOKEN] * 2
+        with pytest.raises(DeliveryError) as e:
+            same.fetch_file(Attachment("image", file_id=".."), 2**20)
+        assert not e.value.retryable
+        with pytest.raises(DeliveryError) as e:  # not http(s): marked, not retried
+            _line_with_files({"url": "{url}"}).fetch_file(
+                Attachment("image", url="file:///etc/passwd"), 2**20)
+        assert not e.value.retryable and e.value.code == "bad_request"

@@ -228,6 +228,9 @@ class WebhookAdapter(Adapter):
         needed = [name for is_name, name in url_t.parts if is_name and name in given]
         if not needed or any(not given[n] for n in needed):
             return None
+        if (att.file_id or "x").strip(".") == "":  # "." or "..": another path of the API
+            raise DeliveryError(f"{self.platform} file id {att.file_id!r} is not a file",
+                                retryable=False, code="bad_request")
         if url_t.whole == "url":
             url = att.url or ""
         else:

@@ -260,6 +260,11 @@ class FilesSettings(_Part):
             raise mistake("{url} is the whole address the platform sent",
                           "write url: \"{url}\" alone, or build the address from {file_id}",
                           "url")
+        if self.url.strip() == "{url}" and any(
+                n.startswith("secrets.") for _, n in placeholders(self.headers)):
+            raise mistake("with url: \"{url}\" a secret in the headers would go to whatever "
+                          "host a webhook names", "fetch {url} without secrets, or build the "
+                          "address from {file_id} on the platform's own host", "headers")
         if wrong := sorted(set(self.kinds) - FILE_KINDS):
             raise mistake(f"{', '.join(wrong)} is not a kind of file",
                           f"use some of {', '.join(sorted(FILE_KINDS))}", "kinds")
@@ -292,6 +297,15 @@ class WebhookSettings(ChannelSettings):
             return parse_duration(v)
         except ValueError as exc:
             raise mistake(str(exc), "write a duration like 24h or 7d, or none") from None
+
+    @model_validator(mode="after")
+    def _files_from_signed_webhooks(self) -> WebhookSettings:
+        if (self.files is not None and self.files.url.strip() == "{url}"
+                and isinstance(self.verify, NoVerify)):
+            raise mistake("files: url: \"{url}\" fetches the address an unsigned request names",
+                          "verify the webhooks (kind: hmac or token), or leave files: out",
+                          "files.url")
+        return self
 
     @model_validator(mode="after")
     def _secrets(self) -> WebhookSettings:
