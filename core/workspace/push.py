@@ -36,7 +36,7 @@ from py_vapid import Vapid02
 
 from tongdai.core import i18n, vapid
 from tongdai.core.clock import now_ms
-from tongdai.core.errors import DeliveryError, NotFound
+from tongdai.core.errors import ConfigError, DeliveryError, NotFound
 from tongdai.core.hub import Hub, data_dir
 from tongdai.core.pipeline import feed, store
 from tongdai.core.workspace import pushsubs, users
@@ -52,8 +52,17 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
 def key(hub: Hub) -> vapid.VapidKey:
-    """The hub's VAPID key (environment or ``<data dir>/vapid.json``)."""
-    return hub.memo("push.vapid", lambda: vapid.load(data_dir()))
+    """The hub's VAPID key (environment or ``<data dir>/vapid.json``); ConfigError when
+    neither is set and the data dir cannot hold the file."""
+    def load() -> vapid.VapidKey:
+        try:
+            return vapid.load(data_dir())
+        except OSError as exc:
+            raise ConfigError(str(data_dir() / vapid.FILE), vapid.ENV,
+                              f"no VAPID key and none can be stored ({exc.strerror})",
+                              "set the environment variable (`tongdai keys generate` prints "
+                              "one) or make the data dir writable") from None
+    return hub.memo("push.vapid", load)
 
 
 def contact(hub: Hub) -> str:
@@ -219,5 +228,12 @@ def react(hub: Hub, events: list[feed.FeedEvent]) -> None:
 
 
 def public_key(hub: Hub) -> str | None:
-    """The key the console subscribes with; None when push is off."""
-    return key(hub).public_key if hub.config.hub.notifications.push else None
+    """The key the console subscribes with; None when push is off (or has no key: said in
+    the log, the console offers no push rather than failing)."""
+    if not hub.config.hub.notifications.push:
+        return None
+    try:
+        return key(hub).public_key
+    except ConfigError as exc:
+        log.error("web push is unavailable: %s", exc)
+        return None

@@ -17,6 +17,7 @@ from tongdai.core import vapid
 from tongdai.core.errors import ConfigError, DeliveryError
 from tongdai.core.hub import data_dir
 from tongdai.core.pipeline import feed
+from tongdai.core.workspace import push
 
 PUSH = """
 notifications:
@@ -202,3 +203,12 @@ def test_the_vapid_key_is_made_once_and_shared(hub, monkeypatch):
     monkeypatch.setenv(vapid.ENV, "not-a-key")
     with pytest.raises(ConfigError, match=vapid.ENV):
         vapid.load(data_dir())
+
+
+def test_without_a_key_the_console_offers_no_push_and_says_why(hub, monkeypatch, tmp_path,
+                                                                caplog):
+    monkeypatch.delenv(vapid.ENV, raising=False)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "a-file" / "var"))  # cannot be made
+    assert push.public_key(hub) is None
+    assert vapid.ENV in caplog.text and "make the data dir writable" in caplog.text
