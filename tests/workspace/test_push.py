@@ -212,3 +212,15 @@ def test_without_a_key_the_console_offers_no_push_and_says_why(hub, monkeypatch,
     monkeypatch.setenv("TONGDAI_DATA_DIR", str(tmp_path / "a-file" / "var"))  # cannot be made
     assert push.public_key(hub) is None
     assert vapid.ENV in caplog.text and "make the data dir writable" in caplog.text
+
+
+def test_a_subscription_made_with_another_hub_s_key_is_refused_not_retried(
+        client, hub, people, pushsvc, world, caplog):
+    from tongdai.core.vapid import generate
+
+    stale = pushsvc.subscribe(generate().public_key)  # e.g. before the key was changed
+    assert register(client, people["an"], stale).status_code == 201
+    writes(client, hub, "Shop ơi")
+    feed.run_pending(hub, ["webpush"])  # no retry: a 403 will not change
+    assert pushsvc.browser(stale).received == [] and pushsvc.attempts == 1
+    assert "refused a push" in caplog.text and stale["endpoint"] not in caplog.text
