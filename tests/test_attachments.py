@@ -236,6 +236,12 @@ def test_uploads_refused_with_a_reason(client, hub, tg_fake, people):
     assert r.json["error"]["params"]["max_mb"] == 0.0
     r = _upload(client, people["bich"], conv, [(io.BytesIO(PDF), "a.pdf")], "x5")
     assert r.status_code == 404  # another team's agent does not see the conversation
+    # a client that sends its text as a file part: no text, not a server error
+    r = client.post(f"/api/v1/conversations/{conv}/messages/upload", data={
+        "file": (io.BytesIO(b""), "nothing.txt"), "text": (io.BytesIO(b"hello"), "t.txt")},
+        headers={**auth(people["an"]), "Idempotency-Key": "x6"},
+        content_type="multipart/form-data")
+    assert r.status_code == 400 and r.json["error"]["reason"] == "file_empty"
     run_outbound(hub)
     assert not [c for c in tg_fake.calls if c[0].startswith("send")]
     assert [m["direction"] for m in _messages(client, people["an"], conv)] == ["in"]
