@@ -85,10 +85,10 @@ def choose(*preferred: str, accept: str = "", default: str = BASE) -> str:
     ``zh-Hant-*`` are written in Traditional characters: ``zh-Hant`` — then its language:
     ``zh-CN`` → ``zh``), else ``default``."""
     known = _catalog(DIR)
-    for p in preferred:
-        if p in known:
-            return p
     lower = {code.lower(): code for code in known}
+    for p in preferred:
+        if p and p.lower() in lower:  # (?lang=zh-hant as typed)
+            return lower[p.lower()]
     for tag in _accepted(accept):
         for cand in (tag, _script(tag), tag.split("-")[0]):
             if cand in lower:
@@ -131,9 +131,13 @@ def reload() -> None:
     _merged.cache_clear()
 
 
-# What OpenCC s2twp leaves that Taiwan writes otherwise (a reply is 回覆, a customer's channel a
-# 管道, 「」 quotes)
-EDITS_HANT = (("回複", "回覆"), ("回復", "回覆"), ("渠道", "管道"), ("“", "「"), ("”", "」"))
+# What OpenCC s2twp leaves that Taiwan writes otherwise: a reply is 回覆, a customer's channel a
+# 管道, a conversation 對話, a response 回應, settings 設定, "via" 透過, log out 登出, 「」 quotes
+# (the phrase table reviewed against Taiwan usage in session 8)
+EDITS_HANT = (("回複", "回覆"), ("回復", "回覆"), ("渠道", "管道"), ("退出登入", "登出"),
+              ("重置密碼", "重設密碼"), ("重新打開", "重新開啟"), ("會話", "對話"),
+              ("響應", "回應"), ("配置", "設定"), ("通過", "透過"), ("郵箱", "電子郵件"),
+              ("添加", "新增"), ("賬號", "帳號"), ("只讀", "唯讀"), ("“", "「"), ("”", "」"))
 
 
 def traditional(text: str) -> str:

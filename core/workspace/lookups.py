@@ -32,6 +32,7 @@ import httpx
 import jmespath
 import orjson
 
+from tongdai.core import i18n
 from tongdai.core.clock import now_ms
 from tongdai.core.config_lookups import Lookup
 from tongdai.core.hub import Hub
@@ -316,7 +317,14 @@ def matching_rules(lookup: Lookup, data: Any, tags: set[str]):
 
 
 def _label(labels: dict[str, str], lang: str, default: str) -> str:
-    return labels.get(lang) or labels.get("en") or next(iter(labels.values()), default)
+    """The label in ``lang``, else its language (``zh`` for ``zh-Hant``, in Traditional
+    characters then), else English, else any."""
+    if got := labels.get(lang):
+        return got
+    base = lang.partition("-")[0]
+    if base != lang and (got := labels.get(base)):
+        return i18n.traditional(got) if lang == "zh-Hant" else got
+    return labels.get("en") or next(iter(labels.values()), default)
 
 
 def render(name: str, lookup: Lookup, outcome: dict[str, Any], lang: str,

@@ -265,9 +265,9 @@ def test_keyboard_workflow_notes_and_language_with_the_plain_conversation_list(h
             with page.expect_navigation():
                 page.select_option("#language", "zh-Hant")
             expect(page.locator("html")).to_have_attribute("lang", "zh-Hant")
-            expect(page.locator("#logout")).to_have_text("退出登入")
+            expect(page.locator("#logout")).to_have_text("登出")
             expect(page.locator("#f-status option[value=resolved]")).to_have_text("已解決")
-            expect(page.locator("#conv-list")).to_have_text("暫無會話。")
+            expect(page.locator("#conv-list")).to_have_text("暫無對話。")
             page.screenshot(path=str(ARTIFACTS / "console-traditional-chinese.png"))
         finally:
             browser.close()

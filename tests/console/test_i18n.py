@@ -39,6 +39,7 @@ def test_the_traditional_file_has_no_simplified_characters():
     assert i18n.traditional("直接回复本邮件，即可在客户的渠道上回复客户") == (
         "直接回覆本郵件，即可在客戶的管道上回覆客戶")
     assert hant["mail.how"].startswith("直接回覆本郵件")
+    assert (hant["logout"], hant["inbox.empty"]) == ("登出", "暫無對話。")  # Taiwan words
 
 
 @pytest.mark.parametrize("path", [f for f in FILES if f.stem != i18n.BASE], ids=lambda f: f.stem)
@@ -76,6 +77,7 @@ def test_the_browser_language_picks_chinese_for_the_login_page_and_its_errors(cl
     for header in ("zh-TW", "zh-HK,zh;q=0.8", "en;q=0.5, zh-Hant;q=0.9", "zh-Hant-HK", "zh-mo"):
         html = client.get("/login", headers={"Accept-Language": header}).text
         assert '<html lang="zh-Hant">' in html and "使用者名稱" in html, header
+    assert '<html lang="zh-Hant">' in client.get("/login?lang=zh-hant").text  # as typed
     h = {"Accept-Language": "zh-CN"}
     page = client.get("/login", headers=h)
     wrong = client.post("/login", headers=h, data={

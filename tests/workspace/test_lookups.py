@@ -252,3 +252,14 @@ def test_inputs_from_an_attribute_the_intake_collected_and_verified_identifiers(
     assert values == {"order_id": "778899"} and missing == []
     req = lookups.request_for(hub, "x", by_attribute, values)
     assert req.url == "http://shop.test/v1/orders/778899?phone="
+
+
+def test_labels_in_traditional_chinese_come_from_the_chinese_ones():
+    """A config written with zh: labels shows them to a zh-Hant console in Traditional
+    characters, not in English (found by review)."""
+    from tongdai.core.workspace import lookups
+
+    labels = {"vi": "Đơn hàng", "en": "Orders", "zh": "订单号"}
+    assert lookups._label(labels, "zh-Hant", "x") == "訂單號"
+    assert lookups._label({**labels, "zh-Hant": "我的訂單"}, "zh-Hant", "x") == "我的訂單"
+    assert lookups._label(labels, "fr", "x") == "Orders"
