@@ -198,9 +198,9 @@ class TelegramAdapter(Adapter):
     def send_file(self, chat_id: int | str, att: Attachment,
                   message_thread_id: int | None = None) -> JSON:
         """Upload a file (``att`` with its bytes) into a chat, a forum topic when
-        ``message_thread_id`` is given: an image as a photo when it can be one (sendPhoto),
-        anything else as a document (sendDocument). Returns the sent Message."""
-        field = "photo" if att.kind == "image" and _as_photo(att) else "document"
+        ``message_thread_id`` is given: an image or a sticker as a photo when it can be one
+        (sendPhoto), anything else as a document (sendDocument). Returns the sent Message."""
+        field = "photo" if att.kind in ("image", "sticker") and _as_photo(att) else "document"
         params: JSON = {"chat_id": chat_id, field: att}
         if message_thread_id is not None:
             params["message_thread_id"] = message_thread_id

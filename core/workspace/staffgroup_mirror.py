@@ -146,8 +146,12 @@ def _mirror_files(hub: Hub, data: dict[str, Any]) -> None:
                 continue
 
             def load(a: Attachment = a, n: int = n) -> Attachment:
-                return replace(a, data=hub.blobs.get(a.file_id or ""),
-                               name=a.name or f"{a.kind}-{n + 1}")
+                try:
+                    data = hub.blobs.get(a.file_id or "")
+                except ValueError:  # sealed with a data key no longer configured
+                    raise DeliveryError("stored file cannot be read", retryable=False,
+                                        code="unreadable") from None
+                return replace(a, data=data, name=a.name or f"{a.kind}-{n + 1}")
 
             try:
                 post_file_once(hub, g, thread, f"f:{mid}:{n}", load)

@@ -7,6 +7,7 @@ download) by the background job, never in ingest."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from tests.helpers import drain_all, post, run_outbound, tg_update
 from tests.test_attachments import png
@@ -20,6 +21,9 @@ from tests.workspace.test_staffgroup import (  # noqa: F401  (fixtures)
     staff,
     staff_update,
 )
+from tongdai.core.errors import DeliveryError
+from tongdai.core.pipeline import feed
+from tongdai.core.workspace import staffgroup_mirror
 
 
 def _with_file(update: bytes, field: str, obj) -> bytes:
@@ -74,7 +78,8 @@ def test_a_customers_photo_and_file_show_in_the_topic_as_they_are(
         client, hub, opened, tg_fake):  # noqa: F811
     """The line ("[image]") comes first, with the message; the photo itself once the
     background job has stored it — uploaded as a photo, the PDF as a document, into the
-    conversation's topic, once however often the feed hands the events over."""
+    conversation's topic, once however often the feed hands the events over — also when
+    Telegram fails one upload and the batch is retried."""
     _, thread = opened
     image = png(8, 6)
     fid = tg_fake.add_file(image, "photos/file_31.jpg", "AgACAgUAAxkBAAIcustomerPhoto")
@@ -93,8 +98,17 @@ def test_a_customers_photo_and_file_show_in_the_topic_as_they_are(
     assert lines[-2:] == ["Ảnh lỗi nạp thẻ đây ạ\n[image]", "[file: hoa-don-T11.pdf]"]
     assert not [p for p in tg_fake.sent("sendPhoto") if str(p["chat_id"]) == str(STAFF_CHAT)]
     run_outbound(hub)  # the background job fetches both
-    mirror(hub)
-    mirror(hub)  # (handed over again: nothing twice)
+    tg_fake.fail_next("sendDocument", 500)  # Telegram fails the second upload once
+    with pytest.raises(DeliveryError):  # the photo went; the batch stays pending
+        mirror(hub)
+    mirror(hub)  # (the retry: the document)
+    # every files event handed over again, twice, as a reclaim would: nothing posted twice
+    events = [feed.FeedEvent(i.decode(), orjson.loads(f[b"e"]))
+              for i, f in hub.redis.xrange(hub.keys.feed())
+              if orjson.loads(f[b"e"]).get("type") == "message.updated"]
+    assert len(events) == 2
+    staffgroup_mirror.mirror(hub, events)
+    staffgroup_mirror.mirror(hub, events)
     (shown,) = [p for p in tg_fake.sent("sendPhoto") if str(p["chat_id"]) == str(STAFF_CHAT)]
     assert shown["photo"].data == image and str(shown["message_thread_id"]) == str(thread)
     (filed,) = [p for p in tg_fake.sent("sendDocument")
