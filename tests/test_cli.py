@@ -128,3 +128,19 @@ def test_simulate_mail_without_a_listener_says_so_without_a_traceback(tmp_path, 
     assert out.exit_code == 1 and isinstance(out.exception, SystemExit)  # not a crash
     assert f"no SMTP listener at 127.0.0.1:{port}" in out.output and "tongdai up" in out.output
     assert "Traceback" not in out.output
+
+
+def test_a_command_without_a_hub_says_where_it_looked_instead_of_making_one(tmp_path,
+                                                                          config_file):
+    """`tongdai users add` in a terminal without the hub's data dir (or REDIS_URL) used to
+    add the user to a new, empty store nobody reads and say "added" (found by a new-user
+    walkthrough). Now it refuses, naming the directory and how to point it at the hub."""
+    empty = tmp_path / "elsewhere"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env |= {"TONGDAI_CONFIG": str(config_file), "TONGDAI_DATA_DIR": str(empty)}
+    out = subprocess.run([sys.executable, "-m", "tongdai.core.cli", "users", "add", "dung",
+                          "--role", "admin", "--password", "matkhau-123456"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode != 0 and "added" not in out.stdout
+    assert f"no hub data in {empty}" in out.stderr and "TONGDAI_DATA_DIR" in out.stderr
+    assert not (empty / "keys.json").exists()

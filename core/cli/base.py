@@ -61,6 +61,14 @@ def open_hub() -> Iterator:
     embedded = url is None or url.startswith("unix://")
     server = None
     if url is None:
+        here = data_dir().resolve()
+        if not (here / "keys.json").exists() and not any(here.glob("appendonly*")):
+            # no hub has ever run here: a user or token made now would land in a new, empty
+            # store that no running hub reads
+            raise click.ClickException(
+                f"no hub data in {here} (and no REDIS_URL): start the hub with `tongdai up` "
+                "first, or point this command at it: TONGDAI_DATA_DIR=<the hub's data dir> "
+                "(tongdai up --data-dir) or REDIS_URL=<its Redis>")
         server = EmbeddedRedis(data_dir(), config.hub.redis.appendfsync)
         server.start()
         url = server.url

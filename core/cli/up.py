@@ -165,10 +165,14 @@ def _specs(hub, host: str, port: int, hooks_port: int, workers: int, web_workers
 
 
 def _welcome(hub, base: str, hooks: str) -> None:
+    from tongdai.core.hub import DEFAULT_DATA_DIR, data_dir
     from tongdai.core.workspace import users as _users
 
+    # other commands find this hub through the same data dir (or REDIS_URL): say how
+    where = ("" if os.environ.get("REDIS_URL") or str(data_dir()) == DEFAULT_DATA_DIR
+             else f"TONGDAI_DATA_DIR={data_dir()} ")
     who = ("" if _users.all_users(hub) else
-           "  (first user: tongdai users add NAME --role admin)")
+           f"  (first user: {where}tongdai users add NAME --role admin)")
     click.echo(f"tongdai is up:\n  console   {base}/console{who}\n"
                f"  webhooks  {hooks}/webhooks/<channel-id>  (the platforms' own port; "
                f"{base} takes them too)\n"
