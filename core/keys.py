@@ -336,6 +336,12 @@ class Keys:
     def push_sent(self, marker: str) -> str:
         return self._k("push", "sent", marker)
 
+    def push_retry(self, marker: str) -> str:
+        return self._k("push", "retry", marker)
+
+    def push_due(self) -> str:
+        return self._k("push", "due")
+
     # -- outgoing webhooks for integrators (core/workspace/hooks.py, hookdelivery.py) ---------
     def hooks(self) -> str:
         return self._k("hooks")

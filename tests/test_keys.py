@@ -107,6 +107,8 @@ def test_key_formats():
     assert k.push_subscriptions("an") == "td:user:an:push"
     assert k.push_owner("9f2c") == "td:push:owner:9f2c"
     assert k.push_sent("an:12:34:9f2c") == "td:push:sent:an:12:34:9f2c"
+    assert k.push_retry("an:12:34:9f2c") == "td:push:retry:an:12:34:9f2c"
+    assert k.push_due() == "td:push:due"
     assert k.staff_topics("9") == "td:sg:conv:9"
     assert k.staff_topic("-1001", "5") == "td:sg:topic:-1001:5"
     assert k.staff_topic_claim("-1001", "9") == "td:sg:claim:-1001:9"

@@ -55,20 +55,25 @@ class Subscription:
 
 
 def allowed_service(hub: Hub, endpoint: str) -> bool:
-    """Whether ``endpoint`` is at a configured push service (scheme and host; any port
-    unless the pattern names one)."""
+    """Whether ``endpoint`` is at a configured push service: its scheme, its host (``*.``
+    matches subdomains only) and its port — the scheme's own (or 443) unless the pattern names
+    one (``:8443``, ``:*``). No user:password part, no IP address unless the pattern is one."""
     try:
         u = httpx.URL(endpoint)
         host = u.host.lower()
     except (httpx.InvalidURL, ValueError):
         return False
+    if not host or u.userinfo:
+        return False
+    port = str(u.port or "")
     for origin in hub.config.hub.notifications.push_services:
         scheme, _, hostport = origin.partition("://")
         pat_host, _, pat_port = hostport.partition(":")
-        if u.scheme == scheme and fnmatch.fnmatchcase(host, pat_host) and (
-                not pat_port or str(u.port or "") == pat_port):
-            if pat_host.startswith("*.") and host.count(".") < pat_host.count("."):
-                continue
+        if u.scheme != scheme or not fnmatch.fnmatchcase(host, pat_host.lower()):
+            continue
+        if pat_host.startswith("*.") and host.count(".") < pat_host.count("."):
+            continue
+        if (fnmatch.fnmatchcase(port, pat_port) if pat_port else port in ("", "443")):
             return True
     return False
 
@@ -152,3 +157,20 @@ def remove(hub: Hub, user: str, sub_id: str) -> None:
         raise NotFound(f"no push subscription {sub_id} of yours")
     # the owner mark goes only if it is still this user's (compare-and-delete)
     hub.scripts.release_lock(keys=[k.push_owner(sub_id)], args=[user])
+
+
+def get(hub: Hub, user: str, sub_id: str) -> Subscription | None:
+    """One of ``user``'s subscriptions (None: gone, or another user's now)."""
+    sealed = hub.redis.hget(hub.keys.push_subscriptions(user), sub_id)
+    return _open(hub, user, sub_id, sealed) if sealed else None
+
+
+def remove_all(hub: Hub, user: str) -> int:
+    """Delete every subscription of ``user`` (password changed, sessions ended, disabled: a
+    lost phone gets no more previews); returns how many."""
+    k = hub.keys
+    ids = [i.decode() for i in hub.redis.hkeys(k.push_subscriptions(user))]
+    hub.redis.delete(k.push_subscriptions(user))
+    for sub_id in ids:
+        hub.scripts.release_lock(keys=[k.push_owner(sub_id)], args=[user])
+    return len(ids)

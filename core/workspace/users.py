@@ -341,10 +341,14 @@ def end_session(hub: Hub, token: str) -> None:
 
 
 def end_sessions(hub: Hub, name: str) -> int:
-    """End every console session of a user (disabled, password changed)."""
+    """End every console session of a user (disabled, password changed), and stop the pushes
+    to their devices: a stolen phone gets no more customers' previews."""
+    from tongdai.core.workspace import pushsubs
+
     k = hub.keys.user_sessions(name)
     digests = [d.decode() for d in hub.redis.smembers(k)]
     if digests:
         hub.redis.delete(*[hub.keys.session(d) for d in digests])
     hub.redis.delete(k)
+    pushsubs.remove_all(hub, name)
     return len(digests)

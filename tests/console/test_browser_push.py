@@ -54,7 +54,7 @@ STUB = """
 def config_file(tmp_path):
     return write_config(tmp_path / "tongdai.yaml", extra=TEAMS + """
 notifications:
-  push_services: [http://127.0.0.1]
+  push_services: ["http://127.0.0.1:*"]
 """)
 
 

@@ -54,6 +54,7 @@ class FakePushService(LocalHTTPServer):
     def __init__(self) -> None:
         self.browsers: dict[str, Browser] = {}
         self.attempts = 0
+        self.sizes: list[int] = []  # each push's encrypted body, in bytes
         self._lock = threading.Lock()
 
     @property
@@ -119,6 +120,7 @@ class FakePushService(LocalHTTPServer):
                     return self.reply(404, b"{}")
                 with fake._lock:
                     fake.attempts += 1
+                    fake.sizes.append(len(body))
                     b = fake.browsers.get(parts[1])
                     if b is None:
                         return self.reply(404, b'{"error": "no such subscription"}')
@@ -130,6 +132,8 @@ class FakePushService(LocalHTTPServer):
                     if (self.headers.get("Content-Encoding") != "aes128gcm"
                             or not self.headers.get("TTL", "").isdigit()):
                         return self.reply(400, b'{"error": "aes128gcm and TTL required"}')
+                    if len(body) > 4096:  # RFC 8030 section 7.2; FCM, Mozilla, Apple alike
+                        return self.reply(413, b'{"error": "payload too large"}')
                     if b.script:
                         status = b.script.pop(0)
                         if status == 410:
