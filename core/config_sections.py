@@ -275,7 +275,10 @@ class TeamSection(_Section):
 
 class ConsoleSection(_Section):
     session_ttl: float = 12 * 3600.0   # a console session ends after this long without use
-    login_attempts: int = Field(5, ge=1)  # failed log-ins per user (and per address) ...
+    login_attempts: int = Field(5, ge=1)  # failed log-ins per user name ...
+    # ... and per client address (an office behind one NAT address: one person's typos must
+    # not lock the team out; a guesser trying many names is still stopped) ...
+    login_attempts_per_address: int = Field(30, ge=1)
     lockout: float = 900.0             # ... within this time lock further tries for it
     default_language: str = "vi"      # vi, en, zh (a file in webhooks/static/i18n); each agent can choose
     away_after: float = 600.0          # no activity this long: online -> away

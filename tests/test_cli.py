@@ -144,3 +144,13 @@ def test_a_command_without_a_hub_says_where_it_looked_instead_of_making_one(tmp_
     assert out.returncode != 0 and "added" not in out.stdout
     assert f"no hub data in {empty}" in out.stderr and "TONGDAI_DATA_DIR" in out.stderr
     assert not (empty / "keys.json").exists()
+
+
+def test_users_unlock_ends_a_log_in_lock(hub, redis_url, config_file):
+    from tongdai.core.workspace import users
+
+    hub.redis.set(hub.keys.login_failures("user:bich"), 9, ex=900)
+    out = cli(redis_url, config_file, "users", "unlock", "bich")
+    assert out.returncode == 0 and out.stdout.strip() == "bich: unlocked"
+    assert hub.redis.get(hub.keys.login_failures("user:bich")) is None
+    assert users.unlock(hub, "bich") == 0

@@ -113,7 +113,8 @@ def login():
         user = users.authenticate(h, name, request.form.get("password", ""),
                                   request.remote_addr or "")
     except users.LockedOut as exc:
-        resp = _login_page(429, t["login.locked"].replace("{n}", str(exc.retry_after)), name)
+        minutes = str(-(-int(exc.retry_after) // 60))  # whole minutes, rounded up
+        resp = _login_page(429, t["login.locked"].replace("{n}", minutes), name)
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
     except Unauthorized:

@@ -69,3 +69,17 @@ def users_passwd(name: str, password: str) -> None:
             raise click.ClickException(str(exc)) from None
         audit.record(hub, os.environ.get("USER", "cli"), "user.password", name)
         click.echo(f"password of {name} changed; their sessions ended")
+
+
+@users.command("unlock")
+@click.argument("name")
+@click.option("--address", default=None, help="also the client address that was locked")
+def users_unlock(name: str, address: str | None) -> None:
+    """End a log-in lock now (too many wrong passwords), instead of waiting console.lockout."""
+    from tongdai.core.workspace import audit
+    from tongdai.core.workspace import users as u
+
+    with open_hub() as hub:
+        n = u.unlock(hub, name, address)
+        audit.record(hub, os.environ.get("USER", "cli"), "user.unlock", name)
+    click.echo(f"{name}: {'unlocked' if n else 'was not locked'}")

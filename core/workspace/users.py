@@ -3,8 +3,8 @@
 A user is ``td:user:{name}`` (a hash). Passwords are argon2id hashes (argon2-cffi's defaults:
 RFC 9106's second recommended setting); a console session is a random token whose SHA-256 is the
 key of a Redis hash that expires after ``console.session_ttl`` without use, so log-out and
-"end every session of this user" are a DEL. Repeated failed log-ins lock the user name *and* the
-client address for ``console.lockout``.
+"end every session of this user" are a DEL. Repeated failed log-ins lock the user name, and
+many more the client address, for ``console.lockout`` (``tongdai users unlock`` ends a lock).
 """
 
 from __future__ import annotations
@@ -234,20 +234,29 @@ def set_password(hub: Hub, name: str, password: str) -> None:
 
 
 # -- log-in ---------------------------------------------------------------------------------
-def _reserve(hub: Hub, scopes: list[str]) -> int:
-    """Count this attempt against every scope *before* the password is checked, in one
-    transaction: parallel guesses cannot all pass a check made before any of them failed.
-    Returns how long to wait when a scope is over ``console.login_attempts`` (0: go on)."""
+def _reserve(hub: Hub, scopes: list[tuple[str, int]]) -> int:
+    """Count this attempt against every (scope, limit) *before* the password is checked, in
+    one transaction: parallel guesses cannot all pass a check made before any of them failed.
+    Returns how long to wait when a scope is over its limit (0: go on)."""
     cfg = hub.config.hub.console
     pipe = hub.redis.pipeline(transaction=True)
-    for s in scopes:  # the window starts at the first attempt (Redis 6.2: no EXPIRE NX)
+    for s, _ in scopes:  # the window starts at the first attempt (Redis 6.2: no EXPIRE NX)
         pipe.set(hub.keys.login_failures(s), 0, ex=int(cfg.lockout), nx=True)
         pipe.incr(hub.keys.login_failures(s))
         pipe.ttl(hub.keys.login_failures(s))
     res = pipe.execute()
-    waits = [max(int(ttl), 1) for n, ttl in zip(res[1::3], res[2::3], strict=True)
-             if int(n) > cfg.login_attempts]
+    waits = [max(int(ttl), 1) for (_, limit), n, ttl
+             in zip(scopes, res[1::3], res[2::3], strict=True) if int(n) > limit]
     return max(waits, default=0)
+
+
+def unlock(hub: Hub, name: str, address: str | None = None) -> int:
+    """End a log-in lock early (``tongdai users unlock``): the user name's, and an address's
+    when given. Returns how many locks there were."""
+    keys = [hub.keys.login_failures(f"user:{name.lower()[:64]}")]
+    if address:
+        keys.append(hub.keys.login_failures(f"addr:{address}"))
+    return int(hub.redis.delete(*keys))
 
 
 def _refund(hub: Hub, scope: str) -> None:
@@ -268,9 +277,12 @@ def _refund(hub: Hub, scope: str) -> None:
 def authenticate(hub: Hub, name: str, password: str, client: str) -> User:
     """The user whose name and password these are, or Unauthorized (same answer and time for
     an unknown user and a wrong password). After ``console.login_attempts`` failures within
-    ``console.lockout`` the name and the client address are locked: LockedOut."""
+    ``console.lockout`` the name is locked, after ``console.login_attempts_per_address`` the
+    client address (many people behind one office address): LockedOut."""
+    cfg = hub.config.hub.console
     scopes = [f"user:{(name or '').lower()[:64]}", f"addr:{client}"]
-    wait = _reserve(hub, scopes)
+    wait = _reserve(hub, [(scopes[0], cfg.login_attempts),
+                          (scopes[1], cfg.login_attempts_per_address)])
     if wait:
         raise LockedOut(wait)
     stored = (hub.redis.hget(hub.keys.user(name), "password") if _NAME.fullmatch(name or "")
