@@ -147,10 +147,31 @@ def suggestions(hub: Hub, customer_id: str | None = None, limit: int = 50) -> li
         h = {k.decode(): v.decode() for k, v in hub.redis.hgetall(hub.keys.suggestion(pair)).items()}
         if h.get("status") != "open":
             continue
-        evidence = [orjson.loads(v) for k, v in sorted(h.items()) if k.startswith("ev:")]
+        evidence = [_reasoned(orjson.loads(v)) for k, v in sorted(h.items())
+                    if k.startswith("ev:")]
         out.append({"id": pair, "customer_ids": [h["a"], h["b"]], "evidence": evidence,
                     "created": int(h["created"]), "updated": int(h["updated"])})
     return out
+
+
+# what evidence stored before it carried a reason said, in English (ingest.lua, merge_fn.lua)
+_OLD_NOTES = ((re.compile(r"verified by both"), "verified_both"),
+              (re.compile(r"matches, but not verified by both"), "unverified"),
+              (re.compile(r"an agent kept these customers apart"), "kept_apart"),
+              (re.compile(r"each has an account of their own on (.+)"), "own_account"),
+              (re.compile(r"each has a different verified (.+)"), "different_verified"))
+
+
+def _reasoned(ev: dict[str, Any]) -> dict[str, Any]:
+    """Evidence with its ``reason`` code (and ``detail``: the channel or kind it names), also
+    for evidence stored with the English ``note`` only, so a console words it in its language."""
+    if "reason" in ev or not isinstance(ev.get("note"), str):
+        return ev
+    for pattern, reason in _OLD_NOTES:
+        m = pattern.fullmatch(ev["note"])
+        if m:
+            return {**ev, "reason": reason, **({"detail": m.group(1)} if m.groups() else {})}
+    return ev
 
 
 def dismiss(hub: Hub, pair: str, actor: str) -> None:

@@ -127,18 +127,20 @@ if ident ~= '' then
     for i = 1, #holders, 2 do
       local other, ov = holders[i], holders[i + 1]
       if other ~= cust then
-        local why = nil
+        local why, reason, detail = nil, nil, nil
         if verified == '1' and ov == '1' then
           local status = pair_status(cust, other)
-          why = merge_conflict(other, cust)
+          why, reason, detail = merge_conflict(other, cust)
           if status == 'split' or status == 'dismissed' then
-            why = 'an agent kept these customers apart'
+            why, reason, detail = 'an agent kept these customers apart', 'kept_apart', nil
           end
           if not why and (not target or tonumber(other) < tonumber(target)) then target = other end
         end
+        if not why then reason = (verified == '1' and ov == '1') and 'verified_both' or 'unverified' end
+        -- reason/detail are the facts the console words in its language; note stays (English)
         suggest(cust, other, field, cjson.encode({kind = ikind, source = source,
-          verified = {[cust] = verified == '1', [other] = ov == '1'},
-          note = why or (verified == '1' and ov == '1' and 'verified by both') or
+          verified = {[cust] = verified == '1', [other] = ov == '1'}, reason = reason,
+          detail = detail, note = why or (verified == '1' and ov == '1' and 'verified by both') or
             'matches, but not verified by both', at = now}), now)
       end
     end

@@ -3,7 +3,8 @@
 --
 -- merge_customers(target, source, why, actor, now) moves everything of `source` to `target`
 -- and writes a merge record listing exactly what moved, so split.lua can put it back.
--- merge_conflict(a, b) says why two customers must not be merged automatically (or nil).
+-- merge_conflict(a, b) says why two customers must not be merged automatically (or nil),
+-- then the same as a code and its detail for the console to say in its language.
 -- suggest(a, b, field, evidence, now) files a merge suggestion with its evidence for agents.
 
 local function hmap(key)
@@ -57,7 +58,7 @@ local function merge_conflict(a, b)
   for k in pairs(hmap(string.format("{{CUSTOMER_IDENTITIES}}", b))) do
     local ch = string.match(k, '^([^|]*)|')
     if chans[ch] and chans[ch] ~= k then
-      return 'each has an account of their own on ' .. ch
+      return 'each has an account of their own on ' .. ch, 'own_account', ch
     end
   end
   local verified = {}
@@ -71,7 +72,7 @@ local function merge_conflict(a, b)
   for f, v in pairs(hmap(string.format("{{CUSTOMER_IDENTIFIERS}}", b))) do
     local kind = string.match(f, '^([^:]*):')
     if string.sub(v, 1, 1) == '1' and verified[kind] and not verified[kind][f] then
-      return 'each has a different verified ' .. kind
+      return 'each has a different verified ' .. kind, 'different_verified', kind
     end
   end
   return nil

@@ -52,6 +52,9 @@ def test_agent_merges_a_suggested_customer_and_splits_it_again(hub, server):  # 
         page.locator("#conv-list li.conv", has_text="Minh Trần").first.click()
         panel = page.locator("#customer-body")
         expect(panel.locator(".customer-name")).to_have_text("Minh Trần")
+        # the evidence in the console's language, not codes and English (walkthrough 8)
+        expect(panel.locator(".evidence li").first).to_contain_text(
+            f"điện thoại (khách tự gõ trong tin nhắn) — trùng khớp; chỉ #{a} đã xác minh")
         panel.get_by_role("button", name="Gộp").click()
         dialog = page.locator("#ask")
         dialog.locator("input[name=why]").fill("cùng số điện thoại, khách xác nhận")

@@ -3,6 +3,8 @@ adapters, the ingest script and the API."""
 
 from __future__ import annotations
 
+import orjson
+
 from tests.helpers import auth
 from tests.identity.people import (
     customer_of,
@@ -48,6 +50,24 @@ def test_a_typed_number_never_merges_only_suggests(hub, client, admin_token):
     (ev,) = s["evidence"]
     assert ev["kind"] == "phone" and ev["source"] == "typed"
     assert ev["verified"] == {evil: False, lan: True}
+    # facts a console words in its own language (the English note stays for old clients)
+    assert ev["reason"] == "unverified" and ev["note"] == "matches, but not verified by both"
+
+
+def test_evidence_stored_with_an_english_note_only_gets_its_reason(hub, client, admin_token):
+    # stored before evidence carried a reason: the API still says which case it is
+    feed(hub, tg_contact(611, PHONE_TG), zalo_text("z-611", "sđt 0912 345 678"))
+    lan, other = customer_of(hub, "tg-test", "611"), customer_of(hub, "zalo-test", "z-611")
+    (s,) = identity.suggestions(hub, lan)
+    key = hub.keys.suggestion(s["id"])
+    (field,) = [f for f in hub.redis.hkeys(key) if f.startswith(b"ev:")]
+    hub.redis.hset(key, field, orjson.dumps({
+        "kind": "phone", "source": "typed", "verified": {lan: True, other: True},
+        "note": "each has an account of their own on tg-test", "at": 1}))
+    (s,) = client.get(f"/api/v1/customers/{lan}/suggestions", headers=auth(admin_token)).json[
+        "items"]
+    (ev,) = s["evidence"]
+    assert (ev["reason"], ev["detail"]) == ("own_account", "tg-test")
 
 
 def test_verified_on_one_side_only_is_a_suggestion(hub):

@@ -144,7 +144,11 @@ def export_customer(customer_id: str):
 @spec.validate(resp=Resp(HTTP_200=AnyPage, **ERRORS), tags=[TAG])
 def customer_suggestions(customer_id: str):
     """Customers who may be the same person, with the evidence (never merged by itself):
-    those the caller sees (another team's customers are not told)."""
+    those the caller sees (another team's customers are not told). Each evidence item:
+    ``kind``, ``source`` (how it was given: ``typed``, ``telegram_contact``...), ``verified``
+    (per customer id), ``reason`` (``verified_both``, ``unverified``, ``kept_apart``,
+    ``own_account``, ``different_verified``) with ``detail`` (the channel or kind named), ``at``
+    and ``note`` (the same in English)."""
     p = principal()
     access.customer(hub(), p, customer_id)
     items = [s for s in identity.suggestions(hub(), customer_id)

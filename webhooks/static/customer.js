@@ -3,7 +3,7 @@
 // with a Split button.
 import { api, get, has, post } from './api.js';
 import { createLookups } from './lookups.js';
-import { $, ask, clear, el, fmtFull, fmtTime, t } from './ui.js';
+import { $, ask, clear, el, fmtFull, fmtTime, t, tr } from './ui.js';
 
 export function createCustomerPanel(ctx) {
   const body = $('#customer-body');
@@ -61,7 +61,7 @@ export function createCustomerPanel(ctx) {
           el('span', { class: 'muted', text: t('identifier.' + x.kind) + ' ' }),
           el('span', { text: x.value }),
           el('span', { class: x.verified ? 'verified' : 'muted',
-            title: x.source || '', text: x.verified ? ' ✓ ' + t('identifier.verified') : ' ' + t('identifier.unverified') }))))));
+            title: x.source ? sourceName(x.source) : '', text: x.verified ? ' ✓ ' + t('identifier.verified') : ' ' + t('identifier.unverified') }))))));
     }
 
     const tags = (c.tags || []).concat(conv && conv.customer_id === c.id ? conv.tags || [] : []);
@@ -132,13 +132,38 @@ export function createCustomerPanel(ctx) {
     return el('li', { class: 'card' },
       el('div', {}, t('suggest.maybe') + ' ', name),
       el('ul', { class: 'evidence' }, s.evidence.map((ev) => el('li', {},
-        `${t('identifier.' + ev.kind)} (${ev.source || '?'})`, ev.note ? ' — ' + ev.note : '',
+        `${tr('identifier.' + ev.kind, {}, ev.kind)} (${sourceName(ev.source)})`,
+        evidenceReason(c, other, ev) ? ' — ' + evidenceReason(c, other, ev) : '',
         ev.at ? el('span', { class: 'muted', text: ' · ' + fmtTime(ev.at) }) : null))),
       el('div', { class: 'card-buttons' },
         has('POST', '/customers/{}/merge') ? el('button', { type: 'button', class: 'primary small', text: t('suggest.merge'),
           onclick: () => merge(c.id, other) }) : null,
         has('POST', '/suggestions/{}/dismiss') ? el('button', { type: 'button', class: 'secondary small', text: t('suggest.dismiss'),
           onclick: () => dismiss(s.id) }) : null));
+  }
+
+  function sourceName(code) { // how the customer gave it: "typed", "telegram_contact"...
+    return code ? tr('identifier.source.' + code, {}, code) : '?';
+  }
+
+  // what the evidence proves, in the console's language, from the facts the hub stored
+  // (ev.reason, ev.detail, who verified it); evidence of another kind says its own note
+  function evidenceReason(c, other, ev) {
+    const v = ev.verified || {};
+    const here = !!v[String(c.id)];
+    const there = !!v[String(other)];
+    switch (ev.reason) {
+      case 'verified_both': return t('suggest.reason.verified_both');
+      case 'unverified':
+        if (here && there) return t('suggest.reason.verified_both');
+        if (here) return t('suggest.reason.verified_this');
+        return there ? t('suggest.reason.verified_other', { id: other }) : t('suggest.reason.verified_none');
+      case 'kept_apart': return t('suggest.reason.kept_apart');
+      case 'own_account': return t('suggest.reason.own_account', { channel: ev.detail || '?' });
+      case 'different_verified':
+        return t('suggest.reason.different_verified', { kind: tr('identifier.' + ev.detail, {}, ev.detail || '?') });
+      default: return ev.note || '';
+    }
   }
 
   function mergeItem(m) {
