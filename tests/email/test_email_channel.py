@@ -64,6 +64,18 @@ def test_mail_in_appears_in_the_api_with_the_customer(hub, client, admin_token, 
         assert b"lan.nguyen@gmail.com" not in data and b"lannguyen@gmail.com" not in data, key
 
 
+def test_a_mails_subject_is_tagged_and_routed_like_its_text(hub, client, admin_token, listener,
+                                                            relay):
+    """The subject is often the whole problem ("Nạp thẻ lỗi", the body only "xem giúp em"):
+    tagging and routing read it with the text (found by a new-user walkthrough: a refund
+    mail whose body said nothing went to the general queue)."""
+    send_to(listener.port, customer_mail("Shop xem giúp em với ạ", subject="Nạp thẻ 200k lỗi",
+                                         sender="minh@example.vn", name="Minh"))
+    drain_all(hub)
+    (conv,) = conversations(client, admin_token)
+    assert "payment" in conv["tags"] and conv["queue"] == "billing"
+
+
 def test_acknowledgement_is_sent_once_and_marked_automatic(hub, opened, relay):
     conv, first = opened
     (ack,) = relay.received
