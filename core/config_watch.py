@@ -183,10 +183,10 @@ class ConfigWatch:
                 log.error("config: %s (version %s) is not applied, version %s keeps running:"
                           "\n  %s", self.path, version, running.version,
                           "\n  ".join(str(e) for e in self.errors))
-            else:
-                log.info("config: version %s is invalid, version %s keeps running (the error: "
-                         "logged once per host, /healthz, `tongdai config status`)", version,
-                         running.version)
+            else:  # (debug: under `tongdai up` a dozen processes would each say it)
+                log.debug("config: version %s is invalid, version %s keeps running (the error: "
+                          "logged once per host, /healthz, `tongdai config status`)", version,
+                          running.version)
             return "invalid"
         self.file_version = new.version  # what was read, should the file have moved again
         changed = changed_keys(self._parts_of(running), self._parts_of(new))
