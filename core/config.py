@@ -6,6 +6,8 @@ dotted path such as ``channels[tg-main].settings.bot_token``) and the fix.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
 import os
 import re
@@ -181,6 +183,29 @@ def _key_path(loc: tuple[Any, ...], channels: list[dict[str, Any]] | None = None
     return out or "(top level)"
 
 
+@functools.cache
+def _key_names() -> tuple[str, ...]:
+    """Every key name of the configuration's sections (for "did you mean ...")."""
+    import typing
+
+    from pydantic import BaseModel
+
+    seen: set[type] = set()
+    names: set[str] = set()
+
+    def walk(tp: Any) -> None:
+        for arg in typing.get_args(tp):
+            walk(arg)
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in seen:
+            seen.add(tp)
+            for name, f in tp.model_fields.items():
+                names.add(f.alias or name)
+                walk(f.annotation)
+
+    walk(HubConfig)
+    return tuple(sorted(names))
+
+
 def _fix_for(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     if (err.get("ctx") or {}).get("fix"):  # a validator that knows the fix says it
@@ -188,7 +213,11 @@ def _fix_for(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "add this key"
     if kind == "extra_forbidden":
-        return "remove this key or check its spelling against config/tongdai.example.yaml"
+        loc = err.get("loc") or ()
+        near = difflib.get_close_matches(str(loc[-1]), _key_names(), n=1, cutoff=0.75) \
+            if loc else []
+        return (f"did you mean {near[0]}? Or remove this key" if near else
+                "remove this key or check its spelling against config/tongdai.example.yaml")
     if "int" in kind or "float" in kind:
         return "write a number"
     if kind.startswith("string"):

@@ -64,6 +64,12 @@ def test_misspelled_setting_is_an_error_not_ignored(tmp_path):
     assert "remove this key or check its spelling" in err.fix
 
 
+def test_a_misspelled_section_is_answered_with_the_right_name(tmp_path):
+    path = write(tmp_path, "routng:\n  default_queue: general\n")
+    (err,) = errors_of(path)
+    assert err.key == "routng" and err.fix == "did you mean routing? Or remove this key"
+
+
 def test_unknown_adapter_lists_the_ways_to_name_one(tmp_path):
     path = write(tmp_path, "channels:\n  - id: x1\n    adapter: whatsapp\n")
     (err,) = errors_of(path)
