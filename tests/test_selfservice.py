@@ -196,6 +196,17 @@ def test_articles_api_supervisors_edit_and_every_process_sees_it(client, kb, adm
     r = client.post("/api/v1/kb/match", json={"text": "cửa hàng mấy giờ mở cửa"},
                     headers=auth(admin_token))
     assert r.json["article"] == "opening-hours"
+    # the list's search folds as the inbox search does: no accents, either Chinese script
+    ship = {"variants": {"zh-Hant": {"title": "訂單什麼時候發貨？", "body": "付款後 24 小時內。"}}}
+    assert client.put("/api/v1/kb/articles/ship-time", json=ship,
+                      headers=auth(admin_token)).status_code == 200
+
+    def found(q: str) -> list[str]:
+        return [a["id"] for a in client.get("/api/v1/kb/articles", query_string={"q": q},
+                                            headers=auth(agent)).json["items"]]
+
+    assert "ship-time" in found("发货") and "opening-hours" not in found("发货")
+    assert found("GIO MO cua") == ["opening-hours"]
     bad = client.put("/api/v1/kb/articles/x1", json={"variants": {"fr": {"title": "Heures", "body": "8h–21h"}}},
                      headers=auth(admin_token))
     assert bad.status_code == 400

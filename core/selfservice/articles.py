@@ -161,6 +161,22 @@ def all_articles(hub: Hub) -> list[Article]:
     return sorted((parse(orjson.loads(v)) for v in raw.values()), key=lambda a: a.id)
 
 
+def search(items: list[Article], q: str) -> list[Article]:
+    """The articles whose id, a tag, a title or a keyword holds ``q``, both folded as the inbox
+    search folds them: accents optional, case ignored, Traditional Chinese as Simplified
+    ("发货" finds "訂單什麼時候發貨？")."""
+    from tongdai.core.workspace.search_index import fold_text
+
+    want = fold_text(q)
+    if not want:
+        return items
+
+    def texts(a: Article) -> list[str]:
+        return [a.id, *a.tags, *(x for v in a.variants.values() for x in (v.title, *v.keywords))]
+
+    return [a for a in items if any(want in fold_text(x) for x in texts(a))]
+
+
 def get(hub: Hub, article_id: str) -> Article:
     raw = hub.redis.hget(hub.keys.kb("articles"), article_id)
     if raw is None:

@@ -4,7 +4,7 @@ supervisors."""
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 from pydantic import Field
 from spectree import Response as Resp
 
@@ -43,6 +43,12 @@ class ArticlePage(Model):
     version: int
 
 
+class ArticleQuery(Strict):
+    q: str | None = Field(None, max_length=300, description="only the articles whose id, "
+                          "tags, titles or keywords hold this, accents optional, Simplified "
+                          "and Traditional Chinese alike")
+
+
 class MatchIn(Strict):
     text: str = Field(min_length=1, max_length=4000)
 
@@ -62,12 +68,13 @@ class StatsOut(Model):
 
 
 @bp.get("/kb/articles")
-@spec.validate(resp=Resp(HTTP_200=ArticlePage, **ERRORS), tags=[TAG])
+@spec.validate(query=ArticleQuery, resp=Resp(HTTP_200=ArticlePage, **ERRORS), tags=[TAG])
 def kb_articles():
-    """Every article with its language variants, and the knowledge base's version."""
+    """Every article with its language variants (or those ``q`` finds), and the knowledge
+    base's version."""
     h = hub()
-    return jsonify({"items": [a.to_dict() for a in articles.all_articles(h)],
-                    "version": articles.version(h)})
+    found = articles.search(articles.all_articles(h), request.args.get("q", ""))
+    return jsonify({"items": [a.to_dict() for a in found], "version": articles.version(h)})
 
 
 @bp.get("/kb/articles/<article_id>")

@@ -58,16 +58,37 @@ function title(a) {
   return a.id;
 }
 
-function matches(a, q) {
-  if (!q) return true;
+// what the hub's search found for the box's text (GET /kb/articles?q=): it folds Traditional
+// Chinese as Simplified ("发货" finds "訂單什麼時候發貨？") as the inbox search and the bot do
+let found = { q: '', ids: new Set() };
+let searchTimer = null;
+
+function matches(a, q, raw) {
+  if (!q && !raw) return true;
+  if (found.q === raw && found.ids.has(a.id)) return true;
   const hay = [a.id, ...a.tags];
   for (const v of Object.values(a.variants)) hay.push(v.title, ...(v.keywords || []));
-  return fold(hay.join(' \n ')).includes(q);
+  return !!q && fold(hay.join(' \n ')).includes(q);
+}
+
+function searchHub() {
+  clearTimeout(searchTimer);
+  const raw = $('#kb-search').value.trim();
+  if (!raw) return;
+  searchTimer = setTimeout(async () => {
+    try {
+      const page = await get('/kb/articles?q=' + encodeURIComponent(raw));
+      if ($('#kb-search').value.trim() !== raw) return; // typed on meanwhile
+      found = { q: raw, ids: new Set(page.items.map((a) => a.id)) };
+      renderList();
+    } catch (e) { /* the local filter stays */ }
+  }, 150);
 }
 
 function renderList() {
-  const q = fold($('#kb-search').value.trim());
-  const shown = items.filter((a) => matches(a, q));
+  const raw = $('#kb-search').value.trim();
+  const q = fold(raw);
+  const shown = items.filter((a) => matches(a, q, raw));
   const list = clear($('#kb-list'));
   if (!shown.length) {
     list.append(el('li', { class: 'muted kb-none', text: t(items.length ? 'kb.none_found' : 'kb.empty') }));
@@ -248,7 +269,7 @@ async function load() {
 }
 
 async function start() {
-  $('#kb-search').addEventListener('input', renderList);
+  $('#kb-search').addEventListener('input', () => { renderList(); searchHub(); });
   $('#kb-try-form').addEventListener('submit', tryIt);
   $('#kb-id').addEventListener('input', () => { idTouched = true; });
   if (EDIT) {
