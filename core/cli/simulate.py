@@ -15,18 +15,22 @@ from tongdai.core.cli.base import configured_adapter, main
 @click.option("--channel", "channel_id", required=True)
 @click.option("--text", required=True)
 @click.option("--user-id", default="700000001", show_default=True)
-@click.option("--name", default="Khách Demo", show_default=True)
+@click.option("--name", default=None, help="the customer's name [default: Khách Demo; email: "
+              "from the address, lan.nguyen@… → Lan Nguyen]")
 @click.option("--from", "sender", default="khach.demo@example.vn", show_default=True,
               help="email: the customer's address")
 @click.option("--subject", default="Hỗ trợ đơn hàng", show_default=True, help="email: subject")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the running hub")
-def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str, sender: str,
-             subject: str, url: str) -> None:
+def simulate(platform: str, channel_id: str, text: str, user_id: str, name: str | None,
+             sender: str, subject: str, url: str) -> None:
     """Send a correctly signed inbound event to a running hub, as the platform would.
 
     Email goes to the channel's SMTP listener when it has one, else to its webhook.
     """
     adapter = configured_adapter(channel_id, platform)
+    if name is None:  # two mails from two addresses look like two people
+        local = sender.partition("@")[0].replace(".", " ").replace("_", " ").strip()
+        name = local.title() if platform == "email" and local else "Khách Demo"
     if platform == "email" and adapter.settings.inbound.smtp is not None:
         import smtplib
 

@@ -47,3 +47,7 @@ def test_smtp_process_takes_a_simulated_mail(hub, redis_url, config_file, listen
     (msg,) = [m for m in store.message_page(hub, conv.decode(), None, 10).items
               if m.direction == "in"]
     assert (msg.subject, msg.text) == ("Hỏi đơn hàng", "Đơn #123 của mình chưa tới")
+    # no --name: named from the address, so two senders do not look like one person
+    cust = hub.redis.hget(hub.keys.conversation(conv.decode()), "customer").decode()
+    sealed = hub.redis.hget(hub.keys.customer(cust), "name").decode()
+    assert hub.keyring.decrypt_text(sealed, b"name") == "Khach"
