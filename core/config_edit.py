@@ -166,7 +166,9 @@ def set_channel_secret(channel_id: str, key: str, value: str, keyring: Keyring,
 
 def secret_sources(channel_id: str, keys: list[str], path: str | None = None) -> dict[str, Any]:
     """Where each secret of a channel comes from, never its value: ``{"env": NAME}`` for an
-    ${ENV} reference, ``{"sealed": True}``, or ``{"file": True}`` (written in clear)."""
+    ${ENV} reference (with ``"default": True`` when NAME is unset or empty and the reference's
+    ``:-`` default — the shipped placeholder — is what runs), ``{"sealed": True}``, or
+    ``{"file": True}`` (written in clear)."""
     path = path or config_path()
     data = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8")) or {}
     entry = next((c for c in data.get("channels") or [] if isinstance(c, dict)
@@ -178,8 +180,11 @@ def secret_sources(channel_id: str, keys: list[str], path: str | None = None) ->
             node = node.get(p) if isinstance(node, dict) else None
         raw = node if isinstance(node, str) else ""
         m = _ENV_REF.fullmatch(raw.strip())
-        out[key] = ({"env": m.group(1)} if m else {"sealed": True}
-                    if raw.startswith(SEALED) else {"file": True})
+        if m:  # the same rule as the loader's: unset or empty takes the default
+            unset = m.group(2) is not None and not os.environ.get(m.group(1))
+            out[key] = {"env": m.group(1), **({"default": True} if unset else {})}
+        else:
+            out[key] = {"sealed": True} if raw.startswith(SEALED) else {"file": True}
     return out
 
 

@@ -208,3 +208,26 @@ def test_a_zalo_token_set_anew_replaces_the_stored_pairs_half(redis_client, redi
     assert ACCESS_TOKEN not in check.get_data(as_text=True)
     assert REFRESH_TOKEN not in client.get("/api/v1/admin/channels",
                                            headers=headers).get_data(as_text=True)
+
+
+def test_a_secret_left_at_the_shipped_placeholder_is_not_said_to_come_from_env(
+        tmp_path, monkeypatch):
+    # config/tongdai.yaml ships `${TELEGRAM_BOT_TOKEN:-123456789:demo-token-...}`: with the
+    # variable unset (or empty) the placeholder runs, and the admin page must say so
+    from tongdai.core import config_edit
+
+    path = tmp_path / "tongdai.yaml"
+    path.write_text("channels:\n  - id: tg-demo\n    adapter: telegram\n    settings:\n"
+                    "      bot_token: ${TD_TEST_BOT_TOKEN:-123456789:demo-token}\n"
+                    "      secret_token: ${TD_TEST_SECRET}\n", encoding="utf-8")
+    keys = ["bot_token", "secret_token"]
+    monkeypatch.delenv("TD_TEST_BOT_TOKEN", raising=False)
+    monkeypatch.setenv("TD_TEST_SECRET", "s")
+    assert config_edit.secret_sources("tg-demo", keys, str(path)) == {
+        "bot_token": {"env": "TD_TEST_BOT_TOKEN", "default": True},
+        "secret_token": {"env": "TD_TEST_SECRET"}}
+    monkeypatch.setenv("TD_TEST_BOT_TOKEN", "")
+    assert config_edit.secret_sources("tg-demo", keys, str(path))["bot_token"]["default"]
+    monkeypatch.setenv("TD_TEST_BOT_TOKEN", "42:real")
+    assert config_edit.secret_sources("tg-demo", keys, str(path))["bot_token"] == {
+        "env": "TD_TEST_BOT_TOKEN"}

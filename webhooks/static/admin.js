@@ -35,6 +35,7 @@ async function change(fn, where, done) {
 
 // -- channels -------------------------------------------------------------------------------
 function source(s) {
+  if (s.source.env && s.source.default) return t('admin.secret.default', { name: s.source.env });
   if (s.source.env) return tr('admin.secret.env', { name: s.source.env });
   return s.source.sealed ? t('admin.secret.sealed') : t('admin.secret.file');
 }
