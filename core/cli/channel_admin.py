@@ -18,6 +18,11 @@ def _who() -> str:
     return os.environ.get("USER", "cli")
 
 
+def _n(n: int, word: str) -> str:
+    """``1 error``, ``2 errors``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _ago(ms: int | None, now_ms: int) -> str:
     if ms is None:
         return "never"
@@ -79,9 +84,9 @@ def channels_list(offline: bool, as_json: bool) -> None:
                          f"{_ago(h.disabled.get('at'), now)}{why}")
             c = h.counts
             click.echo(f"{ch}  ({adapter.name})  {state}")
-            click.echo(f"    last event {_ago(h.last_event_ms, now)}; last hour: {c['events']} "
-                       f"events, {c['errors']} errors, {c['sent']} sent, "
-                       f"{c['send-failed']} send failures")
+            click.echo(f"    last event {_ago(h.last_event_ms, now)}; last hour: "
+                       f"{_n(c['events'], 'event')}, {_n(c['errors'], 'error')}, "
+                       f"{c['sent']} sent, {_n(c['send-failed'], 'send failure')}")
             if webhook:
                 click.echo(f"    webhook: {webhook}")
             if isinstance(tokens, dict):

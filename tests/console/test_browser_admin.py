@@ -72,6 +72,9 @@ def test_an_admin_runs_channels_canned_replies_and_users(hub, server, people):  
             "Lan Nguyễn")
         expect(page.locator('#teams .admin-team[data-id="support"]')).to_contain_text(
             "Lan Nguyễn")
+        # the assignment mode in words, not the config's code ("phân công off")
+        expect(page.locator('#teams .admin-team[data-id="support"]')).to_contain_text(
+            "phân công tắt")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "console-admin.png"), full_page=True)
         # the one refusal (the short password), nothing else

@@ -89,6 +89,9 @@ def test_a_spike_link_to_a_dry_run_then_progress_and_report(
         expect(row.locator(".bc-send-n")).to_have_text("3")
         expect(page.locator("#bc-summary")).to_contain_text("3")
         expect(page.locator("#bc-samples")).to_contain_text("lỗi nạp thẻ đã được khắc phục")
+        # labelled with the channel and the language's name, not "tg-test:vi:"
+        expect(page.locator("#bc-samples b").first).to_contain_text("tg-test · ")
+        expect(page.locator("#bc-samples")).not_to_contain_text("tg-test:")
         assert tg_fake.sent("sendMessage") == []
 
         page.on("dialog", lambda d: d.accept())

@@ -134,7 +134,7 @@ def test_list_shows_health_webhook_and_token_expiry(client, hub, admin_token, fa
     blocks = _blocks(out)
     tg_block = blocks["tg-test"]
     assert "enabled" in tg_block and "s ago" in tg_block
-    assert "2 events, 1 errors, 1 sent, 1 send failures" in tg_block
+    assert "2 events, 1 error, 1 sent, 1 send failure" in tg_block
     assert "webhook: not registered: tongdai channels telegram set-webhook tg-test" in tg_block
     assert "DISABLED by" in out and "page review" in out
     zalo_block = blocks["zalo-oa"]

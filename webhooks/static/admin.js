@@ -204,7 +204,8 @@ async function loadTeams() {
   clear($('#teams')).append(...data.items.map((team) => el('div', { class: 'admin-team', dataset: { id: team.id } },
     el('h3', { text: team.name }),
     el('div', { class: 'muted', text: t('admin.team.facts', { queues: team.queues.join(', '),
-      tier: team.tier ?? '–', assign: team.auto_assign, capacity: team.capacity }) }),
+      tier: team.tier ?? '–', assign: tr('admin.assign.' + team.auto_assign, {}, team.auto_assign),
+      capacity: team.capacity }) }),
     el('ul', { class: 'team-members' }, team.members.length
       ? team.members.map((m) => el('li', { text: `${m.display_name} (@${m.name}, ${t('role.' + m.role)})` }))
       : el('li', { class: 'muted', text: t('admin.team.empty') })))));

@@ -72,6 +72,15 @@ function countsTable(channels) {
   }
 }
 
+// a sample's key is "channel:lang" ("tg-demo:zh-Hant", "mail:*"): the channel and the
+// language's name in the console's language ("tg-demo · Tiếng Trung phồn thể")
+function sampleLabel(key) {
+  const cut = key.lastIndexOf(':');
+  if (cut < 0) return key;
+  const lang = key.slice(cut + 1);
+  return `${key.slice(0, cut)} · ${tr('kb.lang.' + lang, {}, lang)}`;
+}
+
 async function dryRun() {
   $('#bc-error').textContent = '';
   const body = spec();
@@ -82,7 +91,7 @@ async function dryRun() {
     $('#bc-summary').textContent = t('bc.dry.summary', { n: r.totals.customers, send: r.totals.would_send, skip: r.totals.would_skip });
     countsTable(r.channels);
     const samples = clear($('#bc-samples'));
-    for (const [key, text] of Object.entries(r.samples)) samples.append(el('li', {}, el('b', { text: key + ': ' }), text));
+    for (const [key, text] of Object.entries(r.samples)) samples.append(el('li', {}, el('b', { text: sampleLabel(key) + ': ' }), text));
     clear($('#bc-report'));
     $('#bc-progress-box').hidden = true;
     $('#bc-send').disabled = r.totals.would_send === 0;
