@@ -44,6 +44,24 @@ export function createPush(ctx, pushKey) {
     return saved;
   }
 
+  // on a console load: the hub may have dropped this browser's subscription (the browser
+  // renewed it, another agent took it, or the hub's VAPID key changed — a 403 deletes it):
+  // registered again; one made with another key is replaced (every push to it is refused)
+  async function refresh() {
+    let sub = await current();
+    if (!sub) return false;
+    const key = keyBytes(pushKey);
+    if (!sameKey(sub, key)) {
+      await sub.unsubscribe().catch(() => {});
+      const stale = (remembered() || {}).id;
+      if (stale) await api('DELETE', '/push/subscriptions/' + encodeURIComponent(stale)).catch(() => {});
+      const reg = await navigator.serviceWorker.getRegistration(SCOPE);
+      sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+    }
+    await register(sub);
+    return true;
+  }
+
   async function on() {
     let permission = Notification.permission;
     if (permission !== 'granted') {
@@ -77,8 +95,8 @@ export function createPush(ctx, pushKey) {
     box.closest('label').title = pushKey ? t('push.unsupported') : t('push.off');
   } else if (remembered()) {
     box.checked = Notification.permission === 'granted';
-    // the hub may have dropped it (the browser renewed it, another agent took it): again
-    current().then((sub) => { if (sub && box.checked) return register(sub); box.checked = false; remember(null); return null; })
+    (box.checked ? refresh() : Promise.resolve(false))
+      .then((ok) => { if (!ok) { box.checked = false; remember(null); } })
       .catch(() => {});
   }
 

@@ -11,21 +11,28 @@ function consoleTabs() {
     .then((tabs) => tabs.filter((c) => new URL(c.url).pathname === '/console'));
 }
 
-self.addEventListener('push', (event) => {
-  let data = {};
-  try { data = event.data ? event.data.json() : {}; } catch { data = {}; }
-  event.waitUntil(consoleTabs().then((tabs) => {
-    // a console in front of the agent tells them itself (notify.js); a push must still be
-    // shown when none is (browsers require it of a push they woke the worker for)
-    if (tabs.some((c) => c.focused && c.visibilityState === 'visible')) return undefined;
+// Every push shows a notification: browsers require it of a push that woke the worker
+// (userVisibleOnly), and Safari revokes a subscription after a few pushes that showed none.
+// With a console tab in front of the agent (it tells them itself, notify.js) it shows
+// silently, under the conversation's tag, replacing that conversation's earlier one.
+function showPush(data) {
+  return consoleTabs().then((tabs) => {
+    const watching = tabs.some((c) => c.focused && c.visibilityState === 'visible');
     return self.registration.showNotification(data.title || 'tongdai', {
       body: data.body || '',
-      tag: data.tag || undefined,   // one conversation's pushes replace each other
-      renotify: Boolean(data.tag),  // ... and still ring for the newer one
+      tag: data.tag || undefined,               // one conversation's pushes replace each other
+      renotify: Boolean(data.tag) && !watching, // ... and still ring for the newer one
+      silent: watching,
       lang: data.lang || '',
       data: { conversation_id: String(data.conversation_id || '') },
     });
-  }));
+  });
+}
+
+self.addEventListener('push', (event) => {
+  let data = {};
+  try { data = event.data ? event.data.json() : {}; } catch { data = {}; }
+  event.waitUntil(showPush(data));
 });
 
 self.addEventListener('notificationclick', (event) => {
