@@ -77,6 +77,13 @@ def test_an_admin_runs_channels_canned_replies_and_users(hub, server, people):  
             "phân công tắt")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "console-admin.png"), full_page=True)
+        # a phone: each channel, user and canned reply is a card, its state and buttons in
+        # reach without scrolling sideways
+        page.set_viewport_size({"width": 390, "height": 844})
+        for sel in (".ch-state", ".ch-remove", ".user-password", ".canned-delete"):
+            box = page.locator(sel).first.bounding_box()
+            assert box["x"] + box["width"] <= 390, f"{sel} ends at {box['x'] + box['width']} px"
+        page.screenshot(path=str(ARTIFACTS / "console-admin-390.png"), full_page=True)
         # the one refusal (the short password), nothing else
         assert problems == [("console error: Failed to load resource: the server responded "
                              "with a status of 400 (Bad Request)")]

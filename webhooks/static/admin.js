@@ -19,6 +19,13 @@ function explain(e) {
   return known || e.message || tr('error.status.' + e.status, {}, String(e.status));
 }
 
+// On a phone a row is a card (admin.css): each cell names its column from the table's head.
+function labelled(tbody, rows) {
+  const head = [...tbody.closest('table').tHead.rows[0].cells].map((th) => th.textContent.trim());
+  for (const row of rows) [...row.cells].forEach((td, i) => { if (head[i]) td.dataset.label = head[i]; });
+  clear(tbody).append(...rows);
+}
+
 // Run a change; a refusal shows in ``where`` (a form's .error) or as a toast.
 async function change(fn, where, done) {
   if (where) where.textContent = '';
@@ -82,7 +89,7 @@ function channelRow(c) {
 
 async function loadChannels() {
   const data = await get('/admin/channels');
-  clear($('#channels')).append(...data.items.map(channelRow));
+  labelled($('#channels'), data.items.map(channelRow));
 }
 
 async function check(id, row) {
@@ -170,7 +177,7 @@ function userRow(u) {
 
 async function loadUsers() {
   const data = await get('/users');
-  clear($('#users')).append(...data.items.map(userRow));
+  labelled($('#users'), data.items.map(userRow));
 }
 
 async function patchUser(name, body) {
@@ -229,7 +236,7 @@ function editCanned(c) {
 
 async function loadCanned() {
   const data = await get('/canned?limit=200');
-  clear($('#canned')).append(...data.items.map((c) => el('tr', { class: 'canned-row', dataset: { id: c.id } },
+  labelled($('#canned'), data.items.map((c) => el('tr', { class: 'canned-row', dataset: { id: c.id } },
     el('td', {}, el('code', { text: c.shortcut }), c.title ? el('div', { class: 'muted', text: c.title }) : null),
     el('td', { class: 'canned-text', text: c.text }),
     el('td', { text: c.team ? teamName(c.team) : t('admin.canned.everyone') }),
@@ -260,9 +267,9 @@ $('#canned-cancel').addEventListener('click', () => editCanned(null));
 const dur = (s) => (s == null ? '–' : s >= 3600 && s % 3600 === 0 ? `${s / 3600} h` : `${Math.round(s / 60)} min`);
 
 function table(head, rows) {  // scrolls sideways in its card on a phone, like the others
-  return el('div', { class: 'table-scroll' }, el('table', { class: 'dash-rows' },
+  return el('div', { class: 'table-scroll' }, el('table', { class: 'dash-rows stack' },
     el('thead', {}, el('tr', {}, head.map((h) => el('th', { text: h })))),
-    el('tbody', {}, rows.map((r) => el('tr', {}, r.map((v) => el('td', { text: v })))))));
+    el('tbody', {}, rows.map((r) => el('tr', {}, r.map((v, i) => el('td', { text: v, dataset: { label: head[i] } })))))));
 }
 
 // A rule's conditions as written ("tags_any: payment, refund"), the empty ones left out.
