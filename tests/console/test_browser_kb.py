@@ -89,6 +89,12 @@ def test_a_supervisor_writes_an_article_the_bot_finds_and_an_agent_reads_it(
             "Xuất hoá đơn đỏ (VAT)")
         assert articles.get(hub, "vat-invoice").variants["vi"].title == "Xuất hoá đơn đỏ (VAT)"
         expect(page.locator("#kb-stats")).to_contain_text("Bot chưa trả lời câu nào.")
+        # a 1024 px tablet in English (its texts the longest): nothing scrolls sideways
+        users.update(hub, "cuong", {"language": "en"})
+        page.set_viewport_size({"width": 1024, "height": 768})
+        page.reload()
+        expect(page.locator("#kb-stats")).to_contain_text("The bot has not answered anything")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 1024
 
         # an agent: the same article, nothing to change (a Chinese console: titles in
         # Simplified Chinese where the article has them)

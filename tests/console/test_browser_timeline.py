@@ -147,6 +147,18 @@ def test_customer_timeline_narrow_screens_dark_mode_and_notifications(hub, serve
         expect(page.locator("#conv-meta .conv-id")).to_have_text(f"#{newest}")
         assert page.evaluate(FITS), page.evaluate(WIDE)
         page.screenshot(path=str(ARTIFACTS / "conversation-390.png"))
+        # the header's selects show their whole value ("Trực tuyến", "Tiếng Việt"), arrow aside
+        cut = page.evaluate("""[...document.querySelectorAll('.topbar select')].filter((s) => {
+            const c = document.createElement('canvas').getContext('2d');
+            c.font = getComputedStyle(s).font;
+            return c.measureText(s.selectedOptions[0].text).width > s.clientWidth - 28;
+          }).map((s) => s.selectedOptions[0].text)""")
+        assert cut == [], f"cut in the header: {cut}"
+        # a toast stays above the composer: its Send button is never under one
+        page.evaluate("import('/static/ui.js').then((m) => m.toast('Đã chọn 2 tệp'))")
+        expect(page.locator("#toasts .toast")).to_have_count(1)
+        toasts, composer = page.locator("#toasts").bounding_box(), page.locator(".composer").bounding_box()
+        assert toasts["y"] + toasts["height"] <= composer["y"], (toasts, composer)
         page.click("#panel-btn")
         expect(panel).to_be_visible()
         assert panel.bounding_box()["width"] == 390

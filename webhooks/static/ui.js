@@ -100,6 +100,10 @@ export function toast(text, kind, onclick) {
     node.classList.add('clickable');
     node.addEventListener('click', () => { onclick(); node.remove(); });
   }
+  // never over the composer's buttons: a visible composer lifts the toasts above its top edge
+  const composer = [...document.querySelectorAll('.composer')].find((c) => c.offsetParent);
+  box.style.bottom = composer
+    ? `${Math.max(16, window.innerHeight - composer.getBoundingClientRect().top + 8)}px` : '';
   box.append(node);
   setTimeout(() => node.remove(), kind === 'error' ? 8000 : 5000);
 }
