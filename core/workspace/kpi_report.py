@@ -236,6 +236,10 @@ def report(hub: Hub, r: Range, by: str | None, teams: set[str] | None,
                   for v, c in rows.items()]
         groups.sort(key=lambda g: (-g["totals"]["conversations"], -g["totals"]["messages_in"],
                                    g["key"]))
+        if by == "agent":  # replies by an API token (not a console user): counted, marked "api"
+            people = {n.decode() for n in hub.redis.smembers(hub.keys.users())}
+            for g in groups:
+                g["api"] = g["key"] not in people
         out["groups"] = groups
     return out
 

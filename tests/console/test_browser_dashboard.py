@@ -1,6 +1,7 @@
 """The KPI dashboard in Debian's chromium: an admin opens it from the console and every chart
 has data — volume by channel, response-time distribution, SLA compliance, CSAT trend, top
-tags, agents' load — in Vietnamese; on a phone (390 px) nothing runs off the side.
+tags, agents' load (people only: a reply sent with an API token is in the table, marked API) —
+in Vietnamese; on a phone (390 px) nothing runs off the side.
 
 Two Telegram customers wrote today (one about a failed top-up: tag payment), agents answered
 on time for the SLA policy, one conversation was resolved and rated; the ``kpis`` reactor
@@ -52,6 +53,8 @@ def a_day_of_work(client, hub) -> None:
         agent = agent_of[store.get_conversation(hub, cid).queue]
         assignment.assign(hub, ADMIN, cid, agent)
         outbound.create_reply(hub, cid, "Dạ shop kiểm tra ngay ạ", agent, f"r{cid}", agent)
+    # a reply sent with an API token (its name is no console user's), as README's curl does
+    outbound.create_reply(hub, convs[0], "Đơn của bạn đang giao", "ci-bot", "r-api", "ci-bot")
     store.set_status(hub, convs[1], ConversationStatus.RESOLVED)
     feed.publish(hub, {"type": "csat.rated", "conversation_id": convs[1], "score": 5})
     kpis.react(hub, feed.read_after(hub, "0-0", count=1000))
@@ -79,6 +82,14 @@ def test_the_dashboard_draws_every_chart_with_data(client, hub, server, people):
         expect(page.locator("#dash-rows tr")).to_have_count(2)  # header + tg-test
         expect(page.locator("#dash-rows")).to_contain_text("tg-test")
         assert "format=csv" in page.get_attribute("#csv-totals", "href")
+        # bars of counts stand on 0; the agents' chart has people only, the API token's reply
+        # is in the table, marked
+        assert page.evaluate("window.tdCharts['chart-tags'].scales.y.min") == 0
+        assert page.evaluate("""(() => { const u = window.tdCharts['chart-tags'];
+            return u.scales.y.range(u, 1, 3, 'y')[0]; })()""") == 0  # tags of 1 and 3
+        assert page.evaluate("window.tdCharts['chart-agents'].data[0].length") == 2  # an, bich
+        page.select_option("#dash-by", "agent")
+        expect(page.locator("#dash-rows")).to_contain_text("ci-bot (API)")
         # a phone: one column, nothing wider than the screen
         page.set_viewport_size({"width": 390, "height": 844})
         page.wait_for_function("""() => Object.values(window.tdCharts)

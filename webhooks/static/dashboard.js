@@ -98,7 +98,9 @@ const timeOpts = (series, yValues) => ({
 function categoryOpts(labels, series) {
   const side = series.length > 1;
   return {
-    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
+    // counts: the y axis starts at 0 (a bar of 1 is a third of a bar of 3), whole-number ticks
+    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] },
+      y: { range: (u, min, max) => [0, Math.max(1, Math.ceil((max || 0) * 1.1))] } },
     series: [{}, ...series.map((s, i) => ({
       paths: window.uPlot.paths.bars({ size: [side ? 0.35 : 0.7, 40], align: side ? (i ? 1 : -1) : 0 }),
       points: { show: false }, ...s }))],
@@ -106,7 +108,7 @@ function categoryOpts(labels, series) {
       values: (u, splits) => {
         const every = Math.max(1, Math.ceil((labels.length * 56) / (u.bbox.width / devicePixelRatio)));
         return splits.map((i) => (i % every ? '' : labels[i]));
-      } }, { size: 50 }],
+      } }, { size: 50, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5] }],
   };
 }
 
@@ -146,7 +148,8 @@ function draw(all, byChannel, byTag, byAgent) {
   [tags.map((_, i) => i), tags.map((g) => g.totals.conversations)],
   tags.length ? '' : t('dash.no_data'));
   // agents' load: conversations assigned to each, and their replies (the table has more)
-  const agents = [...byAgent.groups].sort((a, b) => b.totals.replies - a.totals.replies)
+  // people only: replies sent with an API token are in the totals and the table, marked "API"
+  const agents = byAgent.groups.filter((g) => !g.api).sort((a, b) => b.totals.replies - a.totals.replies)
     .slice(0, 12);
   place('chart-agents', categoryOpts(agents.map((g) => g.key), [
     { label: t('dash.kpi.assigned'), fill: PALETTE[0] + 'cc', stroke: PALETTE[0] },
@@ -171,7 +174,7 @@ function table(rep) {
   }
   const rows = rep.groups.map((g) => {
     const tr = document.createElement('tr');
-    const name = document.createElement('th'); name.textContent = g.key || '–'; tr.append(name);
+    const name = document.createElement('th'); name.textContent = (g.key || '–') + (g.api ? ' (API)' : ''); tr.append(name);
     for (const [k, fmt] of COLUMNS) {
       const td = document.createElement('td'); td.textContent = fmt(g.totals[k]); tr.append(td);
     }
