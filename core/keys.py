@@ -15,22 +15,18 @@ import re
 
 # RQ queue names (RQ keeps its own keys under ``rq:``).
 INGEST_QUEUE = "tongdai-ingest"
-# Agents' replies only: nothing else is ever queued there, so a reply never waits behind
-# background work (issue #12: a reply once waited 13 minutes behind 20k profile fetches).
+# Agents' replies only: a reply never waits behind background work (#12: once 13 min behind 20k)
 REPLIES_QUEUE = "tongdai-replies"
-# Platform calls nobody is waiting on: profile fetches, answers to pressed buttons, automatic
-# acknowledgements.
+# Platform calls nobody waits on: profile fetches, pressed buttons' answers, acknowledgements
 BACKGROUND_QUEUE = "tongdai-background"
-# Before issue #12 replies and profile fetches shared this queue; background workers still
-# drain it, so jobs queued before an upgrade run.
+# Replies and profile fetches before #12; background workers still drain it (an upgrade's jobs)
 LEGACY_OUTBOUND_QUEUE = "tongdai-outbound"
 HOOKS_QUEUE = "tongdai-hooks"  # outgoing webhooks: a slow receiver never delays replies
 # A send that must wait (retry, rate-limit slot, slow channel) is a member of the due set,
 # ``{lane}:{conv}:{msg}:{attempt}:{flags}``; the lane names the queue it goes back to.
 SEND_LANES = {"replies": REPLIES_QUEUE, "background": BACKGROUND_QUEUE}
 RAW_GROUP = "ingest"  # consumer group of the raw streams
-# The change feed keeps about this many events (live clients catch up from it, reactors
-# read it); XADD trims it approximately (MAXLEN ~).
+# The change feed keeps about this many events (XADD MAXLEN ~): clients catch up, reactors read
 FEED_MAXLEN = 100_000
 
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
@@ -330,17 +326,8 @@ class Keys:
     def push_subscriptions(self, name: str) -> str:
         return self._k("user", name, "push")
 
-    def push_owner(self, sub_id: str) -> str:
-        return self._k("push", "owner", sub_id)
-
-    def push_sent(self, marker: str) -> str:
-        return self._k("push", "sent", marker)
-
-    def push_retry(self, marker: str) -> str:
-        return self._k("push", "retry", marker)
-
-    def push_due(self) -> str:
-        return self._k("push", "due")
+    def push(self, part: str, *ids: str) -> str:  # owner, sent, retry, due: redis-schema "push:"
+        return self._k("push", part, *ids)
 
     # -- outgoing webhooks for integrators (core/workspace/hooks.py, hookdelivery.py) ---------
     def hooks(self) -> str:

@@ -104,3 +104,13 @@ def load(data_dir: Path) -> VapidKey:
         raise ConfigError(str(path), ENV, "unreadable VAPID key file", "delete the file "
                           "(agents then turn push on again) or set the environment "
                           "variable") from None
+
+
+def encrypt(payload: bytes, p256dh: str, auth: str) -> bytes:
+    """RFC 8291: ``payload`` for the browser holding the subscription's keys (one record)."""
+    import http_ece
+
+    return http_ece.encrypt(payload, salt=os.urandom(16),
+                            private_key=ec.generate_private_key(ec.SECP256R1()),
+                            dh=b64url_decode(p256dh), auth_secret=b64url_decode(auth),
+                            version="aes128gcm")

@@ -132,7 +132,7 @@ def test_an_invalid_edit_keeps_the_old_rules_and_says_file_key_and_fix(
             h = client.get("/healthz")
     assert h.status_code == 200 and h.json["ok"] is True  # still serving
     (problem,) = h.json["problems"]
-    assert f"{config_file}: tagging.rulez" in problem and "Fix: remove this key" in problem
+    assert f"{config_file}: tagging.rulez" in problem and "Fix: did you mean rules?" in problem
     assert h.json["config"]["version"] == running != h.json["config"]["file_version"]
     (logged,) = [r for r in caplog.records if r.levelno == logging.ERROR]  # once, not per look
     assert "tagging.rulez" in logged.getMessage() and TOKEN not in logged.getMessage()
@@ -144,7 +144,7 @@ def test_an_invalid_edit_keeps_the_old_rules_and_says_file_key_and_fix(
 
     out = cli_status(redis_url, config_file)
     assert out.returncode == 1
-    assert "tagging.rulez" in out.stdout and "Fix: remove this key" in out.stdout
+    assert "tagging.rulez" in out.stdout and "Fix: did you mean rules?" in out.stdout
     assert f"test@{os.uname().nodename}:{os.getpid()}" in out.stdout
 
     edit(config_file, config_text())  # fixed (back to what runs): the problem goes

@@ -41,10 +41,12 @@ class Classifier:
         self.router = Router(config.routing)
         self.priority = PriorityRules(config.priority)
 
-    def classify(self, text: str | None, channel: str) -> Classification:
+    def classify(self, text: str | None, channel: str, subject: str | None = None
+                 ) -> Classification:
         """Classify a customer's message arriving on ``channel`` (``text`` None: a message
-        with no text, or none of the customer's: channel rules still apply)."""
-        t = self.tagger.classify(text) if text else Tagging(None, [])
+        with no text, or none of the customer's: channel rules still apply); a mail's
+        ``subject`` counts for the keywords, not the language."""
+        t = self.tagger.classify(text, subject) if text or subject else Tagging(None, [])
         route = self.router.route(channel, t.tags, t.language)
         base = (route.priority, self._route_reason(route))
         p: Priority = self.priority.judge(t.tags, t.fired, t.language, channel, base)

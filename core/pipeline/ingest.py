@@ -156,9 +156,9 @@ class _Batch:
                      dedupe_key: str | None = None) -> None:
         hub = self.hub
         inbound = ev.direction == Direction.IN and ev.kind in TIMELINE_KINDS
-        # a mail's subject is often the only statement of the problem: classified with the text
-        said = "\n".join(t for t in (ev.subject, ev.text) if t) if inbound else None
-        c = classifier(hub).classify(said or None, ch)  # core/pipeline/classify
+        # a mail's subject is often the only statement of the problem: its keywords count
+        c = classifier(hub).classify(ev.text if inbound else None, ch,
+                                     ev.subject if inbound else None)  # core/pipeline/classify
         tags = c.tags
         mode = "notice" if ev.kind in NOTICE_KINDS else "timeline"
         k = hub.keyring

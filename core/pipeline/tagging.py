@@ -129,12 +129,15 @@ class Tagger:
             self._latin.setdefault(key, []).append(
                 _Keyword(rule, written, words=words, stops=stops))
 
-    def classify(self, text: str | None) -> Tagging:
-        """Language and tags of a message's text."""
-        if not text:
+    def classify(self, text: str | None, also: str | None = None) -> Tagging:
+        """Language and tags of a message's text; keywords also match in ``also`` (a mail's
+        subject: often the whole problem), the language is the text's (a subject may be an
+        old thread's, in another language) unless there is no text."""
+        if not text and not also:
             return Tagging(None, [])
-        text = unicodedata.normalize("NFC", text[:MAX_CHARS])
-        found = self.detector.detect(text) if self.detector else None
+        said = unicodedata.normalize("NFC", (text or also or "")[:MAX_CHARS])
+        text = unicodedata.normalize("NFC", "\n".join(t for t in (also, text) if t)[:MAX_CHARS])
+        found = self.detector.detect(said) if self.detector else None
         lang = found.language if found else None
         hits: dict[int, str] = {}  # rule → first keyword that fired
         stopped: set[int] = set()

@@ -35,15 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import time
 
-import http_ece
 import httpx
 import orjson
 import redis
-from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
 from tongdai.core import i18n, vapid
@@ -99,14 +96,6 @@ def _client(hub: Hub) -> httpx.Client:
     return hub.memo("push.http", lambda: httpx.Client(timeout=TIMEOUT, follow_redirects=False))
 
 
-def encrypt(payload: bytes, p256dh: str, auth: str) -> bytes:
-    """RFC 8291: ``payload`` for the browser holding the subscription's keys (one record)."""
-    return http_ece.encrypt(payload, salt=os.urandom(16),
-                            private_key=ec.generate_private_key(ec.SECP256R1()),
-                            dh=vapid.b64url_decode(p256dh),
-                            auth_secret=vapid.b64url_decode(auth), version="aes128gcm")
-
-
 def authorization(hub: Hub, endpoint: str) -> str:
     """``vapid t=<JWT>,k=<public key>`` for the endpoint's push service."""
     u = httpx.URL(endpoint)
@@ -123,7 +112,7 @@ def send(hub: Hub, sub: pushsubs.Subscription, payload: dict, topic: str,
     """One push to one device. Gone (404/410) or refused for its key (403): the subscription
     is deleted. Retryable (429, 5xx, network): DeliveryError(retryable=True; code
     ``unreachable`` for network errors). Refused otherwise: logged."""
-    body = encrypt(orjson.dumps(payload), sub.p256dh, sub.auth)
+    body = vapid.encrypt(orjson.dumps(payload), sub.p256dh, sub.auth)
     headers = {"TTL": str(max(1, ttl_s)), "Urgency": "high", "Topic": topic,
                "Content-Encoding": "aes128gcm", "Content-Type": "application/octet-stream",
                "Authorization": authorization(hub, sub.endpoint)}
@@ -186,7 +175,7 @@ class Round:
             return
         ttl_s = TTL_S - (self.now - created_ms) // 1000
         try:
-            if feed.act_once(hub, hub.keys.push_sent(marker),
+            if feed.act_once(hub, hub.keys.push("sent", marker),
                              lambda: send(hub, sub, payload, topic, ttl_s),
                              f"push to {sub.user}'s device {sub.id}", HOLD_MS, KEEP_S):
                 self.sent += 1
@@ -223,15 +212,15 @@ def _keep(hub: Hub, marker: str, sub: pushsubs.Subscription, payload: dict, topi
         "u": sub.user, "s": sub.id, "p": payload, "t": topic, "c": created_ms,
         "n": attempts}).decode(), _RETRY)
     pipe = hub.redis.pipeline(transaction=True)
-    pipe.set(hub.keys.push_retry(marker), sealed, ex=left_s + 60)
-    pipe.zadd(hub.keys.push_due(), {marker: now + int(_delay_s(attempts, retry_after) * 1000)})
+    pipe.set(hub.keys.push("retry", marker), sealed, ex=left_s + 60)
+    pipe.zadd(hub.keys.push("due"), {marker: now + int(_delay_s(attempts, retry_after) * 1000)})
     pipe.execute()
 
 
 def _forget(hub: Hub, marker: str) -> None:
     pipe = hub.redis.pipeline(transaction=True)
-    pipe.delete(hub.keys.push_retry(marker))
-    pipe.zrem(hub.keys.push_due(), marker)
+    pipe.delete(hub.keys.push("retry", marker))
+    pipe.zrem(hub.keys.push("due"), marker)
     pipe.execute()
 
 
@@ -240,7 +229,7 @@ def retry_due(hub: Hub, now: int | None = None) -> int:
     """Try again the pushes whose retry is due (the scheduler, every 5 s); returns pushes
     made. One older than its TTL (Redis time) is dropped, as is one whose device is gone."""
     rnd = Round(hub, now)
-    k = hub.keys.push_due()
+    k = hub.keys.push("due")
     markers = [m.decode() for m in hub.redis.zrangebyscore(k, "-inf", rnd.now, start=0,
                                                             num=RETRY_BATCH)]
     if not markers:
@@ -249,7 +238,7 @@ def retry_due(hub: Hub, now: int | None = None) -> int:
     hub.redis.zadd(k, {m: rnd.now + LEASE_MS for m in markers}, xx=True)
     pipe = hub.redis.pipeline(transaction=False)
     for m in markers:
-        pipe.get(hub.keys.push_retry(m))
+        pipe.get(hub.keys.push("retry", m))
     found = [(m, _open_retry(hub, sealed)) for m, sealed in zip(markers, pipe.execute(),
                                                                   strict=True)]
     # oldest first: one conversation's pushes replace each other (tag, Topic), newest last

@@ -124,7 +124,7 @@ def register(hub: Hub, user: str, endpoint: str, p256dh: str, auth: str,
     old = _open(hub, user, sub_id, before) if before else None
     sub = Subscription(sub_id, user, endpoint, p256dh, auth,
                        old.created_ts_ms if old else now_ms(), user_agent[:200])
-    previous = hub.redis.set(k.push_owner(sub_id), user, get=True)
+    previous = hub.redis.set(k.push("owner", sub_id), user, get=True)
     pipe = hub.redis.pipeline()
     if previous and previous.decode() != user:  # this browser was a colleague's
         pipe.hdel(k.push_subscriptions(previous.decode()), sub_id)
@@ -156,7 +156,7 @@ def remove(hub: Hub, user: str, sub_id: str) -> None:
     if not hub.redis.hdel(k.push_subscriptions(user), sub_id):
         raise NotFound(f"no push subscription {sub_id} of yours")
     # the owner mark goes only if it is still this user's (compare-and-delete)
-    hub.scripts.release_lock(keys=[k.push_owner(sub_id)], args=[user])
+    hub.scripts.release_lock(keys=[k.push("owner", sub_id)], args=[user])
 
 
 def get(hub: Hub, user: str, sub_id: str) -> Subscription | None:
@@ -172,5 +172,5 @@ def remove_all(hub: Hub, user: str) -> int:
     ids = [i.decode() for i in hub.redis.hkeys(k.push_subscriptions(user))]
     hub.redis.delete(k.push_subscriptions(user))
     for sub_id in ids:
-        hub.scripts.release_lock(keys=[k.push_owner(sub_id)], args=[user])
+        hub.scripts.release_lock(keys=[k.push("owner", sub_id)], args=[user])
     return len(ids)

@@ -134,7 +134,7 @@ def test_a_failing_device_is_retried_later_without_holding_back_the_others(
     assert len(pushsvc.browser(laptop).received) == 3
     assert len(pushsvc.browser(colleague).received) == 3
     assert pushsvc.browser(phone).received == []
-    assert hub.redis.zcard(hub.keys.push_due()) == 6  # phone's 3 (503), dead's 3 (refused)
+    assert hub.redis.zcard(hub.keys.push("due")) == 6  # phone's 3 (503), dead's 3 (refused)
 
     assert push.retry_due(hub) == 0  # not due yet (backoff)
     assert push.retry_due(hub, later(hub, 1)) == 3  # the phone's service is back
@@ -144,8 +144,8 @@ def test_a_failing_device_is_retried_later_without_holding_back_the_others(
     assert len(pushsvc.browser(laptop).received) == 3
     # a push older than its hour is dropped, not sent hours late
     assert push.retry_due(hub, later(hub, 61)) == 0
-    assert hub.redis.zcard(hub.keys.push_due()) == 0
-    assert not hub.redis.keys(hub.keys.push_retry("*"))
+    assert hub.redis.zcard(hub.keys.push("due")) == 0
+    assert not hub.redis.keys(hub.keys.push("retry", "*"))
 
 
 def test_an_unsubscribed_browser_is_forgotten(client, hub, people, pushsvc, world):
@@ -280,11 +280,11 @@ def test_a_password_change_or_disabling_stops_a_lost_phone_s_pushes(client, hub,
                      headers=auth(people["admin"]))
     assert r.status_code == 200, r.json
     assert hub.redis.hlen(hub.keys.push_subscriptions("an")) == 0
-    assert len(hub.redis.keys(hub.keys.push_owner("*"))) == 1  # cuong's is still there
+    assert len(hub.redis.keys(hub.keys.push("owner", "*"))) == 1  # cuong's is still there
     assert client.patch("/api/v1/users/cuong", json={"disabled": True},
                         headers=auth(people["admin"])).status_code == 200
     assert hub.redis.hlen(hub.keys.push_subscriptions("cuong")) == 0
-    assert hub.redis.keys(hub.keys.push_owner("*")) == []
+    assert hub.redis.keys(hub.keys.push("owner", "*")) == []
     writes(client, hub, "Shop ơi")
     feed.run_pending(hub, ["webpush"])
     assert pushsvc.attempts == 0
