@@ -136,7 +136,8 @@ class Tagger:
         if not text and not also:
             return Tagging(None, [])
         said = unicodedata.normalize("NFC", (text or also or "")[:MAX_CHARS])
-        text = unicodedata.normalize("NFC", "\n".join(t for t in (also, text) if t)[:MAX_CHARS])
+        text = said if not (also and text) else unicodedata.normalize(
+            "NFC", f"{also}\n{text}"[:MAX_CHARS])
         found = self.detector.detect(said) if self.detector else None
         lang = found.language if found else None
         hits: dict[int, str] = {}  # rule → first keyword that fired
