@@ -169,7 +169,8 @@ def _welcome(hub, base: str, hooks: str) -> None:
     from tongdai.core.workspace import users as _users
 
     # other commands find this hub through the same data dir (or REDIS_URL): say how
-    where = ("" if os.environ.get("REDIS_URL") or str(data_dir()) == DEFAULT_DATA_DIR
+    embedded = os.environ.get("REDIS_URL", "").startswith("unix://")  # (set by up itself)
+    where = ("" if not embedded or str(data_dir()) == DEFAULT_DATA_DIR
              else f"TONGDAI_DATA_DIR={data_dir()} ")
     who = ("" if _users.all_users(hub) else
            f"  (first user: {where}tongdai users add NAME --role admin)")
