@@ -80,12 +80,33 @@ def _zpage(hub: Hub, key: str, cursor: str | None, limit: int, desc: bool) -> tu
 
 
 def get_conversation(hub: Hub, conv_id: str) -> Conversation:
-    pipe = hub.redis.pipeline(transaction=False)
-    pipe.hgetall(hub.keys.conversation(conv_id))
-    pipe.smembers(hub.keys.conversation_tags(conv_id))
-    h, tags = pipe.execute()
-    if not h:
+    (conv,) = get_conversations(hub, [conv_id])
+    if conv is None:
         raise NotFound(f"no conversation {conv_id}")
+    return conv
+
+
+def get_conversations(hub: Hub, ids: list[str], chunk: int = 1000
+                      ) -> list[Conversation | None]:
+    """The conversations of these ids (None: none), ``chunk`` per round trip."""
+    out: list[Conversation | None] = []
+    for i in range(0, len(ids), chunk):
+        part = ids[i:i + chunk]
+        pipe = hub.redis.pipeline(transaction=False)
+        for cid in part:
+            pipe.hgetall(hub.keys.conversation(cid))
+            pipe.smembers(hub.keys.conversation_tags(cid))
+        got = pipe.execute()
+        out += [conversation_from(cid, h, tags)
+                for cid, h, tags in zip(part, got[::2], got[1::2], strict=True)]
+    return out
+
+
+def conversation_from(conv_id: str, h: dict[bytes, bytes], tags: set[bytes]
+                      ) -> Conversation | None:
+    """A conversation from its hash and tags as Redis returns them (None: no hash)."""
+    if not h:
+        return None
     return Conversation.from_hash(conv_id, {k.decode(): v.decode() for k, v in h.items()},
                                   [t.decode() for t in tags])
 

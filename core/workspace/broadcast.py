@@ -25,17 +25,10 @@ from tongdai.core.clock import now_ms
 from tongdai.core.errors import BadRequest, NotFound
 from tongdai.core.hub import Hub
 from tongdai.core.models import Conversation
+from tongdai.core.pipeline import store
 from tongdai.core.workspace import access, audit
 from tongdai.core.workspace.access import Principal
-from tongdai.core.workspace.broadcast_plan import (  # noqa: F401  (the send uses them from here)
-    PLAN_CHUNK,
-    Plan,
-    lang_of,
-    pick_template,
-    plan,
-    plan_many,
-    render,
-)
+from tongdai.core.workspace.broadcast_plan import PLAN_CHUNK, lang_of, plan_many
 from tongdai.core.workspace.canned import _VARIABLE
 
 MAX_RECIPIENTS = 20_000
@@ -230,22 +223,6 @@ def _matches(hub: Hub, seg: Segment, conv: Conversation, tier: str | None) -> bo
     return True
 
 
-def _conversations(hub: Hub, ids: list[str]) -> list[Conversation]:
-    """The conversations of these ids that exist, read a thousand per round trip."""
-    out = []
-    for i in range(0, len(ids), 1000):
-        chunk = ids[i:i + 1000]
-        pipe = hub.redis.pipeline(transaction=False)
-        for cid in chunk:
-            pipe.hgetall(hub.keys.conversation(cid))
-            pipe.smembers(hub.keys.conversation_tags(cid))
-        got = pipe.execute()
-        out += [Conversation.from_hash(cid, {k.decode(): v.decode() for k, v in h.items()},
-                                       [t.decode() for t in tags])
-                for cid, h, tags in zip(chunk, got[::2], got[1::2], strict=True) if h]
-    return out
-
-
 def recipients(hub: Hub, principal: Principal, seg: Segment) -> list[tuple[str, str]]:
     """(customer, conversation) pairs, one per customer, in a stable order: the listed
     conversations' customers, else those whose conversation matches the tag, window, channels
@@ -264,8 +241,8 @@ def recipients(hub: Hub, principal: Principal, seg: Segment) -> list[tuple[str, 
         for status in STATUSES:
             ids += hub.redis.zrevrangebyscore(hub.keys.conversations_by_status(status), "+inf",
                                               low, start=0, num=MAX_SCAN)
-        convs = [conv for conv in _conversations(hub, list(dict.fromkeys(
-            i.decode() for i in ids))) if access.can_see(hub, principal, conv)]
+        found = store.get_conversations(hub, list(dict.fromkeys(i.decode() for i in ids)))
+        convs = [c for c in found if c is not None and access.can_see(hub, principal, c)]
     pipe = hub.redis.pipeline(transaction=False)
     for conv in convs:
         pipe.hmget(hub.keys.customer(conv.customer_id), ["tier", "conv"])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from tongdai.core.hub import Hub
 from tongdai.core.identity.names import given_name
 from tongdai.core.models import AuthorKind, Conversation
-from tongdai.core.pipeline import outbound
+from tongdai.core.pipeline import outbound, store
 from tongdai.core.workspace.canned import _VARIABLE, fill
 
 if TYPE_CHECKING:
@@ -92,11 +92,10 @@ def _plan(hub: Hub, b: Broadcast, customer_id: str, conv_id: str, rows: list, of
           now: int) -> Plan:
     raw_cust, raw_conv, tags, idents, last_in = rows
     p = Plan(customer_id, conv_id, "")
-    if not raw_conv:
+    conv = store.conversation_from(conv_id, raw_conv, tags)
+    if conv is None:
         p.skip = "not_found"
         return p
-    conv = Conversation.from_hash(conv_id, {a.decode(): v.decode() for a, v in raw_conv.items()},
-                                  [t.decode() for t in tags])
     h = {a.decode(): v.decode() for a, v in raw_cust.items()}
     p.channel, p.lang = conv.channel_id, lang_of(conv)
     if not h or "erased" in h or h.get("merged_into"):

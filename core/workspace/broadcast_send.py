@@ -31,7 +31,8 @@ from tongdai.core.hub import Hub
 from tongdai.core.models import AuthorKind, Message
 from tongdai.core.pipeline import feed, outbound
 from tongdai.core.workspace import audit
-from tongdai.core.workspace.broadcast import _load, as_principal, plan, recipients
+from tongdai.core.workspace.broadcast import _load, as_principal, recipients
+from tongdai.core.workspace.broadcast_plan import plan
 
 log = logging.getLogger(__name__)
 LOCK_MS = 60_000
