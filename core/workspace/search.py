@@ -123,7 +123,6 @@ def _batches(index: search_index.SearchIndex, query: str, before: int | None, f:
     last batch comes with the (conversation, rowid) the walk stopped at, else None."""
     fresh: list[tuple[str, float]] = []
     target, walked = want, 0
-    below = (f.until + 1) * 1024 if f.until is not None else 2**62  # the walk's upper bound
     walk = index.messages(query, before, f.since, f.until, first=2 * want, channel=f.channel)
     with closing(walk):  # (the walk holds a statement open until it ends or is closed)
         for chunk in walk:
@@ -137,7 +136,7 @@ def _batches(index: search_index.SearchIndex, query: str, before: int | None, f:
                 seen.add(conv)
                 # on a later page, a conversation with a match at or above the cursor was
                 # shown (or filtered out) on an earlier one
-                if before is not None and index.newer_match(query, conv, before, below):
+                if before is not None and index.newer_match(query, conv, before, f.until):
                     continue
                 fresh.append((conv, float(rid)))
             if walked >= SEARCH_SCAN:

@@ -114,6 +114,14 @@ def rowid(ts_ms: int, conv: str, mid: str) -> int:
     return max(int(ts_ms), 0) * 1024 + (zlib.crc32(f"{conv}|{mid}".encode()) & 1023)
 
 
+TOP = 2**62  # above every rowid
+
+
+def below(until_ms: int | None) -> int:
+    """The first rowid after ``until_ms`` (a message's time, inclusive): TOP without one."""
+    return TOP if until_ms is None else (until_ms + 1) * 1024
+
+
 class SearchIndex:
     """One connection to the index file (per thread: sqlite3 connections stay in theirs)."""
 
@@ -253,9 +261,7 @@ class SearchIndex:
         conversations that have had that channel, plus *marks* (may pass False): one in
         ``MARK`` of the rows it walked past (a rowid's low bits are a hash: an even sample),
         so the caller knows how far the walk went and where it is, without the rows."""
-        hi = before if before is not None else 2**62
-        if until_ms is not None:
-            hi = min(hi, (until_ms + 1) * 1024)
+        hi = min(before if before is not None else TOP, below(until_ms))
         lo = since_ms * 1024 if since_ms is not None else -1
         if channel and self.get_state(CHANNELS) is not None:
             had = ("EXISTS(SELECT 1 FROM conv_channel c WHERE c.conv = m.conv "
@@ -284,12 +290,13 @@ class SearchIndex:
         finally:
             cur.close()
 
-    def newer_match(self, query: str, conv: str, than: int, below: int = 2**62) -> bool:
+    def newer_match(self, query: str, conv: str, than: int, until_ms: int | None = None
+                    ) -> bool:
         """Whether the conversation has a matching message at rowid ``than`` (the cursor: a
-        row walked on an earlier page) or after it, below ``below`` (the walk's upper bound:
-        rows past ``until`` were never walked)."""
+        row walked on an earlier page) or after it, up to ``until`` (rows past it were never
+        walked)."""
         ids = self.db.execute("SELECT id FROM msg_meta WHERE conv=? AND id >= ? AND id < ?",
-                              (conv, than, below)).fetchall()
+                              (conv, than, below(until_ms))).fetchall()
         return any(self.db.execute("SELECT 1 FROM msg WHERE msg MATCH ? AND rowid=?",
                                    (query, i)).fetchone() for (i,) in ids)
 
