@@ -231,14 +231,9 @@ class WebhookAdapter(Adapter):
         if (att.file_id or "x").strip(".") == "":  # "." or "..": another path of the API
             raise DeliveryError(f"{self.platform} file id {att.file_id!r} is not a file",
                                 retryable=False, code="bad_request")
-        if url_t.whole == "url":
-            url = att.url or ""
-        else:
-            values = {"file_id": url_part(att.file_id or ""), "channel_id": url_part(
-                self.channel_id), **{k: url_part(v) for k, v in self._secrets.items()}}
-            url = url_t.render(values)
         values = {"file_id": att.file_id, "url": att.url, "channel_id": self.channel_id,
                   **self._secrets}
+        url = (att.url or "") if url_t.whole == "url" else url_t.render(values, url_part)
         headers = {k: t.render(values) for k, t in header_ts.items()}
         got = download(self.http, url, max_bytes, f"{self.platform} file download", headers)
         return FetchedFile(got.data, got.mime or att.mime, att.name)
