@@ -195,7 +195,7 @@ class Outcome:
     retry_after_s: float | None = None
 
 
-def _retry_after_s(value: str | None) -> float | None:
+def retry_after_s(value: str | None) -> float | None:
     """``Retry-After``: seconds or an HTTP date; bounded to [1 s, MAX_RETRY_AFTER_S]."""
     if not value:
         return None
@@ -235,7 +235,7 @@ def _post(url: str, secret: str, event: str, did: str, body: bytes,
                                    extensions=dest.extensions()) as r:
                     code = r.status_code
                     if code in (429, 503):
-                        retry_after = _retry_after_s(r.headers.get("Retry-After"))
+                        retry_after = retry_after_s(r.headers.get("Retry-After"))
                 error = None  # an earlier address's refusal is not this outcome
                 break
             except httpx.ConnectError as exc:

@@ -50,6 +50,7 @@ from tongdai.core.hub import Hub, data_dir
 from tongdai.core.models import AuthorKind, Direction, EventKind, Message
 from tongdai.core.pipeline import feed, store
 from tongdai.core.workspace import pushsubs, users
+from tongdai.core.workspace.hookdelivery import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +143,9 @@ def send(hub: Hub, sub: pushsubs.Subscription, payload: dict, topic: str,
     if r.status_code == 429 or r.status_code >= 500:
         raise DeliveryError(f"push service answered {r.status_code} for {sub.user}'s device "
                             f"{sub.id}", retryable=True, code=str(r.status_code),
-                            retry_after=_retry_after(r))
+                            retry_after=retry_after_s(r.headers.get("Retry-After")))
     log.warning("push: the push service refused a push to %s's device %s (%d)", sub.user,
                 sub.id, r.status_code)
-
-
-def _retry_after(r: httpx.Response) -> float | None:
-    v = r.headers.get("Retry-After", "")
-    return float(v) if v.isdigit() else None
 
 
 # -- one round of sends: every device tried, failures kept for later ---------------------------
