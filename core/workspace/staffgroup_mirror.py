@@ -4,7 +4,8 @@ It mirrors customers' messages and agents' replies made elsewhere (console, API,
 the conversations' topics — a customer's photos and files too, once the background job has
 fetched them into the blob store (``message.updated``, op ``files``): photos as photos, other
 files as documents, each under the line that named it — and posts the answers to agents'
-commands (``staffgroup.notice`` events) under the command. The topics and the Telegram calls are ``staffgroup_topics``'s.
+commands (``staffgroup.notice`` events) under the command. The topics and the Telegram calls
+are ``staffgroup_topics``'s.
 """
 
 from __future__ import annotations

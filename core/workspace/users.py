@@ -250,10 +250,14 @@ def _reserve(hub: Hub, scopes: list[tuple[str, int]]) -> int:
     return max(waits, default=0)
 
 
+def _user_scope(name: str | None) -> str:
+    return f"user:{(name or '').lower()[:64]}"
+
+
 def unlock(hub: Hub, name: str, address: str | None = None) -> int:
     """End a log-in lock early (``tongdai users unlock``): the user name's, and an address's
     when given. Returns how many locks there were."""
-    keys = [hub.keys.login_failures(f"user:{name.lower()[:64]}")]
+    keys = [hub.keys.login_failures(_user_scope(name))]
     if address:
         keys.append(hub.keys.login_failures(f"addr:{address}"))
     return int(hub.redis.delete(*keys))
@@ -280,7 +284,7 @@ def authenticate(hub: Hub, name: str, password: str, client: str) -> User:
     ``console.lockout`` the name is locked, after ``console.login_attempts_per_address`` the
     client address (many people behind one office address): LockedOut."""
     cfg = hub.config.hub.console
-    scopes = [f"user:{(name or '').lower()[:64]}", f"addr:{client}"]
+    scopes = [_user_scope(name), f"addr:{client}"]
     wait = _reserve(hub, [(scopes[0], cfg.login_attempts),
                           (scopes[1], cfg.login_attempts_per_address)])
     if wait:
