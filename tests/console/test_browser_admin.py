@@ -7,18 +7,17 @@ tests/console/test_browser.py when chromium or playwright is missing.
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from tests.conftest import TOKEN
-from tests.console.test_browser import ARTIFACTS, CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import (  # noqa: F401  (fixtures and the skip mark)
+    ARTIFACTS,
+    chromium,
+    playwright_api,
+    pytestmark,
+    server,
+    sign_in,
+)
 from tongdai.core.pipeline import channel_admin
 from tongdai.core.workspace import canned, users
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
 
 
 def test_an_admin_runs_channels_canned_replies_and_users(hub, server, people):  # noqa: F811

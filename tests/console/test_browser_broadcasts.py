@@ -7,7 +7,6 @@ pages fit the screen and the channel state stays readable. Skips like tests/cons
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 
@@ -15,16 +14,11 @@ import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
-from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import chromium, playwright_api, pytestmark, server, sign_in  # noqa: F401  (fixtures and the skip mark)
 from tests.console.test_browser_spikes import raise_one
 from tests.helpers import drain_all, post, run_outbound, tg_update
 from tongdai.core.pipeline import feed
 from tongdai.core.workspace import broadcast_send as bs
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
-
 
 # WCAG's contrast ratio of an element's text against its card's background
 CONTRAST = """(sel) => {

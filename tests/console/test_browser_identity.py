@@ -10,23 +10,15 @@ identity graph follows each click.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401  (fixture)
+from tests.console.test_browser import chromium, playwright_api, pytestmark, server, sign_in  # noqa: F401  (fixtures and the skip mark)
 from tests.identity.people import feed, tg_contact, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
 from tongdai.core.workspace import users
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no {CHROMIUM}: install Debian's chromium "
-                                       "(apt-get install chromium; .ci/run does)")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
 
 
 @pytest.fixture

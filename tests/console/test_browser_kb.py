@@ -10,19 +10,13 @@ playwright is missing.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
-from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import chromium, playwright_api, pytestmark, server, sign_in  # noqa: F401  (fixtures and the skip mark)
 from tongdai.core.selfservice import articles
 from tongdai.core.workspace import users
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
 
 
 @pytest.fixture

@@ -11,26 +11,18 @@ checked end to end: VAPID-signed by the hub, decrypted with the browser's keys.
 
 from __future__ import annotations
 
-import os
-
 import httpx
 import orjson
 import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
-from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401  (server: a fixture)
+from tests.console.test_browser import chromium, playwright_api, pytestmark, server, sign_in  # noqa: F401  (fixtures and the skip mark)
 from tests.fakes.push_service import FakePushService
 from tests.helpers import drain_all, tg_update
 from tests.staff import create_people
 from tongdai.core.pipeline import feed
 from tongdai.core.workspace import push, tokens
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no {CHROMIUM}: install Debian's chromium "
-                                       "(apt-get install chromium; .ci/run does)")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
 
 # The browser's PushManager, answering the fake push service's subscription; records calls.
 # The key a subscription was made with is kept in sessionStorage, as a browser keeps it

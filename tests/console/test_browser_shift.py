@@ -8,23 +8,17 @@ conversation. Skips like tests/console/test_browser.py when chromium or playwrig
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import TEAMS
-from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import chromium, playwright_api, pytestmark, server, sign_in  # noqa: F401  (fixtures and the skip mark)
 from tests.helpers import run_outbound
 from tests.identity.people import config_extra, feed, mail, tg_text
 from tongdai.core.identity import graph as identity
 from tongdai.core.pipeline import store
 from tongdai.core.workspace import assignment, canned, workflow
 from tongdai.core.workspace.access import Principal
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
 
 
 @pytest.fixture

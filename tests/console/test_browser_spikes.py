@@ -6,16 +6,8 @@ like tests/console/test_browser.py when chromium or playwright is missing.
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
-from tests.console.test_browser import CHROMIUM, chromium, server, sign_in  # noqa: F401 (fixture)
+from tests.console.test_browser import chromium, playwright_api, pytestmark, server, sign_in  # noqa: F401  (fixtures and the skip mark)
 from tongdai.core.workspace import spikes
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no {CHROMIUM}")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
 
 
 def raise_one(hub, dim: str, value: str, count: int) -> None:

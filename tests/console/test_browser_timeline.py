@@ -8,24 +8,23 @@ the two of them in billing. Screenshots of each width go to tests/console/artifa
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.conftest import write_config
 from tests.console.conftest import PASSWORD, TEAMS
-from tests.console.test_browser import ARTIFACTS, CHROMIUM, chromium, server, sign_in  # noqa: F401  (server: a fixture)
+from tests.console.test_browser import (  # noqa: F401  (fixtures and the skip mark)
+    ARTIFACTS,
+    chromium,
+    playwright_api,
+    pytestmark,
+    server,
+    sign_in,
+)
 from tests.helpers import drain_all
 from tests.identity.people import config_extra, feed
 from tests.workspace.test_customer_timeline import linked_customer, tg_text
 from tongdai.core.pipeline import store
 from tongdai.core.workspace import users
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no {CHROMIUM}: install Debian's chromium "
-                                       "(apt-get install chromium; .ci/run does)")
-playwright_api = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright Python package is not installed")
 
 # window.Notification as a page sees it, recording what the console does with it: the
 # permission asked (by a click) and each notification made
